@@ -1,0 +1,21 @@
+//! ccgate's policy engine and the wire types shared by ccgate-proxy and
+//! ccgate-server. Pure: no I/O, no clock (callers pass `now`).
+
+pub mod engine;
+mod message;
+pub mod model;
+pub mod policy;
+pub mod report;
+pub mod rules;
+pub mod usage;
+pub mod window;
+pub mod wire;
+
+pub use engine::{Decision, Denial, DenyReason, GateKind, GateRequest, evaluate};
+pub use message::{in_duration, thousands};
+pub use model::{CreditWeights, ModelFamily};
+pub use policy::{CompiledPolicy, Policy, PolicyError, UnidentifiedClients, UserRef, UserStatus};
+pub use report::{LimitUsage, Metric, ScheduleState, UsageReport};
+pub use rules::{Limit, Rule, RuleError, RuleSpec, TokenKind};
+pub use usage::{Layered, PerFamily, Totals, UsageIndex, UsageSnapshot, UsageSource};
+pub use window::{Window, WindowBounds};

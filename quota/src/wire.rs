@@ -1,0 +1,400 @@
+//! The agent API between ccgate-proxy and ccgate-server (`/api/agent/v1/*`).
+//! Both sides use these types, so a field changes in one place.
+//!
+//! | call | body | answer |
+//! |---|---|---|
+//! | `POST /register` | [`RegisterRequest`] | [`RegisterResponse`] |
+//! | `POST /sync` | [`SyncRequest`] | [`SyncResponse`] |
+//! | `POST /check` | [`CheckRequest`] | [`CheckResponse`] |
+//! | `POST /events` | [`EventsRequest`] | [`EventsResponse`] |
+//! | `GET /stream` | — | server-sent events: `sync` ([`SyncResponse`]) on every change, `ping` |
+//!
+//! Every call but `register` carries `Authorization: Bearer <device token>`.
+//! Errors are `{"error": "...", "code": "..."}` with a 4xx/5xx status.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::engine::DenyReason;
+use crate::policy::{Policy, UserStatus};
+use crate::usage::UsageSnapshot;
+
+pub const AGENT_API_PREFIX: &str = "/api/agent/v1";
+
+/// Upper bound for one events batch; the proxy sends at most this many.
+pub const MAX_EVENTS_PER_BATCH: usize = 500;
+
+/// What a device tells the server about itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceInfo {
+    pub hostname: String,
+    /// `linux` or `macos`.
+    pub os: String,
+    pub arch: String,
+    #[serde(default)]
+    pub os_version: Option<String>,
+    /// The OS account whose Claude Code this device gates.
+    #[serde(default)]
+    pub os_user: Option<String>,
+    #[serde(default)]
+    pub claude_version: Option<String>,
+    /// ccgate's own version.
+    pub agent_version: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisterRequest {
+    pub code: String,
+    pub device: DeviceInfo,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegisterResponse {
+    pub device_id: i64,
+    /// 256 random bits, hex. Shown once; the server keeps only its hash.
+    pub device_token: String,
+    pub sync: SyncResponse,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncRequest {
+    #[serde(default)]
+    pub device: Option<DeviceInfo>,
+}
+
+/// The policy and usage a proxy decides from, sent on every sync and pushed
+/// on the live stream whenever something about the user changes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SyncResponse {
+    pub server_time: Timestamp,
+    pub policy: Policy,
+    pub usage: UsageSnapshot,
+    /// A replacement device token (after a kill, or an admin's rotation).
+    /// The proxy stores it and uses it from then on; the old one stops
+    /// working as soon as the new one is used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_device_token: Option<String>,
+}
+
+/// Asks whether a new prompt may go out. An allowed answer reserves the
+/// prompt until the turn's event settles it (or it expires), so several
+/// sessions cannot all pass the last unit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckRequest {
+    /// Identifies the turn on this device: `session_id:turn_index` for Claude
+    /// Code, a body hash for clients without turn fields. At most 200 bytes.
+    pub turn_key: String,
+    pub model: String,
+    #[serde(default)]
+    pub session_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckResponse {
+    pub allowed: bool,
+    #[serde(default)]
+    pub reason: Option<DenyReason>,
+    /// The full block message when refused.
+    #[serde(default)]
+    pub message: Option<String>,
+    /// Credits the prompt costs.
+    pub cost: u64,
+    /// When the reservation lapses if no event settles it.
+    #[serde(default)]
+    pub reservation_expires_at: Option<Timestamp>,
+    pub status: UserStatus,
+    pub policy_version: u64,
+    pub server_time: Timestamp,
+}
+
+/// How the proxy classified a request (see the turn model).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestKind {
+    /// The first request of a turn a person started: the one that counts.
+    Prompt,
+    /// A later request of a counted turn: tool results, retries, fallbacks.
+    Continuation,
+    /// A turn the agent started (task notification, peer hand-back, wake-up).
+    AgentTurn,
+    Subagent,
+    Compaction,
+    /// Titles, classifiers, the quota probe, token counting.
+    Background,
+}
+
+impl RequestKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Prompt => "prompt",
+            Self::Continuation => "continuation",
+            Self::AgentTurn => "agent_turn",
+            Self::Subagent => "subagent",
+            Self::Compaction => "compaction",
+            Self::Background => "background",
+        }
+    }
+}
+
+/// How a request ended, as seen by the proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The reply arrived whole.
+    Completed,
+    /// Anthropic answered with an error status or an SSE `error` event.
+    UpstreamError,
+    /// The connection to Anthropic broke mid-reply.
+    UpstreamCut,
+    /// The client went away (Esc, Ctrl-C) before the end.
+    ClientAborted,
+    /// ccgate cut the reply (kill switch).
+    CutByCcgate,
+}
+
+/// Token counts as the Messages API reports them in `usage`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TokenUsage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cache_creation_input_tokens: u64,
+    pub cache_read_input_tokens: u64,
+}
+
+/// One `POST /v1/messages` (or other metered call) that reached Anthropic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestEvent {
+    pub model: String,
+    pub kind: RequestKind,
+    #[serde(default)]
+    pub turn_key: Option<String>,
+    #[serde(default)]
+    pub session_id: Option<String>,
+    /// True on exactly one request per counted prompt.
+    pub prompt_counted: bool,
+    /// Upstream HTTP status.
+    pub status: u16,
+    pub outcome: Outcome,
+    #[serde(default)]
+    pub stop_reason: Option<String>,
+    pub usage: TokenUsage,
+    pub duration_ms: u64,
+    /// The gate decision was made without the server.
+    #[serde(default)]
+    pub decided_offline: bool,
+}
+
+/// A request ccgate answered itself with a block.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockedEvent {
+    pub model: String,
+    pub kind: RequestKind,
+    #[serde(default)]
+    pub turn_key: Option<String>,
+    pub reason: DenyReason,
+    pub message: String,
+    #[serde(default)]
+    pub decided_offline: bool,
+}
+
+/// A protected file was changed behind ccgate's back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TamperEvent {
+    pub path: String,
+    /// `modified`, `deleted`, `permissions`, `settings_key`, …
+    pub what: String,
+    pub restored: bool,
+    #[serde(default)]
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventBody {
+    Request(RequestEvent),
+    Blocked(BlockedEvent),
+    /// A reserved prompt will not be counted (every attempt failed).
+    TurnReleased {
+        turn_key: String,
+    },
+    Tamper(TamperEvent),
+}
+
+/// An event with its idempotency key. `at` is the device's clock corrected
+/// by the offset seen at the last sync; the server clamps it to sane bounds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentEvent {
+    pub id: Uuid,
+    pub at: Timestamp,
+    #[serde(flatten)]
+    pub body: EventBody,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventsRequest {
+    pub events: Vec<AgentEvent>,
+    /// The latest subscription utilization seen in Anthropic's headers.
+    #[serde(default)]
+    pub subscription: Option<SubscriptionUsage>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventsResponse {
+    /// Newly stored.
+    pub accepted: u32,
+    /// Already known (a replay): acknowledged, not counted again.
+    pub duplicates: u32,
+    pub server_time: Timestamp,
+    pub policy_version: u64,
+    /// Usage after these events, so the proxy's offline view includes them.
+    pub usage: UsageSnapshot,
+}
+
+/// Error body of every agent API failure.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    pub error: String,
+    #[serde(default)]
+    pub code: Option<String>,
+}
+
+/// One window of the subscription's own limits.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UtilizationWindow {
+    /// 0.0 to 1.0 (can exceed 1.0 when over).
+    #[serde(default)]
+    pub utilization: Option<f64>,
+    #[serde(default)]
+    pub resets_at: Option<Timestamp>,
+    #[serde(default)]
+    pub status: Option<String>,
+}
+
+/// The subscription's real utilization, read from the
+/// `anthropic-ratelimit-unified-*` headers of Anthropic's replies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubscriptionUsage {
+    pub observed_at: Timestamp,
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub representative_claim: Option<String>,
+    #[serde(default)]
+    pub resets_at: Option<Timestamp>,
+    /// By window name as in the headers: `5h`, `7d`, `7d_sonnet`, ….
+    #[serde(default)]
+    pub windows: BTreeMap<String, UtilizationWindow>,
+}
+
+pub const UNIFIED_HEADER_PREFIX: &str = "anthropic-ratelimit-unified-";
+
+impl SubscriptionUsage {
+    /// Reads the unified rate-limit headers; `None` when there are none.
+    /// Unknown parts are ignored so that new windows do not break parsing.
+    pub fn from_headers<'a>(
+        headers: impl IntoIterator<Item = (&'a str, &'a str)>,
+        observed_at: Timestamp,
+    ) -> Option<Self> {
+        let mut usage = SubscriptionUsage {
+            observed_at,
+            status: None,
+            representative_claim: None,
+            resets_at: None,
+            windows: BTreeMap::new(),
+        };
+        let mut seen = false;
+        for (name, value) in headers {
+            let name = name.to_ascii_lowercase();
+            let Some(rest) = name.strip_prefix(UNIFIED_HEADER_PREFIX) else {
+                continue;
+            };
+            seen = true;
+            let value = value.trim();
+            match rest {
+                "status" => usage.status = Some(value.to_owned()),
+                "representative-claim" => usage.representative_claim = Some(value.to_owned()),
+                "reset" => usage.resets_at = parse_epoch(value),
+                _ => {
+                    let Some((window, field)) = rest.rsplit_once('-') else {
+                        continue;
+                    };
+                    let entry = usage.windows.entry(window.to_owned()).or_default();
+                    match field {
+                        "utilization" => entry.utilization = value.parse().ok(),
+                        "reset" => entry.resets_at = parse_epoch(value),
+                        "status" => entry.status = Some(value.to_owned()),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        usage
+            .windows
+            .retain(|_, w| *w != UtilizationWindow::default());
+        seen.then_some(usage)
+    }
+}
+
+fn parse_epoch(value: &str) -> Option<Timestamp> {
+    value
+        .parse::<i64>()
+        .ok()
+        .and_then(|s| Timestamp::from_second(s).ok())
+        .or_else(|| value.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unified_headers_become_subscription_usage() {
+        let now: Timestamp = "2026-11-22T10:00:00Z".parse().unwrap();
+        let headers = [
+            ("Anthropic-Ratelimit-Unified-Status", "allowed_warning"),
+            (
+                "anthropic-ratelimit-unified-representative-claim",
+                "five_hour",
+            ),
+            ("anthropic-ratelimit-unified-reset", "1795353600"),
+            ("anthropic-ratelimit-unified-5h-utilization", "0.82"),
+            ("anthropic-ratelimit-unified-5h-reset", "1795353600"),
+            ("anthropic-ratelimit-unified-5h-status", "allowed_warning"),
+            ("anthropic-ratelimit-unified-7d-utilization", "0.4"),
+            ("anthropic-ratelimit-unified-7d-reset", "1795800000"),
+            ("anthropic-ratelimit-unified-fallback-percentage", "0.5"),
+            ("content-type", "text/event-stream"),
+        ];
+        let usage = SubscriptionUsage::from_headers(headers, now).unwrap();
+        assert_eq!(usage.status.as_deref(), Some("allowed_warning"));
+        assert_eq!(usage.representative_claim.as_deref(), Some("five_hour"));
+        assert_eq!(usage.windows["5h"].utilization, Some(0.82));
+        assert_eq!(
+            usage.windows["5h"].resets_at,
+            Some(Timestamp::from_second(1_795_353_600).unwrap())
+        );
+        assert_eq!(usage.windows["7d"].utilization, Some(0.4));
+        assert!(!usage.windows.contains_key("fallback"));
+        assert!(SubscriptionUsage::from_headers([("content-type", "x")], now).is_none());
+    }
+
+    #[test]
+    fn events_carry_their_type_tag_flat() {
+        let event = AgentEvent {
+            id: Uuid::nil(),
+            at: "2026-11-22T10:00:00Z".parse().unwrap(),
+            body: EventBody::TurnReleased {
+                turn_key: "s:1".into(),
+            },
+        };
+        let value = serde_json::to_value(&event).unwrap();
+        assert_eq!(value["type"], "turn_released");
+        assert_eq!(value["turn_key"], "s:1");
+        let back: AgentEvent = serde_json::from_value(value).unwrap();
+        assert_eq!(back, event);
+    }
+}
