@@ -24,4 +24,4 @@ if [ -n "${CCGATE_NEEDS_CHROMIUM:-}" ] || [ -d control-server/assets ]; then
   install_debian_packages
 fi
 
-cargo test --workspace --locked "$@"
+cargo test --workspace "$@"

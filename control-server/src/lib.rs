@@ -1,0 +1,1 @@
+//! ccgate-server: the central control server.

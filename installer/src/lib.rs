@@ -1,0 +1,1 @@
+//! ccgate: the installer CLI.

@@ -1,0 +1,1 @@
+//! ccgate-proxy: the enforcing proxy daemon.
