@@ -1,0 +1,285 @@
+//! The classifier and the turn table over request data that reproduces the
+//! structure of every kind of request real Claude Code sends
+//! (`tests/data/requests`, derived from captures by
+//! `scripts/derive-classifier-data.py`). Each scenario replays requests in the
+//! order the CLI sent them and says what a person would call each one.
+
+use ccgate_proxy::classify::{RequestFacts, classify};
+use ccgate_proxy::turns::{Resolution, TurnTable};
+use ccgate_quota::ModelFamily;
+use ccgate_quota::wire::RequestKind::{self, *};
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+/// How the reply to a request went, as far as counting is concerned.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Reply {
+    Succeeds,
+    Fails,
+}
+
+struct Step {
+    file: &'static str,
+    kind: RequestKind,
+    reply: Reply,
+}
+
+fn step(file: &'static str, kind: RequestKind) -> Step {
+    Step {
+        file,
+        kind,
+        reply: Reply::Succeeds,
+    }
+}
+
+fn failing(file: &'static str, kind: RequestKind) -> Step {
+    Step {
+        file,
+        kind,
+        reply: Reply::Fails,
+    }
+}
+
+fn load(file: &str) -> (HeaderMap, Vec<u8>) {
+    let path = format!(
+        "{}/tests/data/requests/{file}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let request: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut headers = HeaderMap::new();
+    for pair in request["headers"].as_array().unwrap() {
+        let name =
+            HeaderName::from_bytes(pair[0].as_str().unwrap().to_lowercase().as_bytes()).unwrap();
+        headers.append(
+            name,
+            HeaderValue::from_str(pair[1].as_str().unwrap()).unwrap(),
+        );
+    }
+    (headers, serde_json::to_vec(&request["body"]).unwrap())
+}
+
+/// Replays a scenario; returns the number of prompts counted.
+fn replay(steps: &[Step]) -> u32 {
+    let mut table = TurnTable::new();
+    let now = jiff::Timestamp::now();
+    let mut counted = 0;
+    for step in steps {
+        let (headers, body) = load(step.file);
+        let facts = RequestFacts::read(&headers, &body).unwrap();
+        let family = ModelFamily::from_model_id(&facts.model);
+        let resolution = table.resolve(&classify(&facts));
+        assert_eq!(
+            resolution.kind(),
+            step.kind,
+            "{}: {resolution:?}",
+            step.file
+        );
+        if let Resolution::NewPrompt { turn_key } = &resolution {
+            table.reserve(turn_key, family, false, now);
+        }
+        if step.reply == Reply::Succeeds
+            && let Resolution::NewPrompt { turn_key } | Resolution::PromptRetry { turn_key } =
+                &resolution
+        {
+            counted += u32::from(table.count(turn_key, family, now));
+        }
+    }
+    counted
+}
+
+#[test]
+fn sdk_prompt_with_a_tool_call_counts_once() {
+    let counted = replay(&[
+        step("p_fresh_prompt_apikey", Prompt),
+        step("p_tool_continuation_apikey", Continuation),
+    ]);
+    assert_eq!(counted, 1);
+}
+
+#[test]
+fn continue_flag_starts_a_new_prompt() {
+    assert_eq!(replay(&[step("p_continue_flag_second_turn", Prompt)]), 1);
+}
+
+#[test]
+fn interactive_session_with_a_background_title() {
+    let counted = replay(&[
+        step("i_fresh_prompt_interactive", Prompt),
+        step("i_title_haiku_background", Background),
+        // The CLI resends a blocked prompt's text together with the next one.
+        step("i_failed_prompt_merged_into_next", Prompt),
+    ]);
+    assert_eq!(counted, 2);
+}
+
+#[test]
+fn subscription_login_prompt_and_its_quota_probe() {
+    let counted = replay(&[
+        step("o_quota_probe_oauth", Background),
+        step("o_fresh_prompt_oauth_p", Prompt),
+    ]);
+    assert_eq!(counted, 1);
+}
+
+#[test]
+fn background_classifiers_and_titles_are_never_prompts() {
+    for file in [
+        "bg_automode_classifier_cron",
+        "bg_automode_classifier_handback_severity",
+        "bg_automode_classifier_stage1",
+        "bg_automode_classifier_stage2",
+        "bg_title_haiku_i",
+        "q5_i_title_background",
+    ] {
+        assert_eq!(replay(&[step(file, Background)]), 0, "{file}");
+    }
+}
+
+#[test]
+fn sdk_subagents_and_the_task_notification_turn_add_no_prompt() {
+    let counted = replay(&[
+        step("q1_p_parent_fresh_prompt", Prompt),
+        step("q1_p_subagent_first_request", Subagent),
+        step("q1_p_subagent_continuation", Subagent),
+        step("q1_p_parent_continuation_agent_tool_result", Continuation),
+        step("q1_p_parent_task_notification_turn", AgentTurn),
+    ]);
+    assert_eq!(counted, 1);
+}
+
+#[test]
+fn forked_subagent_and_its_notification_turn() {
+    assert_eq!(
+        replay(&[
+            step("q1_p_fork_subagent_first_request", Subagent),
+            step("q1_p_fork_parent_task_notification_turn", AgentTurn),
+        ]),
+        0
+    );
+}
+
+#[test]
+fn interactive_agent_hand_back_then_a_second_human_prompt() {
+    let counted = replay(&[
+        step("q1_i_subagent_first_request", Subagent),
+        step("q1_i_subagent_continuation_before_handback", Subagent),
+        // Its turn's prompt happened before this capture began: the tool
+        // results mark it as a continuation all the same.
+        step("q1_i_parent_continuation_agent_tool_result", Continuation),
+        step("q1_i_parent_peer_handback_turn", AgentTurn),
+        step("q5_i_second_human_prompt_after_agent", Prompt),
+    ]);
+    assert_eq!(counted, 1);
+}
+
+#[test]
+fn compaction_is_metered_but_the_next_prompt_counts() {
+    let counted = replay(&[
+        step("q2_i_compaction_request_manual", Compaction),
+        step("q2_i_compaction_request_retry_no_summary", Compaction),
+        step("q2_i_first_prompt_after_compact", Prompt),
+        step("q2_i_compaction_request_manual_clean", Compaction),
+        step("q2_i_first_prompt_after_compact_clean", Prompt),
+        step("q2_i_compaction_request_auto", Compaction),
+        step("q2_i_prompt_after_autocompact", Prompt),
+    ]);
+    assert_eq!(counted, 3);
+}
+
+#[test]
+fn mid_stream_error_and_non_streaming_fallback_count_once() {
+    let counted = replay(&[
+        failing("q3_p_stream_request_that_got_midstream_error", Prompt),
+        // The same turn resent without streaming: the prompt that counts.
+        step("q3_p_nonstream_fallback_after_midstream_error", Prompt),
+    ]);
+    assert_eq!(counted, 1);
+}
+
+#[test]
+fn a_cut_stream_retried_counts_once() {
+    let counted = replay(&[
+        failing("q3_p_stream_request_that_got_tcp_cut", Prompt),
+        failing("q3_p_stream_request_that_got_tcp_cut", Prompt),
+        step("q3_p_stream_request_that_got_tcp_cut", Prompt),
+        step("q3_p_stream_request_that_got_tcp_cut", Continuation),
+    ]);
+    assert_eq!(counted, 1);
+}
+
+#[test]
+fn after_a_blocked_continuation_the_merged_next_prompt_counts() {
+    // The tool continuation is blocked (its turn's prompt came before); the
+    // next prompt carries the old tool result and the new text together.
+    let counted = replay(&[
+        failing("q4_i_blocked_continuation_400", Continuation),
+        step("q4_i_next_prompt_after_block_merged", Prompt),
+    ]);
+    assert_eq!(counted, 1);
+    assert_eq!(
+        replay(&[failing("q4_p_blocked_continuation_400", Continuation)]),
+        0
+    );
+}
+
+#[test]
+fn three_interactive_prompts_one_with_a_tool_loop() {
+    let counted = replay(&[
+        step("q5_i_prompt1", Prompt),
+        step("q5_i_title_background", Background),
+        step("q5_i_prompt2", Prompt),
+        step("q5_i_prompt2_tool_continuation", Continuation),
+        step("q5_i_prompt3", Prompt),
+    ]);
+    assert_eq!(counted, 3);
+}
+
+#[test]
+fn model_aliases_count_for_their_family() {
+    for (file, family) in [
+        ("q6_p_model_haiku", ModelFamily::Haiku),
+        ("q6_p_model_sonnet", ModelFamily::Sonnet),
+    ] {
+        let (headers, body) = load(file);
+        let facts = RequestFacts::read(&headers, &body).unwrap();
+        assert_eq!(ModelFamily::from_model_id(&facts.model), family);
+        assert_eq!(replay(&[step(file, Prompt)]), 1);
+    }
+}
+
+#[test]
+fn slash_commands_and_skills_are_prompts_even_without_a_prompt_id() {
+    let counted = replay(&[
+        step("x_i_slash_loop_turn_no_prompt_id", Prompt),
+        step("x_i_skill_simplify_turn_no_prompt_id", Prompt),
+        step("x_i_scheduled_wakeup_turn_background_task", AgentTurn),
+        step("x_i_plain_prompt_after_skill", Prompt),
+    ]);
+    assert_eq!(counted, 3);
+    assert_eq!(
+        replay(&[step("x_p_custom_slash_command_no_prompt_id", Prompt)]),
+        1
+    );
+}
+
+#[test]
+fn a_second_stream_json_message_is_a_new_prompt() {
+    assert_eq!(
+        replay(&[step("x_p_streamjson_second_sdk_message", Prompt)]),
+        1
+    );
+}
+
+#[test]
+fn every_data_file_is_covered_by_a_scenario() {
+    let source = include_str!("classifier.rs");
+    let dir = format!("{}/tests/data/requests", env!("CARGO_MANIFEST_DIR"));
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        let stem = name.trim_end_matches(".json");
+        assert!(
+            source.contains(&format!("\"{stem}\"")),
+            "{stem} has no scenario"
+        );
+    }
+}
