@@ -9,3 +9,7 @@ pub mod config;
 pub mod fsutil;
 pub mod paths;
 pub mod turns;
+pub mod meter;
+pub mod sse;
+pub mod tap;
+pub mod upstream;

@@ -1,0 +1,206 @@
+//! The response body wrapper: passes every frame through as it arrives,
+//! feeds a copy to the [`Meter`], and reports how the reply ended exactly
+//! once — at its end, on an upstream error, when the client goes away, or
+//! when the kill switch cuts it.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use ccgate_quota::wire::Outcome;
+use futures_util::task::AtomicWaker;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use hudsucker::Body;
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::meter::{Meter, Reading};
+
+/// The SSE event sent to the client when a stream is cut: the CLI drops the
+/// partial text and resends the turn, which the gate then refuses with its
+/// message.
+const CUT_EVENT: &[u8] = b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"ccgate stopped this reply: access was revoked or paused by your admin.\"}}\n\n";
+
+/// A switch the kill switch flips on every open stream.
+#[derive(Debug, Default)]
+pub struct CutSwitch {
+    cut: AtomicBool,
+    waker: AtomicWaker,
+}
+
+impl CutSwitch {
+    fn is_cut(&self) -> bool {
+        self.cut.load(Ordering::Acquire)
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+}
+
+/// Every open reply's switch, so that all can be cut at once.
+#[derive(Debug, Default)]
+pub struct OpenStreams {
+    switches: Mutex<Vec<Weak<CutSwitch>>>,
+}
+
+impl OpenStreams {
+    pub fn register(&self) -> Arc<CutSwitch> {
+        let switch = Arc::new(CutSwitch::default());
+        let mut switches = self.switches.lock().expect("open streams lock");
+        switches.retain(|s| s.strong_count() > 0);
+        switches.push(Arc::downgrade(&switch));
+        switch
+    }
+
+    /// Cuts every reply in flight; returns how many were cut.
+    pub fn cut_all(&self) -> usize {
+        let switches = self.switches.lock().expect("open streams lock");
+        switches
+            .iter()
+            .filter_map(Weak::upgrade)
+            .inspect(|s| s.cut())
+            .count()
+    }
+
+    pub fn open_count(&self) -> usize {
+        let switches = self.switches.lock().expect("open streams lock");
+        switches.iter().filter(|s| s.strong_count() > 0).count()
+    }
+}
+
+/// How a reply ended, sent to the recorder.
+#[derive(Debug)]
+pub struct Ending<T> {
+    pub exchange: T,
+    pub status: u16,
+    pub outcome: Outcome,
+    pub reading: Reading,
+    pub elapsed_ms: u64,
+}
+
+pub struct TapBody<T: Send + Sync + Unpin + 'static> {
+    inner: Body,
+    meter: Option<Meter>,
+    exchange: Option<T>,
+    status: u16,
+    started: Instant,
+    endings: UnboundedSender<Ending<T>>,
+    switch: Arc<CutSwitch>,
+    cut_event_sent: bool,
+}
+
+impl<T: Send + Sync + Unpin + 'static> TapBody<T> {
+    pub fn new(
+        inner: Body,
+        content_type: Option<&str>,
+        status: u16,
+        exchange: T,
+        started: Instant,
+        endings: UnboundedSender<Ending<T>>,
+        switch: Arc<CutSwitch>,
+    ) -> Self {
+        Self {
+            inner,
+            meter: Some(Meter::new(content_type)),
+            exchange: Some(exchange),
+            status,
+            started,
+            endings,
+            switch,
+            cut_event_sent: false,
+        }
+    }
+
+    fn end(&mut self, outcome: impl FnOnce(&Reading) -> Outcome) {
+        let (Some(exchange), Some(meter)) = (self.exchange.take(), self.meter.take()) else {
+            return;
+        };
+        let reading = meter.finish();
+        let outcome = outcome(&reading);
+        let _ = self.endings.send(Ending {
+            exchange,
+            status: self.status,
+            outcome,
+            reading,
+            elapsed_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        });
+    }
+}
+
+/// How a reply that reached its end went.
+fn natural_outcome(status: u16, reading: &Reading) -> Outcome {
+    if !(200..300).contains(&status) || reading.error.is_some() {
+        Outcome::UpstreamError
+    } else if reading.started && !reading.finished {
+        // The stream stopped without message_stop: the connection broke.
+        Outcome::UpstreamCut
+    } else {
+        Outcome::Completed
+    }
+}
+
+impl<T: Send + Sync + Unpin + 'static> HttpBody for TapBody<T> {
+    type Data = Bytes;
+    type Error = hudsucker::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        if this.exchange.is_none() {
+            return Poll::Ready(None);
+        }
+        this.switch.waker.register(cx.waker());
+        if this.switch.is_cut() {
+            let sse = this.meter.as_ref().is_some_and(Meter::is_sse);
+            if sse && !this.cut_event_sent {
+                this.cut_event_sent = true;
+                return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(CUT_EVENT)))));
+            }
+            this.end(|_| Outcome::CutByCcgate);
+            return Poll::Ready(None);
+        }
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(data), Some(meter)) = (frame.data_ref(), this.meter.as_mut()) {
+                    meter.feed(data);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(error))) => {
+                this.end(|_| Outcome::UpstreamCut);
+                Poll::Ready(Some(Err(error)))
+            }
+            Poll::Ready(None) => {
+                let status = this.status;
+                this.end(|reading| natural_outcome(status, reading));
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.exchange.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        if self.switch.is_cut() {
+            SizeHint::default()
+        } else {
+            self.inner.size_hint()
+        }
+    }
+}
+
+impl<T: Send + Sync + Unpin + 'static> Drop for TapBody<T> {
+    fn drop(&mut self) {
+        // Dropped before its end: the client went away (Esc, Ctrl-C).
+        self.end(|_| Outcome::ClientAborted);
+    }
+}
