@@ -3,13 +3,31 @@
 //! Messages API call by the turn model, gates new prompts, meters every
 //! reply and keeps a durable ledger of what it saw.
 
+pub mod backoff;
 pub mod ca;
 pub mod classify;
 pub mod config;
+pub mod daemon;
 pub mod fsutil;
-pub mod paths;
-pub mod turns;
+pub mod handler;
+pub mod housekeeping;
+pub mod ledger;
+pub mod link;
+pub mod live;
+pub mod local_usage;
 pub mod meter;
+pub mod os;
+pub mod paths;
+pub mod recorder;
+pub mod sender;
 pub mod sse;
+pub mod state;
+pub mod status;
 pub mod tap;
+pub mod turns;
 pub mod upstream;
+
+/// Resolves once the daemon's stop signal is set (or its sender is gone).
+pub(crate) async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}

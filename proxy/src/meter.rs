@@ -232,7 +232,10 @@ mod tests {
         meter.feed(br#"{"id":"m","type":"message","stop_reason":"end_turn","usage":{"input_tokens":5,"output_tokens":"#);
         meter.feed(br#"9}}"#);
         let reading = meter.finish();
-        assert_eq!((reading.usage.input_tokens, reading.usage.output_tokens), (5, 9));
+        assert_eq!(
+            (reading.usage.input_tokens, reading.usage.output_tokens),
+            (5, 9)
+        );
         assert!(reading.finished);
         let mut meter = Meter::new(Some("application/json"));
         meter.feed(br#"{"type":"error","error":{"type":"rate_limit_error","message":"x"}}"#);

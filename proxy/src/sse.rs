@@ -146,7 +146,11 @@ mod tests {
             ("error".to_owned(), "line1\nline2".to_owned()),
         ];
         for piece in [1, 2, 3, 7, 64, stream.len()] {
-            assert_eq!(parse_in_pieces(stream, piece), expected, "pieces of {piece}");
+            assert_eq!(
+                parse_in_pieces(stream, piece),
+                expected,
+                "pieces of {piece}"
+            );
         }
     }
 

@@ -17,5 +17,5 @@ pub use model::{CreditWeights, ModelFamily};
 pub use policy::{CompiledPolicy, Policy, PolicyError, UnidentifiedClients, UserRef, UserStatus};
 pub use report::{LimitUsage, Metric, ScheduleState, UsageReport};
 pub use rules::{Limit, Rule, RuleError, RuleSpec, TokenKind};
-pub use usage::{Layered, PerFamily, Totals, UsageIndex, UsageSnapshot, UsageSource};
+pub use usage::{Layered, PerFamily, Reserved, Totals, UsageIndex, UsageSnapshot, UsageSource};
 pub use window::{Window, WindowBounds};

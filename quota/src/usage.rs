@@ -160,6 +160,30 @@ impl<A: UsageSource, B: UsageSource> UsageSource for Layered<A, B> {
     }
 }
 
+/// Usage that is happening now and not yet recorded (prompts allowed but
+/// not yet counted): it falls in every window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reserved(pub PerFamily<Totals>);
+
+impl UsageSource for Reserved {
+    fn totals_since(&self, family: Option<ModelFamily>, _since: Timestamp) -> Totals {
+        self.0.select(family)
+    }
+}
+
+/// No source at all counts nothing.
+impl<S: UsageSource> UsageSource for Option<S> {
+    fn totals_since(&self, family: Option<ModelFamily>, since: Timestamp) -> Totals {
+        self.as_ref()
+            .map(|s| s.totals_since(family, since))
+            .unwrap_or_default()
+    }
+
+    fn oldest_since(&self, family: Option<ModelFamily>, since: Timestamp) -> Option<Timestamp> {
+        self.as_ref().and_then(|s| s.oldest_since(family, since))
+    }
+}
+
 impl<S: UsageSource + ?Sized> UsageSource for &S {
     fn totals_since(&self, family: Option<ModelFamily>, since: Timestamp) -> Totals {
         (**self).totals_since(family, since)

@@ -1,0 +1,169 @@
+//! The proxy's client of the agent API (`/api/agent/v1/*`).
+
+use std::path::PathBuf;
+use std::sync::RwLock;
+use std::time::Duration;
+
+use ccgate_quota::wire::{
+    AGENT_API_PREFIX, ApiError, CheckRequest, CheckResponse, EventsRequest, EventsResponse,
+    SyncRequest, SyncResponse,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::fsutil::write_atomic;
+
+/// Timeout of ordinary calls (sync, events); checks have their own.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LinkError {
+    #[error("cannot reach the ccgate server: {0}")]
+    Unreachable(String),
+    #[error(
+        "the ccgate server did not accept this device's token (device removed or token revoked)"
+    )]
+    Unauthorized,
+    #[error("the ccgate server refused the request ({status}): {message}")]
+    Rejected { status: u16, message: String },
+    #[error("the ccgate server sent an unreadable answer: {0}")]
+    BadAnswer(String),
+}
+
+impl LinkError {
+    /// Whether the server was reached and answered (as opposed to down).
+    pub fn server_answered(&self) -> bool {
+        !matches!(self, Self::Unreachable(_))
+    }
+}
+
+pub struct ServerLink {
+    http: reqwest::Client,
+    base: String,
+    token: RwLock<String>,
+    token_file: PathBuf,
+}
+
+impl ServerLink {
+    pub fn new(server_url: &str, token: String, token_file: PathBuf) -> Self {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .tcp_nodelay(true)
+            .user_agent(concat!("ccgate-proxy/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("HTTP client builds");
+        Self {
+            http,
+            base: format!("{}{AGENT_API_PREFIX}", server_url.trim_end_matches('/')),
+            token: RwLock::new(token),
+            token_file,
+        }
+    }
+
+    pub fn server_url(&self) -> &str {
+        self.base.trim_end_matches(AGENT_API_PREFIX)
+    }
+
+    fn token(&self) -> String {
+        self.token.read().expect("token lock").clone()
+    }
+
+    /// Stores a rotated device token (0600) and uses it from now on.
+    pub fn replace_token(&self, token: &str) -> std::io::Result<()> {
+        write_atomic(&self.token_file, token.as_bytes(), 0o600)?;
+        *self.token.write().expect("token lock") = token.to_owned();
+        Ok(())
+    }
+
+    async fn post<B: Serialize, R: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+        timeout: Duration,
+    ) -> Result<R, LinkError> {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(self.token())
+            .timeout(timeout)
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| LinkError::Unreachable(error_chain(&e)))?;
+        read_answer(response).await
+    }
+
+    pub async fn check(
+        &self,
+        request: &CheckRequest,
+        timeout: Duration,
+    ) -> Result<CheckResponse, LinkError> {
+        self.post("/check", request, timeout).await
+    }
+
+    pub async fn sync(&self, request: &SyncRequest) -> Result<SyncResponse, LinkError> {
+        self.post("/sync", request, CALL_TIMEOUT).await
+    }
+
+    pub async fn send_events(&self, request: &EventsRequest) -> Result<EventsResponse, LinkError> {
+        self.post("/events", request, CALL_TIMEOUT).await
+    }
+
+    /// Opens the live stream (server-sent events); the caller reads it.
+    pub async fn open_stream(&self) -> Result<reqwest::Response, LinkError> {
+        let response = self
+            .http
+            .get(format!("{}/stream", self.base))
+            .bearer_auth(self.token())
+            .header("accept", "text/event-stream")
+            .send()
+            .await
+            .map_err(|e| LinkError::Unreachable(error_chain(&e)))?;
+        check_status(response).await
+    }
+}
+
+async fn check_status(response: reqwest::Response) -> Result<reqwest::Response, LinkError> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    if status == reqwest::StatusCode::UNAUTHORIZED {
+        return Err(LinkError::Unauthorized);
+    }
+    let text = response.text().await.unwrap_or_default();
+    let message = serde_json::from_str::<ApiError>(&text)
+        .map(|e| e.error)
+        .unwrap_or_else(|_| text.chars().take(200).collect());
+    if status.is_server_error() {
+        // A proxy in front of a dead server answers 502/503: as good as down.
+        return Err(LinkError::Unreachable(format!("{status}: {message}")));
+    }
+    Err(LinkError::Rejected {
+        status: status.as_u16(),
+        message,
+    })
+}
+
+async fn read_answer<R: DeserializeOwned>(response: reqwest::Response) -> Result<R, LinkError> {
+    let response = check_status(response).await?;
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| LinkError::Unreachable(error_chain(&e)))?;
+    serde_json::from_slice(&bytes).map_err(|e| LinkError::BadAnswer(e.to_string()))
+}
+
+/// An error with its causes, which reqwest hides behind "error sending request".
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

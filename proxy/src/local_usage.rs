@@ -1,0 +1,167 @@
+//! The proxy's own view of its user's usage, for deciding without the
+//! server: the last snapshot the server sent plus every event this proxy
+//! recorded after the snapshot was taken.
+
+use ccgate_quota::{Layered, PerFamily, Reserved, Totals, UsageIndex, UsageSnapshot, UsageSource};
+
+use jiff::Timestamp;
+use uuid::Uuid;
+
+use crate::ledger::{Metered, StoredUsage};
+
+#[derive(Debug, Default)]
+pub struct LocalUsage {
+    snapshot: Option<UsageSnapshot>,
+    /// The last ledger sequence number the snapshot already includes.
+    included_seq: i64,
+    /// Events after `included_seq`, in order.
+    recent: Vec<StoredUsage>,
+    /// Events the ledger could not store (disk full), until acknowledged.
+    unsaved: Vec<(Uuid, Timestamp, Metered)>,
+    index: UsageIndex,
+}
+
+impl LocalUsage {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records an event the snapshot does not include yet.
+    pub fn add(&mut self, stored: StoredUsage) {
+        if stored.seq <= self.included_seq {
+            return;
+        }
+        self.index
+            .add(stored.at, stored.metered.family, stored.metered.totals);
+        self.recent.push(stored);
+    }
+
+    /// Takes a newer snapshot that includes every event up to `included_seq`.
+    pub fn set_snapshot(&mut self, snapshot: UsageSnapshot, included_seq: i64) {
+        if self
+            .snapshot
+            .as_ref()
+            .is_some_and(|old| old.as_of > snapshot.as_of && self.included_seq >= included_seq)
+        {
+            return;
+        }
+        self.snapshot = Some(snapshot);
+        self.included_seq = self.included_seq.max(included_seq);
+        let included = self.included_seq;
+        self.recent.retain(|event| event.seq > included);
+        self.rebuild_index();
+    }
+
+    /// Records an event that is only in memory (the ledger failed).
+    pub fn add_unsaved(&mut self, id: Uuid, at: Timestamp, metered: Metered) {
+        self.index.add(at, metered.family, metered.totals);
+        self.unsaved.push((id, at, metered));
+    }
+
+    /// Drops in-memory events the server acknowledged (the snapshot that
+    /// came with the acknowledgement counts them).
+    pub fn forget_unsaved(&mut self, ids: &[Uuid]) {
+        let before = self.unsaved.len();
+        self.unsaved.retain(|(id, _, _)| !ids.contains(id));
+        if self.unsaved.len() != before {
+            self.rebuild_index();
+        }
+    }
+
+    fn rebuild_index(&mut self) {
+        self.index = UsageIndex::new();
+        for event in &self.recent {
+            self.index
+                .add(event.at, event.metered.family, event.metered.totals);
+        }
+        for (_, at, metered) in &self.unsaved {
+            self.index.add(*at, metered.family, metered.totals);
+        }
+    }
+
+    pub fn included_seq(&self) -> i64 {
+        self.included_seq
+    }
+
+    pub fn snapshot(&self) -> Option<&UsageSnapshot> {
+        self.snapshot.as_ref()
+    }
+
+    /// Everything known: the snapshot, later events and `reserved` prompts.
+    pub fn source(&self, reserved: PerFamily<Totals>) -> impl UsageSource + '_ {
+        Layered(
+            Layered(self.snapshot.as_ref(), &self.index),
+            Reserved(reserved),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ccgate_quota::ModelFamily;
+    use ccgate_quota::usage::SnapshotWindow;
+
+    fn at(text: &str) -> Timestamp {
+        text.parse().unwrap()
+    }
+
+    fn prompt(seq: i64, when: &str) -> StoredUsage {
+        StoredUsage {
+            seq,
+            at: at(when),
+            metered: Metered {
+                family: ModelFamily::Opus,
+                totals: Totals {
+                    prompts: 1,
+                    ..Totals::default()
+                },
+            },
+        }
+    }
+
+    #[test]
+    fn snapshot_plus_later_events_without_double_counting() {
+        let day = at("2026-03-01T00:00:00Z");
+        let mut local = LocalUsage::new();
+        local.add(prompt(1, "2026-03-01T09:00:00Z"));
+        local.add(prompt(2, "2026-03-01T10:00:00Z"));
+        let opus = Some(ModelFamily::Opus);
+        assert_eq!(
+            local
+                .source(PerFamily::default())
+                .totals_since(opus, day)
+                .prompts,
+            2
+        );
+
+        // The server acknowledged event 1 and sent a snapshot counting 5 prompts.
+        let mut usage = PerFamily::<Totals>::default();
+        usage.opus.prompts = 5;
+        let snapshot = UsageSnapshot {
+            as_of: at("2026-03-01T10:30:00Z"),
+            windows: vec![SnapshotWindow { since: day, usage }],
+        };
+        local.set_snapshot(snapshot, 1);
+        assert_eq!(
+            local
+                .source(PerFamily::default())
+                .totals_since(opus, day)
+                .prompts,
+            6
+        );
+
+        let mut reserved = PerFamily::<Totals>::default();
+        reserved.opus.prompts = 1;
+        assert_eq!(local.source(reserved).totals_since(opus, day).prompts, 7);
+        // Events the snapshot includes are ignored if they arrive late.
+        local.add(prompt(1, "2026-03-01T09:00:00Z"));
+        assert_eq!(
+            local
+                .source(PerFamily::default())
+                .totals_since(opus, day)
+                .prompts,
+            6
+        );
+    }
+}
