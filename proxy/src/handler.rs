@@ -11,7 +11,7 @@ use ccgate_quota::wire::{AgentEvent, BlockedEvent, EventBody, Outcome, Subscript
 use http::header::{ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hudsucker::{Body, HttpContext, HttpHandler, RequestOrResponse};
 
 use crate::ca::ANTHROPIC_HOST;
@@ -52,9 +52,14 @@ impl GateHandler {
             );
         }
         let limit = self.shared.config.max_request_bytes();
-        let bytes = match Limited::new(body, limit).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+        let declared = parts
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        let bytes = match read_body(body, limit, declared).await {
+            Ok(bytes) => bytes,
+            Err(BodyRead::TooLarge) => {
                 return error_reply(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "request_too_large",
@@ -64,7 +69,7 @@ impl GateHandler {
                     ),
                 );
             }
-            Err(error) => {
+            Err(BodyRead::Broken(error)) => {
                 return error_reply(
                     StatusCode::BAD_REQUEST,
                     "invalid_request_error",
@@ -281,6 +286,49 @@ impl HttpHandler for GateHandler {
         request: &Request<Body>,
     ) -> bool {
         request.uri().host() == Some(ANTHROPIC_HOST)
+    }
+}
+
+enum BodyRead {
+    TooLarge,
+    Broken(String),
+}
+
+/// Past this, an oversized body is no longer read to the end: the
+/// connection is closed instead.
+const DRAIN_LIMIT: usize = 512 << 20;
+
+/// Reads a request body of at most `limit` bytes. A larger one is read to
+/// its end and dropped (up to [`DRAIN_LIMIT`]) so that the client, still
+/// sending, receives the refusal instead of a broken pipe.
+async fn read_body(
+    mut body: Body,
+    limit: usize,
+    declared: Option<usize>,
+) -> Result<Bytes, BodyRead> {
+    let mut kept = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    let mut too_large = declared.is_some_and(|length| length > limit);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| BodyRead::Broken(e.to_string()))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen += data.len();
+        too_large |= seen > limit;
+        if too_large {
+            if seen > DRAIN_LIMIT {
+                break;
+            }
+            kept.clear();
+        } else {
+            kept.extend_from_slice(&data);
+        }
+    }
+    if too_large {
+        Err(BodyRead::TooLarge)
+    } else {
+        Ok(kept.freeze())
     }
 }
 

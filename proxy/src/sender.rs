@@ -52,7 +52,7 @@ async fn send_one_batch(shared: &Arc<Shared>) -> Result<bool, ()> {
         let shared = shared.clone();
         tokio::task::spawn_blocking(move || shared.ledger.unacked(room))
             .await
-            .expect("ledger read task")
+            .map_err(|_| ())?
     };
     let stored = match stored {
         Ok(stored) => stored,
@@ -82,7 +82,7 @@ async fn send_one_batch(shared: &Arc<Shared>) -> Result<bool, ()> {
                 let seqs = seqs.clone();
                 tokio::task::spawn_blocking(move || shared.ledger.ack(&seqs, Timestamp::now()))
                     .await
-                    .expect("ledger ack task")
+                    .map_err(|_| ())?
             };
             if let Err(error) = acked {
                 // They will be sent again and deduplicated by the server.

@@ -1,0 +1,200 @@
+//! A client that talks to api.anthropic.com through the proxy, trusting only
+//! the proxy's machine CA, and requests shaped like Claude Code's.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde_json::{Value, json};
+
+pub struct ProxyClient {
+    http: reqwest::Client,
+}
+
+/// What came back through the proxy.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or(Value::Null)
+    }
+
+    /// The reply's text: the text deltas of a stream, or a JSON message's text.
+    pub fn text(&self) -> String {
+        if let Some(content) = self.json()["content"].as_array() {
+            return content.iter().filter_map(|b| b["text"].as_str()).collect();
+        }
+        self.body
+            .lines()
+            .filter_map(|line| line.strip_prefix("data: "))
+            .filter_map(|data| serde_json::from_str::<Value>(data).ok())
+            .filter_map(|event| event["delta"]["text"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    /// The message of an error reply.
+    pub fn error_message(&self) -> String {
+        self.json()["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    }
+}
+
+impl ProxyClient {
+    pub fn new(proxy: SocketAddr, ca_pem: &Path) -> Self {
+        let ca = std::fs::read(ca_pem).expect("read the proxy CA");
+        let http = reqwest::Client::builder()
+            .proxy(reqwest::Proxy::all(format!("http://{proxy}")).unwrap())
+            .tls_certs_only([reqwest::Certificate::from_pem(&ca).unwrap()])
+            .build()
+            .unwrap();
+        Self { http }
+    }
+
+    pub async fn send(&self, request: &Turn) -> Answer {
+        self.send_raw(request.headers(), request.body().to_string().into_bytes())
+            .await
+    }
+
+    /// Like [`Self::send`], but a broken connection is `None` instead of a panic.
+    pub async fn try_send(&self, request: &Turn) -> Option<Answer> {
+        let mut builder = self
+            .http
+            .post("https://api.anthropic.com/v1/messages?beta=true")
+            .header("content-type", "application/json")
+            .header("x-api-key", "sk-ant-test");
+        for (name, value) in request.headers() {
+            builder = builder.header(name, value);
+        }
+        let response = builder.body(request.body().to_string()).send().await.ok()?;
+        let (status, headers) = (response.status().as_u16(), response.headers().clone());
+        let body = response.text().await.ok()?;
+        Some(Answer {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    pub async fn send_raw(&self, headers: Vec<(String, String)>, body: Vec<u8>) -> Answer {
+        let mut builder = self
+            .http
+            .post("https://api.anthropic.com/v1/messages?beta=true")
+            .header("content-type", "application/json")
+            .header("anthropic-version", "2023-06-01")
+            .header("x-api-key", "sk-ant-test");
+        for (name, value) in headers {
+            builder = builder.header(name, value);
+        }
+        let response = builder
+            .body(body)
+            .send()
+            .await
+            .expect("request through the proxy");
+        Answer {
+            status: response.status().as_u16(),
+            headers: response.headers().clone(),
+            body: response.text().await.unwrap_or_default(),
+        }
+    }
+
+    /// Starts a streaming request and returns the open response.
+    pub async fn open(&self, request: &Turn) -> reqwest::Response {
+        let mut builder = self
+            .http
+            .post("https://api.anthropic.com/v1/messages?beta=true")
+            .header("content-type", "application/json")
+            .header("x-api-key", "sk-ant-test");
+        for (name, value) in request.headers() {
+            builder = builder.header(name, value);
+        }
+        builder
+            .body(request.body().to_string())
+            .send()
+            .await
+            .expect("request through the proxy")
+    }
+}
+
+/// One request of a Claude Code turn, with the fields the real CLI sends.
+#[derive(Debug, Clone)]
+pub struct Turn {
+    pub session: String,
+    pub turn_index: u64,
+    pub origin: &'static str,
+    pub class: &'static str,
+    pub model: String,
+    pub text: Option<String>,
+    pub tool_result: bool,
+    pub stream: bool,
+}
+
+impl Turn {
+    /// A person's prompt (`-p`): origin sdk, class main.
+    pub fn prompt(session: &str, turn_index: u64, text: &str) -> Self {
+        Self {
+            session: session.to_owned(),
+            turn_index,
+            origin: "sdk",
+            class: "main",
+            model: "claude-opus-5-5".into(),
+            text: Some(text.to_owned()),
+            tool_result: false,
+            stream: true,
+        }
+    }
+
+    /// The same turn sending a tool result back.
+    pub fn continuation(&self) -> Self {
+        Self {
+            text: None,
+            tool_result: true,
+            ..self.clone()
+        }
+    }
+
+    pub fn model(mut self, model: &str) -> Self {
+        self.model = model.to_owned();
+        self
+    }
+
+    pub fn not_streaming(mut self) -> Self {
+        self.stream = false;
+        self
+    }
+
+    pub fn headers(&self) -> Vec<(String, String)> {
+        vec![
+            ("x-claude-code-session-id".into(), self.session.clone()),
+            ("x-claude-code-request-class".into(), self.class.into()),
+            ("x-app".into(), "cli".into()),
+        ]
+    }
+
+    pub fn body(&self) -> Value {
+        let billing = format!(
+            "x-anthropic-billing-header: cc_version=2.1.330.abc; cc_entrypoint=sdk-cli; cch=00000; cc_turn_origin={}; cc_prompt_index=0; cc_turn_index={};",
+            self.origin, self.turn_index
+        );
+        let mut messages = vec![
+            json!({"role": "user", "content": [{"type": "text", "text": self.text.clone().unwrap_or_else(|| "earlier".into())}]}),
+        ];
+        if self.tool_result {
+            messages.push(json!({"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "Bash", "input": {"command": "echo lab"}}]}));
+            messages.push(json!({"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "lab"}]}));
+        }
+        json!({
+            "model": self.model,
+            "max_tokens": 128000,
+            "stream": self.stream,
+            "system": [{"type": "text", "text": billing}, {"type": "text", "text": "You are Claude Code."}],
+            "messages": messages,
+            "metadata": {"user_id": json!({"device_id": "d", "account_uuid": "", "session_id": self.session}).to_string()},
+        })
+    }
+}

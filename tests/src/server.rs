@@ -1,0 +1,162 @@
+//! The real control server, in-process on 127.0.0.1:0 with a temp data dir,
+//! and an admin client for it.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+pub const ADMIN_PASSWORD: &str = "correct horse battery staple";
+
+pub struct TestServer {
+    pub url: String,
+    pub address: std::net::SocketAddr,
+    pub data_dir: PathBuf,
+    admin_token: String,
+    http: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut server = Self::start_in(dir.path(), None).await;
+        server._dir = Some(dir);
+        server
+    }
+
+    /// Starts on `data_dir` (a restart when it holds a database), on
+    /// `address` if given.
+    pub async fn start_in(data_dir: &Path, address: Option<std::net::SocketAddr>) -> Self {
+        let listener = TcpListener::bind(address.unwrap_or_else(|| "127.0.0.1:0".parse().unwrap()))
+            .await
+            .expect("bind server");
+        let address = listener.local_addr().unwrap();
+        let mut config = ccgate_server::ServerConfig::new(data_dir);
+        config.admin_password = Some(ADMIN_PASSWORD.to_owned());
+        config.public_url = Some(format!("http://{address}"));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            ccgate_server::serve(config, listener, async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("server runs");
+        });
+        let http = reqwest::Client::new();
+        let url = format!("http://{address}");
+        let mut admin_token = String::new();
+        for _ in 0..200 {
+            if let Ok(response) = http
+                .post(format!("{url}/api/admin/login"))
+                .json(&json!({"password": ADMIN_PASSWORD}))
+                .send()
+                .await
+            {
+                let body: Value = response.json().await.expect("login answer");
+                admin_token = body["token"].as_str().expect("token").to_owned();
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        assert!(!admin_token.is_empty(), "the server did not start");
+        Self {
+            url,
+            address,
+            data_dir: data_dir.to_owned(),
+            admin_token,
+            http,
+            stop: Some(stop),
+            task,
+            _dir: None,
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+
+    async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut request = self
+            .http
+            .request(method.clone(), format!("{}/api/admin{path}", self.url))
+            .bearer_auth(&self.admin_token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("admin request");
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        assert!(status.is_success(), "{method} {path}: {status} {text}");
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
+    pub async fn get(&self, path: &str) -> Value {
+        self.admin(reqwest::Method::GET, path, None).await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> Value {
+        self.admin(reqwest::Method::PUT, path, Some(body)).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Value {
+        self.admin(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    /// Creates a user with `limits`; returns (user id, install code).
+    pub async fn create_user(&self, name: &str, limits: Value) -> (i64, String) {
+        let created = self
+            .post("/users", json!({"name": name, "limits": limits}))
+            .await;
+        (
+            created["user"]["id"].as_i64().expect("user id"),
+            created["install_code"]
+                .as_str()
+                .expect("install code")
+                .to_owned(),
+        )
+    }
+
+    /// Today's usage rows of a user, added up over models: (prompts, tokens).
+    pub async fn usage_today(&self, user_id: i64) -> UsageSums {
+        let usage = self.get(&format!("/usage?user_id={user_id}&days=1")).await;
+        let mut sums = UsageSums::default();
+        for row in usage["daily"].as_array().expect("daily rows") {
+            let n = |k: &str| row[k].as_u64().unwrap_or(0);
+            sums.prompts += n("count");
+            sums.credits += n("credits");
+            sums.input_tokens += n("input_tokens");
+            sums.output_tokens += n("output_tokens");
+            sums.cache_creation_input_tokens += n("cache_creation_input_tokens");
+            sums.cache_read_input_tokens += n("cache_read_input_tokens");
+        }
+        sums
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct UsageSums {
+    pub prompts: u64,
+    pub credits: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cache_creation_input_tokens: u64,
+    pub cache_read_input_tokens: u64,
+}
+
+impl UsageSums {
+    pub fn tokens(&self) -> crate::upstream::Usage {
+        crate::upstream::Usage::new(
+            self.input_tokens,
+            self.output_tokens,
+            self.cache_creation_input_tokens,
+            self.cache_read_input_tokens,
+        )
+    }
+}

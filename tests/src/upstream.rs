@@ -1,0 +1,535 @@
+//! A fake api.anthropic.com on 127.0.0.1: TLS with a test CA, the Messages
+//! API's real SSE and JSON formats, tool-use replies, slow streams, error
+//! replies, mid-stream errors and dropped connections. It records every
+//! request and the usage it reported, so tests can compare exact sums.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+/// Token counts a reply reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cache_creation_input_tokens: u64,
+    pub cache_read_input_tokens: u64,
+}
+
+impl Usage {
+    pub fn new(input: u64, output: u64, cache_write: u64, cache_read: u64) -> Self {
+        Self {
+            input_tokens: input,
+            output_tokens: output,
+            cache_creation_input_tokens: cache_write,
+            cache_read_input_tokens: cache_read,
+        }
+    }
+
+    pub fn add(&mut self, other: Usage) {
+        self.input_tokens += other.input_tokens;
+        self.output_tokens += other.output_tokens;
+        self.cache_creation_input_tokens += other.cache_creation_input_tokens;
+        self.cache_read_input_tokens += other.cache_read_input_tokens;
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Reply {
+    /// A text answer, streamed in `chunks` deltas `delay` apart.
+    Text {
+        text: String,
+        usage: Usage,
+        chunks: usize,
+        delay: Duration,
+    },
+    /// A tool call (e.g. Bash with `{"command": "echo lab"}`).
+    ToolUse {
+        name: String,
+        input: Value,
+        usage: Usage,
+    },
+    /// An HTTP error reply in the API's shape.
+    Error {
+        status: u16,
+        kind: String,
+        message: String,
+    },
+    /// A stream that starts, then sends an SSE `error` event.
+    MidStreamError { usage: Usage },
+    /// A stream that starts, then the connection is cut.
+    Drop { usage: Usage },
+}
+
+impl Reply {
+    pub fn text(text: &str, usage: Usage) -> Self {
+        Self::Text {
+            text: text.to_owned(),
+            usage,
+            chunks: 3,
+            delay: Duration::ZERO,
+        }
+    }
+
+    pub fn slow_text(text: &str, usage: Usage, chunks: usize, delay: Duration) -> Self {
+        Self::Text {
+            text: text.to_owned(),
+            usage,
+            chunks,
+            delay,
+        }
+    }
+
+    /// The usage this reply reports to the client (what a meter should see).
+    pub fn reported_usage(&self) -> Usage {
+        match self {
+            Self::Text { usage, .. } | Self::ToolUse { usage, .. } => *usage,
+            // Only message_start's counts went out before the failure.
+            Self::MidStreamError { usage } | Self::Drop { usage } => Usage {
+                output_tokens: 1,
+                ..*usage
+            },
+            Self::Error { .. } => Usage::default(),
+        }
+    }
+}
+
+/// A request as the fake received it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+    pub reply: Option<Reply>,
+}
+
+impl Recorded {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+type Responder = dyn Fn(&Value) -> Reply + Send + Sync;
+
+struct FakeState {
+    queue: Mutex<VecDeque<Reply>>,
+    responder: Mutex<Arc<Responder>>,
+    recorded: Mutex<Vec<Recorded>>,
+    rate_limit_headers: Mutex<Vec<(String, String)>>,
+    counter: Mutex<u64>,
+}
+
+pub struct FakeAnthropic {
+    pub address: SocketAddr,
+    /// The test CA, PEM, that signs the fake's certificate.
+    pub ca_pem: String,
+    ca_dir: tempfile::TempDir,
+    state: Arc<FakeState>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeAnthropic {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The default behaviour, close to a model's: tool results get a closing
+/// sentence, a prompt asking to run something gets a Bash call, anything
+/// else a greeting. Usage depends on the request so sums are not trivial.
+pub fn default_responder(body: &Value) -> Reply {
+    let messages = body["messages"].as_array().cloned().unwrap_or_default();
+    let last_user = messages.iter().rev().find(|m| m["role"] == "user");
+    let blocks: Vec<Value> = match last_user.map(|m| &m["content"]) {
+        Some(Value::Array(blocks)) => blocks.clone(),
+        Some(Value::String(text)) => vec![json!({"type": "text", "text": text})],
+        _ => vec![],
+    };
+    let tool_result = blocks.iter().any(|b| b["type"] == "tool_result");
+    let text: String = blocks
+        .iter()
+        .filter_map(|b| b["text"].as_str())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let size = body.to_string().len() as u64;
+    let usage = Usage::new(size / 40 + 7, 23, 110, 2048);
+    if tool_result {
+        Reply::text(
+            "The tool said lab. Done.",
+            Usage {
+                output_tokens: 11,
+                ..usage
+            },
+        )
+    } else if text.contains("run echo") {
+        Reply::ToolUse {
+            name: "Bash".into(),
+            input: json!({"command": "echo lab", "description": "Print lab"}),
+            usage: Usage {
+                output_tokens: 31,
+                ..usage
+            },
+        }
+    } else {
+        Reply::text("hi from the fake upstream", usage)
+    }
+}
+
+impl FakeAnthropic {
+    pub async fn start() -> Self {
+        let (ca_pem, server_config) = test_tls();
+        let ca_dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(ca_dir.path().join("upstream-ca.pem"), &ca_pem).expect("write CA");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind fake");
+        let address = listener.local_addr().expect("address");
+        let state = Arc::new(FakeState {
+            queue: Mutex::new(VecDeque::new()),
+            responder: Mutex::new(Arc::new(default_responder)),
+            recorded: Mutex::new(Vec::new()),
+            rate_limit_headers: Mutex::new(Vec::new()),
+            counter: Mutex::new(0),
+        });
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_config));
+        let task_state = state.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                let acceptor = acceptor.clone();
+                let state = task_state.clone();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let service = service_fn(move |request| {
+                        let state = state.clone();
+                        async move { Ok::<_, std::convert::Infallible>(handle(state, request).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tls), service)
+                        .await;
+                });
+            }
+        });
+        Self {
+            address,
+            ca_pem,
+            ca_dir,
+            state,
+            task,
+        }
+    }
+
+    /// `HOST:PORT` for `CCGATE_UPSTREAM_CONNECT_TO`.
+    pub fn connect_to(&self) -> String {
+        self.address.to_string()
+    }
+
+    /// A file holding the test CA, for `CCGATE_UPSTREAM_CA_FILE`.
+    pub fn ca_file(&self) -> std::path::PathBuf {
+        self.ca_dir.path().join("upstream-ca.pem")
+    }
+
+    /// The next Messages request gets this reply (before the responder).
+    pub fn push_reply(&self, reply: Reply) {
+        self.state.queue.lock().unwrap().push_back(reply);
+    }
+
+    pub fn set_responder(&self, responder: impl Fn(&Value) -> Reply + Send + Sync + 'static) {
+        *self.state.responder.lock().unwrap() = Arc::new(responder);
+    }
+
+    /// Headers added to every Messages reply (e.g. unified rate limits).
+    pub fn set_rate_limit_headers(&self, headers: &[(&str, &str)]) {
+        *self.state.rate_limit_headers.lock().unwrap() = headers
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.state.recorded.lock().unwrap().clone()
+    }
+
+    /// The Messages requests received.
+    pub fn messages_requests(&self) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.path == "/v1/messages")
+            .collect()
+    }
+
+    /// Total usage the fake reported to its clients.
+    pub fn reported_usage(&self) -> Usage {
+        let mut total = Usage::default();
+        for request in self.requests() {
+            if let Some(reply) = &request.reply {
+                total.add(reply.reported_usage());
+            }
+        }
+        total
+    }
+}
+
+type Body = BoxBody<Bytes, std::io::Error>;
+
+fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+async fn handle(state: Arc<FakeState>, request: Request<Incoming>) -> Response<Body> {
+    let (parts, body) = request.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    let path = parts.uri.path().to_owned();
+    let mut recorded = Recorded {
+        method: parts.method.to_string(),
+        path: path.clone(),
+        headers: parts.headers.clone(),
+        body: body.clone(),
+        reply: None,
+    };
+    if path != "/v1/messages" {
+        state.recorded.lock().unwrap().push(recorded);
+        return Response::builder()
+            .status(StatusCode::NOT_FOUND)
+            .header("content-type", "application/json")
+            .body(full(
+                r#"{"type":"error","error":{"type":"not_found_error","message":"not found"}}"#,
+            ))
+            .unwrap();
+    }
+    let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let reply = {
+        let queued = state.queue.lock().unwrap().pop_front();
+        queued.unwrap_or_else(|| {
+            let responder = state.responder.lock().unwrap().clone();
+            responder(&json)
+        })
+    };
+    recorded.reply = Some(reply.clone());
+    state.recorded.lock().unwrap().push(recorded);
+    let number = {
+        let mut counter = state.counter.lock().unwrap();
+        *counter += 1;
+        *counter
+    };
+    let model = json["model"]
+        .as_str()
+        .unwrap_or("claude-opus-5-5")
+        .to_owned();
+    let stream = json["stream"].as_bool().unwrap_or(false);
+    let mut builder = Response::builder().header("request-id", format!("req_fake_{number}"));
+    for (name, value) in state.rate_limit_headers.lock().unwrap().iter() {
+        builder = builder.header(name, value);
+    }
+    if let Reply::Error {
+        status,
+        kind,
+        message,
+    } = &reply
+    {
+        let body = json!({"type": "error", "error": {"type": kind, "message": message}});
+        return builder
+            .status(*status)
+            .header("content-type", "application/json")
+            .header("x-should-retry", "false")
+            .body(full(body.to_string()))
+            .unwrap();
+    }
+    if !stream {
+        return builder
+            .status(200)
+            .header("content-type", "application/json")
+            .body(full(json_message(&reply, &model, number).to_string()))
+            .unwrap();
+    }
+    let (sender, receiver) = mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(16);
+    tokio::spawn(write_stream(sender, reply, model, number));
+    builder
+        .status(200)
+        .header("content-type", "text/event-stream; charset=utf-8")
+        .header("cache-control", "no-cache")
+        .body(BoxBody::new(StreamBody::new(ReceiverStream::new(receiver))))
+        .unwrap()
+}
+
+fn event(name: &str, data: Value) -> Bytes {
+    Bytes::from(format!("event: {name}\ndata: {data}\n\n"))
+}
+
+fn usage_json(usage: Usage, output: u64) -> Value {
+    json!({
+        "input_tokens": usage.input_tokens,
+        "cache_creation_input_tokens": usage.cache_creation_input_tokens,
+        "cache_read_input_tokens": usage.cache_read_input_tokens,
+        "output_tokens": output,
+    })
+}
+
+fn json_message(reply: &Reply, model: &str, number: u64) -> Value {
+    let (content, stop, usage) = match reply {
+        Reply::ToolUse { name, input, usage } => (
+            json!([{"type": "tool_use", "id": format!("toolu_fake_{number}"), "name": name, "input": input}]),
+            "tool_use",
+            *usage,
+        ),
+        Reply::Text { text, usage, .. } => {
+            (json!([{"type": "text", "text": text}]), "end_turn", *usage)
+        }
+        Reply::MidStreamError { usage } | Reply::Drop { usage } => (
+            json!([{"type": "text", "text": "fallback answer"}]),
+            "end_turn",
+            *usage,
+        ),
+        Reply::Error { .. } => unreachable!("errors are answered before"),
+    };
+    json!({
+        "id": format!("msg_fake_{number}"), "type": "message", "role": "assistant", "model": model,
+        "content": content, "stop_reason": stop, "stop_sequence": null,
+        "usage": usage_json(usage, usage.output_tokens),
+    })
+}
+
+async fn write_stream(
+    sender: mpsc::Sender<Result<Frame<Bytes>, std::io::Error>>,
+    reply: Reply,
+    model: String,
+    number: u64,
+) {
+    let send = |bytes: Bytes| {
+        let sender = sender.clone();
+        async move { sender.send(Ok(Frame::data(bytes))).await.is_ok() }
+    };
+    let usage = match &reply {
+        Reply::Text { usage, .. }
+        | Reply::ToolUse { usage, .. }
+        | Reply::MidStreamError { usage }
+        | Reply::Drop { usage } => *usage,
+        Reply::Error { .. } => return,
+    };
+    let start = json!({"type": "message_start", "message": {
+        "id": format!("msg_fake_{number}"), "type": "message", "role": "assistant", "model": model,
+        "content": [], "stop_reason": null, "stop_sequence": null, "usage": usage_json(usage, 1)}});
+    if !send(event("message_start", start)).await {
+        return;
+    }
+    let _ = send(event("ping", json!({"type": "ping"}))).await;
+    let stop_reason = match &reply {
+        Reply::Text {
+            text,
+            chunks,
+            delay,
+            ..
+        } => {
+            let _ = send(event("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}))).await;
+            let pieces = split_text(text, (*chunks).max(1));
+            for piece in pieces {
+                if !delay.is_zero() {
+                    tokio::time::sleep(*delay).await;
+                }
+                let delta = json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}});
+                if !send(event("content_block_delta", delta)).await {
+                    return;
+                }
+            }
+            let _ = send(event(
+                "content_block_stop",
+                json!({"type": "content_block_stop", "index": 0}),
+            ))
+            .await;
+            "end_turn"
+        }
+        Reply::ToolUse { name, input, .. } => {
+            let _ = send(event("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use", "id": format!("toolu_fake_{number}"), "name": name, "input": {}}}))).await;
+            let delta = json!({"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": input.to_string()}});
+            let _ = send(event("content_block_delta", delta)).await;
+            let _ = send(event(
+                "content_block_stop",
+                json!({"type": "content_block_stop", "index": 0}),
+            ))
+            .await;
+            "tool_use"
+        }
+        Reply::MidStreamError { .. } => {
+            let _ = send(event("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}))).await;
+            let _ = send(event("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "partial "}}))).await;
+            let _ = send(event("error", json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}))).await;
+            return;
+        }
+        Reply::Drop { .. } => {
+            let _ = send(event("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}))).await;
+            let _ = send(event("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "partial "}}))).await;
+            // Let the frames reach the client before the cut.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let _ = sender
+                .send(Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "cut",
+                )))
+                .await;
+            return;
+        }
+        Reply::Error { .. } => return,
+    };
+    let delta = json!({"type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": null}, "usage": {"output_tokens": usage.output_tokens}});
+    let _ = send(event("message_delta", delta)).await;
+    let _ = send(event("message_stop", json!({"type": "message_stop"}))).await;
+}
+
+fn split_text(text: &str, pieces: usize) -> Vec<String> {
+    let chars: Vec<char> = text.chars().collect();
+    let size = chars.len().div_ceil(pieces).max(1);
+    chars.chunks(size).map(|c| c.iter().collect()).collect()
+}
+
+/// A test CA and a certificate for api.anthropic.com signed by it.
+fn test_tls() -> (String, rustls::ServerConfig) {
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca_params = CertificateParams::default();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "ccgate tests: fake Anthropic CA");
+    let ca_cert = ca_params.self_signed(&ca_key).expect("CA cert");
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf_key = KeyPair::generate().expect("leaf key");
+    let mut leaf_params = CertificateParams::default();
+    leaf_params.subject_alt_names = vec![SanType::DnsName("api.anthropic.com".try_into().unwrap())];
+    let leaf = leaf_params
+        .signed_by(&leaf_key, &issuer)
+        .expect("leaf cert");
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("protocols")
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![CertificateDer::from(leaf.der().to_vec())],
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
+    )
+    .expect("server config");
+    (ca_cert.pem(), config)
+}

@@ -1,0 +1,245 @@
+//! The proxy and the server together: a fake Anthropic upstream on
+//! 127.0.0.1, real TLS through the real proxy, real HTTP to the real server.
+
+use std::time::Duration;
+
+use ccgate_tests::client::{ProxyClient, Turn};
+use ccgate_tests::eventually;
+use ccgate_tests::machine::TestMachine;
+use ccgate_tests::server::TestServer;
+use ccgate_tests::upstream::{FakeAnthropic, Reply, Usage};
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+struct Setup {
+    server: TestServer,
+    upstream: FakeAnthropic,
+    machine: TestMachine,
+    proxy: ccgate_proxy::daemon::RunningDaemon,
+    client: ProxyClient,
+    user_id: i64,
+}
+
+async fn setup(limits: serde_json::Value) -> Setup {
+    let server = TestServer::start().await;
+    let upstream = FakeAnthropic::start().await;
+    let (user_id, code) = server.create_user("Alice", limits).await;
+    let machine = TestMachine::register(&server.url, &code).await;
+    let proxy = machine.start_proxy(&upstream).await;
+    let client = ProxyClient::new(proxy.address, &machine.paths.ca_cert());
+    // The first sync gives the proxy its policy.
+    assert!(eventually(WAIT, async || proxy.shared.policy().is_some()).await);
+    Setup {
+        server,
+        upstream,
+        machine,
+        proxy,
+        client,
+        user_id,
+    }
+}
+
+fn opus_per_day(n: i64) -> serde_json::Value {
+    json!([{"type": "per_model", "model": "opus", "window": "daily", "value": n}])
+}
+
+/// Waits until the proxy has delivered everything to the server.
+async fn delivered(setup: &Setup) -> bool {
+    eventually(WAIT, async || {
+        setup.proxy.shared.ledger.unacked_count().unwrap() == 0
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prompt_with_a_tool_loop_counts_once_with_exact_tokens() {
+    let s = setup(opus_per_day(5)).await;
+    let turn = Turn::prompt("sess-1", 1, "please run echo lab");
+    let first = s.client.send(&turn).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert!(first.body.contains("tool_use"));
+    let second = s.client.send(&turn.continuation()).await;
+    assert_eq!(second.status, 200);
+    assert_eq!(second.text(), "The tool said lab. Done.");
+    assert!(delivered(&s).await);
+
+    let usage = s.server.usage_today(s.user_id).await;
+    assert_eq!(usage.prompts, 1);
+    assert_eq!(usage.credits, 10);
+    assert_eq!(usage.tokens(), s.upstream.reported_usage());
+    assert!(usage.input_tokens > 0 && usage.cache_read_input_tokens > 0);
+    // Bodies reach Anthropic byte for byte.
+    let sent = s.upstream.messages_requests();
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[0].body, turn.body().to_string().as_bytes());
+    assert_eq!(sent[0].headers["x-claude-code-session-id"], "sess-1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_the_limit_the_proxy_answers_400_with_the_full_message() {
+    let s = setup(opus_per_day(1)).await;
+    assert_eq!(
+        s.client
+            .send(&Turn::prompt("sess-1", 1, "hello"))
+            .await
+            .status,
+        200
+    );
+    assert!(delivered(&s).await);
+    let blocked = s.client.send(&Turn::prompt("sess-1", 2, "again")).await;
+    assert_eq!(blocked.status, 400);
+    assert_eq!(blocked.json()["error"]["type"], "invalid_request_error");
+    let message = blocked.error_message();
+    assert!(
+        message.contains("Your daily opus limit is used up: 1 of 1 prompts today"),
+        "{message}"
+    );
+    assert!(message.contains("Alice"), "{message}");
+    assert!(!message.contains('"'));
+    assert!(
+        blocked
+            .headers
+            .keys()
+            .all(|h| !h.as_str().starts_with("anthropic-ratelimit"))
+    );
+    assert_eq!(
+        s.upstream.messages_requests().len(),
+        1,
+        "the block never reached Anthropic"
+    );
+    // Sonnet is not limited.
+    let sonnet = s
+        .client
+        .send(&Turn::prompt("sess-2", 1, "hi").model("claude-sonnet-5-5"))
+        .await;
+    assert_eq!(sonnet.status, 200);
+    assert!(delivered(&s).await);
+    assert_eq!(s.server.usage_today(s.user_id).await.prompts, 2);
+    // The block reached the server's event log.
+    let events = s
+        .server
+        .get(&format!("/events?user_id={}", s.user_id))
+        .await;
+    assert!(events.to_string().contains("blocked"), "{events}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mid_stream_error_then_fallback_and_a_cut_stream_count_once() {
+    let s = setup(opus_per_day(10)).await;
+    let turn = Turn::prompt("sess-1", 1, "tell me something");
+    s.upstream.push_reply(Reply::MidStreamError {
+        usage: Usage::new(50, 0, 0, 0),
+    });
+    let failed = s.client.send(&turn).await;
+    assert!(failed.body.contains("overloaded_error"));
+    let fallback = s.client.send(&turn.clone().not_streaming()).await;
+    assert_eq!(fallback.status, 200);
+    assert!(fallback.json()["usage"]["input_tokens"].as_u64().is_some());
+
+    let cut_turn = Turn::prompt("sess-1", 2, "and more");
+    s.upstream.push_reply(Reply::Drop {
+        usage: Usage::new(60, 0, 0, 0),
+    });
+    assert!(
+        s.client
+            .try_send(&cut_turn)
+            .await
+            .is_none_or(|a| a.text() != "hi from the fake upstream")
+    );
+    assert_eq!(s.client.send(&cut_turn).await.status, 200);
+    assert!(delivered(&s).await);
+    let usage = s.server.usage_today(s.user_id).await;
+    assert_eq!(usage.prompts, 2);
+    assert_eq!(usage.tokens(), s.upstream.reported_usage());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_errors_cost_nothing() {
+    let s = setup(opus_per_day(1)).await;
+    let turn = Turn::prompt("sess-1", 1, "hello");
+    s.upstream.push_reply(Reply::Error {
+        status: 529,
+        kind: "overloaded_error".into(),
+        message: "Overloaded".into(),
+    });
+    assert_eq!(s.client.send(&turn).await.status, 529);
+    // The retry of the same turn is allowed (the reservation stands) and counts.
+    assert_eq!(s.client.send(&turn).await.status, 200);
+    assert!(delivered(&s).await);
+    assert_eq!(s.server.usage_today(s.user_id).await.prompts, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscription_utilization_reaches_the_server() {
+    let s = setup(opus_per_day(5)).await;
+    s.upstream.set_rate_limit_headers(&[
+        ("anthropic-ratelimit-unified-status", "allowed"),
+        ("anthropic-ratelimit-unified-5h-utilization", "0.42"),
+        ("anthropic-ratelimit-unified-5h-reset", "1795353600"),
+        ("anthropic-ratelimit-unified-7d-utilization", "0.17"),
+    ]);
+    assert_eq!(
+        s.client.send(&Turn::prompt("sess-1", 1, "hi")).await.status,
+        200
+    );
+    let seen = eventually(WAIT, async || {
+        let subscription = s.server.get("/subscription").await;
+        subscription.to_string().contains("0.42")
+    })
+    .await;
+    assert!(seen, "{}", s.server.get("/subscription").await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_and_huge_bodies_are_refused_cleanly() {
+    let s = setup(opus_per_day(5)).await;
+    let headers = vec![("x-claude-code-request-class".to_owned(), "main".to_owned())];
+    let broken = s
+        .client
+        .send_raw(headers.clone(), b"{\"model\": \"claude-opus\", ".to_vec())
+        .await;
+    assert_eq!(broken.status, 400);
+    assert!(
+        broken
+            .error_message()
+            .contains("could not read this request"),
+        "{}",
+        broken.body
+    );
+    let huge = vec![b'x'; 65 * 1024 * 1024];
+    let refused = s.client.send_raw(headers, huge).await;
+    assert_eq!(refused.status, 413);
+    assert!(refused.error_message().contains("larger than 64 MB"));
+    assert!(s.upstream.messages_requests().is_empty());
+    // The daemon is still serving.
+    assert_eq!(
+        s.client.send(&Turn::prompt("sess-1", 1, "hi")).await.status,
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_endpoint_reports_usage_and_server_health() {
+    let s = setup(opus_per_day(3)).await;
+    assert_eq!(
+        s.client.send(&Turn::prompt("sess-1", 1, "hi")).await.status,
+        200
+    );
+    assert!(delivered(&s).await);
+    let status: serde_json::Value =
+        reqwest::get(format!("http://{}/ccgate/status", s.proxy.address))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    assert_eq!(status["server"]["reachable"], true);
+    assert_eq!(status["pending_events"], 0);
+    let limits = &status["report"]["limits"][0];
+    assert_eq!(
+        (limits["used"].as_u64(), limits["remaining"].as_u64()),
+        (Some(1), Some(2))
+    );
+    let _ = &s.machine;
+}
