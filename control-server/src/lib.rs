@@ -1,1 +1,155 @@
-//! ccgate-server: the central control server.
+//! ccgate-server: the central control server. Quotas are decided from
+//! memory (policy, usage index, reservations per user); SQLite keeps the
+//! record. See `docs/architecture.md`, "As built: ccgate-server".
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), ccgate_server::ServerError> {
+//! let mut config = ccgate_server::ServerConfig::new("./data");
+//! config.admin_password = Some("a long password".into());
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! ccgate_server::serve(config, listener, async { let _ = tokio::signal::ctrl_c().await; }).await
+//! # }
+//! ```
+
+pub mod api;
+pub mod clock;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod hub;
+pub mod live;
+pub mod metrics;
+pub mod model;
+pub mod ratelimit;
+pub mod secrets;
+pub mod service;
+pub mod state;
+pub mod tasks;
+pub mod writer;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use jiff::SignedDuration;
+use tokio::sync::watch;
+
+pub use clock::Clock;
+pub use config::{Args, ConfigError, ServerConfig};
+pub use error::ServerError;
+
+use crate::db::Db;
+use crate::live::Live;
+use crate::ratelimit::FailureLimiter;
+use crate::state::{AppState, Inner};
+use crate::writer::EventWriter;
+
+/// Opens the database, makes sure the built-in admin has a password, and
+/// loads the live state. Blocking; [`serve`] runs it off the runtime.
+fn open(config: &ServerConfig) -> Result<(Db, Live), ServerError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|error| ServerError::DataDir {
+        path: config.data_dir.clone(),
+        error: error.to_string(),
+    })?;
+    let path = config.database_path();
+    let db = Db::open(&path).map_err(|error| match error {
+        db::DbError::Sqlite(error) => ServerError::DataDir {
+            path: path.clone(),
+            error: format!("cannot open the database: {error}"),
+        },
+        other => other.into(),
+    })?;
+    let stored = db.read_blocking(db::settings::admin_password_hash)?;
+    match (&stored, &config.admin_password) {
+        (None, None) => {
+            return Err(ConfigError(
+                "ADMIN_PASSWORD is required on the first start (it becomes the built-in admin's password)"
+                    .to_owned(),
+            )
+            .into());
+        }
+        (None, Some(password)) => {
+            let hash = secrets::hash_password(password)?;
+            db.write_blocking(|tx| {
+                db::settings::set_admin_password_hash(tx, &hash)?;
+                // Settings rows exist from the first start on.
+                let settings = db::settings::load(tx)?;
+                db::settings::save(tx, &settings)
+            })?;
+            tracing::info!("stored the admin password (argon2id)");
+        }
+        (Some(_), Some(_)) => tracing::info!(
+            "ADMIN_PASSWORD is ignored: a password is already stored (change it in the settings)"
+        ),
+        (Some(_), None) => {}
+    }
+    let history = SignedDuration::from_hours(24 * i64::from(config.history_days));
+    let since = config
+        .clock
+        .now()
+        .checked_sub(history)
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    let (live, stats) = Live::load(&db, since)?;
+    tracing::info!(
+        users = stats.users,
+        devices = stats.devices,
+        events = stats.events,
+        "loaded live state"
+    );
+    Ok((db, live))
+}
+
+/// Runs the server on `listener` until `shutdown` completes, then finishes
+/// open requests, ends streams and writes what is still queued.
+pub async fn serve(
+    mut config: ServerConfig,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    config.validate()?;
+    let local_addr = listener.local_addr()?;
+    let opened = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || open(&config))
+            .await
+            .map_err(|e| ServerError::Io(e.to_string()))??
+    };
+    let (db, live) = opened;
+    let (stop_sender, stop) = watch::channel(false);
+    let (writer, writer_task) = EventWriter::spawn(db.clone(), stop.clone());
+    let state = AppState::new(Inner {
+        login_limiter: FailureLimiter::new(config.login_max_failures, config.login_failure_window),
+        register_limiter: FailureLimiter::new(
+            config.login_max_failures.max(10),
+            config.login_failure_window,
+        ),
+        config,
+        db,
+        live,
+        hub: hub::Hub::default(),
+        metrics: metrics::Metrics::default(),
+        writer,
+        shutdown: stop,
+        local_addr,
+    });
+    let housekeeping = tasks::spawn(state.clone());
+    let app = api::router(state.clone());
+    tracing::info!(address = %local_addr, "ccgate-server listening");
+    let stop_sender = Arc::new(stop_sender);
+    let signal = Arc::clone(&stop_sender);
+    let result = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        tracing::info!("shutting down");
+        // Streams and websockets end, so graceful shutdown does not wait on them.
+        let _ = signal.send(true);
+    })
+    .await;
+    let _ = stop_sender.send(true);
+    let _ = housekeeping.await;
+    let _ = writer_task.await;
+    result.map_err(ServerError::from)
+}

@@ -1,0 +1,133 @@
+//! Team settings: name, time zone, credit weights, what to do with
+//! unidentified clients, and the built-in admin's password.
+
+use axum::extract::State;
+use ccgate_quota::{CreditWeights, UnidentifiedClients};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::Admin;
+use crate::api::extract::Json;
+use crate::config::MIN_PASSWORD_LEN;
+use crate::db::settings::TeamSettings;
+use crate::db::{self};
+use crate::error::{Error, Result};
+use crate::model::Role;
+use crate::secrets;
+use crate::service::audit;
+use crate::service::users::validate_time_zone;
+use crate::state::AppState;
+
+type Out = axum::Json<Value>;
+
+fn settings_json(settings: &TeamSettings) -> Value {
+    json!({
+        "team_name": settings.team_name,
+        "time_zone": settings.time_zone,
+        "credit_weights": settings.credit_weights,
+        "unidentified_clients": settings.unidentified_clients,
+        "version": settings.version,
+    })
+}
+
+pub async fn get_settings(State(state): State<AppState>) -> Out {
+    axum::Json(json!({ "settings": settings_json(&state.live.settings()) }))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SettingsBody {
+    /// `name` is the peer's field.
+    #[serde(default, alias = "name")]
+    team_name: Option<String>,
+    #[serde(default)]
+    time_zone: Option<String>,
+    #[serde(default)]
+    credit_weights: Option<CreditWeights>,
+    #[serde(default)]
+    unidentified_clients: Option<UnidentifiedClients>,
+    #[serde(default)]
+    admin_password: Option<String>,
+}
+
+pub async fn put_settings(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Json(body): Json<SettingsBody>,
+) -> Result<Out> {
+    let mut settings = (*state.live.settings()).clone();
+    if let Some(name) = &body.team_name {
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > 100 {
+            return Err(Error::bad_request("team_name must be 1 to 100 characters"));
+        }
+        settings.team_name = name.to_owned();
+    }
+    if let Some(zone) = &body.time_zone {
+        settings.time_zone = validate_time_zone(zone)?;
+    }
+    if let Some(weights) = body.credit_weights {
+        let all = [weights.opus, weights.sonnet, weights.haiku, weights.other];
+        if all.iter().any(|&w| w > 1_000_000) {
+            return Err(Error::bad_request("credit weights are at most 1000000"));
+        }
+        settings.credit_weights = weights;
+    }
+    if let Some(unidentified) = body.unidentified_clients {
+        settings.unidentified_clients = unidentified;
+    }
+    let password_hash = match body.admin_password {
+        None => None,
+        Some(password) => {
+            if admin.role != Role::Admin {
+                return Err(Error::forbidden(
+                    "only an admin can change the admin password",
+                ));
+            }
+            if password.chars().count() < MIN_PASSWORD_LEN {
+                return Err(Error::bad_request(format!(
+                    "admin_password must be at least {MIN_PASSWORD_LEN} characters"
+                )));
+            }
+            let hash = tokio::task::spawn_blocking(move || secrets::hash_password(&password))
+                .await
+                .map_err(|_| Error::internal())??;
+            Some(hash)
+        }
+    };
+    let now = state.now();
+    let actor = admin.actor.clone();
+    // Sessions of the built-in admin other than this one end with the old password.
+    let keep_session = admin
+        .session
+        .as_ref()
+        .filter(|s| s.account_id.is_none())
+        .map(|s| s.id);
+    let policy_changed = settings != *state.live.settings();
+    let detail = json!({
+        "team_name": body.team_name, "time_zone": body.time_zone,
+        "credit_weights": body.credit_weights, "unidentified_clients": body.unidentified_clients,
+        "admin_password_changed": password_hash.is_some(),
+    });
+    let saved = state
+        .db
+        .write(move |tx| {
+            if policy_changed {
+                settings.version = db::settings::next_policy_version(tx)?;
+                db::settings::save(tx, &settings)?;
+            }
+            if let Some(hash) = &password_hash {
+                db::settings::set_admin_password_hash(tx, hash)?;
+                db::auth::delete_builtin_sessions_except(tx, keep_session)?;
+            }
+            db::audit::insert(
+                tx,
+                &audit(now, "settings_changed", &actor, None, None, Some(detail)),
+            )?;
+            Ok(settings)
+        })
+        .await?;
+    if policy_changed {
+        state.live.replace_settings(saved.clone());
+    }
+    Ok(axum::Json(json!({ "settings": settings_json(&saved) })))
+}

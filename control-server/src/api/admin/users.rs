@@ -1,0 +1,354 @@
+//! Users: list, one, create (with an install code and the setup command),
+//! change (limits replaced in one transaction), delete, new install code,
+//! token rotation, and a preview of proposed limits.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use ccgate_quota::{
+    CompiledPolicy, GateKind, GateRequest, Layered, ModelFamily, UsageReport, UserStatus, evaluate,
+};
+use jiff::Timestamp;
+use serde::{Deserialize, Deserializer};
+use serde_json::{Map, Value, json};
+
+use super::{Admin, ts};
+use crate::api::extract::{Json, OptionalJson};
+use crate::db::users::UserChanges;
+use crate::db::{self};
+use crate::error::{Error, Result};
+use crate::live::users::UserLive;
+use crate::service::users as service;
+use crate::state::AppState;
+
+type Out = axum::Json<Value>;
+
+/// The tightest credit budget and its balance (-1 when there is none).
+pub fn credit_figures(report: &UsageReport) -> (i64, i64) {
+    match report.tightest_credits() {
+        Some(line) => (
+            line.limit,
+            line.remaining
+                .map_or(-1, |r| i64::try_from(r).unwrap_or(i64::MAX)),
+        ),
+        None => (-1, -1),
+    }
+}
+
+fn user_view(state: &AppState, user: &UserLive, last_active: Option<i64>) -> Value {
+    let now = state.now();
+    let now_ms = now.as_millisecond();
+    let online_ms = i64::try_from(state.config.online_window.as_millis()).unwrap_or(i64::MAX);
+    let (row, report, time_zone, pending) = {
+        let guard = user.lock();
+        (
+            guard.row.clone(),
+            guard.report(now),
+            guard.policy.policy.time_zone.clone(),
+            guard.reservations.len(),
+        )
+    };
+    let (budget, balance) = credit_figures(&report);
+    let mut usage = Map::new();
+    for family in ModelFamily::ALL {
+        usage.insert(
+            family.as_str().to_owned(),
+            json!(report.today[family].prompts),
+        );
+    }
+    let devices: Vec<Value> = state
+        .live
+        .devices
+        .of_user(user.id)
+        .iter()
+        .map(|device| {
+            let details = device.details();
+            json!({
+                "id": device.id, "kind": device.kind, "hostname": details.hostname,
+                "os": details.os, "arch": details.arch, "os_user": details.os_user,
+                "os_version": details.os_version, "claude_version": details.claude_version,
+                "agent_version": details.agent_version, "created_at": device.created_at,
+                "last_seen_at": device.last_seen_ms().and_then(ts),
+                "online": device.online(now_ms, online_ms),
+                "token_rotation_pending": device.pending_token().is_some(),
+            })
+        })
+        .collect();
+    json!({
+        "id": row.id,
+        "name": row.name,
+        "slug": row.slug,
+        "status": row.status,
+        "time_zone": row.time_zone,
+        "effective_time_zone": time_zone,
+        "created_at": ts(row.created_at),
+        "policy_version": report_version(state, &row),
+        "limits": row.rules,
+        "usage": usage,
+        "credit_balance": balance,
+        "credit_budget": budget,
+        "pending_prompts": pending,
+        "devices": devices,
+        "report": report,
+        "last_active_at": last_active.and_then(ts),
+    })
+}
+
+fn report_version(state: &AppState, row: &db::users::UserRow) -> u64 {
+    row.policy_version.max(state.live.settings().version)
+}
+
+async fn last_active(state: &AppState, ids: Vec<i64>) -> Result<Vec<Option<i64>>> {
+    Ok(state
+        .db
+        .read(move |conn| {
+            ids.iter()
+                .map(|&id| db::events::last_active(conn, id))
+                .collect()
+        })
+        .await?)
+}
+
+pub async fn list(State(state): State<AppState>) -> Result<Out> {
+    let users = state.live.all_users();
+    let active = last_active(&state, users.iter().map(|u| u.id).collect()).await?;
+    let views: Vec<Value> = users
+        .iter()
+        .zip(active)
+        .map(|(user, last)| user_view(&state, user, last))
+        .collect();
+    Ok(axum::Json(json!({ "users": views })))
+}
+
+fn find(state: &AppState, id: i64) -> Result<std::sync::Arc<UserLive>> {
+    state
+        .live
+        .user(id)
+        .ok_or_else(|| Error::not_found(format!("no user with id {id}")))
+}
+
+pub async fn get_one(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Out> {
+    let user = find(&state, id)?;
+    let active = last_active(&state, vec![id]).await?;
+    Ok(axum::Json(json!({
+        "user": user_view(&state, &user, active.into_iter().next().flatten()),
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CreateBody {
+    name: String,
+    #[serde(default)]
+    slug: Option<String>,
+    #[serde(default)]
+    limits: Option<Vec<Value>>,
+    #[serde(default)]
+    time_zone: Option<String>,
+}
+
+/// Where devices reach this server: PUBLIC_URL, else the admin's own address.
+fn public_url(state: &AppState, headers: &HeaderMap) -> String {
+    if let Some(url) = &state.config.public_url {
+        return url.clone();
+    }
+    headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| {
+            h.chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
+        })
+        .map(|host| format!("http://{host}"))
+        .unwrap_or_else(|| format!("http://{}", state.local_addr))
+}
+
+fn setup_command(url: &str, code: &str) -> String {
+    format!("sudo ccgate setup --code {code} --server {url}")
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    headers: HeaderMap,
+    Json(body): Json<CreateBody>,
+) -> Result<(StatusCode, Out)> {
+    let rules = service::parse_rules(body.limits.as_deref().unwrap_or_default())?;
+    let created = service::create(
+        &state,
+        &admin.actor,
+        service::NewUserInput {
+            name: body.name,
+            slug: body.slug,
+            rules,
+            time_zone: body.time_zone.filter(|z| !z.trim().is_empty()),
+        },
+    )
+    .await?;
+    let url = public_url(&state, &headers);
+    let user = find(&state, created.user.id)?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(json!({
+            "user": user_view(&state, &user, None),
+            "limits": created.user.rules,
+            "install_code": created.install_code,
+            "install_code_expires_at": created.code_expires_at,
+            "setup_command": setup_command(&url, &created.install_code),
+        })),
+    ))
+}
+
+/// Absent → `None`; `null` or `""` → `Some(None)`; a value → `Some(Some(v))`.
+fn double_option<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Ok(Some(
+        Option::<String>::deserialize(d)?.filter(|z| !z.trim().is_empty()),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct UpdateBody {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    slug: Option<String>,
+    #[serde(default)]
+    status: Option<UserStatus>,
+    #[serde(default)]
+    limits: Option<Vec<Value>>,
+    #[serde(default, deserialize_with = "double_option")]
+    time_zone: Option<Option<String>>,
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Path(id): Path<i64>,
+    Json(body): Json<UpdateBody>,
+) -> Result<Out> {
+    find(&state, id)?;
+    let changes = UserChanges {
+        name: body
+            .name
+            .as_deref()
+            .map(service::validate_name)
+            .transpose()?,
+        slug: body
+            .slug
+            .as_deref()
+            .map(service::validate_slug)
+            .transpose()?,
+        status: body.status,
+        time_zone: body
+            .time_zone
+            .map(|zone| zone.as_deref().map(service::validate_time_zone).transpose())
+            .transpose()?,
+        rules: body
+            .limits
+            .as_deref()
+            .map(service::parse_rules)
+            .transpose()?,
+    };
+    service::update(&state, &admin.actor, id, changes).await?;
+    let user = find(&state, id)?;
+    let active = last_active(&state, vec![id]).await?;
+    let view = user_view(&state, &user, active.into_iter().next().flatten());
+    Ok(axum::Json(
+        json!({ "user": view.clone(), "limits": view["limits"] }),
+    ))
+}
+
+pub async fn remove(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Path(id): Path<i64>,
+) -> Result<Out> {
+    service::delete(&state, &admin.actor, id).await?;
+    Ok(axum::Json(json!({ "deleted": true, "id": id })))
+}
+
+pub async fn install_code(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Result<(StatusCode, Out)> {
+    let (code, expires_at) = service::new_install_code(&state, &admin.actor, id).await?;
+    let url = public_url(&state, &headers);
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(json!({
+            "install_code": code,
+            "install_code_expires_at": expires_at,
+            "setup_command": setup_command(&url, &code),
+        })),
+    ))
+}
+
+pub async fn rotate_tokens(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Path(id): Path<i64>,
+) -> Result<Out> {
+    let rotated = service::rotate_tokens(&state, &admin.actor, id).await?;
+    Ok(axum::Json(json!({ "rotated": rotated })))
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct PreviewBody {
+    #[serde(default)]
+    limits: Option<Vec<Value>>,
+    #[serde(default, deserialize_with = "double_option")]
+    time_zone: Option<Option<String>>,
+}
+
+/// What the user would see with other limits and their current usage.
+pub async fn preview(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    OptionalJson(body): OptionalJson<PreviewBody>,
+) -> Result<Out> {
+    let user = find(&state, id)?;
+    let now: Timestamp = state.now();
+    let guard = user.lock();
+    let mut policy = guard.policy.policy.clone();
+    if let Some(limits) = &body.limits {
+        policy.rules = service::parse_rules(limits)?;
+    }
+    match &body.time_zone {
+        Some(Some(zone)) => policy.time_zone = service::validate_time_zone(zone)?,
+        Some(None) => policy.time_zone = state.live.settings().time_zone.clone(),
+        None => {}
+    }
+    let compiled =
+        CompiledPolicy::new(policy).map_err(|error| Error::bad_request(error.to_string()))?;
+    let usage = Layered(&guard.usage, &guard.reservations);
+    let report = UsageReport::build(&compiled, &usage, now);
+    let mut decisions = Map::new();
+    for family in ModelFamily::ALL {
+        let decision = evaluate(
+            &compiled,
+            &usage,
+            GateRequest {
+                family,
+                kind: GateKind::Prompt,
+                now,
+            },
+        );
+        decisions.insert(
+            family.as_str().to_owned(),
+            json!({
+                "allowed": decision.allowed(),
+                "cost": decision.cost,
+                "reason": decision.denial.as_ref().map(|d| d.reason),
+                "message": decision.denial.as_ref().map(|d| &d.message),
+                "retry_at": decision.denial.as_ref().and_then(|d| d.retry_at),
+            }),
+        );
+    }
+    let (budget, balance) = credit_figures(&report);
+    Ok(axum::Json(json!({
+        "report": report,
+        "decisions": decisions,
+        "credit_budget": budget,
+        "credit_balance": balance,
+    })))
+}

@@ -1,0 +1,151 @@
+//! The agent API for ccgate-proxy (`/api/agent/v1/*`); the types are
+//! `ccgate_quota::wire`'s.
+
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::State;
+use axum::routing::{get, post};
+use ccgate_quota::wire::{
+    CheckRequest, CheckResponse, EventsRequest, EventsResponse, RegisterRequest, RegisterResponse,
+    SyncRequest, SyncResponse,
+};
+
+use super::extract::{ClientIp, Json, OptionalJson, ProxyDevice};
+use crate::db;
+use crate::error::{Error, Result};
+use crate::model::{DeviceDetails, DeviceKind};
+use crate::service::{gate, ingest, register, sync};
+use crate::state::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/register", post(register_device))
+        .route("/sync", post(sync_device))
+        .route("/check", post(check))
+        .route("/events", post(events))
+        .route("/stream", get(super::stream::stream))
+}
+
+type JsonOut<T> = axum::Json<T>;
+
+async fn register_device(
+    State(state): State<AppState>,
+    ClientIp(client): ClientIp,
+    Json(request): Json<RegisterRequest>,
+) -> Result<JsonOut<RegisterResponse>> {
+    let registered = register::register(
+        &state,
+        client,
+        &request.code,
+        DeviceKind::Proxy,
+        DeviceDetails::from(&request.device),
+    )
+    .await?;
+    let sync = sync::sync_response(&registered.device, &registered.user, state.now());
+    Ok(axum::Json(RegisterResponse {
+        device_id: registered.device.id,
+        device_token: registered.token,
+        sync,
+    }))
+}
+
+/// Stores what the device says about itself (memory now, database too).
+pub async fn update_device_details(
+    state: &AppState,
+    device: &crate::live::devices::DeviceLive,
+    details: DeviceDetails,
+) -> Result<()> {
+    let details = details.truncated();
+    if device.details() == details {
+        return Ok(());
+    }
+    device.update_details(&details);
+    let id = device.id;
+    state
+        .db
+        .write(move |tx| db::devices::update_details(tx, id, &details))
+        .await?;
+    Ok(())
+}
+
+async fn sync_device(
+    State(state): State<AppState>,
+    auth: ProxyDevice,
+    OptionalJson(request): OptionalJson<SyncRequest>,
+) -> Result<JsonOut<SyncResponse>> {
+    if let Some(info) = &request.device {
+        update_device_details(&state, &auth.device, DeviceDetails::from(info)).await?;
+    }
+    Ok(axum::Json(sync::sync_response(
+        &auth.device,
+        &auth.user,
+        state.now(),
+    )))
+}
+
+const MAX_KEY: usize = 200;
+
+async fn check(
+    State(state): State<AppState>,
+    auth: ProxyDevice,
+    Json(request): Json<CheckRequest>,
+) -> Result<JsonOut<CheckResponse>> {
+    if request.turn_key.is_empty() || request.turn_key.len() > MAX_KEY {
+        return Err(Error::bad_request(format!(
+            "turn_key must be 1 to {MAX_KEY} bytes"
+        )));
+    }
+    if request.model.len() > MAX_KEY
+        || request
+            .session_id
+            .as_ref()
+            .is_some_and(|s| s.len() > MAX_KEY)
+    {
+        return Err(Error::bad_request(format!(
+            "model and session_id are at most {MAX_KEY} bytes"
+        )));
+    }
+    let started = Instant::now();
+    let outcome = gate::check(
+        &state,
+        &auth.user,
+        gate::CheckInput {
+            device: &auth.device,
+            key: request.turn_key,
+            model: &request.model,
+            session_id: request.session_id.as_deref(),
+            hook: false,
+        },
+    );
+    state
+        .metrics
+        .check_latency
+        .observe(started.elapsed().as_secs_f64());
+    let denial = outcome.decision.denial.as_ref();
+    state.metrics.count_check(
+        "agent",
+        outcome.allowed(),
+        denial.map(|d| d.reason.as_str()),
+    );
+    Ok(axum::Json(CheckResponse {
+        allowed: outcome.allowed(),
+        reason: denial.map(|d| d.reason),
+        message: denial.map(|d| d.message.clone()),
+        cost: outcome.decision.cost,
+        reservation_expires_at: outcome.reservation_expires_at,
+        status: outcome.status,
+        policy_version: outcome.policy_version,
+        server_time: state.now(),
+    }))
+}
+
+async fn events(
+    State(state): State<AppState>,
+    auth: ProxyDevice,
+    Json(request): Json<EventsRequest>,
+) -> Result<JsonOut<EventsResponse>> {
+    ingest::ingest(&state, &auth.device, &auth.user, request)
+        .await
+        .map(axum::Json)
+}

@@ -1,0 +1,69 @@
+//! HTTP: the router and the four APIs.
+//!
+//! | prefix | for | module |
+//! |---|---|---|
+//! | `/api/agent/v1` | ccgate-proxy | [`agent`], [`stream`] |
+//! | `/api/v1` | claude-code-limiter hook clients | [`hook`] |
+//! | `/api/admin` | the dashboard and scripts | [`admin`] |
+//! | `/ws` | live events for admins | [`ws`] |
+//! | `/healthz`, `/metrics` | operations | [`ops`] |
+//! | `/dashboard` | the web UI (assets) | [`dashboard`] |
+
+pub mod admin;
+pub mod agent;
+pub mod dashboard;
+pub mod extract;
+pub mod hook;
+pub mod ops;
+pub mod stream;
+pub mod ws;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+
+use crate::error::Error;
+use crate::metrics::HttpLabels;
+use crate::state::AppState;
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .nest(ccgate_quota::wire::AGENT_API_PREFIX, agent::routes())
+        .nest("/api/v1", hook::routes())
+        .nest("/api/admin", admin::routes(state.clone()))
+        .merge(ws::routes())
+        .merge(ops::routes())
+        .merge(dashboard::routes())
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .with_state(state)
+}
+
+async fn not_found() -> Error {
+    Error::not_found("no such endpoint")
+}
+
+/// Counts every request by route and status for `/metrics`.
+async fn count_requests(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    let response = next.run(request).await.into_response();
+    state
+        .metrics
+        .http_requests
+        .get_or_create(&HttpLabels {
+            method,
+            route,
+            status: response.status().as_u16(),
+        })
+        .inc();
+    response
+}

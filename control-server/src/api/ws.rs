@@ -1,0 +1,111 @@
+//! `GET /ws`: live events for admins over a websocket. Authenticated by the
+//! session cookie (then the Origin must match the Host, against cross-site
+//! websocket hijacking), a `?token=` query, or `Authorization: Bearer`.
+
+use axum::Router;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, header};
+use axum::response::Response;
+use axum::routing::get;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::broadcast::error::RecvError;
+
+use super::admin::{principal_from, session_cookie};
+use super::extract::bearer;
+use crate::error::{Error, Result};
+use crate::service::admin_auth::{self, AuthVia, Principal};
+use crate::state::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/ws", get(upgrade))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct WsQuery {
+    #[serde(default)]
+    token: Option<String>,
+}
+
+/// Whether the `Origin` header names the same host as `Host`.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        // Not a browser: cross-site hijacking needs one.
+        return true;
+    };
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let origin_host = origin
+        .split_once("://")
+        .map(|(_, rest)| rest.trim_end_matches('/'));
+    matches!((origin_host, host), (Some(a), Some(b)) if a.eq_ignore_ascii_case(b))
+}
+
+async fn authenticate(state: &AppState, headers: &HeaderMap, query: &WsQuery) -> Result<Principal> {
+    if let Some(token) = query.token.as_deref().filter(|t| !t.is_empty()) {
+        return admin_auth::authenticate(state, token, AuthVia::Bearer)
+            .await?
+            .ok_or_else(|| Error::unauthorized("invalid token"));
+    }
+    if bearer(headers).is_none() && session_cookie(headers).is_some() && !same_origin(headers) {
+        return Err(Error::forbidden("the Origin does not match this server"));
+    }
+    principal_from(state, headers).await
+}
+
+pub async fn upgrade(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<WsQuery>,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response> {
+    let principal = authenticate(&state, &headers, &query).await?;
+    // Subscribed before the upgrade, so nothing after `connected` is missed.
+    let events = state.hub.subscribe();
+    Ok(upgrade.on_upgrade(move |socket| relay(socket, state, principal, events)))
+}
+
+async fn relay(
+    mut socket: WebSocket,
+    state: AppState,
+    principal: Principal,
+    mut events: tokio::sync::broadcast::Receiver<std::sync::Arc<str>>,
+) {
+    let hello = json!({
+        "type": "connected", "role": principal.role, "actor": principal.actor,
+        "timestamp": state.now(),
+    });
+    if socket
+        .send(Message::Text(hello.to_string().into()))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let mut shutdown = state.shutdown.clone();
+    loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Ok(text) => {
+                    if socket.send(Message::Text(text.as_ref().into())).await.is_err() {
+                        break;
+                    }
+                }
+                // A slow client misses messages; it is never waited for.
+                Err(RecvError::Lagged(missed)) => {
+                    let note = json!({ "type": "lagged", "missed": missed });
+                    if socket.send(Message::Text(note.to_string().into())).await.is_err() {
+                        break;
+                    }
+                }
+                Err(RecvError::Closed) => break,
+            },
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => {}
+            },
+            _ = crate::state::stopped(&mut shutdown) => break,
+        }
+    }
+    let _ = socket.send(Message::Close(None)).await;
+}

@@ -1,0 +1,192 @@
+//! Configuration: every option is declared once here, as a flag with an
+//! environment variable and a default; [`ServerConfig`] is what the server
+//! runs with.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::clock::Clock;
+
+/// Shortest admin password accepted.
+pub const MIN_PASSWORD_LEN: usize = 8;
+
+/// Command-line flags, each also read from its environment variable.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "ccgate-server",
+    version,
+    about = "ccgate's control server: quotas, devices, usage and live events for a team"
+)]
+pub struct Args {
+    /// TCP port to listen on.
+    #[arg(long, env = "PORT", default_value_t = 3000)]
+    pub port: u16,
+    /// Address to bind.
+    #[arg(long, env = "BIND", default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
+    pub bind: IpAddr,
+    /// Directory holding ccgate.db; created if missing.
+    #[arg(long, env = "DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// URL devices reach this server at, shown in setup commands
+    /// [default: http://<host>:<port> of the admin's request].
+    #[arg(long, env = "PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// How long an allowed check holds its prompt when no event settles it.
+    #[arg(long, env = "RESERVATION_TTL_SECS", default_value_t = 1800)]
+    pub reservation_ttl_secs: u64,
+    /// How long a new install code stays valid.
+    #[arg(long, env = "INSTALL_CODE_TTL_HOURS", default_value_t = 168)]
+    pub install_code_ttl_hours: u64,
+    /// How long an admin login lasts.
+    #[arg(long, env = "SESSION_TTL_HOURS", default_value_t = 168)]
+    pub session_ttl_hours: u64,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 1 << 20)]
+    pub max_body_bytes: usize,
+    /// Failed logins (or install-code registrations) allowed per client
+    /// address within the failure window before answering 429.
+    #[arg(long, env = "LOGIN_MAX_FAILURES", default_value_t = 5)]
+    pub login_max_failures: u32,
+    /// The failure window, in seconds.
+    #[arg(long, env = "LOGIN_FAILURE_WINDOW_SECS", default_value_t = 900)]
+    pub login_failure_window_secs: u64,
+}
+
+impl Args {
+    /// The server configuration these flags describe. `ADMIN_PASSWORD` is read
+    /// from the environment only, so it never shows in a process listing.
+    pub fn into_config(self) -> Result<ServerConfig, ConfigError> {
+        let mut config = ServerConfig::new(self.data_dir);
+        config.admin_password = std::env::var("ADMIN_PASSWORD").ok();
+        config.public_url = self.public_url;
+        config.reservation_ttl = Duration::from_secs(self.reservation_ttl_secs);
+        config.install_code_ttl = Duration::from_secs(self.install_code_ttl_hours * 3600);
+        config.session_ttl = Duration::from_secs(self.session_ttl_hours * 3600);
+        config.max_body_bytes = self.max_body_bytes;
+        config.login_max_failures = self.login_max_failures;
+        config.login_failure_window = Duration::from_secs(self.login_failure_window_secs);
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// Everything [`crate::serve`] needs besides its listener.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Holds `ccgate.db`.
+    pub data_dir: PathBuf,
+    /// The built-in admin's password; required when the database has none yet.
+    pub admin_password: Option<String>,
+    /// Base URL shown in setup commands; `None` uses the request's Host.
+    pub public_url: Option<String>,
+    /// How long an allowed check holds its prompt if no event settles it.
+    pub reservation_ttl: Duration,
+    pub install_code_ttl: Duration,
+    pub session_ttl: Duration,
+    pub max_body_bytes: usize,
+    /// Failed logins and failed registrations per client address per window.
+    pub login_max_failures: u32,
+    pub login_failure_window: Duration,
+    /// Usage held in memory for checks: enough for the longest window (a month).
+    pub history_days: u32,
+    /// Events older than this (by their own clock) are moved up to it.
+    pub max_event_age: Duration,
+    /// A hook `count` without a reservation, repeated for the same device,
+    /// session and model within this time, counts once.
+    pub hook_count_dedupe: Duration,
+    /// A device seen within this time shows as online.
+    pub online_window: Duration,
+    /// How often `last_seen_at` is written to the database.
+    pub last_seen_flush_interval: Duration,
+    pub clock: Clock,
+}
+
+impl ServerConfig {
+    /// The defaults, with data in `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            admin_password: None,
+            public_url: None,
+            reservation_ttl: Duration::from_secs(30 * 60),
+            install_code_ttl: Duration::from_secs(7 * 24 * 3600),
+            session_ttl: Duration::from_secs(7 * 24 * 3600),
+            max_body_bytes: 1 << 20,
+            login_max_failures: 5,
+            login_failure_window: Duration::from_secs(15 * 60),
+            history_days: 35,
+            max_event_age: Duration::from_secs(7 * 24 * 3600),
+            hook_count_dedupe: Duration::from_secs(10),
+            online_window: Duration::from_secs(120),
+            last_seen_flush_interval: Duration::from_secs(5),
+            clock: Clock::system(),
+        }
+    }
+
+    /// The configuration from the environment variables of [`Args`]
+    /// (`DATA_DIR`, `ADMIN_PASSWORD`, `PUBLIC_URL`, …), defaults otherwise.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        use clap::Parser;
+        Args::try_parse_from(["ccgate-server"])
+            .map_err(|e| ConfigError(e.to_string()))?
+            .into_config()
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("ccgate.db")
+    }
+
+    /// Whether cookies must be `Secure` (the server is reached over https).
+    pub fn secure_cookies(&self) -> bool {
+        self.public_url
+            .as_deref()
+            .is_some_and(|url| url.starts_with("https://"))
+    }
+
+    pub fn validate(&mut self) -> Result<(), ConfigError> {
+        if let Some(url) = &self.public_url {
+            let url = url.trim().trim_end_matches('/');
+            if !(url.starts_with("http://") || url.starts_with("https://"))
+                || url.len() <= "https://".len()
+            {
+                return Err(ConfigError(format!(
+                    "PUBLIC_URL {url:?} must start with http:// or https://"
+                )));
+            }
+            self.public_url = Some(url.to_owned());
+        }
+        if let Some(password) = &self.admin_password
+            && password.chars().count() < MIN_PASSWORD_LEN
+        {
+            return Err(ConfigError(format!(
+                "ADMIN_PASSWORD must be at least {MIN_PASSWORD_LEN} characters"
+            )));
+        }
+        for (name, value) in [
+            ("reservation TTL", self.reservation_ttl),
+            ("install code TTL", self.install_code_ttl),
+            ("session TTL", self.session_ttl),
+            ("login failure window", self.login_failure_window),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError(format!("the {name} must be more than zero")));
+            }
+        }
+        if self.max_body_bytes < 1024 {
+            return Err(ConfigError(
+                "MAX_BODY_BYTES must be at least 1024".to_owned(),
+            ));
+        }
+        if self.history_days < 32 {
+            return Err(ConfigError(
+                "history_days must cover a month (at least 32)".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+}

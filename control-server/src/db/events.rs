@@ -1,0 +1,240 @@
+//! Usage events: idempotent batch inserts, the start-up load of the usage
+//! index, and the queries behind the admin's usage table and event feed.
+
+use ccgate_quota::{ModelFamily, Totals};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{DbResult, corrupt};
+
+/// One stored event. `totals` is what it adds to the user's usage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRow {
+    /// The event's UUID (the device's idempotency key).
+    pub id: String,
+    pub user_id: i64,
+    pub device_id: Option<i64>,
+    /// When it happened (clamped by the server), ms.
+    pub at: i64,
+    pub received_at: i64,
+    /// `request`, `blocked`, `turn_released`, `tamper`.
+    pub event_type: String,
+    pub model: Option<String>,
+    pub family: Option<ModelFamily>,
+    pub totals: Totals,
+    pub kind: Option<String>,
+    pub turn_key: Option<String>,
+    pub session_id: Option<String>,
+    pub detail: Option<serde_json::Value>,
+}
+
+/// Inserts the rows in the caller's transaction, skipping ids already
+/// stored. Returns, per row, whether it was new.
+pub fn insert_new(conn: &Connection, rows: &[EventRow]) -> DbResult<Vec<bool>> {
+    let mut statement = conn.prepare_cached(
+        "INSERT OR IGNORE INTO events (id, user_id, device_id, at, received_at, type, model, family,
+             prompts, credits, input_tokens, output_tokens, cache_creation_input_tokens,
+             cache_read_input_tokens, kind, turn_key, session_id, detail)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+    )?;
+    rows.iter()
+        .map(|row| {
+            let detail = row
+                .detail
+                .as_ref()
+                .map(serde_json::to_string)
+                .transpose()
+                .map_err(corrupt)?;
+            let t = &row.totals;
+            let changed = statement.execute(params![
+                row.id,
+                row.user_id,
+                row.device_id,
+                row.at,
+                row.received_at,
+                row.event_type,
+                row.model,
+                row.family.map(ModelFamily::as_str),
+                t.prompts as i64,
+                t.credits as i64,
+                t.input_tokens as i64,
+                t.output_tokens as i64,
+                t.cache_creation_input_tokens as i64,
+                t.cache_read_input_tokens as i64,
+                row.kind,
+                row.turn_key,
+                row.session_id,
+                detail,
+            ])?;
+            Ok(changed == 1)
+        })
+        .collect()
+}
+
+fn totals_at(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Totals> {
+    let n = |i: usize| row.get::<_, i64>(first + i).map(|v| v.max(0) as u64);
+    Ok(Totals {
+        prompts: n(0)?,
+        credits: n(1)?,
+        input_tokens: n(2)?,
+        output_tokens: n(3)?,
+        cache_creation_input_tokens: n(4)?,
+        cache_read_input_tokens: n(5)?,
+    })
+}
+
+const COUNTS: &str = "prompts, credits, input_tokens, output_tokens, cache_creation_input_tokens, cache_read_input_tokens";
+const HAS_USAGE: &str = "(prompts > 0 OR credits > 0 OR input_tokens > 0 OR output_tokens > 0 \
+     OR cache_creation_input_tokens > 0 OR cache_read_input_tokens > 0)";
+
+/// Feeds every event with usage at or after `since` to `add`, oldest first.
+pub fn for_each_usage_since(
+    conn: &Connection,
+    since: i64,
+    mut add: impl FnMut(i64, i64, ModelFamily, Totals),
+) -> DbResult<u64> {
+    let mut statement = conn.prepare(&format!(
+        "SELECT user_id, at, family, {COUNTS} FROM events
+         WHERE at >= ?1 AND family IS NOT NULL AND {HAS_USAGE} ORDER BY at"
+    ))?;
+    let mut rows = statement.query([since])?;
+    let mut count = 0;
+    while let Some(row) = rows.next()? {
+        let family: String = row.get(2)?;
+        let family: ModelFamily = family.parse().map_err(corrupt)?;
+        add(row.get(0)?, row.get(1)?, family, totals_at(row, 3)?);
+        count += 1;
+    }
+    Ok(count)
+}
+
+/// Usage added up in 15-minute buckets (every time zone's offset is a whole
+/// number of quarter hours, so buckets fall inside one local day).
+pub const BUCKET_MS: i64 = 15 * 60 * 1000;
+
+pub struct UsageBucket {
+    pub start: i64,
+    pub user_id: i64,
+    pub family: ModelFamily,
+    pub totals: Totals,
+}
+
+pub fn usage_buckets(
+    conn: &Connection,
+    user_id: Option<i64>,
+    from: i64,
+    until: i64,
+) -> DbResult<Vec<UsageBucket>> {
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT (at / {BUCKET_MS}) * {BUCKET_MS} AS bucket, user_id, family,
+                SUM(prompts), SUM(credits), SUM(input_tokens), SUM(output_tokens),
+                SUM(cache_creation_input_tokens), SUM(cache_read_input_tokens)
+         FROM events
+         WHERE at >= ?1 AND at < ?2 AND (?3 IS NULL OR user_id = ?3)
+           AND family IS NOT NULL AND {HAS_USAGE}
+         GROUP BY bucket, user_id, family ORDER BY bucket"
+    ))?;
+    let rows = statement.query_map(params![from, until, user_id], |row| {
+        Ok((
+            row.get::<_, i64>(0)?,
+            row.get::<_, i64>(1)?,
+            row.get::<_, String>(2)?,
+            totals_at(row, 3)?,
+        ))
+    })?;
+    rows.map(|row| {
+        let (start, user_id, family, totals) = row?;
+        Ok(UsageBucket {
+            start,
+            user_id,
+            family: family.parse().map_err(corrupt)?,
+            totals,
+        })
+    })
+    .collect()
+}
+
+/// A stored event with its position for paging.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub row: EventRow,
+    pub seq: i64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub user_id: Option<i64>,
+    pub event_type: Option<String>,
+    /// Only events before this `(at, seq)` position (the paging cursor).
+    pub before: Option<(i64, i64)>,
+    pub limit: u32,
+}
+
+/// Newest first.
+pub fn page(conn: &Connection, filter: &EventFilter) -> DbResult<Vec<StoredEvent>> {
+    let (before_at, before_seq) = filter.before.unwrap_or((i64::MAX, i64::MAX));
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT rowid, id, user_id, device_id, at, received_at, type, model, family, {COUNTS},
+                kind, turn_key, session_id, detail
+         FROM events
+         WHERE (?1 IS NULL OR user_id = ?1) AND (?2 IS NULL OR type = ?2)
+           AND (at < ?3 OR (at = ?3 AND rowid < ?4))
+         ORDER BY at DESC, rowid DESC LIMIT ?5"
+    ))?;
+    let rows = statement.query_map(
+        params![
+            filter.user_id,
+            filter.event_type,
+            before_at,
+            before_seq,
+            filter.limit
+        ],
+        |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                EventRow {
+                    id: row.get(1)?,
+                    user_id: row.get(2)?,
+                    device_id: row.get(3)?,
+                    at: row.get(4)?,
+                    received_at: row.get(5)?,
+                    event_type: row.get(6)?,
+                    model: row.get(7)?,
+                    family: None,
+                    totals: totals_at(row, 9)?,
+                    kind: row.get(15)?,
+                    turn_key: row.get(16)?,
+                    session_id: row.get(17)?,
+                    detail: None,
+                },
+                row.get::<_, Option<String>>(8)?,
+                row.get::<_, Option<String>>(18)?,
+            ))
+        },
+    )?;
+    rows.map(|row| {
+        let (seq, mut event, family, detail) = row?;
+        event.family = family.map(|f| f.parse()).transpose().map_err(corrupt)?;
+        event.detail = detail
+            .map(|d| serde_json::from_str(&d))
+            .transpose()
+            .map_err(corrupt)?;
+        Ok(StoredEvent { row: event, seq })
+    })
+    .collect()
+}
+
+/// When the user last did anything that counts.
+pub fn last_active(conn: &Connection, user_id: i64) -> DbResult<Option<i64>> {
+    Ok(conn
+        .query_row(
+            "SELECT MAX(at) FROM events WHERE user_id = ?1",
+            [user_id],
+            |row| row.get::<_, Option<i64>>(0),
+        )
+        .optional()?
+        .flatten())
+}
+
+pub fn count(conn: &Connection) -> DbResult<i64> {
+    Ok(conn.query_row("SELECT COUNT(*) FROM events", [], |row| row.get(0))?)
+}

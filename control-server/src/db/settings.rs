@@ -1,0 +1,114 @@
+//! Team settings as key/value rows, and the policy version counter.
+
+use ccgate_quota::{CreditWeights, UnidentifiedClients};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+
+use super::{DbResult, corrupt};
+
+/// Settings that shape every user's policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TeamSettings {
+    pub team_name: String,
+    /// IANA zone for calendar windows of users without their own.
+    pub time_zone: String,
+    pub credit_weights: CreditWeights,
+    pub unidentified_clients: UnidentifiedClients,
+    /// The policy version at which these settings last changed.
+    pub version: u64,
+}
+
+impl Default for TeamSettings {
+    fn default() -> Self {
+        Self {
+            team_name: "My team".to_owned(),
+            time_zone: "UTC".to_owned(),
+            credit_weights: CreditWeights::default(),
+            unidentified_clients: UnidentifiedClients::Allow,
+            version: 0,
+        }
+    }
+}
+
+fn get(conn: &Connection, key: &str) -> DbResult<Option<String>> {
+    Ok(conn
+        .query_row("SELECT value FROM settings WHERE key = ?1", [key], |row| {
+            row.get(0)
+        })
+        .optional()?)
+}
+
+fn set(conn: &Connection, key: &str, value: &str) -> DbResult<()> {
+    conn.execute(
+        "INSERT INTO settings (key, value) VALUES (?1, ?2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        params![key, value],
+    )?;
+    Ok(())
+}
+
+pub fn load(conn: &Connection) -> DbResult<TeamSettings> {
+    let defaults = TeamSettings::default();
+    let json = |key: &str| -> DbResult<Option<serde_json::Value>> {
+        get(conn, key)?
+            .map(|text| {
+                serde_json::from_str(&text).map_err(|e| corrupt(format!("setting {key}: {e}")))
+            })
+            .transpose()
+    };
+    Ok(TeamSettings {
+        team_name: get(conn, "team_name")?.unwrap_or(defaults.team_name),
+        time_zone: get(conn, "time_zone")?.unwrap_or(defaults.time_zone),
+        credit_weights: match json("credit_weights")? {
+            Some(value) => serde_json::from_value(value).map_err(corrupt)?,
+            None => defaults.credit_weights,
+        },
+        unidentified_clients: match get(conn, "unidentified_clients")? {
+            Some(text) => {
+                serde_json::from_value(serde_json::Value::String(text)).map_err(corrupt)?
+            }
+            None => defaults.unidentified_clients,
+        },
+        version: get(conn, "settings_version")?
+            .map(|v| v.parse().map_err(corrupt))
+            .transpose()?
+            .unwrap_or(0),
+    })
+}
+
+pub fn save(conn: &Connection, settings: &TeamSettings) -> DbResult<()> {
+    set(conn, "team_name", &settings.team_name)?;
+    set(conn, "time_zone", &settings.time_zone)?;
+    set(
+        conn,
+        "credit_weights",
+        &serde_json::to_string(&settings.credit_weights).map_err(corrupt)?,
+    )?;
+    let unidentified = match settings.unidentified_clients {
+        UnidentifiedClients::Allow => "allow",
+        UnidentifiedClients::Deny => "deny",
+    };
+    set(conn, "unidentified_clients", unidentified)?;
+    set(conn, "settings_version", &settings.version.to_string())?;
+    Ok(())
+}
+
+pub fn admin_password_hash(conn: &Connection) -> DbResult<Option<String>> {
+    get(conn, "admin_password_hash")
+}
+
+pub fn set_admin_password_hash(conn: &Connection, hash: &str) -> DbResult<()> {
+    set(conn, "admin_password_hash", hash)
+}
+
+/// Draws the next policy version: every change that concerns a user's policy
+/// takes a fresh number, so versions only grow.
+pub fn next_policy_version(conn: &Connection) -> DbResult<u64> {
+    let current: u64 = get(conn, "policy_version")?
+        .map(|v| v.parse().map_err(corrupt))
+        .transpose()?
+        .unwrap_or(0);
+    let next = current + 1;
+    set(conn, "policy_version", &next.to_string())?;
+    Ok(next)
+}

@@ -1,0 +1,154 @@
+//! Errors. [`ServerError`] stops the server from starting or running;
+//! [`Error`] is the one error type of every request handler, with a status,
+//! a stable code and a message meant for the person or script that sent the
+//! request (vaultwarden's pattern). Internal details go to the log only.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::config::ConfigError;
+use crate::db::DbError;
+
+/// Why the server could not start or stopped. Each message is complete on
+/// its own (no error chain to print), for `main` to show as it is.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    #[error("configuration: {0}")]
+    Config(ConfigError),
+    #[error("data directory {path}: {error}")]
+    DataDir {
+        path: std::path::PathBuf,
+        error: String,
+    },
+    #[error("database: {0}")]
+    Db(String),
+    #[error("{0}")]
+    Password(String),
+    #[error("serving HTTP: {0}")]
+    Io(String),
+}
+
+impl From<ConfigError> for ServerError {
+    fn from(error: ConfigError) -> Self {
+        Self::Config(error)
+    }
+}
+
+impl From<DbError> for ServerError {
+    fn from(error: DbError) -> Self {
+        Self::Db(error.to_string())
+    }
+}
+
+impl From<crate::secrets::PasswordError> for ServerError {
+    fn from(error: crate::secrets::PasswordError) -> Self {
+        Self::Password(error.to_string())
+    }
+}
+
+impl From<std::io::Error> for ServerError {
+    fn from(error: std::io::Error) -> Self {
+        Self::Io(error.to_string())
+    }
+}
+
+/// A request failure: `{"error": message, "code": code}` with `status`.
+#[derive(Debug, Clone)]
+pub struct Error {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    /// Seconds, sent as `Retry-After`.
+    pub retry_after: Option<u64>,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn gone(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::GONE, code, message)
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", message)
+    }
+
+    pub fn too_many_requests(message: impl Into<String>, retry_after: u64) -> Self {
+        Self {
+            retry_after: Some(retry_after.max(1)),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message)
+        }
+    }
+
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal server error (see the server log)",
+        )
+    }
+
+    pub fn with_code(mut self, code: &'static str) -> Self {
+        self.code = code;
+        self
+    }
+}
+
+impl From<DbError> for Error {
+    fn from(error: DbError) -> Self {
+        match error {
+            DbError::Conflict(message) => Error::conflict(message),
+            DbError::NotFound(message) => Error::not_found(message),
+            other => {
+                tracing::error!(error = %other, "database failure");
+                Error::internal()
+            }
+        }
+    }
+}
+
+impl From<crate::secrets::PasswordError> for Error {
+    fn from(error: crate::secrets::PasswordError) -> Self {
+        tracing::error!(%error, "password hashing");
+        Error::internal()
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "error": self.message, "code": self.code });
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}

@@ -1,0 +1,178 @@
+//! The state checks are decided from, held in memory: settings, every
+//! user's policy, usage index and reservations, and the device token map.
+//! Loaded from the database at start; the database stays the record.
+
+pub mod devices;
+pub mod reservations;
+pub mod users;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use ccgate_quota::UsageIndex;
+use jiff::Timestamp;
+
+use crate::db::settings::TeamSettings;
+use crate::db::users::UserRow;
+use crate::db::{self, Db, DbResult};
+use crate::secrets::{self, TokenHash};
+use devices::{DeviceLive, DeviceRegistry};
+use users::UserLive;
+
+#[derive(Debug)]
+pub struct Live {
+    settings: RwLock<Arc<TeamSettings>>,
+    users: RwLock<HashMap<i64, Arc<UserLive>>>,
+    pub devices: DeviceRegistry,
+}
+
+/// What start-up loaded, for the log.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadStats {
+    pub users: usize,
+    pub devices: usize,
+    pub events: u64,
+}
+
+impl Live {
+    /// Loads settings, users, devices and the last `history_since` of usage.
+    /// Replacement tokens whose text was lost with the last process are
+    /// issued afresh (only hashes are stored).
+    pub fn load(db: &Db, history_since: Timestamp) -> DbResult<(Self, LoadStats)> {
+        let (settings, rows, device_rows) = db.read_blocking(|conn| {
+            Ok((
+                db::settings::load(conn)?,
+                db::users::list(conn)?,
+                db::devices::list_all(conn)?,
+            ))
+        })?;
+        let mut indexes: HashMap<i64, UsageIndex> = HashMap::new();
+        let events = db.read_blocking(|conn| {
+            db::events::for_each_usage_since(
+                conn,
+                history_since.as_millisecond(),
+                |user_id, at, family, totals| {
+                    if let Ok(at) = Timestamp::from_millisecond(at) {
+                        indexes.entry(user_id).or_default().add(at, family, totals);
+                    }
+                },
+            )
+        })?;
+        let users: HashMap<i64, Arc<UserLive>> = rows
+            .into_iter()
+            .map(|row| {
+                let usage = indexes.remove(&row.id).unwrap_or_default();
+                (row.id, Arc::new(UserLive::new(row, &settings, usage)))
+            })
+            .collect();
+        let live = Self {
+            settings: RwLock::new(Arc::new(settings)),
+            users: RwLock::new(users),
+            devices: DeviceRegistry::default(),
+        };
+        let mut reissue = Vec::new();
+        for row in &device_rows {
+            let Some(token) = secrets::token_hash_from_hex(&row.token_hash) else {
+                tracing::error!(
+                    device = row.id,
+                    "stored device token hash is malformed; skipped"
+                );
+                continue;
+            };
+            let device = Arc::new(DeviceLive::new(
+                row.id,
+                row.user_id,
+                row.kind,
+                Timestamp::from_millisecond(row.created_at).unwrap_or(Timestamp::UNIX_EPOCH),
+                token,
+                row.details.clone(),
+                row.last_seen_at,
+            ));
+            live.devices.insert(Arc::clone(&device));
+            if row.pending_token_hash.is_some() {
+                reissue.push(device);
+            }
+        }
+        for device in reissue {
+            let text = secrets::new_token();
+            let hash = secrets::hash_token(&text);
+            let hex_hash = hex::encode(hash);
+            let id = device.id;
+            db.write_blocking(|tx| db::devices::set_pending_token(tx, id, Some(&hex_hash)))?;
+            live.devices.set_pending(&device, hash, text);
+        }
+        let stats = LoadStats {
+            users: live.users.read().unwrap_or_else(|p| p.into_inner()).len(),
+            devices: device_rows.len(),
+            events,
+        };
+        Ok((live, stats))
+    }
+
+    pub fn settings(&self) -> Arc<TeamSettings> {
+        Arc::clone(&self.settings.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// New team settings: every policy is recompiled and every stream told.
+    pub fn replace_settings(&self, settings: TeamSettings) {
+        let settings = Arc::new(settings);
+        *self.settings.write().unwrap_or_else(|p| p.into_inner()) = Arc::clone(&settings);
+        for user in self.all_users() {
+            user.lock().recompile(&settings);
+            user.notify();
+        }
+    }
+
+    pub fn user(&self, id: i64) -> Option<Arc<UserLive>> {
+        self.users
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned()
+    }
+
+    pub fn all_users(&self) -> Vec<Arc<UserLive>> {
+        let mut users: Vec<_> = self
+            .users
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        users.sort_by_key(|u| u.id);
+        users
+    }
+
+    /// A user was created or changed in the database: mirror it and tell its devices.
+    pub fn put_user(&self, row: UserRow) -> Arc<UserLive> {
+        let settings = self.settings();
+        if let Some(user) = self.user(row.id) {
+            user.lock().replace_row(row, &settings);
+            user.notify();
+            return user;
+        }
+        let user = Arc::new(UserLive::new(row, &settings, UsageIndex::new()));
+        self.users
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(user.id, Arc::clone(&user));
+        user
+    }
+
+    pub fn remove_user(&self, id: i64) {
+        let removed = self
+            .users
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+        self.devices.remove_user(id);
+        // Open streams see the user gone and close.
+        if let Some(user) = removed {
+            user.notify();
+        }
+    }
+
+    pub fn token_hash(token: &str) -> TokenHash {
+        secrets::hash_token(token)
+    }
+}

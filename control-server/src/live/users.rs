@@ -1,0 +1,143 @@
+//! A user's live state: compiled policy, usage index, pending reservations.
+//! Everything a check reads sits behind one mutex per user, so a check and
+//! the reservation it makes are one atomic step.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+use ccgate_quota::{
+    CompiledPolicy, Layered, ModelFamily, Policy, UsageIndex, UsageReport, UsageSnapshot, UserRef,
+    Window,
+};
+use jiff::Timestamp;
+use tokio::sync::watch;
+
+use super::reservations::Reservations;
+use crate::db::settings::TeamSettings;
+use crate::db::users::UserRow;
+
+#[derive(Debug)]
+pub struct UserLive {
+    pub id: i64,
+    state: Mutex<UserState>,
+    /// Bumped on every change a device should hear about at once.
+    changes: watch::Sender<u64>,
+}
+
+#[derive(Debug)]
+pub struct UserState {
+    pub row: UserRow,
+    pub policy: CompiledPolicy,
+    pub usage: UsageIndex,
+    pub reservations: Reservations,
+    /// Hook `count`s without a reservation, by (device, session, family), for dedupe.
+    pub recent_hook_counts: HashMap<(i64, String, ModelFamily), Timestamp>,
+}
+
+impl UserLive {
+    pub fn new(row: UserRow, settings: &TeamSettings, usage: UsageIndex) -> Self {
+        let policy = compile_policy(&row, settings);
+        Self {
+            id: row.id,
+            state: Mutex::new(UserState {
+                row,
+                policy,
+                usage,
+                reservations: Reservations::default(),
+                recent_hook_counts: HashMap::new(),
+            }),
+            changes: watch::Sender::new(0),
+        }
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, UserState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Tells every open stream of this user to send a fresh sync.
+    pub fn notify(&self) {
+        self.changes.send_modify(|version| *version += 1);
+    }
+}
+
+impl UserState {
+    pub fn replace_row(&mut self, row: UserRow, settings: &TeamSettings) {
+        self.policy = compile_policy(&row, settings);
+        self.row = row;
+    }
+
+    pub fn recompile(&mut self, settings: &TeamSettings) {
+        self.policy = compile_policy(&self.row, settings);
+    }
+
+    /// What the server knows for every window start the user's rules need
+    /// plus today, without pending reservations (the device holds its own).
+    pub fn snapshot(&self, now: Timestamp) -> UsageSnapshot {
+        let mut starts = vec![Window::Daily.bounds(now, &self.policy.tz).start];
+        starts.extend(
+            self.policy
+                .rules()
+                .filter_map(|(rule, zone)| rule.spec.window().map(|w| w.bounds(now, zone).start)),
+        );
+        UsageSnapshot::capture(&self.usage, starts, now)
+    }
+
+    /// Usage against every rule, pending prompts included.
+    pub fn report(&self, now: Timestamp) -> UsageReport {
+        UsageReport::build(&self.policy, &Layered(&self.usage, &self.reservations), now)
+    }
+}
+
+/// The user's policy with zones resolved. Input is validated before it is
+/// stored, so the fallbacks only matter for a hand-edited database: an
+/// unknown zone falls back to the team's (then UTC), a rule that still does
+/// not compile is left out and logged.
+pub fn compile_policy(row: &UserRow, settings: &TeamSettings) -> CompiledPolicy {
+    let zones = [
+        row.time_zone.clone(),
+        Some(settings.time_zone.clone()),
+        Some("UTC".to_owned()),
+    ];
+    let mut rules = row.rules.clone();
+    let mut policy = Policy {
+        version: row.policy_version.max(settings.version),
+        team: settings.team_name.clone(),
+        user: UserRef {
+            id: row.id,
+            name: row.name.clone(),
+            slug: row.slug.clone(),
+        },
+        status: row.status,
+        time_zone: "UTC".to_owned(),
+        credit_weights: settings.credit_weights,
+        rules: Vec::new(),
+        unidentified_clients: settings.unidentified_clients,
+    };
+    for zone in zones.into_iter().flatten() {
+        if ccgate_quota::rules::validate_time_zone(&zone).is_ok() {
+            policy.time_zone = zone;
+            break;
+        }
+        tracing::warn!(user = row.id, %zone, "unknown time zone, falling back");
+    }
+    loop {
+        policy.rules = rules.clone();
+        match CompiledPolicy::new(policy.clone()) {
+            Ok(compiled) => return compiled,
+            Err(ccgate_quota::PolicyError::Rule { index, error }) if index < rules.len() => {
+                tracing::error!(user = row.id, index, %error, "stored rule does not compile; ignored");
+                rules.remove(index);
+            }
+            Err(error) => {
+                tracing::error!(user = row.id, %error, "policy does not compile; using no rules");
+                policy.rules.clear();
+                policy.time_zone = "UTC".to_owned();
+                return CompiledPolicy::new(policy).expect("a UTC policy without rules compiles");
+            }
+        }
+    }
+}

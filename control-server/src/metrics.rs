@@ -1,0 +1,100 @@
+//! Prometheus metrics (`GET /metrics`).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub method: String,
+    pub route: String,
+    pub status: u16,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CheckLabels {
+    /// `agent` or `hook`.
+    pub api: &'static str,
+    /// `allowed` or `denied`.
+    pub result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventLabels {
+    /// `accepted` or `duplicate`.
+    pub result: &'static str,
+}
+
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub http_requests: Family<HttpLabels, Counter>,
+    pub checks: Family<CheckLabels, Counter>,
+    pub blocks: Family<ReasonLabels, Counter>,
+    pub events: Family<EventLabels, Counter>,
+    /// Seconds spent deciding a check, inside the server.
+    pub check_latency: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("ccgate");
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        let checks = Family::<CheckLabels, Counter>::default();
+        let blocks = Family::<ReasonLabels, Counter>::default();
+        let events = Family::<EventLabels, Counter>::default();
+        // 10 µs to about 80 ms.
+        let check_latency = Histogram::new(exponential_buckets(0.000_01, 2.0, 14));
+        registry.register(
+            "http_requests",
+            "HTTP requests by route and status",
+            http_requests.clone(),
+        );
+        registry.register("checks", "Prompt checks by result", checks.clone());
+        registry.register("blocks", "Denied prompts by reason", blocks.clone());
+        registry.register(
+            "events",
+            "Device events received, new or duplicate",
+            events.clone(),
+        );
+        registry.register(
+            "check_duration_seconds",
+            "Time to decide a check",
+            check_latency.clone(),
+        );
+        Self {
+            registry,
+            http_requests,
+            checks,
+            blocks,
+            events,
+            check_latency,
+        }
+    }
+}
+
+impl Metrics {
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+
+    pub fn count_check(&self, api: &'static str, allowed: bool, reason: Option<&'static str>) {
+        let result = if allowed { "allowed" } else { "denied" };
+        self.checks
+            .get_or_create(&CheckLabels { api, result })
+            .inc();
+        if let Some(reason) = reason {
+            self.blocks.get_or_create(&ReasonLabels { reason }).inc();
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! Small domain types shared by the database, the in-memory state and the APIs.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// What kind of client a device token belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceKind {
+    /// ccgate-proxy, on the agent API.
+    Proxy,
+    /// A claude-code-limiter hook client, on the hook API.
+    Hook,
+}
+
+impl DeviceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Proxy => "proxy",
+            Self::Hook => "hook",
+        }
+    }
+}
+
+impl FromStr for DeviceKind {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "proxy" => Ok(Self::Proxy),
+            "hook" => Ok(Self::Hook),
+            other => Err(format!("unknown device kind {other:?}")),
+        }
+    }
+}
+
+/// What an admin login or API token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Everything.
+    Admin,
+    /// Read only: every GET, no change.
+    Viewer,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::Viewer => "viewer",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "admin" => Ok(Self::Admin),
+            "viewer" => Ok(Self::Viewer),
+            other => Err(format!("unknown role {other:?} (expected admin or viewer)")),
+        }
+    }
+}
+
+/// What a device has told the server about itself (every field optional:
+/// hook clients send less than proxies).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceDetails {
+    pub hostname: Option<String>,
+    pub os: Option<String>,
+    pub arch: Option<String>,
+    pub os_user: Option<String>,
+    pub os_version: Option<String>,
+    pub claude_version: Option<String>,
+    pub agent_version: Option<String>,
+}
+
+impl From<&ccgate_quota::wire::DeviceInfo> for DeviceDetails {
+    fn from(info: &ccgate_quota::wire::DeviceInfo) -> Self {
+        let some = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+        Self {
+            hostname: some(&info.hostname),
+            os: some(&info.os),
+            arch: some(&info.arch),
+            os_user: info.os_user.clone(),
+            os_version: info.os_version.clone(),
+            claude_version: info.claude_version.clone(),
+            agent_version: some(&info.agent_version),
+        }
+    }
+}
+
+impl DeviceDetails {
+    /// Longest value kept per field; devices are not trusted to be brief.
+    const MAX_FIELD: usize = 200;
+
+    pub fn truncated(mut self) -> Self {
+        for field in [
+            &mut self.hostname,
+            &mut self.os,
+            &mut self.arch,
+            &mut self.os_user,
+            &mut self.os_version,
+            &mut self.claude_version,
+            &mut self.agent_version,
+        ] {
+            if let Some(value) = field
+                && value.len() > Self::MAX_FIELD
+            {
+                let mut end = Self::MAX_FIELD;
+                while !value.is_char_boundary(end) {
+                    end -= 1;
+                }
+                value.truncate(end);
+            }
+        }
+        self
+    }
+}

@@ -1,0 +1,203 @@
+//! Admin authentication: the built-in admin (password from ADMIN_PASSWORD),
+//! named accounts, login sessions and API tokens.
+
+use std::net::IpAddr;
+
+use jiff::{SignedDuration, Timestamp};
+use serde_json::json;
+
+use crate::db::auth::{NewSession, Session};
+use crate::db::{self};
+use crate::error::{Error, Result};
+use crate::model::Role;
+use crate::secrets;
+use crate::service::audit;
+use crate::state::AppState;
+
+pub const BUILTIN_ADMIN: &str = "admin";
+pub const SESSION_PREFIX: &str = "ccs_";
+pub const API_TOKEN_PREFIX: &str = "cca_";
+
+/// How a request proved who it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthVia {
+    /// The session cookie: mutations need the CSRF header.
+    Cookie,
+    /// `Authorization: Bearer` (a session token or an API token), or `?token=`.
+    Bearer,
+}
+
+/// Who is making an admin request.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub role: Role,
+    /// For the audit log: `admin`, `account:NAME` or `token:NAME`.
+    pub actor: String,
+    pub via: AuthVia,
+    /// Set for session logins (not API tokens).
+    pub session: Option<Session>,
+    pub username: Option<String>,
+}
+
+pub struct LoggedIn {
+    pub token: String,
+    pub csrf_token: String,
+    pub role: Role,
+    pub username: String,
+    pub expires_at: Timestamp,
+}
+
+pub async fn login(
+    state: &AppState,
+    client: IpAddr,
+    username: Option<String>,
+    password: String,
+) -> Result<LoggedIn> {
+    if let Err(wait) = state.login_limiter.check(client) {
+        return Err(Error::too_many_requests(
+            format!("too many failed logins from this address; try again in {wait} s"),
+            wait,
+        ));
+    }
+    let username = username
+        .map(|u| u.trim().to_owned())
+        .filter(|u| !u.is_empty() && u != BUILTIN_ADMIN);
+    let lookup = username.clone();
+    let (stored_hash, account) = state
+        .db
+        .read(move |conn| match lookup {
+            None => Ok((db::settings::admin_password_hash(conn)?, None)),
+            Some(name) => {
+                let account = db::auth::account_by_username(conn, &name)?;
+                Ok((account.as_ref().map(|a| a.password_hash.clone()), account))
+            }
+        })
+        .await?;
+    // Hashing happens even for unknown names, so timing does not tell them apart.
+    let verified = tokio::task::spawn_blocking(move || {
+        let hash = stored_hash.unwrap_or_else(|| "$argon2id$v=19$m=19456,t=2,p=1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".to_owned());
+        secrets::verify_password(&password, &hash)
+    })
+    .await
+    .map_err(|_| Error::internal())?;
+    if !verified {
+        state.login_limiter.record_failure(client);
+        return Err(Error::unauthorized("wrong username or password").with_code("bad_credentials"));
+    }
+    let (account_id, role, name) = match &account {
+        Some(account) => (Some(account.id), account.role, account.username.clone()),
+        None => (None, Role::Admin, BUILTIN_ADMIN.to_owned()),
+    };
+    let now = state.now();
+    let ttl = SignedDuration::try_from(state.config.session_ttl)
+        .unwrap_or(SignedDuration::from_hours(24));
+    let expires_at = now.checked_add(ttl).unwrap_or(now);
+    let token = secrets::new_prefixed_token(SESSION_PREFIX);
+    let csrf_token = secrets::new_token();
+    let (token_hash, csrf) = (secrets::hash_token_hex(&token), csrf_token.clone());
+    let actor = actor_of(account_id.map(|_| name.as_str()));
+    state
+        .db
+        .write(move |tx| {
+            db::auth::insert_session(
+                tx,
+                &NewSession {
+                    token_hash: &token_hash,
+                    account_id,
+                    role,
+                    csrf_token: &csrf,
+                    created_at: now.as_millisecond(),
+                    expires_at: expires_at.as_millisecond(),
+                },
+            )?;
+            db::audit::insert(
+                tx,
+                &audit(
+                    now,
+                    "login",
+                    &actor,
+                    None,
+                    None,
+                    Some(json!({ "client": client.to_string() })),
+                ),
+            )
+        })
+        .await?;
+    Ok(LoggedIn {
+        token,
+        csrf_token,
+        role,
+        username: name,
+        expires_at,
+    })
+}
+
+fn actor_of(account: Option<&str>) -> String {
+    match account {
+        None => BUILTIN_ADMIN.to_owned(),
+        Some(name) => format!("account:{name}"),
+    }
+}
+
+/// Who `token` belongs to, if it is a live session or an active API token.
+pub async fn authenticate(
+    state: &AppState,
+    token: &str,
+    via: AuthVia,
+) -> Result<Option<Principal>> {
+    let hash = secrets::hash_token_hex(token);
+    let now = state.now().as_millisecond();
+    let is_api_token = token.starts_with(API_TOKEN_PREFIX);
+    let found = state
+        .db
+        .read(move |conn| {
+            if is_api_token {
+                Ok(db::auth::active_api_token(conn, &hash)?.map(Err))
+            } else {
+                Ok(db::auth::live_session(conn, &hash, now)?.map(Ok))
+            }
+        })
+        .await?;
+    Ok(match found {
+        None => None,
+        Some(Ok(session)) => Some(Principal {
+            role: session.role,
+            actor: actor_of(session.username.as_deref()),
+            via,
+            username: Some(
+                session
+                    .username
+                    .clone()
+                    .unwrap_or_else(|| BUILTIN_ADMIN.to_owned()),
+            ),
+            session: Some(session),
+        }),
+        Some(Err(api_token)) => {
+            // Written at most once a minute per token.
+            if api_token.last_used_at.is_none_or(|at| now - at > 60_000) {
+                let id = api_token.id;
+                state
+                    .db
+                    .write(move |tx| db::auth::touch_api_token(tx, id, now))
+                    .await?;
+            }
+            Some(Principal {
+                role: api_token.role,
+                actor: format!("token:{}", api_token.name),
+                // An API token is never a cookie.
+                via: AuthVia::Bearer,
+                session: None,
+                username: None,
+            })
+        }
+    })
+}
+
+pub async fn logout(state: &AppState, token: &str) -> Result<()> {
+    let hash = secrets::hash_token_hex(token);
+    state
+        .db
+        .write(move |tx| db::auth::delete_session(tx, &hash))
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,245 @@
+//! The check: may this prompt go out now? Decided from memory under the
+//! user's lock, and an allowed prompt is reserved under the same lock, so
+//! concurrent checks cannot all pass the last unit. Side effects that touch
+//! SQLite (the blocked event, counting lapsed hook reservations) are queued.
+
+use ccgate_quota::{Decision, GateKind, GateRequest, Layered, ModelFamily, UserStatus, evaluate};
+use jiff::{SignedDuration, Timestamp};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::db::events::EventRow;
+use crate::live::devices::DeviceLive;
+use crate::live::reservations::{Reservation, ReservationKey};
+use crate::live::users::{UserLive, UserState};
+use crate::state::AppState;
+
+pub struct CheckInput<'a> {
+    pub device: &'a DeviceLive,
+    /// The reservation key on this device (turn key, or `hook:` + session).
+    pub key: String,
+    pub model: &'a str,
+    pub session_id: Option<&'a str>,
+    /// Hook reservations are counted if they lapse; a new hook check for the
+    /// same session means the previous prompt was submitted, so it is counted
+    /// rather than reused.
+    pub hook: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct CheckOutcome {
+    pub decision: Decision,
+    pub family: ModelFamily,
+    pub status: UserStatus,
+    pub policy_version: u64,
+    pub reservation_expires_at: Option<Timestamp>,
+}
+
+impl CheckOutcome {
+    pub fn allowed(&self) -> bool {
+        self.decision.allowed()
+    }
+}
+
+fn ttl(state: &AppState) -> SignedDuration {
+    SignedDuration::try_from(state.config.reservation_ttl).unwrap_or(SignedDuration::from_mins(30))
+}
+
+pub fn check(state: &AppState, user: &UserLive, input: CheckInput<'_>) -> CheckOutcome {
+    let now = state.now();
+    let family = ModelFamily::from_model_id(input.model);
+    let key = ReservationKey {
+        device_id: input.device.id,
+        key: input.key,
+    };
+    let mut counted = Vec::new();
+    let (outcome, user_name) = {
+        let mut guard = user.lock();
+        let user_state = &mut *guard;
+        counted.extend(lapse(user_state, now));
+        let policy = &user_state.policy.policy;
+        let (status, policy_version) = (policy.status, policy.version);
+        let user_name = policy.user.name.clone();
+        if let Some(held) = user_state.reservations.get(&key) {
+            if input.hook {
+                let previous = user_state.reservations.remove(&key).expect("just seen");
+                counted.push(count_reservation(user_state, key.device_id, previous));
+            } else if status == UserStatus::Active {
+                // A repeated check for the same turn: the same answer, one reservation.
+                let outcome = CheckOutcome {
+                    decision: Decision {
+                        cost: held.totals.credits,
+                        denial: None,
+                    },
+                    family,
+                    status,
+                    policy_version,
+                    reservation_expires_at: Some(held.expires_at),
+                };
+                drop(guard);
+                record_counted(state, user.id, &user_name, counted);
+                return outcome;
+            }
+        }
+        let decision = evaluate(
+            &user_state.policy,
+            &Layered(&user_state.usage, &user_state.reservations),
+            GateRequest {
+                family,
+                kind: GateKind::Prompt,
+                now,
+            },
+        );
+        let mut expires_at = None;
+        if decision.allowed() {
+            let lapse_at = now.checked_add(ttl(state)).unwrap_or(now);
+            expires_at = Some(lapse_at);
+            user_state.reservations.insert(
+                key.clone(),
+                Reservation::new(
+                    family,
+                    input.model.to_owned(),
+                    input.session_id.map(str::to_owned),
+                    decision.cost,
+                    now,
+                    lapse_at,
+                    input.hook,
+                ),
+            );
+        }
+        (
+            CheckOutcome {
+                decision,
+                family,
+                status,
+                policy_version,
+                reservation_expires_at: expires_at,
+            },
+            user_name,
+        )
+    };
+    record_counted(state, user.id, &user_name, counted);
+    let hostname = || input.device.hostname();
+    match &outcome.decision.denial {
+        None => state.hub.publish("user_check", || {
+            json!({
+                "userId": user.id, "userName": user_name, "model": input.model,
+                "family": family, "hostname": hostname(), "sessionId": input.session_id,
+                "deviceId": input.device.id, "timestamp": now,
+            })
+        }),
+        Some(denial) => {
+            state.writer.submit(EventRow {
+                id: Uuid::new_v4().to_string(),
+                user_id: user.id,
+                device_id: Some(input.device.id),
+                at: now.as_millisecond(),
+                received_at: now.as_millisecond(),
+                event_type: "blocked".to_owned(),
+                model: Some(input.model.to_owned()),
+                family: Some(family),
+                totals: Default::default(),
+                kind: Some("prompt".to_owned()),
+                turn_key: Some(key.key.clone()),
+                session_id: input.session_id.map(str::to_owned),
+                detail: Some(json!({
+                    "reason": denial.reason,
+                    "message": denial.message,
+                    "decided_by": "server",
+                })),
+            });
+            state.hub.publish("user_blocked", || {
+                json!({
+                    "userId": user.id, "userName": user_name, "model": input.model,
+                    "family": family, "hostname": hostname(), "reason": denial.reason,
+                    "message": denial.message, "deviceId": input.device.id, "timestamp": now,
+                })
+            });
+        }
+    }
+    outcome
+}
+
+/// A prompt counted from a hook reservation (lapsed or superseded).
+pub struct CountedPrompt {
+    row: EventRow,
+}
+
+/// Takes the user's lapsed reservations; hook ones become counted prompts.
+fn lapse(user_state: &mut UserState, now: Timestamp) -> Vec<CountedPrompt> {
+    if user_state
+        .reservations
+        .next_expiry()
+        .is_none_or(|at| at > now.as_millisecond())
+    {
+        return Vec::new();
+    }
+    let expired = user_state.reservations.take_expired(now);
+    expired
+        .into_iter()
+        .filter(|(_, r)| r.counts_on_expiry)
+        .map(|(key, reservation)| count_reservation(user_state, key.device_id, reservation))
+        .collect()
+}
+
+/// Adds a hook reservation to the usage index as a prompt, at the time it was made.
+fn count_reservation(
+    user_state: &mut UserState,
+    device_id: i64,
+    reservation: Reservation,
+) -> CountedPrompt {
+    user_state.usage.add(
+        reservation.created_at,
+        reservation.family,
+        reservation.totals,
+    );
+    let at = reservation.created_at.as_millisecond();
+    CountedPrompt {
+        row: EventRow {
+            id: Uuid::new_v4().to_string(),
+            user_id: user_state.row.id,
+            device_id: Some(device_id),
+            at,
+            received_at: at,
+            event_type: "request".to_owned(),
+            model: Some(reservation.model),
+            family: Some(reservation.family),
+            totals: reservation.totals,
+            kind: Some("prompt".to_owned()),
+            turn_key: None,
+            session_id: reservation.session_id,
+            detail: Some(json!({ "source": "hook", "settled": "unreported" })),
+        },
+    }
+}
+
+/// Queues counted hook prompts for storage and tells the admins.
+fn record_counted(state: &AppState, user_id: i64, user_name: &str, counted: Vec<CountedPrompt>) {
+    for CountedPrompt { row } in counted {
+        state.hub.publish("user_counted", || {
+            json!({
+                "userId": user_id, "userName": user_name, "model": row.model,
+                "family": row.family, "creditCost": row.totals.credits,
+                "sessionId": row.session_id, "deviceId": row.device_id,
+                "timestamp": Timestamp::from_millisecond(row.at).ok(),
+                "unreported": true,
+            })
+        });
+        state.writer.submit(row);
+    }
+}
+
+/// Sweeps every user's lapsed reservations (checks sweep their own user too).
+pub fn expire_reservations(state: &AppState) {
+    let now = state.now();
+    for user in state.live.all_users() {
+        let (counted, name) = {
+            let mut guard = user.lock();
+            let counted = lapse(&mut guard, now);
+            (counted, guard.row.name.clone())
+        };
+        if !counted.is_empty() {
+            record_counted(state, user.id, &name, counted);
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! Redeeming an install code: a new device with a fresh 256-bit token, of
+//! which only the hash is stored.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use serde_json::json;
+
+use crate::db::devices::{CodeProblem, NewDevice};
+use crate::db::{self};
+use crate::error::{Error, Result};
+use crate::live::devices::DeviceLive;
+use crate::live::users::UserLive;
+use crate::model::{DeviceDetails, DeviceKind};
+use crate::secrets;
+use crate::service::audit;
+use crate::state::AppState;
+
+pub struct Registered {
+    pub device: Arc<DeviceLive>,
+    pub user: Arc<UserLive>,
+    /// Shown once.
+    pub token: String,
+}
+
+pub async fn register(
+    state: &AppState,
+    client: IpAddr,
+    code: &str,
+    kind: DeviceKind,
+    details: DeviceDetails,
+) -> Result<Registered> {
+    if let Err(wait) = state.register_limiter.check(client) {
+        return Err(Error::too_many_requests(
+            format!("too many failed registrations from this address; try again in {wait} s"),
+            wait,
+        ));
+    }
+    let code = code.trim();
+    if code.is_empty() {
+        return Err(Error::bad_request("code is required"));
+    }
+    let token = secrets::new_token();
+    let token_hash = secrets::hash_token(&token);
+    let code_hash = secrets::hash_install_code(code);
+    let now = state.now();
+    let details = details.truncated();
+    let stored_details = details.clone();
+    let redeemed = state
+        .db
+        .write(move |tx| {
+            let device = NewDevice {
+                kind,
+                token_hash: &hex::encode(token_hash),
+                details: &stored_details,
+            };
+            let redeemed =
+                db::devices::redeem_install_code(tx, &code_hash, now.as_millisecond(), &device)?;
+            if let Ok(row) = &redeemed {
+                let entry = audit(
+                    now,
+                    "device_registered",
+                    &format!("device:{}", row.id),
+                    Some(row.user_id),
+                    Some(row.id),
+                    Some(json!({ "kind": kind, "hostname": row.details.hostname })),
+                );
+                db::audit::insert(tx, &entry)?;
+            }
+            Ok(redeemed)
+        })
+        .await?;
+    let row = match redeemed {
+        Ok(row) => row,
+        Err(problem) => {
+            state.register_limiter.record_failure(client);
+            return Err(match problem {
+                CodeProblem::Unknown => Error::not_found(
+                    "unknown install code: check it, or ask your ccgate admin for a new one",
+                )
+                .with_code("install_code_unknown"),
+                CodeProblem::Used => Error::gone(
+                    "install_code_used",
+                    "this install code was already used; ask your ccgate admin for a new one",
+                ),
+                CodeProblem::Expired => Error::gone(
+                    "install_code_expired",
+                    "this install code has expired; ask your ccgate admin for a new one",
+                ),
+            });
+        }
+    };
+    let user = state
+        .live
+        .user(row.user_id)
+        .ok_or_else(|| Error::not_found("the install code's user no longer exists"))?;
+    let device = Arc::new(DeviceLive::new(
+        row.id,
+        row.user_id,
+        kind,
+        Timestamp::from_millisecond(row.created_at).unwrap_or(now),
+        token_hash,
+        details,
+        Some(now.as_millisecond()),
+    ));
+    state.live.devices.insert(Arc::clone(&device));
+    let user_name = user.lock().row.name.clone();
+    state.hub.publish("device_registered", || {
+        json!({
+            "userId": user.id, "userName": user_name, "deviceId": device.id,
+            "kind": kind, "hostname": device.hostname(), "timestamp": now,
+        })
+    });
+    Ok(Registered {
+        device,
+        user,
+        token,
+    })
+}

@@ -1,0 +1,416 @@
+//! Creating, changing and deleting users; install codes; token rotation.
+//! Each change is one transaction (limits are replaced inside it), then the
+//! live state is updated and the user's devices are told.
+
+use std::sync::Arc;
+
+use ccgate_quota::{Rule, UserStatus};
+use jiff::{SignedDuration, Timestamp};
+use serde_json::{Value, json};
+
+use crate::db::users::{NewUser, UserChanges, UserRow};
+use crate::db::{self};
+use crate::error::{Error, Result};
+use crate::live::devices::DeviceLive;
+use crate::model::DeviceKind;
+use crate::secrets::{self, TokenHash};
+use crate::service::audit;
+use crate::state::AppState;
+
+const MAX_NAME: usize = 100;
+const MAX_SLUG: usize = 63;
+const MAX_RULES: usize = 100;
+
+/// Parses rules one by one, so the error names the bad one.
+pub fn parse_rules(values: &[Value]) -> Result<Vec<Rule>> {
+    if values.len() > MAX_RULES {
+        return Err(Error::bad_request(format!(
+            "at most {MAX_RULES} limits per user"
+        )));
+    }
+    values
+        .iter()
+        .enumerate()
+        .map(|(index, value)| {
+            serde_json::from_value::<Rule>(value.clone()).map_err(|error| {
+                Error::bad_request(format!("limits[{index}] ({value}): {error}"))
+                    .with_code("invalid_limit")
+            })
+        })
+        .map(|rule| {
+            rule.map(|mut r| {
+                r.id = None;
+                r
+            })
+        })
+        .collect()
+}
+
+pub fn validate_name(name: &str) -> Result<String> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > MAX_NAME {
+        return Err(Error::bad_request(format!(
+            "name must be 1 to {MAX_NAME} characters"
+        )));
+    }
+    Ok(name.to_owned())
+}
+
+/// A slug made from a name: lowercase letters, digits and dashes.
+pub fn slugify(name: &str) -> String {
+    let mut slug = String::new();
+    for c in name.chars().flat_map(char::to_lowercase) {
+        if c.is_ascii_alphanumeric() {
+            slug.push(c);
+        } else if !slug.ends_with('-') && !slug.is_empty() {
+            slug.push('-');
+        }
+    }
+    let slug = slug.trim_end_matches('-');
+    let slug: String = slug.chars().take(MAX_SLUG).collect();
+    if slug.is_empty() {
+        "user".to_owned()
+    } else {
+        slug
+    }
+}
+
+pub fn validate_slug(slug: &str) -> Result<String> {
+    let valid = !slug.is_empty()
+        && slug.len() <= MAX_SLUG
+        && slug
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !slug.starts_with('-');
+    if !valid {
+        return Err(Error::bad_request(format!(
+            "slug {slug:?} must be 1 to {MAX_SLUG} lowercase letters, digits or dashes"
+        )));
+    }
+    Ok(slug.to_owned())
+}
+
+pub fn validate_time_zone(zone: &str) -> Result<String> {
+    ccgate_quota::rules::validate_time_zone(zone.trim())
+        .map_err(|error| Error::bad_request(error.to_string()))?;
+    Ok(zone.trim().to_owned())
+}
+
+pub struct NewUserInput {
+    pub name: String,
+    pub slug: Option<String>,
+    pub rules: Vec<Rule>,
+    pub time_zone: Option<String>,
+}
+
+pub struct Created {
+    pub user: UserRow,
+    pub install_code: String,
+    pub code_expires_at: Timestamp,
+}
+
+fn code_ttl(state: &AppState) -> SignedDuration {
+    SignedDuration::try_from(state.config.install_code_ttl)
+        .unwrap_or(SignedDuration::from_hours(24 * 7))
+}
+
+pub async fn create(state: &AppState, actor: &str, input: NewUserInput) -> Result<Created> {
+    let name = validate_name(&input.name)?;
+    let explicit_slug = input.slug.is_some();
+    let base_slug = match &input.slug {
+        Some(slug) => validate_slug(slug)?,
+        None => slugify(&name),
+    };
+    let time_zone = input
+        .time_zone
+        .as_deref()
+        .map(validate_time_zone)
+        .transpose()?;
+    let now = state.now();
+    let code = secrets::new_install_code();
+    let code_hash = secrets::hash_install_code(&code);
+    let expires_at = now.checked_add(code_ttl(state)).unwrap_or(now);
+    let actor_name = actor.to_owned();
+    let rules = input.rules;
+    let user = state
+        .db
+        .write(move |tx| {
+            // A derived slug gets a number when taken; an explicit one is a conflict.
+            let mut slug = base_slug.clone();
+            if !explicit_slug {
+                let mut n = 2;
+                while db::users::slug_taken(tx, &slug)? {
+                    slug = format!("{base_slug}-{n}");
+                    n += 1;
+                }
+            }
+            let version = db::settings::next_policy_version(tx)?;
+            let user = db::users::insert(
+                tx,
+                &NewUser {
+                    name: &name,
+                    slug: &slug,
+                    time_zone: time_zone.as_deref(),
+                    rules: &rules,
+                    policy_version: version,
+                    created_at: now.as_millisecond(),
+                },
+            )?;
+            db::devices::insert_install_code(
+                tx,
+                user.id,
+                &code_hash,
+                now.as_millisecond(),
+                expires_at.as_millisecond(),
+            )?;
+            let detail = json!({ "name": user.name, "slug": user.slug, "limits": user.rules });
+            db::audit::insert(
+                tx,
+                &audit(
+                    now,
+                    "user_created",
+                    &actor_name,
+                    Some(user.id),
+                    None,
+                    Some(detail),
+                ),
+            )?;
+            Ok(user)
+        })
+        .await?;
+    state.live.put_user(user.clone());
+    state.hub.publish(
+        "user_created",
+        || json!({ "userId": user.id, "userName": user.name, "slug": user.slug, "timestamp": now }),
+    );
+    Ok(Created {
+        user,
+        install_code: code,
+        code_expires_at: expires_at,
+    })
+}
+
+/// A fresh replacement token per proxy device: hash and text.
+fn new_tokens(devices: &[Arc<DeviceLive>]) -> Vec<(Arc<DeviceLive>, TokenHash, String)> {
+    devices
+        .iter()
+        .filter(|d| d.kind == DeviceKind::Proxy)
+        .map(|device| {
+            let text = secrets::new_token();
+            (Arc::clone(device), secrets::hash_token(&text), text)
+        })
+        .collect()
+}
+
+pub async fn update(
+    state: &AppState,
+    actor: &str,
+    id: i64,
+    changes: UserChanges,
+) -> Result<UserRow> {
+    let now = state.now();
+    let old = state
+        .live
+        .user(id)
+        .map(|user| user.lock().row.clone())
+        .ok_or_else(|| Error::not_found(format!("no user with id {id}")))?;
+    let killing = changes.status == Some(UserStatus::Killed) && old.status != UserStatus::Killed;
+    let rotations = if killing {
+        new_tokens(&state.live.devices.of_user(id))
+    } else {
+        Vec::new()
+    };
+    let stored: Vec<(i64, String)> = rotations
+        .iter()
+        .map(|(device, hash, _)| (device.id, hex::encode(hash)))
+        .collect();
+    let actor_name = actor.to_owned();
+    let change_detail = json!({
+        "name": changes.name, "slug": changes.slug, "status": changes.status,
+        "time_zone": changes.time_zone, "limits": changes.rules,
+    });
+    let row = state
+        .db
+        .write(move |tx| {
+            let version = db::settings::next_policy_version(tx)?;
+            let row = db::users::update(tx, id, &changes, version)?;
+            for (device_id, hash) in &stored {
+                db::devices::set_pending_token(tx, *device_id, Some(hash))?;
+            }
+            db::audit::insert(
+                tx,
+                &audit(
+                    now,
+                    "user_updated",
+                    &actor_name,
+                    Some(id),
+                    None,
+                    Some(change_detail),
+                ),
+            )?;
+            if row.status != old.status {
+                let kind = if row.status == UserStatus::Killed {
+                    "user_killed"
+                } else {
+                    "user_status_change"
+                };
+                let detail = json!({ "old_status": old.status, "new_status": row.status });
+                db::audit::insert(
+                    tx,
+                    &audit(now, kind, &actor_name, Some(id), None, Some(detail)),
+                )?;
+            }
+            Ok(row)
+        })
+        .await?;
+    // Tokens first, so the sync the change triggers already carries them.
+    for (device, hash, text) in rotations {
+        state.live.devices.set_pending(&device, hash, text);
+    }
+    state.live.put_user(row.clone());
+    let name = row.name.clone();
+    state.hub.publish(
+        "user_updated",
+        || json!({ "userId": id, "userName": name, "status": row.status, "timestamp": now }),
+    );
+    if row.status != old.status {
+        state.hub.publish("user_status_change", || {
+            json!({
+                "userId": id, "userName": row.name, "oldStatus": old.status,
+                "newStatus": row.status, "timestamp": now,
+            })
+        });
+        if row.status == UserStatus::Killed {
+            state.hub.publish(
+                "user_killed",
+                || json!({ "userId": id, "userName": row.name, "timestamp": now }),
+            );
+        }
+    }
+    Ok(row)
+}
+
+pub async fn delete(state: &AppState, actor: &str, id: i64) -> Result<()> {
+    let now = state.now();
+    let actor_name = actor.to_owned();
+    let deleted = state
+        .db
+        .write(move |tx| {
+            let row = db::users::get(tx, id)?;
+            let deleted = db::users::delete(tx, id)?;
+            if deleted {
+                let detail = row.map(|r| json!({ "name": r.name, "slug": r.slug }));
+                db::audit::insert(
+                    tx,
+                    &audit(now, "user_deleted", &actor_name, Some(id), None, detail),
+                )?;
+            }
+            Ok(deleted)
+        })
+        .await?;
+    if !deleted {
+        return Err(Error::not_found(format!("no user with id {id}")));
+    }
+    state.live.remove_user(id);
+    state
+        .hub
+        .publish("user_deleted", || json!({ "userId": id, "timestamp": now }));
+    Ok(())
+}
+
+pub async fn new_install_code(
+    state: &AppState,
+    actor: &str,
+    id: i64,
+) -> Result<(String, Timestamp)> {
+    if state.live.user(id).is_none() {
+        return Err(Error::not_found(format!("no user with id {id}")));
+    }
+    let now = state.now();
+    let code = secrets::new_install_code();
+    let code_hash = secrets::hash_install_code(&code);
+    let expires_at = now.checked_add(code_ttl(state)).unwrap_or(now);
+    let actor_name = actor.to_owned();
+    state
+        .db
+        .write(move |tx| {
+            db::devices::insert_install_code(
+                tx,
+                id,
+                &code_hash,
+                now.as_millisecond(),
+                expires_at.as_millisecond(),
+            )?;
+            db::audit::insert(
+                tx,
+                &audit(
+                    now,
+                    "install_code_created",
+                    &actor_name,
+                    Some(id),
+                    None,
+                    None,
+                ),
+            )
+        })
+        .await?;
+    Ok((code, expires_at))
+}
+
+/// Issues a replacement token to each of the user's proxies (delivered on
+/// their next sync or stream message). Returns how many.
+pub async fn rotate_tokens(state: &AppState, actor: &str, id: i64) -> Result<usize> {
+    let user = state
+        .live
+        .user(id)
+        .ok_or_else(|| Error::not_found(format!("no user with id {id}")))?;
+    let now = state.now();
+    let rotations = new_tokens(&state.live.devices.of_user(id));
+    let stored: Vec<(i64, String)> = rotations
+        .iter()
+        .map(|(device, hash, _)| (device.id, hex::encode(hash)))
+        .collect();
+    let actor_name = actor.to_owned();
+    let count = stored.len();
+    state
+        .db
+        .write(move |tx| {
+            for (device_id, hash) in &stored {
+                db::devices::set_pending_token(tx, *device_id, Some(hash))?;
+            }
+            let detail = json!({ "devices": count });
+            db::audit::insert(
+                tx,
+                &audit(
+                    now,
+                    "tokens_rotated",
+                    &actor_name,
+                    Some(id),
+                    None,
+                    Some(detail),
+                ),
+            )
+        })
+        .await?;
+    for (device, hash, text) in rotations {
+        state.live.devices.set_pending(&device, hash, text);
+    }
+    user.notify();
+    Ok(count)
+}
+
+/// A device used its replacement token: make it the only one.
+pub async fn promote_token(
+    state: &AppState,
+    device: &Arc<DeviceLive>,
+    used: TokenHash,
+) -> Result<()> {
+    let device_id = device.id;
+    let hash = hex::encode(used);
+    state
+        .db
+        .write(move |tx| db::devices::promote_pending_token(tx, device_id, &hash))
+        .await?;
+    state.live.devices.promote_pending(device, &used);
+    Ok(())
+}

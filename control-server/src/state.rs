@@ -1,0 +1,58 @@
+//! The state every handler shares.
+
+use std::net::SocketAddr;
+use std::ops::Deref;
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use tokio::sync::watch;
+
+use crate::config::ServerConfig;
+use crate::db::Db;
+use crate::hub::Hub;
+use crate::live::Live;
+use crate::metrics::Metrics;
+use crate::ratelimit::FailureLimiter;
+use crate::writer::EventWriter;
+
+#[derive(Debug, Clone)]
+pub struct AppState(Arc<Inner>);
+
+#[derive(Debug)]
+pub struct Inner {
+    pub config: ServerConfig,
+    pub db: Db,
+    pub live: Live,
+    pub hub: Hub,
+    pub metrics: Metrics,
+    pub writer: EventWriter,
+    pub login_limiter: FailureLimiter,
+    pub register_limiter: FailureLimiter,
+    /// Turns true when the server shuts down; long-lived streams end then.
+    pub shutdown: watch::Receiver<bool>,
+    pub local_addr: SocketAddr,
+}
+
+impl AppState {
+    pub fn new(inner: Inner) -> Self {
+        Self(Arc::new(inner))
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.config.clock.now()
+    }
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+/// Completes once `shutdown` turns true (or its sender is gone).
+pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns is not `Send`; it is dropped here at once.
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}

@@ -1,0 +1,81 @@
+//! Periodic housekeeping: lapse reservations, write device sightings,
+//! prune the usage index past the longest window, drop expired sessions
+//! and stale rate-limit entries.
+
+use std::time::Duration;
+
+use jiff::SignedDuration;
+use tokio::task::JoinHandle;
+
+use crate::db;
+use crate::service::gate;
+use crate::state::AppState;
+
+const TICK: Duration = Duration::from_secs(1);
+const EXPIRE_EVERY: u64 = 5;
+const HOURLY: u64 = 3600;
+const MINUTELY: u64 = 60;
+
+pub fn spawn(state: AppState) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut shutdown = state.shutdown.clone();
+        let mut ticks: u64 = 0;
+        let flush_every = state.config.last_seen_flush_interval.as_secs().max(1);
+        let mut interval = tokio::time::interval(TICK);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = interval.tick() => {}
+                _ = crate::state::stopped(&mut shutdown) => break,
+            }
+            ticks += 1;
+            if ticks.is_multiple_of(EXPIRE_EVERY) {
+                gate::expire_reservations(&state);
+            }
+            if ticks.is_multiple_of(flush_every) {
+                flush_sightings(&state).await;
+            }
+            if ticks.is_multiple_of(MINUTELY) {
+                state.login_limiter.sweep();
+                state.register_limiter.sweep();
+            }
+            if ticks.is_multiple_of(HOURLY) {
+                prune(&state).await;
+            }
+        }
+        flush_sightings(&state).await;
+    })
+}
+
+/// Writes `last_seen_at` of every device seen since the last flush, in one transaction.
+pub async fn flush_sightings(state: &AppState) {
+    let seen = state.live.devices.unflushed_sightings();
+    if seen.is_empty() {
+        return;
+    }
+    if let Err(error) = state
+        .db
+        .write(move |tx| db::devices::record_last_seen(tx, &seen))
+        .await
+    {
+        tracing::warn!(%error, "could not record device sightings");
+    }
+}
+
+async fn prune(state: &AppState) {
+    let now = state.now();
+    let keep = SignedDuration::from_hours(24 * i64::from(state.config.history_days));
+    if let Ok(cutoff) = now.checked_sub(keep) {
+        for user in state.live.all_users() {
+            user.lock().usage.prune_before(cutoff);
+        }
+    }
+    let now_ms = now.as_millisecond();
+    if let Err(error) = state
+        .db
+        .write(move |tx| db::auth::delete_expired_sessions(tx, now_ms))
+        .await
+    {
+        tracing::warn!(%error, "could not delete expired sessions");
+    }
+}
