@@ -28,7 +28,12 @@ async fn register_returns_a_token_once_and_the_policy() {
     assert_eq!(policy["time_zone"], "UTC");
     assert_eq!(policy["credit_weights"]["opus"], 10);
     assert_eq!(policy["rules"][0]["value"], 5);
-    assert!(body["sync"]["usage"]["windows"].as_array().unwrap().len() >= 1);
+    assert!(
+        !body["sync"]["usage"]["windows"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
 
     let user = server.user(user_id).await;
     let device = &user["devices"][0];

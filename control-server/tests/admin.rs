@@ -1,0 +1,636 @@
+//! The admin API (`/api/admin/*`): authentication, roles, CSRF, users,
+//! settings, reports, bad input, and the operational endpoints.
+
+mod common;
+
+use common::{ADMIN_PASSWORD, TestServer, read};
+use jiff::SignedDuration;
+use reqwest::header::{CONTENT_TYPE, COOKIE, SET_COOKIE};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+async fn users(server: &TestServer) -> Vec<Value> {
+    let (status, body) = server
+        .admin_json(Method::GET, "/api/admin/users", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["users"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn login_sets_a_strict_http_only_cookie_and_needs_csrf_for_changes() {
+    let server = TestServer::start().await;
+    let response = server
+        .request(Method::POST, "/api/admin/login")
+        .json(&json!({ "password": ADMIN_PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let cookie = response.headers()[SET_COOKIE].to_str().unwrap().to_owned();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    assert!(!cookie.contains("Secure"), "plain http in tests");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["team"], "My team");
+    assert_eq!(body["role"], "admin");
+    let csrf = body["csrf_token"].as_str().unwrap();
+    let session = cookie.split(';').next().unwrap().to_owned();
+
+    // Reads work with the cookie alone.
+    let response = server
+        .request(Method::GET, "/api/admin/me")
+        .header(COOKIE, &session)
+        .send()
+        .await
+        .unwrap();
+    let (status, me) = read(response).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(me["role"], "admin");
+    assert_eq!(me["csrf_token"], csrf);
+
+    // A change without the CSRF header is refused and writes nothing.
+    let create = json!({ "name": "Nobody" });
+    let response = server
+        .request(Method::POST, "/api/admin/users")
+        .header(COOKIE, &session)
+        .json(&create)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = read(response).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["code"], "csrf");
+    assert!(users(&server).await.is_empty());
+    let response = server
+        .request(Method::POST, "/api/admin/users")
+        .header(COOKIE, &session)
+        .header("x-csrf-token", "wrong")
+        .json(&create)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let response = server
+        .request(Method::POST, "/api/admin/users")
+        .header(COOKIE, &session)
+        .header("x-csrf-token", csrf)
+        .json(&create)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+
+    // Logout ends the session.
+    let response = server
+        .request(Method::POST, "/api/admin/logout")
+        .header(COOKIE, &session)
+        .header("x-csrf-token", csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let response = server
+        .request(Method::GET, "/api/admin/me")
+        .header(COOKIE, &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn auth_failures_are_clear_401s() {
+    let server = TestServer::start().await;
+    let (status, body) = read(
+        server
+            .request(Method::GET, "/api/admin/users")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(body["error"].as_str().unwrap().contains("login required"));
+    let response = server
+        .request(Method::GET, "/api/admin/users")
+        .bearer_auth("ccs_wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let response = server
+        .request(Method::POST, "/api/admin/login")
+        .json(&json!({ "password": "not the password" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn sessions_expire() {
+    let server = TestServer::start().await;
+    let (status, _) = server.admin_json(Method::GET, "/api/admin/me", None).await;
+    assert_eq!(status, StatusCode::OK);
+    server.clock.advance(SignedDuration::from_hours(24 * 7 + 1));
+    let (status, body) = server.admin_json(Method::GET, "/api/admin/me", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["code"], "invalid_session");
+}
+
+#[tokio::test]
+async fn failed_logins_are_rate_limited_per_address() {
+    let server = TestServer::start().await;
+    for _ in 0..5 {
+        let response = server
+            .request(Method::POST, "/api/admin/login")
+            .json(&json!({ "password": "guess" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+    let response = server
+        .request(Method::POST, "/api/admin/login")
+        .json(&json!({ "password": ADMIN_PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry > 0);
+}
+
+#[tokio::test]
+async fn viewers_read_but_cannot_change_and_tokens_can_be_revoked() {
+    let server = TestServer::start().await;
+    let (status, body) = server
+        .admin_json(
+            Method::POST,
+            "/api/admin/accounts",
+            Some(json!({ "username": "vera", "password": "viewer-password", "role": "viewer" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, _) = server
+        .admin_json(
+            Method::POST,
+            "/api/admin/accounts",
+            Some(json!({ "username": "vera", "password": "viewer-password", "role": "viewer" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let viewer = server.login(Some("vera"), "viewer-password").await;
+    assert_eq!(viewer["role"], "viewer");
+    let token = viewer["token"].as_str().unwrap();
+    let response = server
+        .request(Method::GET, "/api/admin/users")
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let response = server
+        .request(Method::POST, "/api/admin/users")
+        .bearer_auth(token)
+        .json(&json!({ "name": "Mallory" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert!(users(&server).await.is_empty());
+
+    // A named API token for a script: shown once, works, then revoked.
+    let (status, created) = server
+        .admin_json(
+            Method::POST,
+            "/api/admin/tokens",
+            Some(json!({ "name": "ci", "role": "admin" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let secret = created["token"].as_str().unwrap().to_owned();
+    let (_, listed) = server
+        .admin_json(Method::GET, "/api/admin/tokens", None)
+        .await;
+    assert!(
+        listed["tokens"][0].get("token").is_none(),
+        "never shown again"
+    );
+    let response = server
+        .request(Method::POST, "/api/admin/users")
+        .bearer_auth(&secret)
+        .json(&json!({ "name": "Scripted" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let id = created["id"].as_i64().unwrap();
+    let response = server
+        .admin(Method::DELETE, &format!("/api/admin/tokens/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let response = server
+        .request(Method::GET, "/api/admin/users")
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+
+    // Accounts can be deleted; their sessions end.
+    let (_, accounts) = server
+        .admin_json(Method::GET, "/api/admin/accounts", None)
+        .await;
+    let account_id = accounts["accounts"][0]["id"].as_i64().unwrap();
+    let response = server
+        .admin(Method::DELETE, &format!("/api/admin/accounts/{account_id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let response = server
+        .request(Method::GET, "/api/admin/users")
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn users_are_created_changed_and_deleted() {
+    let server =
+        TestServer::start_with(|c| c.public_url = Some("https://ccgate.example.com/".into())).await;
+    let (status, created) = server
+        .admin_json(
+            Method::POST,
+            "/api/admin/users",
+            Some(json!({ "name": "Mia Wong", "time_zone": "Europe/Berlin",
+                "limits": [{ "type": "per_model", "model": "opus", "window": "daily", "value": 3 }] })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["user"]["id"].as_i64().unwrap();
+    assert_eq!(created["user"]["slug"], "mia-wong");
+    assert_eq!(created["user"]["effective_time_zone"], "Europe/Berlin");
+    let code = created["install_code"].as_str().unwrap();
+    assert_eq!(
+        created["setup_command"],
+        format!("sudo ccgate setup --code {code} --server https://ccgate.example.com")
+    );
+    assert!(created["limits"][0]["id"].is_i64());
+
+    // A second user with the same name gets a numbered slug; an explicit taken slug conflicts.
+    let (_, second) = server
+        .admin_json(
+            Method::POST,
+            "/api/admin/users",
+            Some(json!({ "name": "Mia Wong" })),
+        )
+        .await;
+    assert_eq!(second["user"]["slug"], "mia-wong-2");
+    let (status, _) = server
+        .admin_json(
+            Method::POST,
+            "/api/admin/users",
+            Some(json!({ "name": "X", "slug": "mia-wong" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+
+    // A bad rule is named, and nothing changes.
+    let (status, body) = server
+        .admin_json(
+            Method::PUT,
+            &format!("/api/admin/users/{id}"),
+            Some(json!({ "limits": [
+                { "type": "per_model", "model": "opus", "window": "daily", "value": 5 },
+                { "type": "per_model", "model": "opus", "window": "hourly", "value": 5 } ] })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["error"].as_str().unwrap().contains("limits[1]"),
+        "{body}"
+    );
+    assert!(body["error"].as_str().unwrap().contains("hourly"), "{body}");
+    assert_eq!(server.user(id).await["limits"][0]["value"], 3);
+    let (status, _) = server
+        .admin_json(
+            Method::PUT,
+            &format!("/api/admin/users/{id}"),
+            Some(json!({ "time_zone": "Mars/Base" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = server
+        .admin_json(
+            Method::PUT,
+            &format!("/api/admin/users/{id}"),
+            Some(json!({ "status": "frozen" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    let (status, updated) = server
+        .admin_json(
+            Method::PUT,
+            &format!("/api/admin/users/{id}"),
+            Some(
+                json!({ "name": "Mia W.", "status": "paused", "time_zone": null,
+                "limits": [{ "type": "credits", "window": "weekly", "value": 50 }] }),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    let user = &updated["user"];
+    assert_eq!(user["name"], "Mia W.");
+    assert_eq!(user["status"], "paused");
+    assert_eq!(user["time_zone"], Value::Null);
+    assert_eq!(user["effective_time_zone"], "UTC");
+    assert_eq!(user["credit_budget"], 50);
+    assert_eq!(user["limits"].as_array().unwrap().len(), 1);
+    assert!(user["report"]["limits"].is_array());
+
+    // Preview: what other limits would mean now.
+    let (status, preview) = server
+        .admin_json(
+            Method::POST,
+            &format!("/api/admin/users/{id}/preview"),
+            Some(json!({ "limits": [{ "type": "per_model", "model": "haiku", "window": "daily", "value": 0 }] })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{preview}");
+    assert_eq!(preview["decisions"]["haiku"]["allowed"], false);
+    assert!(preview["decisions"]["haiku"]["message"].is_string());
+    assert!(preview["report"]["limits"].is_array());
+
+    let response = server
+        .admin(Method::DELETE, &format!("/api/admin/users/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let (status, _) = server
+        .admin_json(Method::GET, &format!("/api/admin/users/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(users(&server).await.len(), 1);
+    let (_, audit) = server
+        .admin_json(Method::GET, "/api/admin/audit?limit=50", None)
+        .await;
+    let kinds: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    for kind in [
+        "user_created",
+        "user_updated",
+        "user_status_change",
+        "user_deleted",
+        "login",
+    ] {
+        assert!(kinds.contains(&kind), "{kind} missing in {kinds:?}");
+    }
+}
+
+#[tokio::test]
+async fn bad_bodies_are_clear_4xx_and_write_nothing() {
+    let server = TestServer::start_with(|c| c.max_body_bytes = 4096).await;
+    let cases: Vec<(reqwest::RequestBuilder, StatusCode)> = vec![
+        (
+            server
+                .admin(Method::POST, "/api/admin/users")
+                .header(CONTENT_TYPE, "application/json")
+                .body("{\"name\": "),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            server
+                .admin(Method::POST, "/api/admin/users")
+                .header(CONTENT_TYPE, "text/plain")
+                .body("{\"name\":\"A\"}"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            server
+                .admin(Method::POST, "/api/admin/users")
+                .json(&json!({ "name": "x".repeat(5000) })),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+        (
+            server
+                .admin(Method::POST, "/api/admin/users")
+                .json(&json!({ "slug": "no-name" })),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            server
+                .admin(Method::POST, "/api/admin/users")
+                .json(&json!({ "name": "   " })),
+            StatusCode::BAD_REQUEST,
+        ),
+    ];
+    for (request, expected) in cases {
+        let (status, body) = read(request.send().await.unwrap()).await;
+        assert_eq!(status, expected, "{body}");
+        assert!(body["error"].is_string(), "JSON error body: {body}");
+    }
+    assert!(users(&server).await.is_empty(), "nothing written");
+    let (status, body) = read(
+        server
+            .request(Method::GET, "/api/nothing-here")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(body["error"].is_string());
+}
+
+#[tokio::test]
+async fn settings_are_validated_and_the_password_can_change() {
+    let mut server = TestServer::start().await;
+    let (status, body) = server
+        .admin_json(Method::GET, "/api/admin/settings", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["settings"]["time_zone"], "UTC");
+    assert_eq!(
+        body["settings"]["credit_weights"],
+        json!({ "opus": 10, "sonnet": 3, "haiku": 1, "other": 3 })
+    );
+    assert_eq!(body["settings"]["unidentified_clients"], "allow");
+    let (status, _) = server
+        .admin_json(
+            Method::PUT,
+            "/api/admin/settings",
+            Some(json!({ "time_zone": "Nowhere/Land" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, body) = server
+        .admin_json(
+            Method::PUT,
+            "/api/admin/settings",
+            Some(json!({ "name": "Platform", "time_zone": "America/New_York", "unidentified_clients": "deny" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["settings"]["team_name"], "Platform");
+    assert_eq!(body["settings"]["time_zone"], "America/New_York");
+    let (status, _) = server
+        .admin_json(
+            Method::PUT,
+            "/api/admin/settings",
+            Some(json!({ "admin_password": "a new admin password" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let response = server
+        .request(Method::POST, "/api/admin/login")
+        .json(&json!({ "password": ADMIN_PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let fresh = server.login(None, "a new admin password").await;
+    server.admin_token = fresh["token"].as_str().unwrap().to_owned();
+    assert_eq!(fresh["team"], "Platform");
+}
+
+#[tokio::test]
+async fn reports_page_and_group() {
+    let server = TestServer::start().await;
+    let (user_id, token) = server.user_with_proxy("Ned", json!([])).await;
+    let now = jiff::Timestamp::now().to_string();
+    let events: Vec<Value> = (0..5)
+        .map(|i| {
+            common::request_event(
+                &format!("00000000-0000-4000-8000-00000000000{i}"),
+                &now,
+                "claude-haiku-4-5",
+                &format!("t:{i}"),
+                true,
+                5,
+            )
+        })
+        .collect();
+    let (status, _) = server
+        .agent(&token, "/events", json!({ "events": events }))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, page) = server
+        .admin_json(
+            Method::GET,
+            &format!("/api/admin/events?user_id={user_id}&limit=2"),
+            None,
+        )
+        .await;
+    assert_eq!(page["events"].as_array().unwrap().len(), 2);
+    let cursor = page["next_before"].as_str().unwrap().to_owned();
+    let (_, next) = server
+        .admin_json(
+            Method::GET,
+            &format!("/api/admin/events?user_id={user_id}&limit=10&before={cursor}"),
+            None,
+        )
+        .await;
+    assert_eq!(next["events"].as_array().unwrap().len(), 3);
+    assert_eq!(next["next_before"], Value::Null);
+    let (status, _) = server
+        .admin_json(Method::GET, "/api/admin/events?before=garbage", None)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (_, monthly) = server
+        .admin_json(Method::GET, "/api/admin/usage?group=month", None)
+        .await;
+    assert_eq!(monthly["monthly"][0]["count"], 5, "{monthly}");
+    assert_eq!(monthly["monthly"][0]["model"], "haiku");
+    let (status, _) = server
+        .admin_json(Method::GET, "/api/admin/usage?days=0", None)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (_, listed) = server
+        .admin_json(Method::GET, "/api/admin/users", None)
+        .await;
+    assert!(listed["users"][0]["last_active_at"].is_string());
+    assert_eq!(listed["users"][0]["usage"]["haiku"], 5);
+}
+
+#[tokio::test]
+async fn operational_endpoints_and_no_cors() {
+    let server = TestServer::start().await;
+    let (_, token) = server.user_with_proxy("Ops", json!([])).await;
+    server.check(&token, "t:1", "claude-opus-4-5").await;
+    let (status, health) = read(
+        server
+            .request(Method::GET, "/healthz")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(health, json!({ "status": "ok" }));
+    let text = server
+        .request(Method::GET, "/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "ccgate_http_requests_total",
+        "ccgate_checks_total",
+        "ccgate_check_duration_seconds_bucket",
+    ] {
+        assert!(text.contains(name), "{name} missing in\n{text}");
+    }
+    assert!(text.contains("result=\"allowed\""));
+    let response = server
+        .request(Method::OPTIONS, "/api/admin/users")
+        .header("origin", "https://evil.example")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response
+            .headers()
+            .keys()
+            .all(|h| !h.as_str().starts_with("access-control"))
+    );
+    let response = server
+        .admin(Method::GET, "/api/admin/users")
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+    let response = server
+        .request(Method::GET, "/dashboard")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_IMPLEMENTED);
+}
