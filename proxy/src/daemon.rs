@@ -188,6 +188,7 @@ pub async fn start(
         tokio::spawn(crate::live::run_sync(shared.clone(), stop_rx.clone())),
         tokio::spawn(crate::live::run_stream(shared.clone(), stop_rx.clone())),
         tokio::spawn(crate::housekeeping::run(shared.clone(), stop_rx.clone())),
+        tokio::spawn(crate::guard::watchdog::run(shared.clone(), stop_rx.clone())),
     ];
     let recorder = tokio::spawn(crate::recorder::run(
         shared.clone(),

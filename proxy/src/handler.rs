@@ -19,6 +19,9 @@ use crate::classify::{RequestFacts, classify};
 use crate::meter::Reading;
 use crate::state::{Exchange, Shared, Verdict};
 use crate::status::{STATUS_PATH, StatusReport};
+
+/// Asks the daemon to sync with the server now (`ccgate sync`).
+pub const SYNC_PATH: &str = "/ccgate/sync";
 use crate::tap::{Ending, TapBody};
 use crate::turns::Resolution;
 
@@ -166,10 +169,18 @@ impl GateHandler {
                 let report = StatusReport::collect(&self.shared);
                 json_reply(StatusCode::OK, &report)
             }
+            // `ccgate sync`: pull the policy now (harmless, so no auth).
+            (&Method::POST, SYNC_PATH) => {
+                self.shared.sync_wakeup.notify_one();
+                json_reply(
+                    StatusCode::ACCEPTED,
+                    &serde_json::json!({"sync": "requested"}),
+                )
+            }
             _ => error_reply(
                 StatusCode::NOT_FOUND,
                 "not_found_error",
-                "This is ccgate's proxy. Local endpoint: GET /ccgate/status.",
+                "This is ccgate's proxy. Local endpoints: GET /ccgate/status, POST /ccgate/sync.",
             ),
         }
     }

@@ -9,6 +9,7 @@ pub mod classify;
 pub mod config;
 pub mod daemon;
 pub mod fsutil;
+pub mod guard;
 pub mod handler;
 pub mod housekeeping;
 pub mod ledger;

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use ccgate_proxy::config::UpstreamOverrides;
 use ccgate_proxy::daemon::{DaemonOptions, serve};
+use ccgate_proxy::guard::GuardHooks;
 use ccgate_proxy::paths::Paths;
 use clap::Parser;
 
@@ -39,6 +40,7 @@ fn main() -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     let mut options = DaemonOptions::new(paths);
     options.overrides = UpstreamOverrides::from_env();
+    options.hooks = Box::new(GuardHooks::system());
     runtime
         .block_on(serve(options, None, shutdown_signal()))
         .context("ccgate-proxy stopped")

@@ -137,6 +137,26 @@ impl Paths {
         self.under_root("/var/run/ccgate-proxy.pid")
     }
 
+    /// Whether this layout is the real system (root `/`), as opposed to a
+    /// staging or test prefix. Service managers are only used for the real one.
+    pub fn is_system_root(&self) -> bool {
+        self.root == Path::new("/")
+    }
+
+    /// The system path of a path under the root prefix (`/tmp/r/etc/x` →
+    /// `/etc/x`), for messages, manifests and admins.
+    pub fn to_system(&self, path: &Path) -> PathBuf {
+        match path.strip_prefix(&self.root) {
+            Ok(relative) => Path::new("/").join(relative),
+            Err(_) => path.to_owned(),
+        }
+    }
+
+    /// The account database the installer reads a user's home from.
+    pub fn passwd_file(&self) -> PathBuf {
+        self.under_root("/etc/passwd")
+    }
+
     /// Where Claude Code keeps a user's login on Linux, under the root prefix.
     pub fn claude_credentials(&self, home: &Path) -> PathBuf {
         self.under_root(home).join(".claude/.credentials.json")
@@ -166,6 +186,12 @@ mod tests {
             Paths::new("/", Platform::Linux).daemon_binary(),
             Path::new("/usr/local/lib/ccgate/ccgate-proxy")
         );
+        assert_eq!(
+            paths.to_system(&paths.ca_cert()),
+            Path::new("/etc/ccgate/ca.pem")
+        );
+        assert!(!paths.is_system_root());
+        assert!(Paths::new("/", Platform::Linux).is_system_root());
     }
 
     #[test]

@@ -1,0 +1,75 @@
+//! The daemon's reactions to what a sync brings: a kill logs the OS user out
+//! of Claude Code; a rotated device token becomes the new truth in the
+//! backup and manifest, so the watchdog does not take it for tampering.
+
+use std::sync::Arc;
+
+use crate::guard::logout::{self, CommandRunner, LogoutOutcome, SystemRunner};
+use crate::guard::manifest::{FileRecord, MANIFEST_LOCK, Manifest, Protected, copy_atomic};
+use crate::paths::Paths;
+use crate::state::{Hooks, Shared};
+
+pub struct GuardHooks {
+    runner: Arc<dyn CommandRunner>,
+}
+
+impl GuardHooks {
+    /// Runs the system's `security` (macOS) as the user.
+    pub fn system() -> Self {
+        Self::with_runner(Arc::new(SystemRunner::default()))
+    }
+
+    pub fn with_runner(runner: Arc<dyn CommandRunner>) -> Self {
+        Self { runner }
+    }
+}
+
+impl Hooks for GuardHooks {
+    fn killed(&self, shared: &Shared) {
+        let paths = shared.paths.clone();
+        let config = shared.config.clone();
+        let runner = self.runner.clone();
+        // Off the async runtime: it may run a program.
+        std::thread::spawn(
+            move || match logout::log_out(&paths, &config, runner.as_ref()) {
+                Ok(LogoutOutcome::LoggedOut(what)) => {
+                    tracing::warn!("killed: logged the user out of Claude Code ({what})");
+                }
+                Ok(LogoutOutcome::AlreadyLoggedOut) => {
+                    tracing::info!("killed: the user was not logged in to Claude Code");
+                }
+                Ok(LogoutOutcome::NoUser) => {
+                    tracing::warn!("killed: no OS user is configured, nobody to log out");
+                }
+                Err(error) => tracing::error!("killed, but the logout failed: {error}"),
+            },
+        );
+    }
+
+    fn token_rotated(&self, shared: &Shared) {
+        match adopt_token(&shared.paths) {
+            Ok(true) => tracing::info!("the rotated device token is in the backup and manifest"),
+            Ok(false) => {}
+            Err(error) => tracing::error!("cannot record the rotated device token: {error}"),
+        }
+    }
+}
+
+/// Makes the token file as it is now the protected version. False when
+/// there is no manifest (not installed by setup).
+pub fn adopt_token(paths: &Paths) -> Result<bool, String> {
+    let _lock = MANIFEST_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(mut manifest) = Manifest::load(paths).map_err(|e| e.to_string())? else {
+        return Ok(false);
+    };
+    let file = Protected::DeviceToken;
+    if manifest.record(file).is_none() {
+        return Ok(false);
+    }
+    copy_atomic(&file.path(paths), &file.backup_path(paths), 0o600)
+        .map_err(|e| format!("cannot update the backup: {e}"))?;
+    manifest.set_record(FileRecord::of(paths, file).map_err(|e| e.to_string())?);
+    manifest.written_at = jiff::Timestamp::now();
+    manifest.save(paths).map_err(|e| e.to_string())?;
+    Ok(true)
+}

@@ -1,0 +1,12 @@
+//! ccgate's self-protection inside the daemon: the integrity manifest that
+//! setup writes, the managed-settings keys, the watchdog that restores and
+//! reports changes, and the kill switch's logout.
+
+pub mod hooks;
+pub mod integrity;
+pub mod logout;
+pub mod manifest;
+pub mod settings;
+pub mod watchdog;
+
+pub use hooks::GuardHooks;
