@@ -285,6 +285,7 @@ mod tests {
             settings: SettingsRecord {
                 env,
                 had_original: true,
+                original_mode: Some(0o644),
             },
             created_dirs: vec![],
         };

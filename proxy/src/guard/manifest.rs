@@ -144,6 +144,9 @@ pub struct SettingsRecord {
     /// Whether a managed-settings file existed before the first setup (its
     /// bytes are in [`Manifest::original_settings_path`]).
     pub had_original: bool,
+    /// The original file's mode, given back on uninstall.
+    #[serde(default)]
+    pub original_mode: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -291,6 +294,7 @@ mod tests {
             settings: SettingsRecord {
                 env: BTreeMap::from([("HTTPS_PROXY".into(), "http://127.0.0.1:1".into())]),
                 had_original: false,
+                original_mode: None,
             },
             created_dirs: vec!["/etc/ccgate".into()],
         };
