@@ -3,6 +3,7 @@
 
 pub mod claude_cli;
 pub mod client;
+pub mod installed;
 pub mod machine;
 pub mod outage;
 pub mod server;

@@ -149,7 +149,12 @@ impl Watchdog {
     }
 
     /// Checks `only` (or everything), repairs what differs, reports it.
-    async fn scan(&mut self, only: Option<BTreeSet<Item>>) {
+    async fn scan(&mut self, mut only: Option<BTreeSet<Item>>) {
+        // What could not be repaired is looked at again every time, so the
+        // block lifts as soon as things are whole.
+        if let Some(only) = only.as_mut() {
+            only.extend(self.unresolved.keys().copied());
+        }
         let first = self.check(only.clone(), false).await;
         if first.damage.is_empty() && !first.manifest_lost {
             self.settle(first.checked, Vec::new());
