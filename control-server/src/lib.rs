@@ -116,7 +116,9 @@ pub async fn serve(
     };
     let (db, live) = opened;
     let (stop_sender, stop) = watch::channel(false);
-    let (writer, writer_task) = EventWriter::spawn(db.clone(), stop.clone());
+    // The writer outlives the last request: it stops after the HTTP server.
+    let (writer_stop, writer_stopped) = watch::channel(false);
+    let (writer, writer_task) = EventWriter::spawn(db.clone(), writer_stopped);
     let state = AppState::new(Inner {
         login_limiter: FailureLimiter::new(config.login_max_failures, config.login_failure_window),
         register_limiter: FailureLimiter::new(
@@ -150,6 +152,8 @@ pub async fn serve(
     .await;
     let _ = stop_sender.send(true);
     let _ = housekeeping.await;
+    tasks::flush_sightings(&state).await;
+    let _ = writer_stop.send(true);
     let _ = writer_task.await;
     result.map_err(ServerError::from)
 }
