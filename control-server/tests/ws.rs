@@ -64,6 +64,11 @@ async fn admins_receive_check_and_count_events() {
     assert_eq!(created["userId"], user_id);
     next_of(&mut socket, "device_registered").await;
 
+    server.agent(&token, "/sync", json!({})).await;
+    let status = next_of(&mut socket, "user_status").await;
+    assert_eq!(status["status"], "active");
+    assert_eq!(status["userName"], "Wes");
+
     server.check(&token, "s:1", "claude-opus-4-5").await;
     let check = next_of(&mut socket, "user_check").await;
     assert_eq!(check["userId"], user_id);

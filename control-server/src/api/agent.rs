@@ -77,11 +77,25 @@ async fn sync_device(
     if let Some(info) = &request.device {
         update_device_details(&state, &auth.device, DeviceDetails::from(info)).await?;
     }
-    Ok(axum::Json(sync::sync_response(
-        &auth.device,
-        &auth.user,
-        state.now(),
-    )))
+    let response = sync::sync_response(&auth.device, &auth.user, state.now());
+    publish_status(&state, &auth.device, &response.policy, None);
+    Ok(axum::Json(response))
+}
+
+/// The peer's `user_status` live event: a device checked in.
+pub fn publish_status(
+    state: &AppState,
+    device: &crate::live::devices::DeviceLive,
+    policy: &ccgate_quota::Policy,
+    model: Option<&str>,
+) {
+    state.hub.publish("user_status", || {
+        serde_json::json!({
+            "userId": policy.user.id, "userName": policy.user.name, "status": policy.status,
+            "model": model, "hostname": device.hostname(), "deviceId": device.id,
+            "timestamp": state.now(),
+        })
+    });
 }
 
 const MAX_KEY: usize = 200;

@@ -189,6 +189,8 @@ struct SyncBody {
     #[serde(flatten)]
     auth: TokenField,
     #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
     hostname: Option<String>,
     #[serde(default)]
     platform: Option<String>,
@@ -215,6 +217,8 @@ async fn sync(
         ..DeviceDetails::default()
     };
     super::agent::update_device_details(&state, &device, details).await?;
+    let policy = user.lock().policy.policy.clone();
+    super::agent::publish_status(&state, &device, &policy, body.model.as_deref());
     let mut fields = policy_fields(&user.lock(), state.now());
     fields.insert("message".into(), Value::Null);
     Ok(axum::Json(Value::Object(fields)))
