@@ -140,7 +140,12 @@ fn check_install(paths: &Paths, facts: &Facts, report: &mut DoctorReport) {
                 ),
                 None,
             );
-            let damage = integrity::inspect(paths, manifest, &Item::all(manifest));
+            let damage = integrity::inspect(
+                paths,
+                manifest,
+                &Item::all(manifest),
+                &mut integrity::HashCache::default(),
+            );
             if damage.is_empty() {
                 report.push(
                     "own files",

@@ -212,7 +212,7 @@ fn when(at: Timestamp, zone: &TimeZone, now: Timestamp) -> String {
         local.strftime("%a %d %b %H:%M").to_string()
     };
     if at > now {
-        format!("{clock} (in {})", in_duration(at.duration_since(now)))
+        format!("{clock} ({})", in_duration(at.duration_since(now)))
     } else {
         clock
     }

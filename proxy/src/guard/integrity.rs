@@ -1,10 +1,10 @@
 //! Checking ccgate's installed files against the manifest and repairing
 //! them from the backups. Synchronous; the watchdog decides when to run it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::fsutil::{self, write_atomic};
 use crate::guard::manifest::{FileRecord, Manifest, Protected, copy_atomic};
@@ -50,6 +50,55 @@ impl Item {
     }
 }
 
+/// Hashes already verified, by file identity. A file whose device, inode,
+/// size and change time (ctime, which no one can set back) are unchanged
+/// still has the content it had, so the large daemon binary is hashed once,
+/// not on every scan.
+#[derive(Debug, Default)]
+pub struct HashCache {
+    verified: HashMap<PathBuf, (Fingerprint, String)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Fingerprint {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    ctime: i64,
+    ctime_nsec: i64,
+}
+
+impl Fingerprint {
+    fn of(metadata: &std::fs::Metadata) -> Self {
+        Self {
+            dev: metadata.dev(),
+            ino: metadata.ino(),
+            size: metadata.size(),
+            ctime: metadata.ctime(),
+            ctime_nsec: metadata.ctime_nsec(),
+        }
+    }
+}
+
+impl HashCache {
+    /// The SHA-256 of `path`, from the cache when the file is unchanged.
+    pub fn sha256(&mut self, path: &Path) -> io::Result<String> {
+        let before = Fingerprint::of(&std::fs::metadata(path)?);
+        if let Some((known, hash)) = self.verified.get(path)
+            && *known == before
+        {
+            return Ok(hash.clone());
+        }
+        let hash = fsutil::sha256_file(path)?;
+        // Only trust the hash if the file did not change while it was read.
+        if Fingerprint::of(&std::fs::metadata(path)?) == before {
+            self.verified
+                .insert(path.to_owned(), (before, hash.clone()));
+        }
+        Ok(hash)
+    }
+}
+
 /// A difference from the manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Damage {
@@ -61,17 +110,22 @@ pub struct Damage {
 }
 
 /// Checks `items` against `manifest`.
-pub fn inspect(paths: &Paths, manifest: &Manifest, items: &[Item]) -> Vec<Damage> {
+pub fn inspect(
+    paths: &Paths,
+    manifest: &Manifest,
+    items: &[Item],
+    cache: &mut HashCache,
+) -> Vec<Damage> {
     items
         .iter()
         .filter_map(|&item| {
             let found = match item {
                 Item::File(file) => manifest
                     .record(file)
-                    .and_then(|record| inspect_file(&file.path(paths), record)),
+                    .and_then(|record| inspect_file(&file.path(paths), record, cache)),
                 Item::Backup(file) => manifest.record(file).and_then(|record| {
                     let path = file.backup_path(paths);
-                    match fsutil::sha256_file(&path) {
+                    match cache.sha256(&path) {
                         Ok(hash) if hash == record.sha256 => None,
                         Ok(_) => Some(("modified", "its content changed".to_owned())),
                         Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -88,7 +142,11 @@ pub fn inspect(paths: &Paths, manifest: &Manifest, items: &[Item]) -> Vec<Damage
         .collect()
 }
 
-fn inspect_file(path: &std::path::Path, record: &FileRecord) -> Option<(&'static str, String)> {
+fn inspect_file(
+    path: &Path,
+    record: &FileRecord,
+    cache: &mut HashCache,
+) -> Option<(&'static str, String)> {
     let metadata = match std::fs::symlink_metadata(path) {
         Ok(metadata) => metadata,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -99,7 +157,7 @@ fn inspect_file(path: &std::path::Path, record: &FileRecord) -> Option<(&'static
     if !metadata.file_type().is_file() {
         return Some(("replaced", "it is no longer a regular file".to_owned()));
     }
-    match fsutil::sha256_file(path) {
+    match cache.sha256(path) {
         Ok(hash) if hash != record.sha256 => {
             return Some((
                 "modified",
@@ -293,19 +351,30 @@ mod tests {
     }
 
     fn check_and_repair(paths: &Paths, manifest: &Manifest) -> Vec<(Damage, Result<(), String>)> {
-        inspect(paths, manifest, &Item::all(manifest))
-            .into_iter()
-            .map(|damage| {
-                let result = repair(paths, manifest, &damage);
-                (damage, result)
-            })
-            .collect()
+        inspect(
+            paths,
+            manifest,
+            &Item::all(manifest),
+            &mut HashCache::default(),
+        )
+        .into_iter()
+        .map(|damage| {
+            let result = repair(paths, manifest, &damage);
+            (damage, result)
+        })
+        .collect()
     }
 
     #[test]
     fn a_whole_install_has_no_damage() {
         let (_root, paths, manifest) = installed();
-        assert!(inspect(&paths, &manifest, &Item::all(&manifest)).is_empty());
+        let mut cache = HashCache::default();
+        assert!(inspect(&paths, &manifest, &Item::all(&manifest), &mut cache).is_empty());
+        // A same-size rewrite changes the ctime, so the cache does not hide it.
+        std::fs::write(paths.config_file(), b"device_id = 7\n").unwrap();
+        let damage = inspect(&paths, &manifest, &Item::all(&manifest), &mut cache);
+        assert_eq!(damage.len(), 1, "{damage:?}");
+        assert_eq!(damage[0].what, "modified");
     }
 
     #[test]
@@ -356,7 +425,15 @@ mod tests {
         assert_eq!(repaired.len(), 1);
         assert_eq!(repaired[0].0.item, Item::Backup(Protected::Config));
         assert_eq!(repaired[0].1, Ok(()));
-        assert!(inspect(&paths, &manifest, &Item::all(&manifest)).is_empty());
+        assert!(
+            inspect(
+                &paths,
+                &manifest,
+                &Item::all(&manifest),
+                &mut HashCache::default()
+            )
+            .is_empty()
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ use ccgate_quota::wire::{AgentEvent, EventBody, TamperEvent};
 use notify::Watcher;
 use tokio::sync::{mpsc, watch};
 
-use crate::guard::integrity::{self, Damage, Item};
+use crate::guard::integrity::{self, Damage, HashCache, Item};
 use crate::guard::manifest::{MANIFEST_LOCK, Manifest};
 use crate::paths::Paths;
 use crate::state::Shared;
@@ -67,30 +67,45 @@ pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         manifest,
         unresolved: BTreeMap::new(),
         watched: HashSet::new(),
+        cache: Some(HashCache::default()),
     };
     tracing::info!("watchdog guarding {} files", watchdog.manifest.files.len());
-    watchdog.scan(None).await;
+    tokio::select! {
+        _ = crate::stopped(&mut stop) => return,
+        _ = watchdog.scan(None) => {}
+    }
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + SCAN_PERIOD, SCAN_PERIOD);
     loop {
         if let Some(watcher) = watcher.as_mut() {
             watchdog.watch_dirs(watcher);
         }
-        tokio::select! {
+        // What to check: `None` is everything.
+        let due: Option<BTreeSet<Item>> = tokio::select! {
             _ = crate::stopped(&mut stop) => return,
-            _ = tick.tick() => watchdog.scan(None).await,
+            _ = tick.tick() => None,
             Some(path) = events.recv() => {
                 let mut touched = BTreeSet::new();
                 let mut full = watchdog.classify(&path, &mut touched);
-                tokio::time::sleep(DEBOUNCE).await;
+                tokio::select! {
+                    _ = crate::stopped(&mut stop) => return,
+                    _ = tokio::time::sleep(DEBOUNCE) => {}
+                }
                 while let Ok(path) = events.try_recv() {
                     full |= watchdog.classify(&path, &mut touched);
                 }
                 if full {
-                    watchdog.scan(None).await;
-                } else if !touched.is_empty() {
-                    watchdog.scan(Some(touched)).await;
+                    None
+                } else if touched.is_empty() {
+                    continue;
+                } else {
+                    Some(touched)
                 }
             }
+        };
+        // A scan hashes files: do not hold up a shutdown for it.
+        tokio::select! {
+            _ = crate::stopped(&mut stop) => return,
+            _ = watchdog.scan(due) => {}
         }
     }
 }
@@ -103,6 +118,8 @@ struct Watchdog {
     /// Damage that could not be repaired, with why.
     unresolved: BTreeMap<Item, String>,
     watched: HashSet<PathBuf>,
+    /// Moved into each blocking pass and back.
+    cache: Option<HashCache>,
 }
 
 impl Watchdog {
@@ -169,6 +186,7 @@ impl Watchdog {
     async fn check(&mut self, only: Option<BTreeSet<Item>>, repair: bool) -> Pass {
         let paths = self.paths.clone();
         let cached = self.manifest.clone();
+        let mut cache = self.cache.take().unwrap_or_default();
         let pass = tokio::task::spawn_blocking(move || {
             let _lock = MANIFEST_LOCK.lock().unwrap_or_else(|e| e.into_inner());
             let (manifest, manifest_lost) = match Manifest::load(&paths) {
@@ -189,7 +207,7 @@ impl Watchdog {
                 Some(only) => only.into_iter().collect(),
                 None => Item::all(&manifest),
             };
-            let damage = integrity::inspect(&paths, &manifest, &items);
+            let damage = integrity::inspect(&paths, &manifest, &items, &mut cache);
             if repair {
                 for damage in &damage {
                     let result = integrity::repair(&paths, &manifest, damage);
@@ -204,12 +222,14 @@ impl Watchdog {
                 checked,
                 damage,
                 repaired,
+                cache: Some(cache),
             }
         })
         .await;
         match pass {
-            Ok(pass) => {
+            Ok(mut pass) => {
                 self.manifest = pass.manifest.clone();
+                self.cache = pass.cache.take();
                 pass
             }
             Err(error) => {
@@ -220,6 +240,7 @@ impl Watchdog {
                     checked: Vec::new(),
                     damage: Vec::new(),
                     repaired: Vec::new(),
+                    cache: None,
                 }
             }
         }
@@ -288,4 +309,5 @@ struct Pass {
     checked: Vec<Item>,
     damage: Vec<Damage>,
     repaired: Vec<(Damage, Result<(), String>)>,
+    cache: Option<HashCache>,
 }
