@@ -117,7 +117,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         }
         Command::Sync { port } => sync(&paths, port, out).await,
         Command::Uninstall => {
-            let problems = uninstall::uninstall(&cli.root, out)?;
+            let problems = uninstall::uninstall(&cli.root, out).await?;
             if problems.is_empty() {
                 writeln!(out, "ccgate is uninstalled.")?;
                 Ok(ExitCode::SUCCESS)

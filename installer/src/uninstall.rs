@@ -12,10 +12,10 @@ use ccgate_proxy::guard::settings::{self, Unmerged};
 use ccgate_proxy::paths::{Paths, Platform};
 
 use crate::error::{InstallError, Result};
-use crate::service;
+use crate::{local, service};
 
 /// Uninstalls; returns what could not be removed (empty when all went).
-pub fn uninstall(root: &Path, out: &mut dyn Write) -> Result<Vec<String>> {
+pub async fn uninstall(root: &Path, out: &mut dyn Write) -> Result<Vec<String>> {
     if !ccgate_proxy::os::is_root() {
         return Err(InstallError::NotRoot {
             command: "uninstall",
@@ -36,6 +36,13 @@ pub fn uninstall(root: &Path, out: &mut dyn Write) -> Result<Vec<String>> {
         .unwrap_or_else(|| guess_service(&paths));
     service::stop(kind, &paths)?;
     let _ = writeln!(out, "Stopped the daemon ({} service)", kind.as_str());
+    // A daemon still running (started by hand) would restore what follows.
+    let address = local::daemon_address(&paths, None);
+    if local::fetch_status(address).await.is_ok() {
+        return Err(InstallError::Service(format!(
+            "a ccgate daemon still answers on {address} (started by hand?): stop it first, then run uninstall again; nothing was removed"
+        )));
+    }
 
     match restore_settings(&paths, manifest.as_ref()) {
         Ok(what) => {

@@ -215,8 +215,18 @@ async fn setup_tamper_and_uninstall_leave_the_prefix_as_it_was() {
         200
     );
 
-    // Uninstall (the daemon stops first, as the service would): the prefix
-    // is byte for byte what it was, the admin's settings included.
+    // Uninstall refuses while a daemon it did not start still runs (its
+    // watchdog would put everything back) and changes nothing.
+    let installed = snapshot(machine.root());
+    let (ok, text) = machine.ccgate(&["uninstall"]).await;
+    assert!(!ok && text.contains("stop it first"), "{text}");
+    let now: Vec<_> = snapshot(machine.root()).into_keys().collect();
+    assert!(
+        installed.keys().all(|k| now.contains(k)),
+        "nothing was removed"
+    );
+    // Stopped (as the service would be), uninstall leaves the prefix byte
+    // for byte as it was, the admin's settings included.
     daemon.stop().await.unwrap();
     let (ok, text) = machine.ccgate(&["uninstall"]).await;
     assert!(ok, "{text}");
