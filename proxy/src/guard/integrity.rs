@@ -399,6 +399,25 @@ mod tests {
     }
 
     #[test]
+    fn the_service_file_is_guarded_like_the_others() {
+        let (_root, paths, mut manifest) = installed();
+        let unit = paths.service_file();
+        std::fs::create_dir_all(unit.parent().unwrap()).unwrap();
+        write_atomic(&unit, b"[Service]\nRestart=always\n", 0o644).unwrap();
+        copy_atomic(&unit, &Protected::ServiceFile.backup_path(&paths), 0o600).unwrap();
+        manifest.set_record(FileRecord::of(&paths, Protected::ServiceFile).unwrap());
+        std::fs::write(&unit, b"[Service]\nRestart=no\n").unwrap();
+        let repaired = check_and_repair(&paths, &manifest);
+        assert_eq!(repaired.len(), 1);
+        assert_eq!(repaired[0].0.item, Item::File(Protected::ServiceFile));
+        assert_eq!(repaired[0].1, Ok(()));
+        assert_eq!(
+            std::fs::read(&unit).unwrap(),
+            b"[Service]\nRestart=always\n"
+        );
+    }
+
+    #[test]
     fn without_a_backup_the_repair_fails_and_says_why() {
         let (_root, paths, manifest) = installed();
         std::fs::remove_file(Protected::Config.backup_path(&paths)).unwrap();
