@@ -104,8 +104,12 @@ impl GateHandler {
                 reason,
                 message,
                 decided_offline,
+                by_server,
             } => {
-                self.record_block(&facts, &resolution, reason, &message, decided_offline);
+                // The server records the blocks it decides itself.
+                if !by_server {
+                    self.record_block(&facts, &resolution, reason, &message, decided_offline);
+                }
                 block_reply(&message)
             }
             Verdict::Pass { decided_offline } => {

@@ -107,6 +107,7 @@ impl Shared {
             counted,
             status = ending.status,
             outcome = ?ending.outcome,
+            elapsed_ms = ending.elapsed_ms,
             "reply ended"
         );
         let metered = Metered {

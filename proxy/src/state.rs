@@ -49,6 +49,8 @@ pub enum Verdict {
         reason: DenyReason,
         message: String,
         decided_offline: bool,
+        /// The server refused it (and recorded the block itself).
+        by_server: bool,
     },
 }
 
@@ -364,13 +366,15 @@ impl Shared {
                         decided_offline: false,
                     }
                 } else {
-                    block(
-                        answer.reason.unwrap_or(DenyReason::PerModel),
-                        answer
+                    Verdict::Block {
+                        reason: answer.reason.unwrap_or(DenyReason::PerModel),
+                        message: answer
                             .message
-                            .unwrap_or_else(|| "ccgate blocked this prompt.".to_owned()),
-                        false,
-                    )
+                            .unwrap_or_else(|| "ccgate blocked this prompt.".to_owned())
+                            .replace('"', "'"),
+                        decided_offline: false,
+                        by_server: true,
+                    }
                 }
             }
             Err(LinkError::Unauthorized) => {
@@ -441,11 +445,13 @@ impl Shared {
     }
 }
 
+/// A block decided here, without the server.
 fn block(reason: DenyReason, message: String, decided_offline: bool) -> Verdict {
     Verdict::Block {
         reason,
         message: message.replace('"', "'"),
         decided_offline,
+        by_server: false,
     }
 }
 

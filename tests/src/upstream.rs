@@ -73,6 +73,14 @@ pub enum Reply {
     MidStreamError { usage: Usage },
     /// A stream that starts, then the connection is cut.
     Drop { usage: Usage },
+    /// A stream that sends `first`, then waits for `gate` before the rest:
+    /// shows whether chunks pass through as they arrive.
+    Gated {
+        first: String,
+        rest: String,
+        gate: Arc<tokio::sync::Notify>,
+        usage: Usage,
+    },
 }
 
 impl Reply {
@@ -97,7 +105,9 @@ impl Reply {
     /// The usage this reply reports to the client (what a meter should see).
     pub fn reported_usage(&self) -> Usage {
         match self {
-            Self::Text { usage, .. } | Self::ToolUse { usage, .. } => *usage,
+            Self::Text { usage, .. } | Self::ToolUse { usage, .. } | Self::Gated { usage, .. } => {
+                *usage
+            }
             // Only message_start's counts went out before the failure.
             Self::MidStreamError { usage } | Self::Drop { usage } => Usage {
                 output_tokens: 1,
@@ -211,6 +221,7 @@ impl FakeAnthropic {
                 let Ok((tcp, _)) = listener.accept().await else {
                     continue;
                 };
+                let _ = tcp.set_nodelay(true);
                 let acceptor = acceptor.clone();
                 let state = task_state.clone();
                 tokio::spawn(async move {
@@ -398,6 +409,13 @@ fn json_message(reply: &Reply, model: &str, number: u64) -> Value {
         Reply::Text { text, usage, .. } => {
             (json!([{"type": "text", "text": text}]), "end_turn", *usage)
         }
+        Reply::Gated {
+            first, rest, usage, ..
+        } => (
+            json!([{"type": "text", "text": format!("{first}{rest}")}]),
+            "end_turn",
+            *usage,
+        ),
         Reply::MidStreamError { usage } | Reply::Drop { usage } => (
             json!([{"type": "text", "text": "fallback answer"}]),
             "end_turn",
@@ -426,7 +444,8 @@ async fn write_stream(
         Reply::Text { usage, .. }
         | Reply::ToolUse { usage, .. }
         | Reply::MidStreamError { usage }
-        | Reply::Drop { usage } => *usage,
+        | Reply::Drop { usage }
+        | Reply::Gated { usage, .. } => *usage,
         Reply::Error { .. } => return,
     };
     let start = json!({"type": "message_start", "message": {
@@ -452,6 +471,26 @@ async fn write_stream(
                 let delta = json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}});
                 if !send(event("content_block_delta", delta)).await {
                     return;
+                }
+            }
+            let _ = send(event(
+                "content_block_stop",
+                json!({"type": "content_block_stop", "index": 0}),
+            ))
+            .await;
+            "end_turn"
+        }
+        Reply::Gated {
+            first, rest, gate, ..
+        } => {
+            let _ = send(event("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}))).await;
+            for piece in [first, rest] {
+                let delta = json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}});
+                if !send(event("content_block_delta", delta)).await {
+                    return;
+                }
+                if piece == first {
+                    gate.notified().await;
                 }
             }
             let _ = send(event(

@@ -56,7 +56,12 @@ async fn server_down_decides_locally_and_replays_everything_once() {
         "{}",
         blocked.body
     );
-    assert!(proxy.shared.ledger.unacked_count().unwrap() >= 4);
+    // Three replies and the block wait in the ledger.
+    assert!(
+        eventually(WAIT, async || proxy.shared.ledger.unacked_count().unwrap()
+            == 4)
+        .await
+    );
     assert_eq!(
         server.usage_today(user_id).await.prompts,
         1,

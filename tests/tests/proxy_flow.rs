@@ -155,6 +155,46 @@ async fn mid_stream_error_then_fallback_and_a_cut_stream_count_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_chunks_pass_through_as_they_arrive() {
+    use futures_util::StreamExt;
+    let s = setup(opus_per_day(5)).await;
+    let gate = std::sync::Arc::new(tokio::sync::Notify::new());
+    s.upstream.push_reply(Reply::Gated {
+        first: "first words ".into(),
+        rest: "and the rest".into(),
+        gate: gate.clone(),
+        usage: Usage::new(10, 5, 0, 0),
+    });
+    let mut stream = s
+        .client
+        .open(&Turn::prompt("sess-1", 1, "hi"))
+        .await
+        .bytes_stream();
+    // The upstream holds the rest back until the first words reached the
+    // client: a proxy that buffered the reply would never deliver them.
+    let mut received = String::new();
+    let first_arrived = tokio::time::timeout(WAIT, async {
+        while !received.contains("first words") {
+            let chunk = stream.next().await.expect("stream open").expect("chunk");
+            received.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    })
+    .await;
+    assert!(
+        first_arrived.is_ok(),
+        "the first chunk was held back: {received}"
+    );
+    assert!(!received.contains("and the rest"));
+    gate.notify_one();
+    while let Some(Ok(chunk)) = stream.next().await {
+        received.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(received.contains("and the rest") && received.contains("message_stop"));
+    assert!(delivered(&s).await);
+    assert_eq!(s.server.usage_today(s.user_id).await.prompts, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_errors_cost_nothing() {
     let s = setup(opus_per_day(1)).await;
     let turn = Turn::prompt("sess-1", 1, "hello");
