@@ -164,7 +164,15 @@ impl GateHandler {
             }),
         };
         let shared = self.shared.clone();
-        tokio::task::spawn_blocking(move || shared.store_event(event, None, None));
+        shared
+            .pending_writes
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        tokio::task::spawn_blocking(move || {
+            shared.store_event(event, None, None);
+            shared
+                .pending_writes
+                .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        });
     }
 
     fn local(&self, request: &Request<Body>) -> RequestOrResponse {
@@ -277,7 +285,7 @@ impl HttpHandler for GateHandler {
         let detail = crate::link::error_chain(&error);
         tracing::warn!("cannot reach api.anthropic.com: {detail}");
         if let Some((exchange, started)) = self.exchange.take() {
-            let _ = self.shared.endings.send(Ending {
+            self.shared.endings.send(Ending {
                 exchange,
                 status: 502,
                 outcome: Outcome::UpstreamError,

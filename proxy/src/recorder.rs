@@ -145,5 +145,11 @@ pub async fn run(
 async fn record(shared: &std::sync::Arc<Shared>, ending: Ending<Exchange>) {
     let shared = shared.clone();
     // The ledger writes with fsync: keep it off the async workers.
-    let _ = tokio::task::spawn_blocking(move || shared.record_ending(ending)).await;
+    let _ = tokio::task::spawn_blocking(move || {
+        shared.record_ending(ending);
+        shared
+            .pending_writes
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    })
+    .await;
 }

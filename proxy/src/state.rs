@@ -2,7 +2,7 @@
 //! the turn table, the ledger and the server link, and the gate decision
 //! that uses them all.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use ccgate_quota::wire::{
@@ -23,7 +23,7 @@ use crate::ledger::Ledger;
 use crate::link::{LinkError, ServerLink};
 use crate::local_usage::LocalUsage;
 use crate::paths::Paths;
-use crate::tap::{Ending, OpenStreams};
+use crate::tap::{Ending, EndingSink, OpenStreams};
 use crate::turns::{Resolution, TurnTable};
 
 /// What a request carries from the gate to the recorder.
@@ -105,7 +105,9 @@ pub struct Shared {
     pub(crate) acked_through: AtomicI64,
     /// A problem with ccgate's own files that blocks prompts.
     integrity_problem: Mutex<Option<String>>,
-    pub(crate) endings: UnboundedSender<Ending<Exchange>>,
+    pub(crate) endings: EndingSink<Exchange>,
+    /// Replies ended and blocks decided whose events are not in the ledger yet.
+    pub(crate) pending_writes: Arc<AtomicUsize>,
     /// Events the ledger could not store, sent from memory.
     pub(crate) unsaved: Mutex<Vec<AgentEvent>>,
     pub sender_wakeup: Notify,
@@ -124,6 +126,7 @@ impl Shared {
         endings: UnboundedSender<Ending<Exchange>>,
         hooks: Box<dyn Hooks>,
     ) -> Self {
+        let pending_writes = Arc::new(AtomicUsize::new(0));
         Self {
             paths,
             config,
@@ -140,7 +143,8 @@ impl Shared {
             clock_offset_ms: AtomicI64::new(0),
             acked_through: AtomicI64::new(0),
             integrity_problem: Mutex::new(None),
-            endings,
+            endings: EndingSink::new(endings, pending_writes.clone()),
+            pending_writes,
             unsaved: Mutex::new(Vec::new()),
             sender_wakeup: Notify::new(),
             sync_wakeup: Notify::new(),
@@ -185,6 +189,17 @@ impl Shared {
         health.reachable = error.server_answered() && !matches!(error, LinkError::Unauthorized);
         health.unauthorized = matches!(error, LinkError::Unauthorized);
         health.last_error = Some(error.to_string());
+    }
+
+    /// Events seen but not yet in the ledger (a reply's ending in the
+    /// recorder's queue, a block being stored). Zero means all is on disk.
+    pub fn pending_writes(&self) -> usize {
+        self.pending_writes.load(Ordering::Acquire)
+    }
+
+    /// Events kept in memory because the ledger could not store them.
+    pub fn status_unsaved(&self) -> usize {
+        self.unsaved.lock().expect("unsaved lock").len()
     }
 
     pub fn integrity_problem(&self) -> Option<String> {

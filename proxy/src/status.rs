@@ -28,6 +28,9 @@ pub struct StatusReport {
     /// Events on disk not yet acknowledged by the server.
     pub pending_events: u64,
     pub open_replies: usize,
+    /// Events seen but not yet written to the ledger.
+    #[serde(default)]
+    pub pending_writes: usize,
     /// A problem with ccgate's own files that blocks prompts.
     pub integrity_problem: Option<String>,
     /// Server clock minus this machine's clock.
@@ -49,6 +52,7 @@ impl StatusReport {
             pending_events: shared.ledger.unacked_count().unwrap_or(0)
                 + shared.unsaved.lock().expect("unsaved lock").len() as u64,
             open_replies: shared.streams.open_count(),
+            pending_writes: shared.pending_writes(),
             integrity_problem: shared.integrity_problem(),
             clock_offset_ms: shared.clock_offset().as_millis() as i64,
         }

@@ -4,7 +4,7 @@
 //! when the kill switch cuts it.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -72,6 +72,38 @@ impl OpenStreams {
     }
 }
 
+/// Where endings go; counts those sent but not yet written to the ledger,
+/// so callers can tell when everything seen is on disk.
+pub struct EndingSink<T> {
+    sender: UnboundedSender<Ending<T>>,
+    pending_writes: Arc<AtomicUsize>,
+}
+
+impl<T> Clone for EndingSink<T> {
+    fn clone(&self) -> Self {
+        Self {
+            sender: self.sender.clone(),
+            pending_writes: self.pending_writes.clone(),
+        }
+    }
+}
+
+impl<T> EndingSink<T> {
+    pub fn new(sender: UnboundedSender<Ending<T>>, pending_writes: Arc<AtomicUsize>) -> Self {
+        Self {
+            sender,
+            pending_writes,
+        }
+    }
+
+    pub fn send(&self, ending: Ending<T>) {
+        self.pending_writes.fetch_add(1, Ordering::AcqRel);
+        if self.sender.send(ending).is_err() {
+            self.pending_writes.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
 /// How a reply ended, sent to the recorder.
 #[derive(Debug)]
 pub struct Ending<T> {
@@ -88,7 +120,7 @@ pub struct TapBody<T: Send + Sync + Unpin + 'static> {
     exchange: Option<T>,
     status: u16,
     started: Instant,
-    endings: UnboundedSender<Ending<T>>,
+    endings: EndingSink<T>,
     switch: Arc<CutSwitch>,
     cut_event_sent: bool,
 }
@@ -100,7 +132,7 @@ impl<T: Send + Sync + Unpin + 'static> TapBody<T> {
         status: u16,
         exchange: T,
         started: Instant,
-        endings: UnboundedSender<Ending<T>>,
+        endings: EndingSink<T>,
         switch: Arc<CutSwitch>,
     ) -> Self {
         Self {
@@ -121,7 +153,7 @@ impl<T: Send + Sync + Unpin + 'static> TapBody<T> {
         };
         let reading = meter.finish();
         let outcome = outcome(&reading);
-        let _ = self.endings.send(Ending {
+        self.endings.send(Ending {
             exchange,
             status: self.status,
             outcome,

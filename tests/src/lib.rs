@@ -25,3 +25,19 @@ pub async fn eventually(limit: Duration, mut check: impl AsyncFnMut() -> bool) -
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Waits until everything the proxy saw is in its ledger and acknowledged
+/// by the server (at most `limit`); returns whether it got there.
+pub async fn settled(proxy: &ccgate_proxy::daemon::RunningDaemon, limit: Duration) -> bool {
+    eventually(limit, async || {
+        proxy.shared.pending_writes() == 0
+            && proxy.shared.ledger.unacked_count().unwrap_or(1) == 0
+            && proxy.shared.status_unsaved() == 0
+    })
+    .await
+}
+
+/// Waits until everything the proxy saw is in its ledger (sent or not).
+pub async fn recorded(proxy: &ccgate_proxy::daemon::RunningDaemon, limit: Duration) -> bool {
+    eventually(limit, async || proxy.shared.pending_writes() == 0).await
+}

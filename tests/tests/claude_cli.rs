@@ -57,11 +57,7 @@ async fn two_prompts_pass_the_third_is_blocked_and_the_server_counts_exactly() {
         "the block never left the machine"
     );
 
-    assert!(
-        eventually(WAIT, async || proxy.shared.ledger.unacked_count().unwrap()
-            == 0)
-        .await
-    );
+    assert!(ccgate_tests::settled(&proxy, WAIT).await);
     let usage = server.usage_today(user_id).await;
     assert_eq!(usage.prompts, 2);
     assert_eq!(usage.tokens(), upstream.reported_usage());

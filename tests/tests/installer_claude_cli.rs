@@ -92,11 +92,7 @@ async fn the_cli_with_the_installed_settings_is_metered_and_blocked() {
     );
     assert_eq!(upstream.messages_requests().len(), sent);
 
-    assert!(
-        eventually(WAIT, async || daemon.shared.ledger.unacked_count().unwrap()
-            == 0)
-        .await
-    );
+    assert!(ccgate_tests::settled(&daemon, WAIT).await);
     let usage = server.usage_today(user_id).await;
     assert_eq!(usage.prompts, 1);
     assert_eq!(usage.tokens(), upstream.reported_usage());

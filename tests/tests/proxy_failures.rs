@@ -37,11 +37,7 @@ async fn server_down_decides_locally_and_replays_everything_once() {
     let client = ProxyClient::new(proxy.address, &machine.paths.ca_cert());
     assert!(eventually(WAIT, async || proxy.shared.policy().is_some()).await);
     assert_eq!(client.send(&Turn::prompt("s", 1, "one")).await.status, 200);
-    assert!(
-        eventually(WAIT, async || proxy.shared.ledger.unacked_count().unwrap()
-            == 0)
-        .await
-    );
+    assert!(ccgate_tests::settled(&proxy, WAIT).await);
 
     relay.go_down();
     assert_eq!(client.send(&Turn::prompt("s", 2, "two")).await.status, 200);
@@ -57,11 +53,8 @@ async fn server_down_decides_locally_and_replays_everything_once() {
         blocked.body
     );
     // Three replies and the block wait in the ledger.
-    assert!(
-        eventually(WAIT, async || proxy.shared.ledger.unacked_count().unwrap()
-            == 4)
-        .await
-    );
+    assert!(ccgate_tests::recorded(&proxy, WAIT).await);
+    assert_eq!(proxy.shared.ledger.unacked_count().unwrap(), 4);
     assert_eq!(
         server.usage_today(user_id).await.prompts,
         1,
@@ -69,10 +62,7 @@ async fn server_down_decides_locally_and_replays_everything_once() {
     );
 
     relay.come_back();
-    let replayed = eventually(Duration::from_secs(60), async || {
-        proxy.shared.ledger.unacked_count().unwrap() == 0
-    })
-    .await;
+    let replayed = ccgate_tests::settled(&proxy, Duration::from_secs(60)).await;
     assert!(replayed, "{:?}", proxy.shared.health());
     let usage = server.usage_today(user_id).await;
     assert_eq!(usage.prompts, 3);
@@ -97,11 +87,8 @@ async fn a_daemon_killed_mid_stream_keeps_its_ledger_and_counts_once_after_resta
     relay.go_down();
     let first = Turn::prompt("s", 1, "one");
     assert_eq!(client.send(&first).await.status, 200);
-    assert!(
-        eventually(WAIT, async || proxy.shared.ledger.unacked_count().unwrap()
-            >= 1)
-        .await
-    );
+    assert!(ccgate_tests::recorded(&proxy, WAIT).await);
+    assert_eq!(proxy.shared.ledger.unacked_count().unwrap(), 1);
 
     // A slow reply is streaming when the daemon dies.
     upstream.push_reply(Reply::slow_text(
@@ -128,15 +115,7 @@ async fn a_daemon_killed_mid_stream_keeps_its_ledger_and_counts_once_after_resta
     assert_eq!(client.send(&second).await.status, 200);
     assert_eq!(client.send(&first).await.status, 200);
     relay.come_back();
-    assert!(
-        eventually(Duration::from_secs(60), async || proxy
-            .shared
-            .ledger
-            .unacked_count()
-            .unwrap()
-            == 0)
-        .await
-    );
+    assert!(ccgate_tests::settled(&proxy, Duration::from_secs(60)).await);
     assert_eq!(server.usage_today(user_id).await.prompts, 2);
     proxy.stop().await.unwrap();
 }

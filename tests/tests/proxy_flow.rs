@@ -44,12 +44,9 @@ fn opus_per_day(n: i64) -> serde_json::Value {
     json!([{"type": "per_model", "model": "opus", "window": "daily", "value": n}])
 }
 
-/// Waits until the proxy has delivered everything to the server.
+/// Waits until the proxy has recorded and delivered everything it saw.
 async fn delivered(setup: &Setup) -> bool {
-    eventually(WAIT, async || {
-        setup.proxy.shared.ledger.unacked_count().unwrap() == 0
-    })
-    .await
+    ccgate_tests::settled(&setup.proxy, WAIT).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -208,6 +205,54 @@ async fn upstream_errors_cost_nothing() {
     assert_eq!(s.client.send(&turn).await.status, 200);
     assert!(delivered(&s).await);
     assert_eq!(s.server.usage_today(s.user_id).await.prompts, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_without_turn_fields_follow_the_team_setting() {
+    let s = setup(opus_per_day(5)).await;
+    // A curl-style request: no class header, no billing text.
+    let plain = |text: &str| {
+        json!({"model": "claude-opus-5-5", "max_tokens": 100,
+               "messages": [{"role": "user", "content": text}]})
+        .to_string()
+        .into_bytes()
+    };
+    let allowed = s.client.send_raw(vec![], plain("hello")).await;
+    assert_eq!(allowed.status, 200, "{}", allowed.body);
+    // A byte-identical retry of the same request is the same turn.
+    assert_eq!(s.client.send_raw(vec![], plain("hello")).await.status, 200);
+    assert!(delivered(&s).await);
+    assert_eq!(s.server.usage_today(s.user_id).await.prompts, 1);
+
+    let version = s.proxy.shared.policy().unwrap().policy.version;
+    s.server
+        .put("/settings", json!({"unidentified_clients": "deny"}))
+        .await;
+    assert!(
+        eventually(WAIT, async || s
+            .proxy
+            .shared
+            .policy()
+            .unwrap()
+            .policy
+            .version
+            > version)
+        .await
+    );
+    let refused = s.client.send_raw(vec![], plain("another")).await;
+    assert_eq!(refused.status, 400);
+    assert!(
+        refused
+            .error_message()
+            .contains("does not come from Claude Code"),
+        "{}",
+        refused.body
+    );
+    // Claude Code itself is unaffected.
+    assert_eq!(
+        s.client.send(&Turn::prompt("sess-1", 1, "hi")).await.status,
+        200
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
