@@ -16,7 +16,8 @@ pub struct LocalUsage {
     included_seq: i64,
     /// Events after `included_seq`, in order.
     recent: Vec<StoredUsage>,
-    /// Events the ledger could not store (disk full), until acknowledged.
+    /// Events counted here before the ledger gave them a sequence number
+    /// (or that it could not store: disk full), until acknowledged.
     unsaved: Vec<(Uuid, Timestamp, Metered)>,
     index: UsageIndex,
 }
@@ -52,10 +53,25 @@ impl LocalUsage {
         self.rebuild_index();
     }
 
-    /// Records an event that is only in memory (the ledger failed).
+    /// Counts an event before it is in the ledger, so that no decision
+    /// sees it neither reserved nor used.
     pub fn add_unsaved(&mut self, id: Uuid, at: Timestamp, metered: Metered) {
         self.index.add(at, metered.family, metered.totals);
         self.unsaved.push((id, at, metered));
+    }
+
+    /// The ledger stored event `id` as `seq`: from now on the snapshot that
+    /// includes `seq` replaces it. Its usage is already in the index.
+    pub fn saved(&mut self, id: Uuid, seq: i64) {
+        let Some(position) = self.unsaved.iter().position(|(u, _, _)| *u == id) else {
+            return;
+        };
+        let (_, at, metered) = self.unsaved.remove(position);
+        if seq > self.included_seq {
+            self.recent.push(StoredUsage { seq, at, metered });
+        } else {
+            self.rebuild_index();
+        }
     }
 
     /// Drops in-memory events the server acknowledged (the snapshot that
@@ -162,6 +178,37 @@ mod tests {
                 .totals_since(opus, day)
                 .prompts,
             6
+        );
+    }
+
+    #[test]
+    fn an_event_is_counted_once_from_before_its_write_to_after_its_acknowledgement() {
+        let day = at("2026-03-01T00:00:00Z");
+        let opus = Some(ModelFamily::Opus);
+        let mut local = LocalUsage::new();
+        let event = prompt(7, "2026-03-01T09:00:00Z");
+        let id = Uuid::now_v7();
+        let count = |local: &LocalUsage| {
+            local
+                .source(PerFamily::default())
+                .totals_since(opus, day)
+                .prompts
+        };
+        local.add_unsaved(id, event.at, event.metered);
+        assert_eq!(count(&local), 1, "counted before the ledger write");
+        local.saved(id, 7);
+        assert_eq!(count(&local), 1, "still once once it has a sequence number");
+        let mut usage = PerFamily::<Totals>::default();
+        usage.opus.prompts = 1;
+        let snapshot = UsageSnapshot {
+            as_of: at("2026-03-01T10:00:00Z"),
+            windows: vec![SnapshotWindow { since: day, usage }],
+        };
+        local.set_snapshot(snapshot, 7);
+        assert_eq!(
+            count(&local),
+            1,
+            "and once when the server's snapshot includes it"
         );
     }
 }

@@ -7,7 +7,7 @@ use ccgate_quota::{CreditWeights, Totals};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::watch;
 
-use crate::ledger::{Metered, StoredUsage};
+use crate::ledger::Metered;
 use crate::state::{Exchange, Shared};
 use crate::tap::Ending;
 
@@ -23,22 +23,29 @@ fn reply_succeeded(ending: &Ending<Exchange>) -> bool {
 }
 
 impl Shared {
-    /// Stores an event durably; if the ledger fails (disk full), keeps it in
-    /// memory so it is still sent and counted.
+    /// Stores an event durably (counting its usage locally at once); if the
+    /// ledger fails (disk full), keeps it in memory so it is still sent.
     pub fn store_event(
         &self,
         event: AgentEvent,
         metered: Option<Metered>,
         counted_turn: Option<&str>,
     ) {
+        if let Some(metered) = metered {
+            self.usage
+                .lock()
+                .expect("usage lock")
+                .add_unsaved(event.id, event.at, metered);
+        }
+        self.persist(event, metered, counted_turn);
+    }
+
+    /// Writes an event whose usage is already in the local view.
+    fn persist(&self, event: AgentEvent, metered: Option<Metered>, counted_turn: Option<&str>) {
         match self.ledger.append(&event, metered, counted_turn) {
             Ok(seq) => {
-                if let Some(metered) = metered {
-                    self.usage.lock().expect("usage lock").add(StoredUsage {
-                        seq,
-                        at: event.at,
-                        metered,
-                    });
+                if metered.is_some() {
+                    self.usage.lock().expect("usage lock").saved(event.id, seq);
                 }
             }
             Err(error) => {
@@ -46,12 +53,6 @@ impl Shared {
                     "the ledger cannot store event {}: {error}; keeping it in memory",
                     event.id
                 );
-                if let Some(metered) = metered {
-                    self.usage
-                        .lock()
-                        .expect("usage lock")
-                        .add_unsaved(event.id, event.at, metered);
-                }
                 self.unsaved.lock().expect("unsaved lock").push(event);
             }
         }
@@ -61,18 +62,20 @@ impl Shared {
     pub fn record_ending(&self, ending: Ending<Exchange>) {
         let exchange = &ending.exchange;
         let now = self.now();
-        let counted = exchange.prompt_attempt
-            && reply_succeeded(&ending)
-            && exchange.turn_key.as_deref().is_some_and(|key| {
-                self.turns
-                    .lock()
-                    .expect("turns lock")
-                    .count(key, exchange.family, now)
-            });
         let weights = self
             .policy()
             .map_or_else(CreditWeights::default, |p| p.policy.credit_weights);
         let usage = ending.reading.usage;
+        // Counting the turn drops its reservation; the same lock covers
+        // adding the prompt to the local view, so an offline decision never
+        // sees it in neither.
+        let mut turns = self.turns.lock().expect("turns lock");
+        let counted = exchange.prompt_attempt
+            && reply_succeeded(&ending)
+            && exchange
+                .turn_key
+                .as_deref()
+                .is_some_and(|key| turns.count(key, exchange.family, now));
         let totals = Totals {
             prompts: u64::from(counted),
             credits: if counted {
@@ -80,10 +83,7 @@ impl Shared {
             } else {
                 0
             },
-            input_tokens: usage.input_tokens,
-            output_tokens: usage.output_tokens,
-            cache_creation_input_tokens: usage.cache_creation_input_tokens,
-            cache_read_input_tokens: usage.cache_read_input_tokens,
+            ..Totals::from(usage)
         };
         let event = AgentEvent {
             id: uuid::Uuid::now_v7(),
@@ -102,6 +102,17 @@ impl Shared {
                 decided_offline: exchange.decided_offline,
             }),
         };
+        let metered = (!totals.is_zero()).then_some(Metered {
+            family: exchange.family,
+            totals,
+        });
+        if let Some(metered) = metered {
+            self.usage
+                .lock()
+                .expect("usage lock")
+                .add_unsaved(event.id, event.at, metered);
+        }
+        drop(turns);
         tracing::debug!(
             kind = exchange.kind.as_str(),
             counted,
@@ -110,13 +121,9 @@ impl Shared {
             elapsed_ms = ending.elapsed_ms,
             "reply ended"
         );
-        let metered = Metered {
-            family: exchange.family,
-            totals,
-        };
-        self.store_event(
+        self.persist(
             event,
-            (!totals.is_zero()).then_some(metered),
+            metered,
             counted.then_some(exchange.turn_key.as_deref()).flatten(),
         );
     }

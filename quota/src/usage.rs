@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::ModelFamily;
 use crate::rules::TokenKind;
+use crate::wire::TokenUsage;
 
 /// Prompts, credits and tokens added up over some events.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,6 +57,29 @@ impl Totals {
 
     pub fn is_zero(&self) -> bool {
         *self == Totals::default()
+    }
+
+    /// The four token counters, as the API reports them.
+    pub fn token_usage(&self) -> TokenUsage {
+        TokenUsage::new(
+            self.input_tokens,
+            self.output_tokens,
+            self.cache_creation_input_tokens,
+            self.cache_read_input_tokens,
+        )
+    }
+}
+
+/// A request's tokens, with no prompt or credit.
+impl From<TokenUsage> for Totals {
+    fn from(usage: TokenUsage) -> Self {
+        Totals {
+            input_tokens: usage.input_tokens,
+            output_tokens: usage.output_tokens,
+            cache_creation_input_tokens: usage.cache_creation_input_tokens,
+            cache_read_input_tokens: usage.cache_read_input_tokens,
+            ..Totals::default()
+        }
     }
 }
 

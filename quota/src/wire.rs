@@ -165,6 +165,26 @@ pub struct TokenUsage {
     pub cache_read_input_tokens: u64,
 }
 
+impl TokenUsage {
+    pub fn new(input: u64, output: u64, cache_creation: u64, cache_read: u64) -> Self {
+        Self {
+            input_tokens: input,
+            output_tokens: output,
+            cache_creation_input_tokens: cache_creation,
+            cache_read_input_tokens: cache_read,
+        }
+    }
+}
+
+impl std::ops::AddAssign for TokenUsage {
+    fn add_assign(&mut self, other: TokenUsage) {
+        self.input_tokens += other.input_tokens;
+        self.output_tokens += other.output_tokens;
+        self.cache_creation_input_tokens += other.cache_creation_input_tokens;
+        self.cache_read_input_tokens += other.cache_read_input_tokens;
+    }
+}
+
 /// One `POST /v1/messages` (or other metered call) that reached Anthropic.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequestEvent {

@@ -40,14 +40,7 @@ impl ClaudeCli {
     pub fn through_proxy(proxy: SocketAddr, ca: &Path) -> Self {
         let proxy_url = format!("http://{proxy}");
         let mut env = Vec::new();
-        for name in [
-            "https_proxy",
-            "HTTPS_PROXY",
-            "http_proxy",
-            "HTTP_PROXY",
-            "all_proxy",
-            "ALL_PROXY",
-        ] {
+        for name in ccgate_proxy::guard::settings::PROXY_VARIABLES {
             env.push((name.to_owned(), proxy_url.clone()));
         }
         env.push(("NODE_EXTRA_CA_CERTS".into(), ca.display().to_string()));

@@ -61,17 +61,31 @@ impl ProxyClient {
             .await
     }
 
-    /// Like [`Self::send`], but a broken connection is `None` instead of a panic.
-    pub async fn try_send(&self, request: &Turn) -> Option<Answer> {
+    /// A Messages request with `headers` and `body`, as Claude Code sends it.
+    fn messages_request(
+        &self,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    ) -> reqwest::RequestBuilder {
         let mut builder = self
             .http
             .post("https://api.anthropic.com/v1/messages?beta=true")
             .header("content-type", "application/json")
+            .header("anthropic-version", "2023-06-01")
             .header("x-api-key", "sk-ant-test");
-        for (name, value) in request.headers() {
+        for (name, value) in headers {
             builder = builder.header(name, value);
         }
-        let response = builder.body(request.body().to_string()).send().await.ok()?;
+        builder.body(body)
+    }
+
+    /// Like [`Self::send`], but a broken connection is `None` instead of a panic.
+    pub async fn try_send(&self, request: &Turn) -> Option<Answer> {
+        let response = self
+            .messages_request(request.headers(), request.body().to_string().into_bytes())
+            .send()
+            .await
+            .ok()?;
         let (status, headers) = (response.status().as_u16(), response.headers().clone());
         let body = response.text().await.ok()?;
         Some(Answer {
@@ -82,17 +96,8 @@ impl ProxyClient {
     }
 
     pub async fn send_raw(&self, headers: Vec<(String, String)>, body: Vec<u8>) -> Answer {
-        let mut builder = self
-            .http
-            .post("https://api.anthropic.com/v1/messages?beta=true")
-            .header("content-type", "application/json")
-            .header("anthropic-version", "2023-06-01")
-            .header("x-api-key", "sk-ant-test");
-        for (name, value) in headers {
-            builder = builder.header(name, value);
-        }
-        let response = builder
-            .body(body)
+        let response = self
+            .messages_request(headers, body)
             .send()
             .await
             .expect("request through the proxy");
@@ -105,16 +110,7 @@ impl ProxyClient {
 
     /// Starts a streaming request and returns the open response.
     pub async fn open(&self, request: &Turn) -> reqwest::Response {
-        let mut builder = self
-            .http
-            .post("https://api.anthropic.com/v1/messages?beta=true")
-            .header("content-type", "application/json")
-            .header("x-api-key", "sk-ant-test");
-        for (name, value) in request.headers() {
-            builder = builder.header(name, value);
-        }
-        builder
-            .body(request.body().to_string())
+        self.messages_request(request.headers(), request.body().to_string().into_bytes())
             .send()
             .await
             .expect("request through the proxy")

@@ -123,40 +123,22 @@ impl TestServer {
         )
     }
 
-    /// Today's usage rows of a user, added up over models: (prompts, tokens).
-    pub async fn usage_today(&self, user_id: i64) -> UsageSums {
+    /// Today's usage of a user, added up over models (`prompts` is the
+    /// rows' `count`).
+    pub async fn usage_today(&self, user_id: i64) -> ccgate_quota::Totals {
         let usage = self.get(&format!("/usage?user_id={user_id}&days=1")).await;
-        let mut sums = UsageSums::default();
+        let mut sums = ccgate_quota::Totals::default();
         for row in usage["daily"].as_array().expect("daily rows") {
             let n = |k: &str| row[k].as_u64().unwrap_or(0);
-            sums.prompts += n("count");
-            sums.credits += n("credits");
-            sums.input_tokens += n("input_tokens");
-            sums.output_tokens += n("output_tokens");
-            sums.cache_creation_input_tokens += n("cache_creation_input_tokens");
-            sums.cache_read_input_tokens += n("cache_read_input_tokens");
+            sums += ccgate_quota::Totals {
+                prompts: n("count"),
+                credits: n("credits"),
+                input_tokens: n("input_tokens"),
+                output_tokens: n("output_tokens"),
+                cache_creation_input_tokens: n("cache_creation_input_tokens"),
+                cache_read_input_tokens: n("cache_read_input_tokens"),
+            };
         }
         sums
-    }
-}
-
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct UsageSums {
-    pub prompts: u64,
-    pub credits: u64,
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    pub cache_creation_input_tokens: u64,
-    pub cache_read_input_tokens: u64,
-}
-
-impl UsageSums {
-    pub fn tokens(&self) -> crate::upstream::Usage {
-        crate::upstream::Usage::new(
-            self.input_tokens,
-            self.output_tokens,
-            self.cache_creation_input_tokens,
-            self.cache_read_input_tokens,
-        )
     }
 }

@@ -21,32 +21,8 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-/// Token counts a reply reports.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Usage {
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    pub cache_creation_input_tokens: u64,
-    pub cache_read_input_tokens: u64,
-}
-
-impl Usage {
-    pub fn new(input: u64, output: u64, cache_write: u64, cache_read: u64) -> Self {
-        Self {
-            input_tokens: input,
-            output_tokens: output,
-            cache_creation_input_tokens: cache_write,
-            cache_read_input_tokens: cache_read,
-        }
-    }
-
-    pub fn add(&mut self, other: Usage) {
-        self.input_tokens += other.input_tokens;
-        self.output_tokens += other.output_tokens;
-        self.cache_creation_input_tokens += other.cache_creation_input_tokens;
-        self.cache_read_input_tokens += other.cache_read_input_tokens;
-    }
-}
+/// Token counts a reply reports: the wire type the proxy sends on.
+pub use ccgate_quota::wire::TokenUsage as Usage;
 
 #[derive(Debug, Clone)]
 pub enum Reply {
@@ -291,7 +267,7 @@ impl FakeAnthropic {
         let mut total = Usage::default();
         for request in self.requests() {
             if let Some(reply) = &request.reply {
-                total.add(reply.reported_usage());
+                total += reply.reported_usage();
             }
         }
         total

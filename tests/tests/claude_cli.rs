@@ -60,7 +60,7 @@ async fn two_prompts_pass_the_third_is_blocked_and_the_server_counts_exactly() {
     assert!(ccgate_tests::settled(&proxy, WAIT).await);
     let usage = server.usage_today(user_id).await;
     assert_eq!(usage.prompts, 2);
-    assert_eq!(usage.tokens(), upstream.reported_usage());
+    assert_eq!(usage.token_usage(), upstream.reported_usage());
     assert!(usage.input_tokens > 0 && usage.output_tokens > 0);
 }
 

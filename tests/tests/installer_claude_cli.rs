@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use ccgate_proxy::guard::settings::PROXY_VARIABLES;
 use ccgate_tests::claude_cli::ClaudeCli;
 use ccgate_tests::eventually;
 use ccgate_tests::installed::{InstalledMachine, free_port};
@@ -53,22 +54,15 @@ async fn the_cli_with_the_installed_settings_is_metered_and_blocked() {
     // somewhere else (a dead port). Applied on top, the managed env wins
     // key by key: every variable a user could set is one setup owns.
     let elsewhere = format!("http://127.0.0.1:{}", free_port());
-    let shell: Vec<(String, String)> = [
-        "https_proxy",
-        "HTTPS_PROXY",
-        "http_proxy",
-        "HTTP_PROXY",
-        "all_proxy",
-        "ALL_PROXY",
-        "ANTHROPIC_BASE_URL",
-    ]
-    .iter()
-    .map(|name| (name.to_string(), elsewhere.clone()))
-    .chain([
-        ("NO_PROXY".to_owned(), "*".to_owned()),
-        ("no_proxy".to_owned(), "*".to_owned()),
-    ])
-    .collect();
+    let shell: Vec<(String, String)> = PROXY_VARIABLES
+        .iter()
+        .chain(&["ANTHROPIC_BASE_URL"])
+        .map(|name| (name.to_string(), elsewhere.clone()))
+        .chain([
+            ("NO_PROXY".to_owned(), "*".to_owned()),
+            ("no_proxy".to_owned(), "*".to_owned()),
+        ])
+        .collect();
     for (name, _) in &shell {
         assert!(
             managed_env.iter().any(|(k, _)| k == name),
@@ -95,6 +89,6 @@ async fn the_cli_with_the_installed_settings_is_metered_and_blocked() {
     assert!(ccgate_tests::settled(&daemon, WAIT).await);
     let usage = server.usage_today(user_id).await;
     assert_eq!(usage.prompts, 1);
-    assert_eq!(usage.tokens(), upstream.reported_usage());
+    assert_eq!(usage.token_usage(), upstream.reported_usage());
     daemon.stop().await.unwrap();
 }

@@ -82,14 +82,7 @@ async fn setup_tamper_and_uninstall_leave_the_prefix_as_it_was() {
     assert_eq!(mode(&paths.backup_dir()), 0o700);
     let env: std::collections::BTreeMap<_, _> = machine.managed_env().into_iter().collect();
     let proxy_url = format!("http://127.0.0.1:{}", machine.port);
-    for name in [
-        "https_proxy",
-        "HTTPS_PROXY",
-        "http_proxy",
-        "HTTP_PROXY",
-        "all_proxy",
-        "ALL_PROXY",
-    ] {
+    for name in ccgate_proxy::guard::settings::PROXY_VARIABLES {
         assert_eq!(env[name], proxy_url);
     }
     assert_eq!(env["NO_PROXY"], "localhost,127.0.0.1,::1");

@@ -66,7 +66,7 @@ async fn server_down_decides_locally_and_replays_everything_once() {
     assert!(replayed, "{:?}", proxy.shared.health());
     let usage = server.usage_today(user_id).await;
     assert_eq!(usage.prompts, 3);
-    assert_eq!(usage.tokens(), upstream.reported_usage());
+    assert_eq!(usage.token_usage(), upstream.reported_usage());
     let events = server
         .get(&format!("/events?user_id={user_id}&type=blocked"))
         .await;

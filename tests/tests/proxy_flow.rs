@@ -64,7 +64,7 @@ async fn a_prompt_with_a_tool_loop_counts_once_with_exact_tokens() {
     let usage = s.server.usage_today(s.user_id).await;
     assert_eq!(usage.prompts, 1);
     assert_eq!(usage.credits, 10);
-    assert_eq!(usage.tokens(), s.upstream.reported_usage());
+    assert_eq!(usage.token_usage(), s.upstream.reported_usage());
     assert!(usage.input_tokens > 0 && usage.cache_read_input_tokens > 0);
     // Bodies reach Anthropic byte for byte.
     let sent = s.upstream.messages_requests();
@@ -148,7 +148,7 @@ async fn mid_stream_error_then_fallback_and_a_cut_stream_count_once() {
     assert!(delivered(&s).await);
     let usage = s.server.usage_today(s.user_id).await;
     assert_eq!(usage.prompts, 2);
-    assert_eq!(usage.tokens(), s.upstream.reported_usage());
+    assert_eq!(usage.token_usage(), s.upstream.reported_usage());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
