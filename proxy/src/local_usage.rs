@@ -197,7 +197,7 @@ mod tests {
         local.add_unsaved(id, event.at, event.metered);
         assert_eq!(count(&local), 1, "counted before the ledger write");
         local.saved(id, 7);
-        assert_eq!(count(&local), 1, "still once once it has a sequence number");
+        assert_eq!(count(&local), 1, "still once when it has a sequence number");
         let mut usage = PerFamily::<Totals>::default();
         usage.opus.prompts = 1;
         let snapshot = UsageSnapshot {
