@@ -1,19 +1,31 @@
-//! The web dashboard (issue 5) will be served from here, with its assets
-//! embedded in the binary. Until then `/dashboard` says so.
+//! The web dashboard at `/dashboard`: one HTML shell per page, filled in by
+//! small hand-written ES modules that call the admin API and listen on
+//! `/ws`. Everything under `control-server/assets/` is embedded in the
+//! binary, so `cargo build` needs no front-end step. See
+//! docs/architecture.md, "As built: dashboard".
+
+mod assets;
+mod pages;
+mod security;
 
 use axum::Router;
-use axum::http::StatusCode;
+use axum::middleware;
 use axum::routing::get;
 
 use crate::state::AppState;
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/dashboard", get(placeholder))
-}
+pub use assets::asset_version;
 
-async fn placeholder() -> (StatusCode, &'static str) {
-    (
-        StatusCode::NOT_IMPLEMENTED,
-        "The ccgate dashboard is not built yet; use the admin API (/api/admin).",
-    )
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(pages::to_overview))
+        .route("/dashboard/", get(pages::to_overview))
+        .route("/dashboard", get(pages::overview))
+        .route("/dashboard/login", get(pages::login))
+        .route("/dashboard/users/new", get(pages::add_user))
+        .route("/dashboard/users/{id}", get(pages::user))
+        .route("/dashboard/settings", get(pages::settings))
+        .route("/dashboard/activity", get(pages::activity))
+        .route("/dashboard/static/{version}/{*path}", get(assets::serve))
+        .layer(middleware::from_fn(security::headers))
 }

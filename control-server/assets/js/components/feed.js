@@ -1,0 +1,107 @@
+// The live event feed: prompts, blocks, kills, status changes, tamper
+// alerts and new devices, newest first. Items come from live `/ws`
+// messages and, at page load, from the stored events and audit log.
+
+import { h } from '../dom.js';
+import { clockTime, dateTime } from '../format.js';
+import { reasonLabel } from '../rules.js';
+
+const MAX_ITEMS = 60;
+
+const KINDS = {
+  prompt: ['›', 'Prompt'],
+  blocked: ['⊘', 'Blocked'],
+  killed: ['✕', 'Killed'],
+  status: ['⇄', 'Status'],
+  tamper: ['⚠', 'Tamper'],
+  device: ['+', 'Device'],
+};
+
+const credits = (n) => `${n ?? 0} credit${n === 1 ? '' : 's'}`;
+const family = (name) => (name ? name[0].toUpperCase() + name.slice(1) : 'Unknown model');
+
+function tamperText(detail) {
+  const d = detail ?? {};
+  const outcome = d.restored ? 'restored' : 'NOT restored';
+  return `${d.path ?? 'a file'} ${d.what ?? 'changed'} · ${outcome}`;
+}
+
+/** A feed item from a live message, or null for messages the feed skips. */
+export function fromLive(message) {
+  const user = message.userName ?? `user ${message.userId}`;
+  const base = { at: message.timestamp, userId: message.userId, user, host: message.hostname };
+  switch (message.type) {
+    case 'user_counted':
+      return { ...base, kind: 'prompt', text: `${family(message.family)} · ${credits(message.creditCost)}` };
+    case 'user_blocked':
+      return { ...base, kind: 'blocked', text: `${family(message.family)} · ${reasonLabel(message.reason)}` };
+    case 'user_killed':
+      return { ...base, kind: 'killed', text: 'access revoked, devices logged out' };
+    case 'user_status_change':
+      if (message.newStatus === 'killed') return null;
+      return { ...base, kind: 'status', text: `${message.oldStatus} → ${message.newStatus}` };
+    case 'tamper':
+      return { ...base, kind: 'tamper', text: tamperText(message.detail) };
+    case 'device_registered':
+      return { ...base, kind: 'device', text: `registered ${message.hostname ?? 'a device'}` };
+    default:
+      return null;
+  }
+}
+
+/** A feed item from a stored event (`/api/admin/events`), or null. */
+export function fromEvent(event, users) {
+  const owner = users.get(event.user_id);
+  const user = owner?.name ?? `user ${event.user_id}`;
+  const host = owner?.devices?.find((d) => d.id === event.device_id)?.hostname;
+  const base = { at: event.at, userId: event.user_id, user, host };
+  if (event.type === 'request' && event.prompts > 0) {
+    return { ...base, kind: 'prompt', text: `${family(event.family)} · ${credits(event.credits)}` };
+  }
+  if (event.type === 'blocked') {
+    return { ...base, kind: 'blocked', text: `${family(event.family)} · ${reasonLabel(event.detail?.reason)}` };
+  }
+  if (event.type === 'tamper') return { ...base, kind: 'tamper', text: tamperText(event.detail) };
+  return null;
+}
+
+/** A feed item from an audit entry (kills only), or null. */
+export function fromAudit(entry, users) {
+  if (entry.kind !== 'user_killed') return null;
+  const user = users.get(entry.user_id)?.name ?? `user ${entry.user_id}`;
+  return { at: entry.at, userId: entry.user_id, user, kind: 'killed', text: `by ${entry.actor ?? 'an admin'}` };
+}
+
+export class Feed {
+  constructor() {
+    this.list = h('ol', { class: 'feed__list', id: 'live-feed' });
+    this.empty = h('p', { class: 'feed__empty' }, 'Nothing yet. Prompts, blocks, kills and tamper alerts appear here as they happen.');
+    this.element = h('div', { class: 'feed', role: 'log', 'aria-label': 'Live events' }, this.empty, this.list);
+  }
+
+  /** Adds items (any order); the newest stays on top. */
+  add(items, { fresh = false } = {}) {
+    const sorted = items.filter(Boolean).sort((a, b) => new Date(a.at) - new Date(b.at));
+    for (const item of sorted) this.list.prepend(this.row(item, fresh));
+    while (this.list.children.length > MAX_ITEMS) this.list.lastElementChild.remove();
+    this.empty.hidden = this.list.children.length > 0;
+  }
+
+  row(item, fresh) {
+    const [icon, label] = KINDS[item.kind];
+    return h(
+      'li',
+      { class: `feed__item feed__item--${item.kind}${fresh ? ' feed__item--fresh' : ''}`, dataset: { kind: item.kind } },
+      h('span', { class: 'feed__icon', 'aria-hidden': 'true' }, icon),
+      h('span', { class: 'feed__kind' }, label),
+      h('time', { class: 'feed__time', datetime: item.at, title: dateTime(item.at) }, clockTime(item.at)),
+      h(
+        'span',
+        { class: 'feed__text' },
+        item.userId ? h('a', { href: `/dashboard/users/${item.userId}` }, item.user) : item.user,
+        item.host ? h('span', { class: 'feed__host' }, ` on ${item.host}`) : null,
+        ` · ${item.text}`,
+      ),
+    );
+  }
+}

@@ -1,0 +1,153 @@
+// Activity: the audit log (admin actions, kills, registrations, tamper
+// reports), newest first, filtered by kind and user (kept in the URL so a
+// filtered view can be linked), with "load more" paging.
+
+import { get, query } from '../api.js';
+import { h, pageReady, replace } from '../dom.js';
+import { ago, dateTime } from '../format.js';
+
+/** kind, icon, the filter's label, one entry's label. */
+const KINDS = [
+  ['tamper', '⚠', 'Tamper alerts', 'Tamper alert'],
+  ['user_killed', '✕', 'Kills', 'Kill'],
+  ['user_status_change', '⇄', 'Pauses and resumes', 'Status change'],
+  ['user_updated', '✎', 'User changes', 'User changed'],
+  ['user_created', '+', 'Users added', 'User added'],
+  ['user_deleted', '−', 'Users deleted', 'User deleted'],
+  ['device_registered', '⌂', 'Devices registered', 'Device registered'],
+  ['install_code_created', '#', 'Install codes', 'Install code'],
+  ['tokens_rotated', '↻', 'Device tokens rotated', 'Device tokens rotated'],
+  ['settings_changed', '⚙', 'Settings changes', 'Settings changed'],
+  ['login', '→', 'Logins', 'Login'],
+  ['token_created', '◆', 'API tokens created', 'API token created'],
+  ['token_revoked', '◆', 'API tokens revoked', 'API token revoked'],
+  ['account_created', '☺', 'Accounts added', 'Account added'],
+  ['account_deleted', '☺', 'Accounts deleted', 'Account deleted'],
+];
+const PAGE_SIZE = 50;
+const LIVE_KINDS = ['user_killed', 'tamper', 'user_created', 'user_updated', 'user_deleted', 'device_registered'];
+
+const entryLabel = (kind) => {
+  const found = KINDS.find(([k]) => k === kind);
+  return found ? `${found[1]} ${found[3]}` : kind;
+};
+
+function changes(detail) {
+  return Object.entries(detail ?? {})
+    .filter(([, value]) => value !== null && value !== undefined && value !== false)
+    .map(([key, value]) => {
+      if (key === 'limits' && Array.isArray(value)) return `limits (${value.length} rules)`;
+      if (key === 'admin_password_changed') return 'admin password';
+      return typeof value === 'object' ? `${key} ${JSON.stringify(value)}` : `${key}: ${value}`;
+    })
+    .join(', ');
+}
+
+/** A line a person can read for each kind of entry. */
+function describe(entry) {
+  const d = entry.detail ?? {};
+  switch (entry.kind) {
+    case 'tamper':
+      return `${d.path ?? 'a file'} ${d.what ?? 'changed'} · ${d.restored ? 'restored' : 'NOT restored'}${d.detail ? ` · ${d.detail}` : ''}`;
+    case 'user_killed':
+    case 'user_status_change':
+      return `${d.old_status ?? '?'} → ${d.new_status ?? '?'}`;
+    case 'login':
+      return d.client ? `from ${d.client}` : '';
+    case 'device_registered':
+      return `${d.hostname ?? 'a device'} (${d.kind ?? 'proxy'})`;
+    case 'tokens_rotated':
+      return `${d.devices ?? 0} devices`;
+    case 'user_created':
+      return `${d.name ?? ''} (${d.slug ?? ''}), ${(d.limits ?? []).length} limits`;
+    default:
+      return changes(d);
+  }
+}
+
+export async function render(main, { live }) {
+  const params = new URLSearchParams(location.search);
+  const filter = { kind: params.get('kind') ?? '', user_id: params.get('user_id') ?? '' };
+  const { users } = await get('/users');
+  const names = new Map(users.map((u) => [u.id, u.name]));
+  const hosts = new Map(users.flatMap((u) => u.devices.map((d) => [`device:${d.id}`, d.hostname])));
+  // `device:3` reads better as the device's host name.
+  const actor = (text) => (hosts.get(text) ? `${hosts.get(text)} (${text.replace(':', ' ')})` : (text ?? '—'));
+
+  const kind = h(
+    'select',
+    { id: 'filter-kind', name: 'kind' },
+    h('option', { value: '' }, 'Everything'),
+    KINDS.map(([value, icon, text]) => h('option', { value }, `${icon} ${text}`)),
+  );
+  kind.value = filter.kind;
+  const user = h('select', { id: 'filter-user', name: 'user_id' }, h('option', { value: '' }, 'All users'), users.map((u) => h('option', { value: u.id }, u.name)));
+  user.value = filter.user_id;
+  const rows = h('tbody', { id: 'audit-rows' });
+  const more = h('button', { type: 'button', class: 'button', hidden: true }, 'Load more');
+  const empty = h('p', { class: 'muted', hidden: true }, 'Nothing recorded for this filter.');
+  let cursor = null;
+  let pages = 0;
+
+  const row = (entry) =>
+    h(
+      'tr',
+      { dataset: { kind: entry.kind } },
+      h('td', { class: 'audit-when' }, h('time', { datetime: entry.at }, dateTime(entry.at)), h('span', { class: 'muted' }, ago(entry.at))),
+      h('td', { class: `audit-kind audit-kind--${entry.kind}` }, entryLabel(entry.kind)),
+      h('td', {}, actor(entry.actor)),
+      h('td', {}, entry.user_id ? (names.has(entry.user_id) ? h('a', { href: `/dashboard/users/${entry.user_id}` }, names.get(entry.user_id)) : `user ${entry.user_id} (deleted)`) : '—'),
+      h('td', { class: 'audit-detail' }, describe(entry)),
+    );
+
+  const load = async ({ reset }) => {
+    const answer = await get(`/audit${query({ ...filter, limit: PAGE_SIZE, before: reset ? null : cursor })}`);
+    if (reset) {
+      rows.replaceChildren();
+      pages = 0;
+    }
+    pages += 1;
+    rows.append(...answer.entries.map(row));
+    cursor = answer.next_before;
+    more.hidden = !cursor;
+    empty.hidden = rows.children.length > 0;
+  };
+  const apply = async () => {
+    filter.kind = kind.value;
+    filter.user_id = user.value;
+    history.replaceState(null, '', `${location.pathname}${query(filter)}`);
+    await load({ reset: true });
+  };
+  kind.addEventListener('change', apply);
+  user.addEventListener('change', apply);
+  more.addEventListener('click', () => load({ reset: false }));
+
+  let timer = null;
+  const refreshFirstPage = () => {
+    if (pages > 1) return;
+    clearTimeout(timer);
+    timer = setTimeout(() => load({ reset: true }).catch(() => {}), 300);
+  };
+  for (const type of LIVE_KINDS) live.on(type, refreshFirstPage);
+  live.on('resync', refreshFirstPage);
+
+  await load({ reset: true });
+  replace(
+    main,
+    h('div', { class: 'page-head' }, h('div', {}, h('h1', {}, 'Activity'), h('p', { class: 'muted' }, 'Admin actions, kills, tamper alerts and registrations, newest first.'))),
+    h(
+      'form',
+      { class: 'panel filters', role: 'search', 'aria-label': 'Filter the activity' },
+      h('div', { class: 'field' }, h('label', { for: 'filter-kind' }, 'Show'), kind),
+      h('div', { class: 'field' }, h('label', { for: 'filter-user' }, 'User'), user),
+    ),
+    h(
+      'section',
+      { class: 'panel', 'aria-label': 'Audit log' },
+      h('div', { class: 'table-wrap' }, h('table', { class: 'table audit' }, h('thead', {}, h('tr', {}, ['When', 'What', 'Who', 'User', 'Details'].map((t) => h('th', { scope: 'col' }, t)))), rows)),
+      empty,
+      more,
+    ),
+  );
+  pageReady();
+}

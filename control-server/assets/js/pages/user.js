@@ -1,0 +1,126 @@
+// One user: status and actions, credit gauge and today's use, every limit
+// with its current window, the usage chart, the limits editor with preview,
+// and the devices. Live messages about this user refresh it in place.
+
+import { get } from '../api.js';
+import { statusBadge } from '../components/badge.js';
+import { devicesTable } from '../components/devices.js';
+import { creditGauge } from '../components/gauge.js';
+import { installCodePanel } from '../components/install-code.js';
+import { LimitsPanel } from '../components/limits-panel.js';
+import { creditWindow, limitMeters, scheduleList, tokenTotal } from '../components/limits.js';
+import { FAMILY_STYLE } from '../components/patterns.js';
+import { UsagePanel } from '../components/usage-panel.js';
+import { userActions } from '../components/user-actions.js';
+import { h, pageReady, replace } from '../dom.js';
+import { ago, compact, number } from '../format.js';
+import { describeRule, FAMILIES } from '../rules.js';
+import { canEdit } from '../session.js';
+
+const REFRESH_DELAY_MS = 250;
+
+function todayTable(report) {
+  const today = report?.today ?? {};
+  return h(
+    'table',
+    { class: 'table table--compact' },
+    h('caption', { class: 'visually-hidden' }, 'Use since midnight by model'),
+    h('thead', {}, h('tr', {}, ['Model', 'Prompts', 'Credits', 'Tokens'].map((t) => h('th', { scope: 'col' }, t)))),
+    h(
+      'tbody',
+      {},
+      FAMILIES.map((f) =>
+        h(
+          'tr',
+          {},
+          h('th', { scope: 'row' }, FAMILY_STYLE[f].label),
+          h('td', {}, number(today[f]?.prompts)),
+          h('td', {}, number(today[f]?.credits)),
+          h('td', {}, compact(tokenTotal(today[f]))),
+        ),
+      ),
+    ),
+  );
+}
+
+function readOnlyLimits(user) {
+  if (!user.limits.length) return h('p', { class: 'muted' }, 'No limits.');
+  return h('ul', { class: 'rule-list' }, user.limits.map((rule) => h('li', {}, describeRule(rule))));
+}
+
+export async function render(main, { live }) {
+  const id = Number(location.pathname.split('/').pop());
+  let user = (await get(`/users/${id}`)).user;
+  document.title = `${user.name} · ${document.title}`;
+
+  const head = h('div', { class: 'page-head' });
+  const now = h('div', { class: 'user-now' });
+  const codeHolder = h('div');
+  const devices = h('section', { class: 'panel', 'aria-labelledby': 'devices-title' });
+  const usage = new UsagePanel(id);
+
+  const showCode = (answer) => {
+    replace(codeHolder, installCodePanel(answer, user.name));
+    codeHolder.firstElementChild.focus();
+  };
+  const show = (fresh) => {
+    user = fresh;
+    replace(
+      head,
+      h(
+        'div',
+        {},
+        h('p', { class: 'breadcrumb' }, h('a', { href: '/dashboard' }, '← Overview')),
+        h('h1', { class: 'user-title' }, user.name, ' ', statusBadge(user.status)),
+        h('p', { class: 'muted' }, `${user.slug} · ${user.effective_time_zone} · last active ${ago(user.last_active_at)}`),
+      ),
+      canEdit() ? userActions(user, { onChange: show, onCode: showCode }) : null,
+    );
+    replace(
+      now,
+      h(
+        'section',
+        { class: 'panel user-now__credits', 'aria-labelledby': 'today-title' },
+        h('h2', { id: 'today-title', class: 'panel__title' }, 'Credits and today'),
+        creditGauge({ balance: user.credit_balance, budget: user.credit_budget, windowText: creditWindow(user.report) }),
+        todayTable(user.report),
+      ),
+      h(
+        'section',
+        { class: 'panel user-now__limits', 'aria-labelledby': 'windows-title' },
+        h('h2', { id: 'windows-title', class: 'panel__title' }, 'Limits now'),
+        limitMeters(user.report),
+        scheduleList(user.report),
+        user.report?.limits?.length || user.report?.schedules?.length ? null : h('p', { class: 'muted' }, 'No limits: every model may be used without restriction.'),
+      ),
+    );
+    replace(devices, h('h2', { id: 'devices-title', class: 'panel__title' }, 'Devices'), devicesTable(user.devices));
+  };
+  show(user);
+
+  const limits = canEdit()
+    ? new LimitsPanel(user, { onSaved: show }).element
+    : h('section', { class: 'panel', 'aria-labelledby': 'limits-title' }, h('h2', { id: 'limits-title', class: 'panel__title' }, 'Limits'), readOnlyLimits(user));
+
+  let timer = null;
+  const refresh = ({ chart = false } = {}) => {
+    clearTimeout(timer);
+    timer = setTimeout(async () => {
+      try {
+        show((await get(`/users/${id}`)).user);
+        if (chart) await usage.load({ fresh: true });
+      } catch (error) {
+        if (error.status === 404) location.assign('/dashboard');
+      }
+    }, REFRESH_DELAY_MS);
+  };
+  live.on('*', (message) => {
+    if (message.userId !== id) return;
+    refresh({ chart: message.type === 'user_counted' || message.type === 'usage' });
+  });
+  live.on('resync', () => refresh({ chart: true }));
+
+  replace(main, head, codeHolder, now, usage.element, limits, devices);
+  await usage.load();
+  pageReady();
+}

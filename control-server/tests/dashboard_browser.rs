@@ -1,0 +1,461 @@
+//! The dashboard in a real browser: headless Chromium over WebDriver
+//! against the real server in-process on 127.0.0.1 with a temp data dir.
+//! Needs Debian's `chromium` and `chromium-driver` (`scripts/test.sh`
+//! installs them); without them these tests fail and say so.
+
+mod common;
+mod dashboard_support;
+
+use common::{ADMIN_PASSWORD, TestServer, request_event};
+use dashboard_support::Browser;
+use reqwest::Method;
+use serde_json::json;
+
+/// One Chromium at a time: the machines that run these have two cores.
+static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Fills in and sends the login form of the page that is open.
+async fn log_in(browser: &Browser, username: Option<&str>, password: &str) {
+    if let Some(name) = username {
+        browser.type_into("#username", name).await;
+    }
+    browser.type_into("#password", password).await;
+    browser.click("button[type=submit]").await;
+}
+
+#[tokio::test]
+async fn a_wrong_password_is_refused() {
+    let _browser_slot = ONE_BROWSER.lock().await;
+    let server = TestServer::start().await;
+    let browser = Browser::start(&server.url, 1280, 900).await;
+
+    browser.open("/dashboard").await;
+    assert_eq!(browser.path().await, "/dashboard/login?next=/dashboard");
+    log_in(&browser, None, "not the password").await;
+    let problem = browser
+        .wait_until(
+            "the login to be refused",
+            "const p = document.getElementById('login-problem'); return p && !p.hidden && p.textContent",
+        )
+        .await;
+    assert_eq!(problem, "Wrong username or password.");
+    assert_eq!(browser.path().await, "/dashboard/login?next=/dashboard");
+    let cookies = browser.eval("return document.cookie").await;
+    assert_eq!(cookies, "", "no cookie a script could read");
+
+    log_in(&browser, None, ADMIN_PASSWORD).await;
+    browser
+        .wait_until(
+            "the overview",
+            "return location.pathname === '/dashboard' && document.body.dataset.ready === '1'",
+        )
+        .await;
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn an_admin_adds_a_user_edits_limits_watches_the_feed_and_kills() {
+    let _browser_slot = ONE_BROWSER.lock().await;
+    let server = TestServer::start().await;
+    let browser = Browser::start(&server.url, 1280, 900).await;
+    browser.open("/dashboard/login").await;
+    log_in(&browser, None, ADMIN_PASSWORD).await;
+    browser
+        .wait_until(
+            "the overview",
+            "return location.pathname === '/dashboard' && document.body.dataset.ready === '1'",
+        )
+        .await;
+
+    // Add a user with the "light" preset and read the install code.
+    browser.click("a[href='/dashboard/users/new']").await;
+    browser.wait_ready().await;
+    browser.type_into("#new-name", "Ada Lovelace").await;
+    browser.click("input[name=preset][value=light]").await;
+    browser.click("#create-user").await;
+    let command = browser
+        .wait_until(
+            "the setup command",
+            "return document.querySelector('#install-code .copy__field')?.value",
+        )
+        .await;
+    let command = command.as_str().unwrap().to_owned();
+    let code = browser.text(".install-code__code").await;
+    assert!(code.starts_with("CCG-"), "{code}");
+    assert_eq!(
+        command,
+        format!("sudo ccgate setup --code {code} --server {}", server.url)
+    );
+    let (_, users) = server
+        .admin_json(Method::GET, "/api/admin/users", None)
+        .await;
+    let user = &users["users"][0];
+    assert_eq!(user["name"], "Ada Lovelace");
+    let user_id = user["id"].as_i64().unwrap();
+    let daily_opus = user["limits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["type"] == "per_model" && r["model"] == "opus")
+        .unwrap();
+    assert_eq!(
+        daily_opus["value"], 3,
+        "the light preset allows 3 opus prompts a day"
+    );
+
+    // Edit limits: opus forbidden; the preview shows the block message.
+    browser.click("#open-new-user").await;
+    browser.wait_ready().await;
+    let opus_value = "fieldset.rule:nth-of-type(2) input[name=value]";
+    browser.type_into(opus_value, "0").await;
+    let message = browser
+        .wait_until(
+            "the preview of the block message",
+            "return document.querySelector('#limits-preview .block-message__text')?.textContent",
+        )
+        .await;
+    assert!(
+        message.as_str().unwrap().to_lowercase().contains("opus"),
+        "{message}"
+    );
+    let blocked = browser
+        .eval("return document.querySelector('#limits-preview [data-family=opus]').className")
+        .await;
+    assert!(blocked.as_str().unwrap().contains("blocked"), "{blocked}");
+    // A mistake is shown at the field and keeps the limits from being saved.
+    browser.type_into(opus_value, "-5").await;
+    browser
+        .wait_until(
+            "the field's problem",
+            &format!("return document.querySelector('{opus_value}').hasAttribute('aria-invalid')"),
+        )
+        .await;
+    assert_eq!(
+        browser
+            .eval("return document.getElementById('save-limits').disabled")
+            .await,
+        true
+    );
+    browser.type_into(opus_value, "0").await;
+    browser.click("#save-limits").await;
+    let saved = common::eventually(dashboard_support::WAIT, || async {
+        let user = server.user(user_id).await;
+        let opus = user["limits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["type"] == "per_model" && r["model"] == "opus")
+            .cloned()
+            .unwrap();
+        (opus["value"] == 0).then_some(opus)
+    })
+    .await;
+    assert_eq!(saved["window"], "daily");
+
+    // A prompt posted by a registered device arrives in the live feed of
+    // the overview without a reload.
+    let (_, token, _) = server.register_proxy(&code, "ada-laptop").await;
+    browser.open("/dashboard").await;
+    browser.eval("window.notReloaded = true; return true").await;
+    browser
+        .wait_until(
+            "the live connection",
+            "return document.getElementById('live-status').dataset.state === 'live'",
+        )
+        .await;
+    let prompts_before = browser
+        .eval("return document.querySelectorAll('#live-feed [data-kind=prompt]').length")
+        .await;
+    assert_eq!(prompts_before, 0);
+    let now = jiff::Timestamp::now().to_string();
+    let posted_at = std::time::Instant::now();
+    let (status, body) = server
+        .agent(
+            &token,
+            "/events",
+            json!({ "events": [request_event("00000000-0000-4000-8000-00000000a001", &now, "claude-sonnet-4-5", "s1:1", true, 1200)] }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let item = browser
+        .wait_until(
+            "the prompt in the live feed",
+            "return document.querySelector('#live-feed [data-kind=prompt]')?.textContent",
+        )
+        .await;
+    eprintln!(
+        "the prompt reached the feed {:?} after it was posted",
+        posted_at.elapsed()
+    );
+    let item = item.as_str().unwrap();
+    assert!(
+        item.contains("Ada Lovelace") && item.contains("Sonnet"),
+        "{item}"
+    );
+    assert_eq!(
+        browser.eval("return window.notReloaded === true").await,
+        true
+    );
+    // The card followed too: one sonnet prompt today.
+    browser
+        .wait_until(
+            "the card to show the prompt",
+            &format!("return document.querySelector('[data-user-id=\"{user_id}\"]')?.textContent.includes('sonnet 1')"),
+        )
+        .await;
+
+    // Kill, with a confirmation; the badge changes.
+    browser.open(&format!("/dashboard/users/{user_id}")).await;
+    assert_eq!(browser.text(".user-title .badge__text").await, "Active");
+    browser.click("#kill-user").await;
+    browser.find("dialog[open]").await;
+    browser.click("dialog[open] .button--danger").await;
+    browser
+        .wait_until(
+            "the killed badge",
+            "return document.querySelector('.user-title .badge')?.dataset.status === 'killed'",
+        )
+        .await;
+    assert_eq!(browser.text(".user-title .badge__text").await, "Killed");
+    assert_eq!(server.user(user_id).await["status"], "killed");
+    // The overview shows it too, and the kill is in the feed.
+    browser.open("/dashboard").await;
+    assert_eq!(
+        browser.eval(&format!("return document.querySelector('[data-user-id=\"{user_id}\"] .badge').dataset.status")).await,
+        "killed"
+    );
+    assert!(
+        browser
+            .eval("return document.querySelectorAll('#live-feed [data-kind=killed]').length")
+            .await
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
+    browser.close().await;
+}
+
+/// A team with some history: five people, devices, half a year of prompts,
+/// the subscription's utilization, a block, a tamper alert, a pause and a kill.
+async fn seed_team(server: &TestServer) -> Vec<i64> {
+    use jiff::{SignedDuration, Timestamp, ToSpan};
+
+    let (status, body) = server
+        .admin_json(
+            Method::PUT,
+            "/api/admin/settings",
+            Some(json!({ "team_name": "Acme Robotics", "time_zone": "Europe/Berlin" })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let daily = |model: &str, value: i64| json!({ "type": "per_model", "model": model, "window": "daily", "value": value });
+    let credits = |value: i64| json!({ "type": "credits", "window": "daily", "value": value });
+    let people = [
+        (
+            "Ada Lovelace",
+            "ada-mbp",
+            "macos",
+            json!([credits(100), daily("opus", 5), daily("sonnet", 20), daily("haiku", 50),
+            { "type": "tokens", "window": "rolling_5h", "value": 3_000_000, "kind": "total" }]),
+        ),
+        (
+            "Grace Hopper",
+            "grace-thinkpad",
+            "linux",
+            json!([
+                credits(200),
+                daily("opus", 10),
+                daily("sonnet", 40),
+                daily("haiku", 100)
+            ]),
+        ),
+        (
+            "Alan Turing",
+            "bletchley",
+            "linux",
+            json!([credits(50), daily("opus", 3), daily("sonnet", 10), daily("haiku", 30),
+            { "type": "time_of_day", "model": "opus", "schedule_start": "09:00", "schedule_end": "18:00" }]),
+        ),
+        (
+            "Margaret Hamilton",
+            "apollo",
+            "macos",
+            json!([credits(100), { "type": "per_model", "model": "opus", "window": "monthly", "value": 60 }, daily("sonnet", 20)]),
+        ),
+        ("Linus Torvalds", "penguin", "linux", json!([])),
+    ];
+    // Devices registered half a year ago, so history can be posted since then
+    // (the server accepts event times up to 7 days before its own now).
+    server.clock.advance(SignedDuration::from_hours(-24 * 182));
+    let mut ids = Vec::new();
+    let mut tokens = Vec::new();
+    for (name, host, os, limits) in &people {
+        let (id, code) = server.create_user(name, limits.clone()).await;
+        let (status, body) = common::read(
+            server
+                .request(Method::POST, "/api/agent/v1/register")
+                .json(&json!({ "code": code, "device": {
+                    "hostname": host, "os": os, "arch": if *os == "macos" { "aarch64" } else { "x86_64" },
+                    "os_user": name.split(' ').next().unwrap().to_lowercase(),
+                    "os_version": if *os == "macos" { "15.2" } else { "Debian 12" },
+                    "claude_version": "2.1.3", "agent_version": "0.1.0" } }))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        ids.push(id);
+        tokens.push(body["device_token"].as_str().unwrap().to_owned());
+    }
+    let models = ["claude-opus-4-5", "claude-sonnet-4-5", "claude-haiku-4-5"];
+    let mut serial = 0u64;
+    // Every 3 days until today: each person's prompts of those days.
+    for step in 0..60 {
+        server.clock.advance(SignedDuration::from_hours(72));
+        let now = server.clock.now();
+        for (person, token) in tokens.iter().enumerate() {
+            let busy = 2 + (step * 7 + person * 5) % 9;
+            let events: Vec<_> = (0..busy)
+                .map(|k| {
+                    serial += 1;
+                    let at = now - (k as i64 * 5).hours() - (person as i64 * 17).minutes();
+                    let model = models[(k + person + step) % if person == 3 { 2 } else { 3 }];
+                    request_event(
+                        &format!("00000000-0000-4000-8000-{serial:012x}"),
+                        &at.to_string(),
+                        model,
+                        &format!("seed:{serial}"),
+                        true,
+                        20_000 + (serial % 7) * 9_000,
+                    )
+                })
+                .collect();
+            let (status, body) = server
+                .agent(token, "/events", json!({ "events": events }))
+                .await;
+            assert_eq!(status, 200, "{body}");
+        }
+    }
+    // The steps end two days ago: on to the real now.
+    let behind = Timestamp::now().duration_since(server.clock.now());
+    server.clock.advance(behind);
+    let now = server.clock.now();
+    // Today: Ada at her opus limit, the others lighter.
+    for (person, opus, sonnet, haiku) in [(0usize, 5, 3, 1), (1, 2, 6, 3), (3, 1, 2, 0)] {
+        let picks = std::iter::repeat_n(models[0], opus)
+            .chain(std::iter::repeat_n(models[1], sonnet))
+            .chain(std::iter::repeat_n(models[2], haiku));
+        let events: Vec<_> = picks
+            .enumerate()
+            .map(|(k, model)| {
+                serial += 1;
+                let at = now - SignedDuration::from_mins(k as i64 * 9 + 4);
+                request_event(
+                    &format!("00000000-0000-4000-8000-{serial:012x}"),
+                    &at.to_string(),
+                    model,
+                    &format!("today:{serial}"),
+                    true,
+                    180_000,
+                )
+            })
+            .collect();
+        let (status, body) = server
+            .agent(&tokens[person], "/events", json!({ "events": events }))
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let subscription = json!({
+        "observed_at": now, "status": "allowed", "representative_claim": "five_hour",
+        "windows": {
+            "5h": { "utilization": 0.62, "resets_at": now + SignedDuration::from_mins(133) },
+            "7d": { "utilization": 0.41, "resets_at": now + SignedDuration::from_hours(76) },
+        },
+    });
+    let blocked = json!({
+        "id": "00000000-0000-4000-9000-000000000001", "at": now, "type": "blocked",
+        "model": "claude-opus-4-5", "kind": "prompt", "turn_key": "blocked:1",
+        "reason": "per_model", "message": "Opus limit reached: 5 of 5 prompts today.",
+    });
+    let (status, body) = server
+        .agent(
+            &tokens[0],
+            "/events",
+            json!({ "events": [blocked], "subscription": subscription }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let tamper = json!({
+        "id": "00000000-0000-4000-9000-000000000002", "at": now, "type": "tamper",
+        "path": "/etc/claude-code/managed-settings.json", "what": "settings_key", "restored": true,
+        "detail": "env.HTTPS_PROXY was removed",
+    });
+    let (status, body) = server
+        .agent(&tokens[2], "/events", json!({ "events": [tamper] }))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    server.set_status(ids[2], "paused").await;
+    server.set_status(ids[4], "killed").await;
+    ids
+}
+
+#[tokio::test]
+async fn screenshots_of_every_page_at_desktop_and_phone_width() {
+    let _browser_slot = ONE_BROWSER.lock().await;
+    let server = TestServer::start().await;
+    let ids = seed_team(&server).await;
+    let dir = dashboard_support::screenshot_dir();
+    let browser = Browser::start(&server.url, 1280, 900).await;
+
+    let pages = [
+        ("overview", "/dashboard".to_owned()),
+        ("user", format!("/dashboard/users/{}", ids[0])),
+        ("add-user", "/dashboard/users/new".to_owned()),
+        ("settings", "/dashboard/settings".to_owned()),
+        ("activity", "/dashboard/activity".to_owned()),
+    ];
+    browser.open("/dashboard/login").await;
+    for (suffix, width) in [("desktop", 1280), ("phone", 390)] {
+        browser.set_size(width, 900).await;
+        browser
+            .screenshot(&dir, &format!("login-{suffix}"), width, 900)
+            .await;
+    }
+    log_in(&browser, None, ADMIN_PASSWORD).await;
+    browser
+        .wait_until(
+            "the overview",
+            "return location.pathname === '/dashboard' && document.body.dataset.ready === '1'",
+        )
+        .await;
+    for (suffix, width) in [("desktop", 1280), ("phone", 390)] {
+        browser.set_size(width, 900).await;
+        for (name, path) in &pages {
+            browser.open(path).await;
+            if *name == "overview" {
+                browser
+                    .wait_until(
+                        "the live connection",
+                        "return document.getElementById('live-status').dataset.state === 'live'",
+                    )
+                    .await;
+            }
+            let inner_width = browser.eval("return window.innerWidth").await;
+            assert_eq!(inner_width, width, "the viewport is {width} px wide");
+            browser
+                .screenshot(&dir, &format!("{name}-{suffix}"), width, 4000)
+                .await;
+        }
+    }
+    for name in [
+        "login", "overview", "user", "add-user", "settings", "activity",
+    ] {
+        for suffix in ["desktop", "phone"] {
+            let file = dir.join(format!("{name}-{suffix}.png"));
+            let bytes = std::fs::read(&file).unwrap();
+            assert!(bytes.starts_with(b"\x89PNG"), "{} is a PNG", file.display());
+        }
+    }
+    browser.close().await;
+}
