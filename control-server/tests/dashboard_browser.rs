@@ -459,3 +459,156 @@ async fn screenshots_of_every_page_at_desktop_and_phone_width() {
     }
     browser.close().await;
 }
+
+#[tokio::test]
+async fn a_viewer_sees_every_page_without_controls_that_change_anything() {
+    let _browser_slot = ONE_BROWSER.lock().await;
+    let server = TestServer::start().await;
+    let (status, body) = server
+        .admin_json(
+            Method::POST,
+            "/api/admin/accounts",
+            Some(json!({ "username": "vera", "password": "viewer password", "role": "viewer" })),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (user_id, _) = server
+        .user_with_proxy(
+            "Bob",
+            json!([{ "type": "per_model", "model": "opus", "window": "daily", "value": 2 }]),
+        )
+        .await;
+    let browser = Browser::start(&server.url, 1280, 900).await;
+
+    // Keyboard only: type, then Enter submits the login form.
+    browser.open("/dashboard/login").await;
+    browser.type_into("#username", "vera").await;
+    browser
+        .type_into("#password", "viewer password\u{E007}")
+        .await;
+    browser
+        .wait_until(
+            "the overview",
+            "return location.pathname === '/dashboard' && document.body.dataset.ready === '1'",
+        )
+        .await;
+    assert!(browser.text(".whoami").await.contains("read-only"));
+    let add_links = browser
+        .eval("return document.querySelectorAll(\"a[href='/dashboard/users/new']\").length")
+        .await;
+    assert_eq!(add_links, 0);
+    assert!(browser.text("#user-cards").await.contains("Bob"));
+
+    browser.open(&format!("/dashboard/users/{user_id}")).await;
+    assert!(
+        browser
+            .text("main")
+            .await
+            .contains("Opus prompts per day: at most 2")
+    );
+    let controls = browser
+        .eval("return [...document.querySelectorAll('main button, main .limits-editor, main select')].map(e => e.outerHTML.slice(0, 60))")
+        .await;
+    assert_eq!(controls, json!([]), "no action buttons, no editor");
+
+    browser.open("/dashboard/settings").await;
+    let editable = browser
+        .eval("return [...document.querySelectorAll('main input:not([disabled]), main select:not([disabled]), main button:not([disabled])')].map(e => e.id || e.outerHTML.slice(0, 60))")
+        .await;
+    assert_eq!(editable, json!([]), "settings are shown, not editable");
+    assert!(browser.text("main").await.contains("Team"));
+
+    browser.open("/dashboard/users/new").await;
+    assert!(
+        browser
+            .text("main")
+            .await
+            .contains("Viewers cannot add users")
+    );
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn the_live_feed_says_when_it_is_offline_and_reconnects_by_itself() {
+    let _browser_slot = ONE_BROWSER.lock().await;
+    let server = TestServer::start().await;
+    let (_, code) = server.create_user("Cy", json!([])).await;
+    let address = server.url.trim_start_matches("http://").to_owned();
+    let browser = Browser::start(&server.url, 1280, 900).await;
+    browser.open("/dashboard/login").await;
+    log_in(&browser, None, ADMIN_PASSWORD).await;
+    let live = "return document.getElementById('live-status')?.dataset.state === 'live'";
+    browser.wait_until("the live connection", live).await;
+    browser.eval("window.notReloaded = true; return true").await;
+
+    // The server goes away: the top bar says so and counts down to a retry.
+    let (_temp, data_dir) = server.stop().await;
+    let offline = browser
+        .wait_until(
+            "the offline notice",
+            "const s = document.getElementById('live-status'); return s.dataset.state === 'offline' && s.textContent",
+        )
+        .await;
+    assert!(
+        offline
+            .as_str()
+            .unwrap()
+            .starts_with("Offline · retrying in"),
+        "{offline}"
+    );
+
+    // It comes back on the same address: the page reconnects by itself.
+    let listener = tokio::net::TcpListener::bind(&address).await.unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let restarted = tokio::spawn(ccgate_server::serve(
+        common::config(&data_dir),
+        listener,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    browser.wait_until("the reconnection", live).await;
+    assert_eq!(
+        browser.eval("return window.notReloaded === true").await,
+        true
+    );
+
+    // And live events flow again.
+    let http = reqwest::Client::new();
+    let registered: serde_json::Value = http
+        .post(format!("http://{address}/api/agent/v1/register"))
+        .json(&json!({ "code": code, "device": { "hostname": "cy-box", "os": "linux", "arch": "x86_64", "agent_version": "0.1.0" } }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = registered["device_token"].as_str().unwrap();
+    let event = request_event(
+        "00000000-0000-4000-8000-00000000c001",
+        &jiff::Timestamp::now().to_string(),
+        "claude-haiku-4-5",
+        "c:1",
+        true,
+        10,
+    );
+    let response = http
+        .post(format!("http://{address}/api/agent/v1/events"))
+        .bearer_auth(token)
+        .json(&json!({ "events": [event] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let item = browser
+        .wait_until(
+            "the prompt after the reconnection",
+            "return document.querySelector('#live-feed [data-kind=prompt]')?.textContent",
+        )
+        .await;
+    assert!(item.as_str().unwrap().contains("Cy"), "{item}");
+    browser.close().await;
+    let _ = stop.send(());
+    restarted.await.unwrap().unwrap();
+}
