@@ -58,13 +58,17 @@ export class UsagePanel {
   }
 
   /** Fetches (again, when `fresh`) the rows for the current period kind. */
-  async load({ fresh = false } = {}) {
+  async fetch({ fresh = false } = {}) {
     if (fresh) this.cache.clear();
     if (!this.cache.has(this.kind)) {
       const range = RANGES[this.kind];
       const answer = await get(`/usage${query({ user_id: this.userId, days: range.days, group: this.kind })}`);
       this.cache.set(this.kind, answer);
     }
+  }
+
+  async load(options) {
+    await this.fetch(options);
     this.draw();
   }
 

@@ -50,14 +50,16 @@ function readOnlyLimits(user) {
 
 export async function render(main, { live }) {
   const id = Number(location.pathname.split('/').pop());
-  let user = (await get(`/users/${id}`)).user;
+  const usage = new UsagePanel(id);
+  // The chart's data and the user are fetched side by side.
+  const [answer] = await Promise.all([get(`/users/${id}`), usage.fetch()]);
+  let user = answer.user;
   document.title = `${user.name} · ${document.title}`;
 
   const head = h('div', { class: 'page-head' });
   const now = h('div', { class: 'user-now' });
   const codeHolder = h('div');
   const devices = h('section', { class: 'panel', 'aria-labelledby': 'devices-title' });
-  const usage = new UsagePanel(id);
 
   const showCode = (answer) => {
     replace(codeHolder, installCodePanel(answer, user.name));
@@ -121,6 +123,6 @@ export async function render(main, { live }) {
   live.on('resync', () => refresh({ chart: true }));
 
   replace(main, head, codeHolder, now, usage.element, limits, devices);
-  await usage.load();
+  usage.draw();
   pageReady();
 }
