@@ -448,8 +448,27 @@ async fn screenshots_of_every_page_at_desktop_and_phone_width() {
                 .await;
         }
     }
+    // The add-user page once more, after creating someone: the install code.
+    for (suffix, width) in [("desktop", 1280), ("phone", 390)] {
+        browser.set_size(width, 900).await;
+        browser.open("/dashboard/users/new").await;
+        browser
+            .type_into("#new-name", &format!("Hedy Lamarr ({suffix})"))
+            .await;
+        browser.click("#create-user").await;
+        browser.find("#install-code").await;
+        browser
+            .screenshot(&dir, &format!("add-user-created-{suffix}"), width, 4000)
+            .await;
+    }
     for name in [
-        "login", "overview", "user", "add-user", "settings", "activity",
+        "login",
+        "overview",
+        "user",
+        "add-user",
+        "add-user-created",
+        "settings",
+        "activity",
     ] {
         for suffix in ["desktop", "phone"] {
             let file = dir.join(format!("{name}-{suffix}.png"));
@@ -611,4 +630,82 @@ async fn the_live_feed_says_when_it_is_offline_and_reconnects_by_itself() {
     browser.close().await;
     let _ = stop.send(());
     restarted.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn an_admin_changes_settings_creates_an_api_token_and_filters_the_activity() {
+    let _browser_slot = ONE_BROWSER.lock().await;
+    let server = TestServer::start().await;
+    let (user_id, _) = server.create_user("Dee", json!([])).await;
+    server.set_status(user_id, "killed").await;
+    let browser = Browser::start(&server.url, 1280, 900).await;
+    browser.open("/dashboard/login").await;
+    log_in(&browser, None, ADMIN_PASSWORD).await;
+    browser
+        .wait_until(
+            "the overview",
+            "return location.pathname === '/dashboard' && document.body.dataset.ready === '1'",
+        )
+        .await;
+
+    browser.open("/dashboard/settings").await;
+    browser.type_into("#team-name", "Night Shift").await;
+    browser.type_into("#weight-opus", "12").await;
+    browser.click("#team-form button[type=submit]").await;
+    browser
+        .wait_until(
+            "the saved notice",
+            "return document.getElementById('notices').textContent.includes('Team settings saved')",
+        )
+        .await;
+    let (_, settings) = server
+        .admin_json(Method::GET, "/api/admin/settings", None)
+        .await;
+    assert_eq!(settings["settings"]["team_name"], "Night Shift");
+    assert_eq!(settings["settings"]["credit_weights"]["opus"], 12);
+
+    // An API token is shown once, and works for scripts.
+    browser.type_into("#token-name", "nightly report").await;
+    browser.click("#token-form button[type=submit]").await;
+    let token = browser
+        .wait_until(
+            "the new token",
+            "return document.querySelector('#new-token .copy__field')?.value",
+        )
+        .await;
+    let token = token.as_str().unwrap();
+    assert!(token.starts_with("cca_"), "{token}");
+    let response = server
+        .request(Method::GET, "/api/admin/users")
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(browser.text("main").await.contains("nightly report"));
+
+    // The activity, filtered by kind, through the URL and the select.
+    browser.open("/dashboard/activity?kind=user_killed").await;
+    let kinds = browser
+        .eval("return [...document.querySelectorAll('#audit-rows tr')].map(r => r.dataset.kind)")
+        .await;
+    assert_eq!(kinds, json!(["user_killed"]));
+    assert!(browser.text("#audit-rows").await.contains("Dee"));
+    browser
+        .find("#filter-kind")
+        .await
+        .select_by_value("token_created")
+        .await
+        .unwrap();
+    browser
+        .wait_until(
+            "the filtered rows",
+            "const kinds = [...document.querySelectorAll('#audit-rows tr')].map(r => r.dataset.kind); return kinds.length === 1 && kinds[0] === 'token_created'",
+        )
+        .await;
+    assert_eq!(
+        browser.path().await,
+        "/dashboard/activity?kind=token_created"
+    );
+    browser.close().await;
 }

@@ -93,7 +93,14 @@ export function usageChart({ keys, table, kind, metric, width }) {
     // Counted back from the last period, so today always has its label.
     const tick =
       (keys.length - 1 - i) % every === 0
-        ? svg('text', { class: 'chart__tick', x: x + barWidth / 2, y: HEIGHT - 8, 'text-anchor': 'middle' }, label(key, kind))
+        ? svg(
+            'text',
+            // The last label ends at the bar's edge, so it is never cut off.
+            i === keys.length - 1
+              ? { class: 'chart__tick', x: x + barWidth, y: HEIGHT - 8, 'text-anchor': 'end' }
+              : { class: 'chart__tick', x: x + barWidth / 2, y: HEIGHT - 8, 'text-anchor': 'middle' },
+            label(key, kind),
+          )
         : null;
     return svg('g', {}, pieces, tick);
   });

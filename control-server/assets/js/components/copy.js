@@ -21,7 +21,7 @@ export function copyField(text, { label, multiline = false }) {
     class: 'copy__field',
     readonly: true,
     'aria-label': label,
-    rows: multiline ? 2 : undefined,
+    rows: multiline ? 3 : undefined,
     spellcheck: 'false',
   });
   field.value = text;
