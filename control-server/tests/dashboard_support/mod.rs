@@ -246,11 +246,18 @@ impl Browser {
     pub async fn screenshot(&self, dir: &Path, name: &str, width: u32, max_height: u32) {
         self.set_size(width, 800).await;
         let height = self
-            .eval("return document.documentElement.scrollHeight")
+            .eval("return Math.max(document.documentElement.scrollHeight, document.body.scrollHeight)")
             .await
             .as_u64()
             .unwrap_or(800) as u32;
-        self.set_size(width, height.clamp(480, max_height)).await;
+        // The window is taller than the page's viewport by the browser's own bars.
+        let bars = self
+            .eval("return window.outerHeight - window.innerHeight")
+            .await
+            .as_u64()
+            .unwrap_or(0) as u32;
+        self.set_size(width, height.clamp(480, max_height) + bars)
+            .await;
         // Let layout settle after the resize (charts redraw on resize).
         tokio::time::sleep(Duration::from_millis(300)).await;
         let png = self.client.screenshot().await.unwrap();

@@ -18,7 +18,8 @@ export function periods(kind, count, timeZone, now = new Date()) {
   const [year, month, day] = today.split('-').map(Number);
   const keys = [];
   for (let i = count - 1; i >= 0; i -= 1) {
-    const date = kind === 'month' ? new Date(Date.UTC(year, month - 1 - i, 1)) : new Date(Date.UTC(year, month - 1, day - i));
+    const date =
+      kind === 'month' ? new Date(Date.UTC(year, month - 1 - i, 1)) : new Date(Date.UTC(year, month - 1, day - i));
     keys.push(date.toISOString().slice(0, kind === 'month' ? 7 : 10));
   }
   return keys;
@@ -27,7 +28,10 @@ export function periods(kind, count, timeZone, now = new Date()) {
 export const metricValue = {
   prompts: (row) => row.count ?? 0,
   tokens: (row) =>
-    (row.input_tokens ?? 0) + (row.output_tokens ?? 0) + (row.cache_creation_input_tokens ?? 0) + (row.cache_read_input_tokens ?? 0),
+    (row.input_tokens ?? 0) +
+    (row.output_tokens ?? 0) +
+    (row.cache_creation_input_tokens ?? 0) +
+    (row.cache_read_input_tokens ?? 0),
 };
 
 /** `{key → {family → value}}` from the usage API's rows. */
@@ -84,7 +88,14 @@ export function usageChart({ keys, table, kind, metric, width }) {
       const value = table.get(key)[f];
       const rect = svg(
         'rect',
-        { x, width: barWidth, y: y(base + value), height: Math.max(0, y(base) - y(base + value)), fill: familyFill(f), class: 'chart__bar' },
+        {
+          x,
+          width: barWidth,
+          y: y(base + value),
+          height: Math.max(0, y(base) - y(base + value)),
+          fill: familyFill(f),
+          class: 'chart__bar',
+        },
         svg('title', {}, `${label(key, kind)} · ${FAMILY_STYLE[f].label}: ${number(value)} ${what}`),
       );
       base += value;
@@ -108,7 +119,14 @@ export function usageChart({ keys, table, kind, metric, width }) {
   const summary = `${number(total)} ${what} over ${keys.length} ${kind === 'month' ? 'months' : 'days'}`;
   const chart = svg(
     'svg',
-    { class: 'chart__svg', width, height: HEIGHT, viewBox: `0 0 ${width} ${HEIGHT}`, role: 'img', 'aria-label': `Usage chart: ${summary}` },
+    {
+      class: 'chart__svg',
+      width,
+      height: HEIGHT,
+      viewBox: `0 0 ${width} ${HEIGHT}`,
+      role: 'img',
+      'aria-label': `Usage chart: ${summary}`,
+    },
     grid,
     bars,
     svg('line', { class: 'chart__axis', x1: PAD.left, x2: PAD.left + plotWidth, y1: y(0), y2: y(0) }),
@@ -116,7 +134,9 @@ export function usageChart({ keys, table, kind, metric, width }) {
   const legend = h(
     'ul',
     { class: 'legend' },
-    (families.length ? families : ['opus', 'sonnet', 'haiku']).map((f) => h('li', {}, swatch(f), FAMILY_STYLE[f].label)),
+    (families.length ? families : ['opus', 'sonnet', 'haiku']).map((f) =>
+      h('li', {}, swatch(f), FAMILY_STYLE[f].label),
+    ),
   );
   return { chart, legend, summary, families };
 }
@@ -127,12 +147,26 @@ export function usageTable({ keys, table, kind, metric }) {
   return h(
     'table',
     { class: 'table table--compact' },
-    h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, kind === 'month' ? 'Month' : 'Day'), FAMILIES.map((f) => h('th', { scope: 'col' }, FAMILY_STYLE[f].label)))),
+    h(
+      'thead',
+      {},
+      h(
+        'tr',
+        {},
+        h('th', { scope: 'col' }, kind === 'month' ? 'Month' : 'Day'),
+        FAMILIES.map((f) => h('th', { scope: 'col' }, FAMILY_STYLE[f].label)),
+      ),
+    ),
     h(
       'tbody',
       {},
       [...keys].reverse().map((key) =>
-        h('tr', {}, h('th', { scope: 'row' }, label(key, kind)), FAMILIES.map((f) => h('td', {}, format(table.get(key)?.[f] ?? 0)))),
+        h(
+          'tr',
+          {},
+          h('th', { scope: 'row' }, label(key, kind)),
+          FAMILIES.map((f) => h('td', {}, format(table.get(key)?.[f] ?? 0))),
+        ),
       ),
     ),
   );

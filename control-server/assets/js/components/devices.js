@@ -11,7 +11,11 @@ function os(device) {
 
 export function devicesTable(devices) {
   if (!devices?.length) {
-    return h('p', { class: 'muted' }, 'No device yet. Run the setup command with an install code on the person’s machine.');
+    return h(
+      'p',
+      { class: 'muted' },
+      'No device yet. Run the setup command with an install code on the person’s machine.',
+    );
   }
   return h(
     'div',
@@ -22,7 +26,13 @@ export function devicesTable(devices) {
       h(
         'thead',
         {},
-        h('tr', {}, ['Host', 'OS', 'Claude Code', 'Agent', 'Last seen', 'Status'].map((title) => h('th', { scope: 'col' }, title))),
+        h(
+          'tr',
+          {},
+          ['Host', 'OS', 'Claude Code', 'Agent', 'Last seen', 'Status'].map((title) =>
+            h('th', { scope: 'col' }, title),
+          ),
+        ),
       ),
       h(
         'tbody',
@@ -31,12 +41,22 @@ export function devicesTable(devices) {
           h(
             'tr',
             {},
-            h('th', { scope: 'row' }, device.hostname ?? `device ${device.id}`, device.os_user ? h('span', { class: 'muted' }, ` (${device.os_user})`) : null),
+            h(
+              'th',
+              { scope: 'row' },
+              device.hostname ?? `device ${device.id}`,
+              device.os_user ? h('span', { class: 'muted' }, ` (${device.os_user})`) : null,
+            ),
             h('td', {}, os(device)),
             h('td', {}, device.claude_version ?? '—'),
             h('td', {}, device.kind === 'hook' ? 'hook client' : (device.agent_version ?? '—')),
             h('td', { title: dateTime(device.last_seen_at) }, ago(device.last_seen_at)),
-            h('td', {}, onlineBadge(device.online), device.token_rotation_pending ? h('span', { class: 'tag' }, 'new token pending') : null),
+            h(
+              'td',
+              {},
+              onlineBadge(device.online),
+              device.token_rotation_pending ? h('span', { class: 'tag' }, 'new token pending') : null,
+            ),
           ),
         ),
       ),

@@ -75,7 +75,11 @@ export function fromAudit(entry, users) {
 export class Feed {
   constructor() {
     this.list = h('ol', { class: 'feed__list', id: 'live-feed' });
-    this.empty = h('p', { class: 'feed__empty' }, 'Nothing yet. Prompts, blocks, kills and tamper alerts appear here as they happen.');
+    this.empty = h(
+      'p',
+      { class: 'feed__empty' },
+      'Nothing yet. Prompts, blocks, kills and tamper alerts appear here as they happen.',
+    );
     this.element = h('div', { class: 'feed', role: 'log', 'aria-label': 'Live events' }, this.empty, this.list);
   }
 
@@ -91,7 +95,10 @@ export class Feed {
     const [icon, label] = KINDS[item.kind];
     return h(
       'li',
-      { class: `feed__item feed__item--${item.kind}${fresh ? ' feed__item--fresh' : ''}`, dataset: { kind: item.kind } },
+      {
+        class: `feed__item feed__item--${item.kind}${fresh ? ' feed__item--fresh' : ''}`,
+        dataset: { kind: item.kind },
+      },
       h('span', { class: 'feed__icon', 'aria-hidden': 'true' }, icon),
       h('span', { class: 'feed__kind' }, label),
       h('time', { class: 'feed__time', datetime: item.at, title: dateTime(item.at) }, clockTime(item.at)),

@@ -10,7 +10,13 @@ export function field(label, control, hint) {
   control.id = id;
   const hintId = hint ? `${id}-hint` : null;
   if (hintId) control.setAttribute('aria-describedby', hintId);
-  return h('div', { class: 'field' }, h('label', { for: id }, label), control, hint ? h('span', { class: 'field__hint', id: hintId }, hint) : null);
+  return h(
+    'div',
+    { class: 'field' },
+    h('label', { for: id }, label),
+    control,
+    hint ? h('span', { class: 'field__hint', id: hintId }, hint) : null,
+  );
 }
 
 /**
@@ -20,7 +26,13 @@ export function field(label, control, hint) {
 export function actionForm({ id, children, submitLabel, action, success, disabled = false }) {
   const problem = h('p', { class: 'form__problem', role: 'alert', hidden: true });
   const submit = h('button', { type: 'submit', class: 'button button--primary', disabled }, submitLabel);
-  const form = h('form', { class: 'form', id, novalidate: true }, children, problem, disabled ? null : h('div', { class: 'form__actions' }, submit));
+  const form = h(
+    'form',
+    { class: 'form', id, novalidate: true },
+    children,
+    problem,
+    disabled ? null : h('div', { class: 'form__actions' }, submit),
+  );
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
     problem.hidden = true;

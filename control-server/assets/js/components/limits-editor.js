@@ -4,16 +4,7 @@
 // (`onChange` is called after every edit).
 
 import { h, uid } from '../dom.js';
-import {
-  MODELS,
-  RULE_TYPES,
-  TOKEN_KINDS,
-  WINDOWS,
-  cleanRule,
-  describeRule,
-  newRule,
-  validateRule,
-} from '../rules.js';
+import { MODELS, RULE_TYPES, TOKEN_KINDS, WINDOWS, cleanRule, describeRule, newRule, validateRule } from '../rules.js';
 
 let zoneList = null;
 
@@ -21,14 +12,22 @@ let zoneList = null;
 function zoneListId() {
   if (!zoneList) {
     const zones = Intl.supportedValuesOf?.('timeZone') ?? [];
-    zoneList = h('datalist', { id: 'time-zones' }, zones.map((zone) => h('option', { value: zone })));
+    zoneList = h(
+      'datalist',
+      { id: 'time-zones' },
+      zones.map((zone) => h('option', { value: zone })),
+    );
     document.body.append(zoneList);
   }
   return zoneList.id;
 }
 
 function select(options, value) {
-  const element = h('select', {}, options.map(([key, text]) => h('option', { value: key }, text)));
+  const element = h(
+    'select',
+    {},
+    options.map(([key, text]) => h('option', { value: key }, text)),
+  );
   element.value = value ?? '';
   return element;
 }
@@ -43,19 +42,80 @@ function editable(rule) {
   };
 }
 
+/**
+ * The fields a rule of its type has: `[name, label, control, hint]`.
+ * Credits count every model; time-of-day rules have a schedule instead of
+ * a window and a value; token rules say which tokens count.
+ */
+function fieldsFor(rule) {
+  const fields = [['type', 'Type', select(RULE_TYPES, rule.type)]];
+  if (rule.type !== 'credits') fields.push(['model', 'Model', select(MODELS, rule.model)]);
+  if (rule.type === 'time_of_day') {
+    fields.push(
+      ['schedule_start', 'Allowed from', h('input', { type: 'time', value: rule.schedule_start, required: true })],
+      [
+        'schedule_end',
+        'until',
+        h('input', { type: 'time', value: rule.schedule_end, required: true }),
+        'Earlier than the start: crosses midnight.',
+      ],
+      [
+        'schedule_tz',
+        'Time zone',
+        h('input', {
+          type: 'text',
+          value: rule.schedule_tz,
+          list: zoneListId(),
+          placeholder: "the user's zone",
+          autocomplete: 'off',
+        }),
+      ],
+    );
+    return fields;
+  }
+  if (rule.type === 'tokens') fields.push(['kind', 'Counts', select(TOKEN_KINDS, rule.kind)]);
+  const value = Number.isNaN(rule.value) ? '' : rule.value;
+  fields.push(
+    ['window', 'Window', select(WINDOWS, rule.window)],
+    [
+      'value',
+      'Limit',
+      h('input', { type: 'number', min: -1, step: 1, value, inputmode: 'numeric' }),
+      '-1 unlimited · 0 forbidden',
+    ],
+  );
+  return fields;
+}
+
+/** A field's new value as the rule holds it. */
+function read(name, input) {
+  if (name !== 'value') return input.value;
+  return input.value.trim() === '' ? NaN : Number(input.value);
+}
+
 export class LimitsEditor {
   constructor({ rules = [], onChange = () => {}, label = 'Limits' } = {}) {
     this.onChange = onChange;
     this.rows = h('div', { class: 'rules' });
-    this.emptyNote = h('p', { class: 'muted rules__empty' }, 'No limits: this person may use every model without restriction.');
-    const add = h('button', { type: 'button', class: 'button', id: 'add-limit' }, '+ Add limit');
-    add.addEventListener('click', () => {
+    this.emptyNote = h(
+      'p',
+      { class: 'muted rules__empty' },
+      'No limits: this person may use every model without restriction.',
+    );
+    this.addButton = h('button', { type: 'button', class: 'button', id: 'add-limit' }, '+ Add limit');
+    this.addButton.addEventListener('click', () => {
       this.rules.push(newRule());
       this.renderRows();
-      this.rows.lastElementChild?.querySelector('select')?.focus();
+      this.focusRule(this.rules.length - 1);
       this.changed();
     });
-    this.element = h('div', { class: 'limits-editor', role: 'group', 'aria-label': label }, this.emptyNote, this.rows, h('div', { class: 'rules__add' }, add));
+    this.element = h(
+      'div',
+      { class: 'limits-editor', role: 'group', 'aria-label': label },
+      this.emptyNote,
+      this.rows,
+      h('div', { class: 'rules__add' }, this.addButton),
+    );
     this.setRules(rules);
   }
 
@@ -70,7 +130,7 @@ export class LimitsEditor {
     return this.rules.map(cleanRule);
   }
 
-  /** Every rule's problems; true when there are none. */
+  /** True when no rule has a problem. */
   valid() {
     return this.rules.every((rule) => Object.keys(validateRule(rule)).length === 0);
   }
@@ -79,78 +139,68 @@ export class LimitsEditor {
     this.onChange(this.value(), this.valid());
   }
 
+  /** Keyboard focus to a rule's first field (or "Add limit" when none is left). */
+  focusRule(index) {
+    const row = this.rows.children[Math.min(index, this.rules.length - 1)];
+    (row?.querySelector('select') ?? this.addButton).focus();
+  }
+
   renderRows() {
     this.emptyNote.hidden = this.rules.length > 0;
     this.rows.replaceChildren(...this.rules.map((rule, index) => this.renderRule(rule, index)));
   }
 
   renderRule(rule, index) {
-    const legend = h('legend', {}, `Limit ${index + 1}: `, h('span', { class: 'rule__summary' }, describeRule(cleanRule(rule))));
-    const fieldset = h('fieldset', { class: 'rule', dataset: { index } }, legend);
+    const summary = h('span', { class: 'rule__summary' });
+    const fieldset = h(
+      'fieldset',
+      { class: 'rule', dataset: { index } },
+      h('legend', {}, `Limit ${index + 1}: `, summary),
+    );
     const problems = new Map();
+    // Problems next to their fields, and the rule in words in the legend.
     const refresh = () => {
       const found = validateRule(rule);
-      for (const [name, node] of problems) {
-        const message = found[name];
-        node.message.textContent = message ?? '';
-        node.message.hidden = !message;
-        node.input.toggleAttribute('aria-invalid', Boolean(message));
+      for (const [name, { input, message }] of problems) {
+        message.textContent = found[name] ?? '';
+        message.hidden = !found[name];
+        input.toggleAttribute('aria-invalid', Boolean(found[name]));
       }
-      legend.lastChild.textContent = Object.keys(found).length ? 'needs attention' : describeRule(cleanRule(rule));
+      summary.textContent = Object.keys(found).length ? 'needs attention' : describeRule(cleanRule(rule));
     };
-    const field = (name, text, input, hint) => {
+    const controls = fieldsFor(rule).map(([name, text, input, hint]) => {
       const id = uid('rule');
-      const messageId = `${id}-problem`;
-      const hintId = hint ? `${id}-hint` : null;
-      input.id = id;
-      input.name = name;
-      input.setAttribute('aria-describedby', [hintId, messageId].filter(Boolean).join(' '));
-      const message = h('span', { class: 'field__problem', id: messageId, hidden: true });
+      const message = h('span', { class: 'field__problem', id: `${id}-problem`, hidden: true });
+      const hintNode = hint ? h('span', { class: 'field__hint', id: `${id}-hint` }, hint) : null;
+      Object.assign(input, { id, name });
+      input.setAttribute('aria-describedby', [hintNode?.id, message.id].filter(Boolean).join(' '));
       problems.set(name, { input, message });
       input.addEventListener(input.tagName === 'SELECT' ? 'change' : 'input', () => {
-        rule[name] = name === 'value' ? (input.value.trim() === '' ? NaN : Number(input.value)) : input.value;
+        rule[name] = read(name, input);
         if (name === 'type') {
           // Credits count every model together.
           if (rule.type === 'credits') rule.model = '';
           fieldset.replaceWith(this.renderRule(rule, index));
-          this.rows.children[index]?.querySelector('select')?.focus();
+          this.focusRule(index);
         } else {
           refresh();
         }
         this.changed();
       });
-      return h(
-        'div',
-        { class: `field field--${name}` },
-        h('label', { for: id }, text),
-        input,
-        hint ? h('span', { class: 'field__hint', id: hintId }, hint) : null,
-        message,
-      );
-    };
-    const fields = [field('type', 'Type', select(RULE_TYPES, rule.type))];
-    if (rule.type !== 'credits') fields.push(field('model', 'Model', select(MODELS, rule.model)));
-    if (rule.type === 'time_of_day') {
-      fields.push(
-        field('schedule_start', 'Allowed from', h('input', { type: 'time', value: rule.schedule_start, required: true })),
-        field('schedule_end', 'until', h('input', { type: 'time', value: rule.schedule_end, required: true }), 'Earlier than the start: crosses midnight.'),
-        field('schedule_tz', 'Time zone', h('input', { type: 'text', value: rule.schedule_tz, list: zoneListId(), placeholder: "the user's zone", autocomplete: 'off' })),
-      );
-    } else {
-      if (rule.type === 'tokens') fields.push(field('kind', 'Counts', select(TOKEN_KINDS, rule.kind)));
-      fields.push(
-        field('window', 'Window', select(WINDOWS, rule.window)),
-        field('value', 'Limit', h('input', { type: 'number', min: -1, step: 1, value: Number.isNaN(rule.value) ? '' : rule.value, inputmode: 'numeric' }), '-1 unlimited · 0 forbidden'),
-      );
-    }
-    const remove = h('button', { type: 'button', class: 'button button--quiet rule__remove', 'aria-label': `Remove limit ${index + 1}` }, '✕ Remove');
+      return h('div', { class: `field field--${name}` }, h('label', { for: id }, text), input, hintNode, message);
+    });
+    const remove = h(
+      'button',
+      { type: 'button', class: 'button button--quiet rule__remove', 'aria-label': `Remove limit ${index + 1}` },
+      '✕ Remove',
+    );
     remove.addEventListener('click', () => {
       this.rules.splice(index, 1);
       this.renderRows();
-      (this.rows.children[Math.min(index, this.rules.length - 1)]?.querySelector('select') ?? document.getElementById('add-limit'))?.focus();
+      this.focusRule(index);
       this.changed();
     });
-    fieldset.append(h('div', { class: 'rule__fields' }, fields, remove));
+    fieldset.append(h('div', { class: 'rule__fields' }, controls, remove));
     refresh();
     return fieldset;
   }

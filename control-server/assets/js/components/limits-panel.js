@@ -18,9 +18,17 @@ export class LimitsPanel {
     this.saved = user.limits;
     this.problem = h('p', { class: 'form__problem', role: 'alert', hidden: true, id: 'limits-problem' });
     this.preview = h('div', { class: 'preview', id: 'limits-preview', 'aria-live': 'polite' });
-    this.save = h('button', { type: 'submit', class: 'button button--primary', id: 'save-limits', disabled: true }, 'Save limits');
+    this.save = h(
+      'button',
+      { type: 'submit', class: 'button button--primary', id: 'save-limits', disabled: true },
+      'Save limits',
+    );
     this.reset = h('button', { type: 'button', class: 'button', disabled: true }, 'Discard changes');
-    this.editor = new LimitsEditor({ rules: user.limits, onChange: (rules, valid) => this.changed(rules, valid), label: `Limits of ${user.name}` });
+    this.editor = new LimitsEditor({
+      rules: user.limits,
+      onChange: (rules, valid) => this.changed(rules, valid),
+      label: `Limits of ${user.name}`,
+    });
     this.reset.addEventListener('click', () => {
       this.editor.setRules(this.saved);
       this.changed(this.editor.value(), true);
@@ -91,7 +99,9 @@ export class LimitsPanel {
           { class: `decision decision--${d.allowed ? 'allowed' : 'blocked'}`, dataset: { family } },
           h('span', { class: 'decision__icon', 'aria-hidden': 'true' }, d.allowed ? '✓' : '⊘'),
           h('strong', {}, FAMILY_STYLE[family]?.label ?? family),
-          d.allowed ? ` allowed now (a prompt costs ${d.cost} credit${d.cost === 1 ? '' : 's'})` : ` blocked now: ${reasonLabel(d.reason)}`,
+          d.allowed
+            ? ` allowed now (a prompt costs ${d.cost} credit${d.cost === 1 ? '' : 's'})`
+            : ` blocked now: ${reasonLabel(d.reason)}`,
         ),
       ),
     );

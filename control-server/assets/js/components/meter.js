@@ -14,11 +14,7 @@ export function usageMeter({ label, used, limit, note, format = number, amountTe
   const level = limit === 0 || fraction >= 1 ? 'full' : fraction >= WARN_AT ? 'warn' : 'ok';
   const amount =
     amountText ??
-    (limit === -1
-      ? `${format(used)} · no limit`
-      : limit === 0
-        ? 'forbidden'
-        : `${format(used)} / ${format(limit)}`);
+    (limit === -1 ? `${format(used)} · no limit` : limit === 0 ? 'forbidden' : `${format(used)} / ${format(limit)}`);
   const status = level === 'full' ? (limit === 0 ? '' : 'limit reached') : level === 'warn' ? 'nearly used up' : '';
   const fill = h('span', { class: 'meter__fill' });
   fill.style.width = `${Math.min(100, Math.round(fraction * 100))}%`;

@@ -39,7 +39,9 @@ export function familyFill(family) {
         ...overlay(style.pattern),
       ),
     );
-    document.body.append(svg('svg', { class: 'svg-defs', 'aria-hidden': 'true', focusable: 'false' }, svg('defs', {}, patterns)));
+    document.body.append(
+      svg('svg', { class: 'svg-defs', 'aria-hidden': 'true', focusable: 'false' }, svg('defs', {}, patterns)),
+    );
   }
   return `url(#fill-${FAMILY_STYLE[family] ? family : 'other'})`;
 }

@@ -41,7 +41,10 @@ export class SubscriptionPanel {
   render() {
     const sub = this.data;
     if (!sub) {
-      replace(this.body, h('p', { class: 'muted' }, 'No utilization reported yet: it arrives with the first reply a proxy sees.'));
+      replace(
+        this.body,
+        h('p', { class: 'muted' }, 'No utilization reported yet: it arrives with the first reply a proxy sees.'),
+      );
       return;
     }
     const keys = Object.keys(sub.windows ?? {}).sort(order);

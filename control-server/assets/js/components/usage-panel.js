@@ -34,8 +34,26 @@ export class UsagePanel {
     const controls = h(
       'div',
       { class: 'chart__controls' },
-      radios('chart-period', 'Period', [['day', 'Days'], ['month', 'Months']], this.kind, (v) => this.select({ kind: v })),
-      radios('chart-metric', 'Measure', [['prompts', 'Prompts'], ['tokens', 'Tokens']], this.metric, (v) => this.select({ metric: v })),
+      radios(
+        'chart-period',
+        'Period',
+        [
+          ['day', 'Days'],
+          ['month', 'Months'],
+        ],
+        this.kind,
+        (v) => this.select({ kind: v }),
+      ),
+      radios(
+        'chart-metric',
+        'Measure',
+        [
+          ['prompts', 'Prompts'],
+          ['tokens', 'Tokens'],
+        ],
+        this.metric,
+        (v) => this.select({ metric: v }),
+      ),
     );
     this.element = h(
       'section',

@@ -53,7 +53,8 @@ export function userActions(user, { onChange, onCode }) {
     });
     if (!sure) return;
     const answer = await attempt(() => post(`/users/${user.id}/rotate-tokens`));
-    if (answer) notify(`${answer.rotated} device${answer.rotated === 1 ? '' : 's'} will receive a new token.`, 'success');
+    if (answer)
+      notify(`${answer.rotated} device${answer.rotated === 1 ? '' : 's'} will receive a new token.`, 'success');
   });
   const remove = button('Delete user', 'delete-user', 'button--quiet button--danger-text');
   remove.addEventListener('click', async () => {

@@ -31,11 +31,19 @@ export function userCard(user) {
   const meters = limitMeters(user.report, { only: (line) => line.metric !== 'credits' });
   return h(
     'article',
-    { class: `card user-card user-card--${user.status}`, dataset: { userId: user.id, status: user.status }, 'aria-labelledby': `user-${user.id}-name` },
+    {
+      class: `card user-card user-card--${user.status}`,
+      dataset: { userId: user.id, status: user.status },
+      'aria-labelledby': `user-${user.id}-name`,
+    },
     h(
       'header',
       { class: 'card__head' },
-      h('h3', { class: 'card__title', id: `user-${user.id}-name` }, h('a', { href: `/dashboard/users/${user.id}` }, user.name)),
+      h(
+        'h3',
+        { class: 'card__title', id: `user-${user.id}-name` },
+        h('a', { href: `/dashboard/users/${user.id}` }, user.name),
+      ),
       statusBadge(user.status),
     ),
     h(
@@ -45,7 +53,12 @@ export function userCard(user) {
       h(
         'dl',
         { class: 'facts facts--stacked' },
-        h('div', {}, h('dt', {}, 'Tokens today'), h('dd', { class: 'user-card__tokens' }, compact(todayTokens(user.report)))),
+        h(
+          'div',
+          {},
+          h('dt', {}, 'Tokens today'),
+          h('dd', { class: 'user-card__tokens' }, compact(todayTokens(user.report))),
+        ),
         h('div', {}, h('dt', {}, 'Last active'), h('dd', {}, ago(user.last_active_at))),
         h(
           'div',
@@ -55,13 +68,28 @@ export function userCard(user) {
             'dd',
             {},
             device
-              ? [device.hostname ?? `device ${device.id}`, ' ', h('span', { class: `presence presence--${device.online ? 'online' : 'offline'}` }, device.online ? '● online' : '○ offline')]
+              ? [
+                  device.hostname ?? `device ${device.id}`,
+                  ' ',
+                  h(
+                    'span',
+                    { class: `presence presence--${device.online ? 'online' : 'offline'}` },
+                    device.online ? '● online' : '○ offline',
+                  ),
+                ]
               : 'not set up yet',
           ),
         ),
       ),
     ),
-    h('p', { class: 'user-card__today' }, h('span', { class: 'muted' }, 'Prompts today: '), todayPrompts(user) || 'none'),
-    meters.length ? h('div', { class: 'user-card__meters' }, meters) : h('p', { class: 'muted user-card__nolimits' }, 'No per-model limits'),
+    h(
+      'p',
+      { class: 'user-card__today' },
+      h('span', { class: 'muted' }, 'Prompts today: '),
+      todayPrompts(user) || 'none',
+    ),
+    meters.length
+      ? h('div', { class: 'user-card__meters' }, meters)
+      : h('p', { class: 'muted user-card__nolimits' }, 'No per-model limits'),
   );
 }

@@ -81,7 +81,12 @@ export async function render(main, { live }) {
     KINDS.map(([value, icon, text]) => h('option', { value }, `${icon} ${text}`)),
   );
   kind.value = filter.kind;
-  const user = h('select', { id: 'filter-user', name: 'user_id' }, h('option', { value: '' }, 'All users'), users.map((u) => h('option', { value: u.id }, u.name)));
+  const user = h(
+    'select',
+    { id: 'filter-user', name: 'user_id' },
+    h('option', { value: '' }, 'All users'),
+    users.map((u) => h('option', { value: u.id }, u.name)),
+  );
   user.value = filter.user_id;
   const rows = h('tbody', { id: 'audit-rows' });
   const more = h('button', { type: 'button', class: 'button', hidden: true }, 'Load more');
@@ -93,10 +98,23 @@ export async function render(main, { live }) {
     h(
       'tr',
       { dataset: { kind: entry.kind } },
-      h('td', { class: 'audit-when' }, h('time', { datetime: entry.at }, dateTime(entry.at)), h('span', { class: 'muted' }, ago(entry.at))),
+      h(
+        'td',
+        { class: 'audit-when' },
+        h('time', { datetime: entry.at }, dateTime(entry.at)),
+        h('span', { class: 'muted' }, ago(entry.at)),
+      ),
       h('td', { class: `audit-kind audit-kind--${entry.kind}` }, entryLabel(entry.kind)),
       h('td', {}, actor(entry.actor)),
-      h('td', {}, entry.user_id ? (names.has(entry.user_id) ? h('a', { href: `/dashboard/users/${entry.user_id}` }, names.get(entry.user_id)) : `user ${entry.user_id} (deleted)`) : '—'),
+      h(
+        'td',
+        {},
+        entry.user_id
+          ? names.has(entry.user_id)
+            ? h('a', { href: `/dashboard/users/${entry.user_id}` }, names.get(entry.user_id))
+            : `user ${entry.user_id} (deleted)`
+          : '—',
+      ),
       h('td', { class: 'audit-detail' }, describe(entry)),
     );
 
@@ -134,7 +152,16 @@ export async function render(main, { live }) {
   await load({ reset: true });
   replace(
     main,
-    h('div', { class: 'page-head' }, h('div', {}, h('h1', {}, 'Activity'), h('p', { class: 'muted' }, 'Admin actions, kills, tamper alerts and registrations, newest first.'))),
+    h(
+      'div',
+      { class: 'page-head' },
+      h(
+        'div',
+        {},
+        h('h1', {}, 'Activity'),
+        h('p', { class: 'muted' }, 'Admin actions, kills, tamper alerts and registrations, newest first.'),
+      ),
+    ),
     h(
       'form',
       { class: 'panel filters', role: 'search', 'aria-label': 'Filter the activity' },
@@ -144,7 +171,24 @@ export async function render(main, { live }) {
     h(
       'section',
       { class: 'panel', 'aria-label': 'Audit log' },
-      h('div', { class: 'table-wrap' }, h('table', { class: 'table audit' }, h('thead', {}, h('tr', {}, ['When', 'What', 'Who', 'User', 'Details'].map((t) => h('th', { scope: 'col' }, t)))), rows)),
+      h(
+        'div',
+        { class: 'table-wrap' },
+        h(
+          'table',
+          { class: 'table audit' },
+          h(
+            'thead',
+            {},
+            h(
+              'tr',
+              {},
+              ['When', 'What', 'Who', 'User', 'Details'].map((t) => h('th', { scope: 'col' }, t)),
+            ),
+          ),
+          rows,
+        ),
+      ),
       empty,
       more,
     ),

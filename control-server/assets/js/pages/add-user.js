@@ -26,14 +26,21 @@ function presetPicker(selected, onPick) {
         return h('span', { class: 'segmented__option' }, input, h('label', { for: id }, text));
       }),
     ),
-    h('p', { class: 'field__hint' }, 'Light, medium and heavy cap credits and each model’s prompts per day (the claude-code-limiter presets). Edit the limits below for anything else.'),
+    h(
+      'p',
+      { class: 'field__hint' },
+      'Light, medium and heavy cap credits and each model’s prompts per day (the claude-code-limiter presets). Edit the limits below for anything else.',
+    ),
   );
   return { element: group, select: (value) => (inputs.get(value).checked = true) };
 }
 
 export async function render(main) {
   if (!canEdit()) {
-    replace(main, h('section', { class: 'panel' }, h('h1', {}, 'Add user'), h('p', {}, 'Viewers cannot add users. Ask an admin.')));
+    replace(
+      main,
+      h('section', { class: 'panel' }, h('h1', {}, 'Add user'), h('p', {}, 'Viewers cannot add users. Ask an admin.')),
+    );
     pageReady();
     return;
   }
@@ -51,8 +58,22 @@ export async function render(main) {
       if (!applyingPreset) picker.select('custom');
     },
   });
-  const name = h('input', { id: 'new-name', name: 'name', type: 'text', required: true, maxlength: 100, autocomplete: 'off' });
-  const zone = h('input', { id: 'new-zone', name: 'time_zone', type: 'text', autocomplete: 'off', placeholder: 'the team’s zone', 'aria-describedby': 'new-zone-hint' });
+  const name = h('input', {
+    id: 'new-name',
+    name: 'name',
+    type: 'text',
+    required: true,
+    maxlength: 100,
+    autocomplete: 'off',
+  });
+  const zone = h('input', {
+    id: 'new-zone',
+    name: 'time_zone',
+    type: 'text',
+    autocomplete: 'off',
+    placeholder: 'the team’s zone',
+    'aria-describedby': 'new-zone-hint',
+  });
   const problem = h('p', { class: 'form__problem', role: 'alert', hidden: true, id: 'add-user-problem' });
   const submit = h('button', { type: 'submit', class: 'button button--primary', id: 'create-user' }, 'Create user');
   const result = h('div', { id: 'add-user-result' });
@@ -60,7 +81,17 @@ export async function render(main) {
     'form',
     { class: 'panel form', novalidate: true, id: 'add-user-form' },
     h('div', { class: 'field' }, h('label', { for: 'new-name' }, 'Name'), name),
-    h('div', { class: 'field' }, h('label', { for: 'new-zone' }, 'Time zone (optional)'), zone, h('span', { class: 'field__hint', id: 'new-zone-hint' }, 'Days, weeks and months start at midnight here. Empty: the team’s zone.')),
+    h(
+      'div',
+      { class: 'field' },
+      h('label', { for: 'new-zone' }, 'Time zone (optional)'),
+      zone,
+      h(
+        'span',
+        { class: 'field__hint', id: 'new-zone-hint' },
+        'Days, weeks and months start at midnight here. Empty: the team’s zone.',
+      ),
+    ),
     picker.element,
     editor.element,
     problem,
@@ -88,7 +119,11 @@ export async function render(main) {
         h(
           'p',
           { class: 'form__actions' },
-          h('a', { class: 'button button--primary', href: `/dashboard/users/${answer.user.id}`, id: 'open-new-user' }, `Open ${answer.user.name}`),
+          h(
+            'a',
+            { class: 'button button--primary', href: `/dashboard/users/${answer.user.id}`, id: 'open-new-user' },
+            `Open ${answer.user.name}`,
+          ),
           h('a', { class: 'button', href: '/dashboard/users/new' }, 'Add another user'),
         ),
       );
@@ -99,7 +134,21 @@ export async function render(main) {
       submit.disabled = false;
     }
   });
-  replace(main, h('div', { class: 'page-head' }, h('div', {}, h('h1', {}, 'Add user'), h('p', { class: 'muted' }, 'Create the person, then run the setup command on their machine.'))), form, result);
+  replace(
+    main,
+    h(
+      'div',
+      { class: 'page-head' },
+      h(
+        'div',
+        {},
+        h('h1', {}, 'Add user'),
+        h('p', { class: 'muted' }, 'Create the person, then run the setup command on their machine.'),
+      ),
+    ),
+    form,
+    result,
+  );
   name.focus();
   pageReady();
 }

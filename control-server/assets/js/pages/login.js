@@ -13,14 +13,33 @@ function nextPath() {
 }
 
 export async function render(main) {
-  const username = h('input', { id: 'username', name: 'username', type: 'text', autocomplete: 'username', placeholder: 'admin', 'aria-describedby': 'username-hint' });
-  const password = h('input', { id: 'password', name: 'password', type: 'password', autocomplete: 'current-password', required: true });
+  const username = h('input', {
+    id: 'username',
+    name: 'username',
+    type: 'text',
+    autocomplete: 'username',
+    placeholder: 'admin',
+    'aria-describedby': 'username-hint',
+  });
+  const password = h('input', {
+    id: 'password',
+    name: 'password',
+    type: 'password',
+    autocomplete: 'current-password',
+    required: true,
+  });
   const problem = h('p', { id: 'login-problem', class: 'form__problem', role: 'alert', hidden: true });
   const submit = h('button', { type: 'submit', class: 'button button--primary button--wide' }, 'Log in');
   const form = h(
     'form',
     { class: 'login__form', novalidate: true },
-    h('div', { class: 'field' }, h('label', { for: 'username' }, 'Username'), username, h('span', { class: 'field__hint', id: 'username-hint' }, 'Leave empty for the built-in admin.')),
+    h(
+      'div',
+      { class: 'field' },
+      h('label', { for: 'username' }, 'Username'),
+      username,
+      h('span', { class: 'field__hint', id: 'username-hint' }, 'Leave empty for the built-in admin.'),
+    ),
     h('div', { class: 'field' }, h('label', { for: 'password' }, 'Password'), password),
     problem,
     submit,

@@ -10,7 +10,17 @@ import { h, pageReady, replace } from '../dom.js';
 import { canEdit } from '../session.js';
 
 const REFRESH_DELAY_MS = 250;
-const USER_EVENTS = ['user_counted', 'usage', 'user_blocked', 'user_status_change', 'user_updated', 'user_status', 'user_check', 'device_registered', 'user_created'];
+const USER_EVENTS = [
+  'user_counted',
+  'usage',
+  'user_blocked',
+  'user_status_change',
+  'user_updated',
+  'user_status',
+  'user_check',
+  'device_registered',
+  'user_created',
+];
 
 function counts(users) {
   const by = { active: 0, paused: 0, killed: 0 };
@@ -22,12 +32,23 @@ export async function render(main, { live }) {
   const users = new Map();
   const cards = h('div', { class: 'cards', id: 'user-cards' });
   const summary = h('p', { class: 'muted', id: 'user-counts' });
-  const empty = h('p', { class: 'panel muted' }, 'No users yet. ', canEdit() ? h('a', { href: '/dashboard/users/new' }, 'Add the first one.') : null);
+  const empty = h(
+    'p',
+    { class: 'panel muted' },
+    'No users yet. ',
+    canEdit() ? h('a', { href: '/dashboard/users/new' }, 'Add the first one.') : null,
+  );
   const updateCounts = () => {
     summary.textContent = counts(users);
     empty.hidden = users.size > 0;
   };
-  const search = h('input', { type: 'search', id: 'user-search', placeholder: 'Find a user', 'aria-label': 'Find a user by name', autocomplete: 'off' });
+  const search = h('input', {
+    type: 'search',
+    id: 'user-search',
+    placeholder: 'Find a user',
+    'aria-label': 'Find a user by name',
+    autocomplete: 'off',
+  });
   const subscription = new SubscriptionPanel();
   const feed = new Feed();
 
@@ -102,17 +123,33 @@ export async function render(main, { live }) {
       'div',
       { class: 'page-head' },
       h('div', {}, h('h1', {}, 'Overview'), summary),
-      h('div', { class: 'page-head__actions' }, search, canEdit() ? h('a', { class: 'button button--primary', href: '/dashboard/users/new' }, '+ Add user') : null),
+      h(
+        'div',
+        { class: 'page-head__actions' },
+        search,
+        canEdit() ? h('a', { class: 'button button--primary', href: '/dashboard/users/new' }, '+ Add user') : null,
+      ),
     ),
     h(
       'div',
       { class: 'overview' },
-      h('section', { class: 'overview__users', 'aria-labelledby': 'users-title' }, h('h2', { id: 'users-title', class: 'visually-hidden' }, 'Users'), empty, cards),
+      h(
+        'section',
+        { class: 'overview__users', 'aria-labelledby': 'users-title' },
+        h('h2', { id: 'users-title', class: 'visually-hidden' }, 'Users'),
+        empty,
+        cards,
+      ),
       h(
         'div',
         { class: 'overview__aside' },
         subscription.element,
-        h('section', { class: 'panel overview__feed', 'aria-labelledby': 'feed-title' }, h('h2', { id: 'feed-title', class: 'panel__title' }, 'Live events'), feed.element),
+        h(
+          'section',
+          { class: 'panel overview__feed', 'aria-labelledby': 'feed-title' },
+          h('h2', { id: 'feed-title', class: 'panel__title' }, 'Live events'),
+          feed.element,
+        ),
       ),
     ),
   );

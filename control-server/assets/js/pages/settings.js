@@ -13,17 +13,48 @@ import { FAMILIES } from '../rules.js';
 import { canEdit } from '../session.js';
 
 function panel(id, title, ...children) {
-  return h('section', { class: 'panel', 'aria-labelledby': id }, h('h2', { id, class: 'panel__title' }, title), children);
+  return h(
+    'section',
+    { class: 'panel', 'aria-labelledby': id },
+    h('h2', { id, class: 'panel__title' }, title),
+    children,
+  );
 }
 
 function teamForm(settings) {
   const name = h('input', { id: 'team-name', type: 'text', value: settings.team_name, maxlength: 100, required: true });
-  const zone = h('input', { id: 'team-zone', type: 'text', value: settings.time_zone, list: 'settings-zones', autocomplete: 'off' });
-  const zones = h('datalist', { id: 'settings-zones' }, (Intl.supportedValuesOf?.('timeZone') ?? []).map((z) => h('option', { value: z })));
-  const weights = Object.fromEntries(
-    FAMILIES.map((f) => [f, h('input', { id: `weight-${f}`, type: 'number', min: 0, max: 1000000, step: 1, value: settings.credit_weights[f], inputmode: 'numeric' })]),
+  const zone = h('input', {
+    id: 'team-zone',
+    type: 'text',
+    value: settings.time_zone,
+    list: 'settings-zones',
+    autocomplete: 'off',
+  });
+  const zones = h(
+    'datalist',
+    { id: 'settings-zones' },
+    (Intl.supportedValuesOf?.('timeZone') ?? []).map((z) => h('option', { value: z })),
   );
-  const unidentified = h('select', { id: 'unidentified' }, h('option', { value: 'allow' }, 'Allow (count by the message body)'), h('option', { value: 'deny' }, 'Refuse'));
+  const weights = Object.fromEntries(
+    FAMILIES.map((f) => [
+      f,
+      h('input', {
+        id: `weight-${f}`,
+        type: 'number',
+        min: 0,
+        max: 1000000,
+        step: 1,
+        value: settings.credit_weights[f],
+        inputmode: 'numeric',
+      }),
+    ]),
+  );
+  const unidentified = h(
+    'select',
+    { id: 'unidentified' },
+    h('option', { value: 'allow' }, 'Allow (count by the message body)'),
+    h('option', { value: 'deny' }, 'Refuse'),
+  );
   unidentified.value = settings.unidentified_clients;
   return actionForm({
     id: 'team-form',
@@ -38,7 +69,11 @@ function teamForm(settings) {
         'fieldset',
         { class: 'weights' },
         h('legend', {}, 'Credit weights: credits one prompt costs'),
-        h('div', { class: 'weights__grid' }, FAMILIES.map((f) => field(f[0].toUpperCase() + f.slice(1), weights[f]))),
+        h(
+          'div',
+          { class: 'weights__grid' },
+          FAMILIES.map((f) => field(f[0].toUpperCase() + f.slice(1), weights[f])),
+        ),
       ),
       field('Clients without turn data (old CLIs, SDK, curl)', unidentified),
     ],
@@ -97,9 +132,17 @@ async function tokensPanel() {
           t.revoked_at
             ? `revoked ${ago(t.revoked_at)}`
             : canEdit()
-              ? revokeButton('Revoke', { title: `Revoke “${t.name}”?`, message: 'Scripts using this token stop working at once.', confirm: 'Revoke' }, async () => {
-                  if ((await attempt(() => del(`/tokens/${t.id}`), 'Token revoked.')) !== undefined) await load();
-                })
+              ? revokeButton(
+                  'Revoke',
+                  {
+                    title: `Revoke “${t.name}”?`,
+                    message: 'Scripts using this token stop working at once.',
+                    confirm: 'Revoke',
+                  },
+                  async () => {
+                    if ((await attempt(() => del(`/tokens/${t.id}`), 'Token revoked.')) !== undefined) await load();
+                  },
+                )
               : 'active',
         ),
       ),
@@ -107,13 +150,35 @@ async function tokensPanel() {
     replace(
       body,
       tokens.length
-        ? h('div', { class: 'table-wrap' }, h('table', { class: 'table' }, h('thead', {}, h('tr', {}, ['Name', 'Role', 'Created', 'Last used', ''].map((t) => h('th', { scope: 'col' }, t)))), h('tbody', {}, rows)))
+        ? h(
+            'div',
+            { class: 'table-wrap' },
+            h(
+              'table',
+              { class: 'table' },
+              h(
+                'thead',
+                {},
+                h(
+                  'tr',
+                  {},
+                  ['Name', 'Role', 'Created', 'Last used', ''].map((t) => h('th', { scope: 'col' }, t)),
+                ),
+              ),
+              h('tbody', {}, rows),
+            ),
+          )
         : h('p', { class: 'muted' }, 'No API tokens.'),
     );
   };
   await load();
   const name = h('input', { id: 'token-name', type: 'text', maxlength: 100, placeholder: 'e.g. nightly report' });
-  const role = h('select', { id: 'token-role' }, h('option', { value: 'viewer' }, 'viewer (read only)'), h('option', { value: 'admin' }, 'admin'));
+  const role = h(
+    'select',
+    { id: 'token-role' },
+    h('option', { value: 'viewer' }, 'viewer (read only)'),
+    h('option', { value: 'admin' }, 'admin'),
+  );
   const form = canEdit()
     ? actionForm({
         id: 'token-form',
@@ -122,7 +187,22 @@ async function tokensPanel() {
         action: async () => {
           const answer = await post('/tokens', { name: name.value, role: role.value });
           name.value = '';
-          replace(created, h('div', { class: 'secret' }, h('p', {}, h('strong', {}, 'Copy it now: '), 'the token is shown only once. Scripts send it as ', h('code', {}, 'Authorization: Bearer …'), '.'), copyField(answer.token, { label: `API token ${answer.name}` })));
+          replace(
+            created,
+            h(
+              'div',
+              { class: 'secret' },
+              h(
+                'p',
+                {},
+                h('strong', {}, 'Copy it now: '),
+                'the token is shown only once. Scripts send it as ',
+                h('code', {}, 'Authorization: Bearer …'),
+                '.',
+              ),
+              copyField(answer.token, { label: `API token ${answer.name}` }),
+            ),
+          );
           await load();
         },
       })
@@ -147,9 +227,18 @@ async function accountsPanel() {
                 h('strong', {}, a.username),
                 ` · ${a.role} · since ${dateTime(a.created_at)} `,
                 canEdit()
-                  ? revokeButton('Delete', { title: `Delete the account “${a.username}”?`, message: 'Its sessions end at once.', confirm: 'Delete' }, async () => {
-                      if ((await attempt(() => del(`/accounts/${a.id}`), 'Account deleted.')) !== undefined) await load();
-                    })
+                  ? revokeButton(
+                      'Delete',
+                      {
+                        title: `Delete the account “${a.username}”?`,
+                        message: 'Its sessions end at once.',
+                        confirm: 'Delete',
+                      },
+                      async () => {
+                        if ((await attempt(() => del(`/accounts/${a.id}`), 'Account deleted.')) !== undefined)
+                          await load();
+                      },
+                    )
                   : null,
               ),
             ),
@@ -160,13 +249,26 @@ async function accountsPanel() {
   await load();
   const username = h('input', { id: 'account-name', type: 'text', autocomplete: 'off' });
   const password = h('input', { id: 'account-password', type: 'password', autocomplete: 'new-password' });
-  const role = h('select', { id: 'account-role' }, h('option', { value: 'viewer' }, 'viewer (read only)'), h('option', { value: 'admin' }, 'admin'));
+  const role = h(
+    'select',
+    { id: 'account-role' },
+    h('option', { value: 'viewer' }, 'viewer (read only)'),
+    h('option', { value: 'admin' }, 'admin'),
+  );
   const form = canEdit()
     ? actionForm({
         id: 'account-form',
         submitLabel: 'Add account',
         success: 'Account added.',
-        children: [h('div', { class: 'form__row' }, field('Username', username), field('Password', password, 'At least 8 characters.'), field('Role', role))],
+        children: [
+          h(
+            'div',
+            { class: 'form__row' },
+            field('Username', username),
+            field('Password', password, 'At least 8 characters.'),
+            field('Role', role),
+          ),
+        ],
         action: async () => {
           await post('/accounts', { username: username.value, password: password.value, role: role.value });
           username.value = '';
@@ -175,7 +277,13 @@ async function accountsPanel() {
         },
       })
     : null;
-  return panel('accounts-title', 'Accounts', h('p', { class: 'muted' }, 'Named logins. Viewers see every page without any control that changes something.'), body, form);
+  return panel(
+    'accounts-title',
+    'Accounts',
+    h('p', { class: 'muted' }, 'Named logins. Viewers see every page without any control that changes something.'),
+    body,
+    form,
+  );
 }
 
 export async function render(main) {
@@ -187,7 +295,14 @@ export async function render(main) {
       'div',
       { class: 'settings' },
       panel('team-title', 'Team', teamForm(settings)),
-      canEdit() ? panel('password-title', 'Admin password', h('p', { class: 'muted' }, 'The password of the built-in admin (no username).'), passwordForm()) : null,
+      canEdit()
+        ? panel(
+            'password-title',
+            'Admin password',
+            h('p', { class: 'muted' }, 'The password of the built-in admin (no username).'),
+            passwordForm(),
+          )
+        : null,
       tokens,
       accounts,
     ),

@@ -25,7 +25,15 @@ function todayTable(report) {
     'table',
     { class: 'table table--compact' },
     h('caption', { class: 'visually-hidden' }, 'Use since midnight by model'),
-    h('thead', {}, h('tr', {}, ['Model', 'Prompts', 'Credits', 'Tokens'].map((t) => h('th', { scope: 'col' }, t)))),
+    h(
+      'thead',
+      {},
+      h(
+        'tr',
+        {},
+        ['Model', 'Prompts', 'Credits', 'Tokens'].map((t) => h('th', { scope: 'col' }, t)),
+      ),
+    ),
     h(
       'tbody',
       {},
@@ -45,7 +53,11 @@ function todayTable(report) {
 
 function readOnlyLimits(user) {
   if (!user.limits.length) return h('p', { class: 'muted' }, 'No limits.');
-  return h('ul', { class: 'rule-list' }, user.limits.map((rule) => h('li', {}, describeRule(rule))));
+  return h(
+    'ul',
+    { class: 'rule-list' },
+    user.limits.map((rule) => h('li', {}, describeRule(rule))),
+  );
 }
 
 export async function render(main, { live }) {
@@ -74,7 +86,11 @@ export async function render(main, { live }) {
         {},
         h('p', { class: 'breadcrumb' }, h('a', { href: '/dashboard' }, '← Overview')),
         h('h1', { class: 'user-title' }, user.name, ' ', statusBadge(user.status)),
-        h('p', { class: 'muted' }, `${user.slug} · ${user.effective_time_zone} · last active ${ago(user.last_active_at)}`),
+        h(
+          'p',
+          { class: 'muted' },
+          `${user.slug} · ${user.effective_time_zone} · last active ${ago(user.last_active_at)}`,
+        ),
       ),
       canEdit() ? userActions(user, { onChange: show, onCode: showCode }) : null,
     );
@@ -84,7 +100,11 @@ export async function render(main, { live }) {
         'section',
         { class: 'panel user-now__credits', 'aria-labelledby': 'today-title' },
         h('h2', { id: 'today-title', class: 'panel__title' }, 'Credits and today'),
-        creditGauge({ balance: user.credit_balance, budget: user.credit_budget, windowText: creditWindow(user.report) }),
+        creditGauge({
+          balance: user.credit_balance,
+          budget: user.credit_budget,
+          windowText: creditWindow(user.report),
+        }),
         todayTable(user.report),
       ),
       h(
@@ -93,7 +113,9 @@ export async function render(main, { live }) {
         h('h2', { id: 'windows-title', class: 'panel__title' }, 'Limits now'),
         limitMeters(user.report),
         scheduleList(user.report),
-        user.report?.limits?.length || user.report?.schedules?.length ? null : h('p', { class: 'muted' }, 'No limits: every model may be used without restriction.'),
+        user.report?.limits?.length || user.report?.schedules?.length
+          ? null
+          : h('p', { class: 'muted' }, 'No limits: every model may be used without restriction.'),
       ),
     );
     replace(devices, h('h2', { id: 'devices-title', class: 'panel__title' }, 'Devices'), devicesTable(user.devices));
@@ -102,7 +124,12 @@ export async function render(main, { live }) {
 
   const limits = canEdit()
     ? new LimitsPanel(user, { onSaved: show }).element
-    : h('section', { class: 'panel', 'aria-labelledby': 'limits-title' }, h('h2', { id: 'limits-title', class: 'panel__title' }, 'Limits'), readOnlyLimits(user));
+    : h(
+        'section',
+        { class: 'panel', 'aria-labelledby': 'limits-title' },
+        h('h2', { id: 'limits-title', class: 'panel__title' }, 'Limits'),
+        readOnlyLimits(user),
+      );
 
   let timer = null;
   const refresh = ({ chart = false } = {}) => {
