@@ -181,13 +181,29 @@ async fn every_asset_and_module_is_served_versioned_and_cached() {
         .filter(|u| u.ends_with(".js"))
         .cloned()
         .collect();
-    for page in [
-        "login", "overview", "user", "add-user", "settings", "activity",
+    assert!(modules.contains(&format!("{base}js/pages/login.js")));
+    // Each page preloads its own module (main.js imports it by name).
+    let (cookie, _) = session_cookie(&server).await;
+    for (page, path) in [
+        ("overview", "/dashboard"),
+        ("user", "/dashboard/users/1"),
+        ("add-user", "/dashboard/users/new"),
+        ("settings", "/dashboard/settings"),
+        ("activity", "/dashboard/activity"),
     ] {
-        assert!(
-            modules.contains(&format!("{base}js/pages/{page}.js")),
-            "{page}"
-        );
+        let shell = http
+            .get(server.path(path))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let own = format!("{base}js/pages/{page}.js");
+        let preloaded = asset_urls(&shell);
+        assert!(preloaded.contains(&own), "{own} preloaded by {path}");
+        modules.extend(preloaded.into_iter().filter(|u| u.ends_with(".js")));
     }
     let mut checked = BTreeSet::new();
     while let Some(url) = modules.pop_first() {

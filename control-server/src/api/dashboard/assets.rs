@@ -4,6 +4,7 @@
 //! reaches it at once. Modules import each other by relative paths, which
 //! stay inside the same version.
 
+use std::collections::BTreeSet;
 use std::sync::LazyLock;
 
 use axum::extract::Path;
@@ -52,14 +53,48 @@ pub fn template(name: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Every JavaScript module, for `<link rel="modulepreload">`.
-pub fn modules() -> impl Iterator<Item = String> {
-    let mut names: Vec<String> = Assets::iter()
-        .filter(|name| name.ends_with(".js"))
-        .map(|name| name.into_owned())
-        .collect();
-    names.sort();
-    names.into_iter()
+/// The modules a page runs: `js/main.js`, `js/pages/<page>.js` and all they
+/// import, for `<link rel="modulepreload">` (fetched side by side instead of
+/// one import level after the other).
+pub fn modules_of_page(page: &str) -> Vec<String> {
+    let mut wanted = vec!["js/main.js".to_owned(), format!("js/pages/{page}.js")];
+    let mut found = BTreeSet::new();
+    while let Some(path) = wanted.pop() {
+        let Some(file) = Assets::get(&path) else {
+            continue;
+        };
+        if !found.insert(path.clone()) {
+            continue;
+        }
+        let source = String::from_utf8_lossy(&file.data);
+        wanted.extend(static_imports(&source).map(|import| resolve(&path, import)));
+    }
+    found.into_iter().collect()
+}
+
+/// The relative specifiers of `import … from './x.js'` and `import './x.js'`.
+fn static_imports(source: &str) -> impl Iterator<Item = &str> {
+    let after = |marker: &'static str| source.split(marker).skip(1);
+    after("from '")
+        .chain(after("import '"))
+        .filter_map(|rest| rest.split_once('\'').map(|(specifier, _)| specifier))
+        .filter(|specifier| specifier.starts_with("./") || specifier.starts_with("../"))
+}
+
+/// `import` (relative) resolved against the module at `from`.
+fn resolve(from: &str, import: &str) -> String {
+    let mut parts: Vec<&str> = from.split('/').collect();
+    parts.pop();
+    for part in import.split('/') {
+        match part {
+            "." => {}
+            ".." => {
+                parts.pop();
+            }
+            other => parts.push(other),
+        }
+    }
+    parts.join("/")
 }
 
 fn content_type(path: &str) -> &'static str {
@@ -108,4 +143,40 @@ pub async fn serve(
         HeaderValue::from_static(content_type(&path)),
     );
     (headers, file.data.into_owned()).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_page_preloads_its_own_modules_and_their_imports_only() {
+        let login = modules_of_page("login");
+        for needed in ["js/main.js", "js/pages/login.js", "js/dom.js", "js/api.js"] {
+            assert!(login.iter().any(|m| m == needed), "{needed} in {login:?}");
+        }
+        assert!(!login.iter().any(|m| m == "js/pages/overview.js"));
+        assert!(!login.iter().any(|m| m == "js/components/chart.js"));
+        let user = modules_of_page("user");
+        assert!(user.iter().any(|m| m == "js/components/chart.js"));
+        assert!(
+            modules_of_page("nope")
+                .iter()
+                .all(|m| m != "js/pages/nope.js")
+        );
+    }
+
+    #[test]
+    fn imports_resolve_relative_to_the_importing_module() {
+        assert_eq!(resolve("js/pages/user.js", "../dom.js"), "js/dom.js");
+        assert_eq!(
+            resolve("js/main.js", "./components/topbar.js"),
+            "js/components/topbar.js"
+        );
+        let source = "import { a } from './a.js';\nimport {\n  b,\n} from '../b.js';\nimport './c.js';\nconst x = import(`./d.js`);";
+        assert_eq!(
+            static_imports(source).collect::<Vec<_>>(),
+            ["./a.js", "../b.js", "./c.js"]
+        );
+    }
 }

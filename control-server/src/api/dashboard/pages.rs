@@ -210,11 +210,12 @@ fn render_shell(page: Page, principal: Option<&Principal>, state: &AppState) -> 
         Some(_) => format!("{} · {team} · ccgate", page.title()),
         None => format!("{} · ccgate", page.title()),
     };
-    let preloads: String = assets::modules()
+    let preloads: String = assets::modules_of_page(page.module())
+        .iter()
         .map(|module| {
             format!(
                 "<link rel=\"modulepreload\" href=\"{base}/{}\">\n",
-                escape(&module)
+                escape(module)
             )
         })
         .collect();
