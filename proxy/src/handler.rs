@@ -80,6 +80,13 @@ impl GateHandler {
                 );
             }
         };
+        if let Some(agent) = parts
+            .headers
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+        {
+            self.shared.observe_user_agent(agent);
+        }
         let facts = match RequestFacts::read(&parts.headers, &bytes) {
             Ok(facts) => facts,
             Err(error) => {

@@ -24,7 +24,7 @@ pub async fn run_sync(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) 
     loop {
         let included = shared.acked_through.load(Ordering::Acquire);
         let request = SyncRequest {
-            device: Some(shared.device.clone()),
+            device: Some(shared.device_info()),
         };
         let wait = match shared.link.sync(&request).await {
             Ok(answer) => {

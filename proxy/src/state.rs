@@ -94,6 +94,8 @@ pub struct Shared {
     pub streams: OpenStreams,
     pub started_at: Timestamp,
     pub device: DeviceInfo,
+    /// The Claude Code version last seen in a request (`claude-cli/X.Y.Z`).
+    claude_version: Mutex<Option<String>>,
     policy: RwLock<Option<Arc<CompiledPolicy>>>,
     pub(crate) usage: Mutex<LocalUsage>,
     pub(crate) turns: Mutex<TurnTable>,
@@ -135,6 +137,7 @@ impl Shared {
             streams: OpenStreams::default(),
             started_at: Timestamp::now(),
             device,
+            claude_version: Mutex::new(None),
             policy: RwLock::new(None),
             usage: Mutex::new(LocalUsage::new()),
             turns: Mutex::new(TurnTable::new()),
@@ -149,6 +152,32 @@ impl Shared {
             sender_wakeup: Notify::new(),
             sync_wakeup: Notify::new(),
             hooks,
+        }
+    }
+
+    /// What this device tells the server about itself at each sync.
+    pub fn device_info(&self) -> DeviceInfo {
+        DeviceInfo {
+            claude_version: self.claude_version.lock().expect("version lock").clone(),
+            ..self.device.clone()
+        }
+    }
+
+    /// Notes the Claude Code version from a request's `User-Agent`
+    /// (`claude-cli/2.1.330 (external, cli)`); a newer one is reported at
+    /// the next sync.
+    pub fn observe_user_agent(&self, user_agent: &str) {
+        let Some(version) = user_agent
+            .strip_prefix("claude-cli/")
+            .and_then(|rest| rest.split_whitespace().next())
+            .filter(|v| v.len() <= 32)
+        else {
+            return;
+        };
+        let mut known = self.claude_version.lock().expect("version lock");
+        if known.as_deref() != Some(version) {
+            *known = Some(version.to_owned());
+            self.sync_wakeup.notify_one();
         }
     }
 

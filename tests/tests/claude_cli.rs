@@ -60,6 +60,17 @@ async fn two_prompts_pass_the_third_is_blocked_and_the_server_counts_exactly() {
     assert!(ccgate_tests::settled(&proxy, WAIT).await);
     let usage = server.usage_today(user_id).await;
     assert_eq!(usage.prompts, 2);
+    // The device reports the Claude Code version it saw.
+    let version_seen = eventually(WAIT, async || {
+        let user = server.get(&format!("/users/{user_id}")).await;
+        user.to_string().contains("\"claude_version\":\"2.1.330\"")
+    })
+    .await;
+    assert!(
+        version_seen,
+        "{}",
+        server.get(&format!("/users/{user_id}")).await
+    );
     assert_eq!(usage.token_usage(), upstream.reported_usage());
     assert!(usage.input_tokens > 0 && usage.output_tokens > 0);
 }
