@@ -14,6 +14,18 @@ use serde_json::json;
 /// One Chromium at a time: the machines that run these have two cores.
 static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// Sets a field of the limits editor's `rule`-th limit (1-based) the way a
+/// person would: the value changes and the field's own event fires.
+async fn set_rule_field(browser: &Browser, rule: usize, name: &str, value: &str) {
+    let script = format!(
+        "const field = document.querySelector('fieldset.rule:nth-of-type({rule}) [name={name}]');
+         field.value = '{value}';
+         field.dispatchEvent(new Event(field.tagName === 'SELECT' ? 'change' : 'input'));
+         return field.value;"
+    );
+    assert_eq!(browser.eval(&script).await, value, "limit {rule}, {name}");
+}
+
 /// Fills in and sends the login form of the page that is open.
 async fn log_in(browser: &Browser, username: Option<&str>, password: &str) {
     if let Some(name) = username {
@@ -137,20 +149,70 @@ async fn an_admin_adds_a_user_edits_limits_watches_the_feed_and_kills() {
         true
     );
     browser.type_into(opus_value, "0").await;
+    // Rules of the other types: a weekly output-token budget and a
+    // time-of-day rule are added, the haiku cap is removed.
+    browser.click("#add-limit").await;
+    set_rule_field(&browser, 5, "type", "tokens").await;
+    set_rule_field(&browser, 5, "model", "").await;
+    set_rule_field(&browser, 5, "kind", "output").await;
+    set_rule_field(&browser, 5, "window", "weekly").await;
+    set_rule_field(&browser, 5, "value", "50000").await;
+    browser.click("#add-limit").await;
+    set_rule_field(&browser, 6, "type", "time_of_day").await;
+    set_rule_field(&browser, 6, "schedule_start", "20:00").await;
+    set_rule_field(&browser, 6, "schedule_end", "06:30").await;
+    let haiku = browser
+        .eval("return document.querySelector('fieldset.rule:nth-of-type(4) [name=model]').value")
+        .await;
+    assert_eq!(haiku, "haiku");
+    browser
+        .click("fieldset.rule:nth-of-type(4) .rule__remove")
+        .await;
     browser.click("#save-limits").await;
     let saved = common::eventually(dashboard_support::WAIT, || async {
         let user = server.user(user_id).await;
-        let opus = user["limits"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["type"] == "per_model" && r["model"] == "opus")
-            .cloned()
-            .unwrap();
-        (opus["value"] == 0).then_some(opus)
+        let limits = user["limits"].as_array().unwrap().clone();
+        (limits.len() == 5).then_some(limits)
     })
     .await;
-    assert_eq!(saved["window"], "daily");
+    let shapes: Vec<String> = saved
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {} {} {} {} {}-{}",
+                r["type"].as_str().unwrap(),
+                r["model"].as_str().unwrap_or("all"),
+                r["window"].as_str().unwrap_or("-"),
+                r["value"],
+                r["kind"].as_str().unwrap_or("-"),
+                r["schedule_start"].as_str().unwrap_or(""),
+                r["schedule_end"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shapes,
+        [
+            "credits all daily 50 - -",
+            "per_model opus daily 0 - -",
+            "per_model sonnet daily 10 - -",
+            "tokens all weekly 50000 output -",
+            "time_of_day opus - null - 20:00-06:30",
+        ]
+    );
+    // The page shows the saved limits, the editor is clean again.
+    browser
+        .wait_until(
+            "the saved notice",
+            "return document.getElementById('notices').textContent.includes('Limits saved')",
+        )
+        .await;
+    assert_eq!(
+        browser
+            .eval("return document.getElementById('save-limits').disabled")
+            .await,
+        true
+    );
 
     // A prompt posted by a registered device arrives in the live feed of
     // the overview without a reload.
