@@ -262,7 +262,7 @@ async fn an_admin_adds_a_user_edits_limits_watches_the_feed_and_kills() {
     browser
         .wait_until(
             "the card to show the prompt",
-            &format!("return document.querySelector('[data-user-id=\"{user_id}\"]')?.textContent.includes('sonnet 1')"),
+            &format!("return document.querySelector('[data-user-id=\"{user_id}\"]')?.textContent.includes('Sonnet 1')"),
         )
         .await;
 

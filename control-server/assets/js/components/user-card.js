@@ -3,9 +3,11 @@
 
 import { h } from '../dom.js';
 import { ago, compact } from '../format.js';
+import { FAMILIES } from '../rules.js';
 import { statusBadge } from './badge.js';
 import { creditGauge } from './gauge.js';
 import { creditWindow, limitMeters, tokenTotal } from './limits.js';
+import { FAMILY_STYLE } from './patterns.js';
 
 /** The device seen most recently (online ones first). */
 function mainDevice(devices) {
@@ -19,10 +21,11 @@ function todayTokens(report) {
   return Object.values(today).reduce((sum, totals) => sum + tokenTotal(totals), 0);
 }
 
+/** `Opus 5 · Sonnet 3`: today's prompts of each family that has any. */
 function todayPrompts(user) {
-  return Object.entries(user.usage ?? {})
-    .filter(([, count]) => count > 0)
-    .map(([family, count]) => `${family} ${count}`)
+  const usage = user.usage ?? {};
+  return FAMILIES.filter((family) => usage[family] > 0)
+    .map((family) => `${FAMILY_STYLE[family].label} ${usage[family]}`)
     .join(' · ');
 }
 
