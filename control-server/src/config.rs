@@ -101,6 +101,9 @@ pub struct ServerConfig {
     pub hook_count_dedupe: Duration,
     /// A device seen within this time shows as online.
     pub online_window: Duration,
+    /// How often an open live-events socket checks that its session or
+    /// token still holds (logout, password change, revoked token).
+    pub live_session_recheck: Duration,
     /// How often `last_seen_at` is written to the database.
     pub last_seen_flush_interval: Duration,
     pub clock: Clock,
@@ -123,6 +126,7 @@ impl ServerConfig {
             max_event_age: Duration::from_secs(7 * 24 * 3600),
             hook_count_dedupe: Duration::from_secs(10),
             online_window: Duration::from_secs(120),
+            live_session_recheck: Duration::from_secs(10),
             last_seen_flush_interval: Duration::from_secs(5),
             clock: Clock::system(),
         }

@@ -44,6 +44,10 @@ async fn register_sync_check_count_status_health_keep_the_peer_shapes() {
     let (status, reg) = hook(&server, None, "/register", json!({ "code": code })).await;
     assert_eq!(status, StatusCode::OK, "{reg}");
     let token = reg["auth_token"].as_str().unwrap().to_owned();
+    // A used code is a 404, as with the peer (its hook clients know no 410).
+    let (status, reused) = hook(&server, None, "/register", json!({ "code": code })).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{reused}");
+    assert!(reused["error"].as_str().unwrap().contains("already used"));
     assert_eq!(
         reg["user"],
         json!({ "id": user_id, "name": "Lee", "slug": "lee", "status": "active" })

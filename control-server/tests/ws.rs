@@ -151,3 +151,43 @@ async fn unauthenticated_and_cross_origin_upgrades_are_refused() {
     let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
     next_of(&mut socket, "connected").await;
 }
+
+#[tokio::test]
+async fn a_socket_ends_when_its_session_does() {
+    let server = TestServer::start_with(|config| {
+        config.live_session_recheck = Duration::from_millis(100);
+    })
+    .await;
+    let login: Value = reqwest::Client::new()
+        .post(format!("{}/api/admin/login", server.url))
+        .json(&json!({ "password": ADMIN_PASSWORD }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let session = login["token"].as_str().unwrap().to_owned();
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async(ws_url(&server, &format!("?token={session}")))
+            .await
+            .unwrap();
+    next_of(&mut socket, "connected").await;
+    let logout = reqwest::Client::new()
+        .post(format!("{}/api/admin/logout", server.url))
+        .bearer_auth(&session)
+        .send()
+        .await
+        .unwrap();
+    assert!(logout.status().is_success());
+    next_of(&mut socket, "session_ended").await;
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(Ok(message)) = socket.next().await {
+            if let Message::Close(_) = message {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the socket stayed open after logout");
+}

@@ -11,6 +11,7 @@ use std::time::Instant;
 use axum::Router;
 use axum::extract::State;
 use axum::http::HeaderMap;
+use axum::http::StatusCode;
 use axum::routing::{get, post};
 use ccgate_quota::{
     CreditWeights, Metric, ModelFamily, Rule, RuleSpec, UsageReport, UsageSource, UserStatus,
@@ -174,7 +175,8 @@ async fn register_hook(
         DeviceKind::Hook,
         DeviceDetails::default(),
     )
-    .await?;
+    .await
+    .map_err(peer_status)?;
     let user = registered.user.lock();
     Ok(axum::Json(json!({
         "auth_token": registered.token,
@@ -182,6 +184,19 @@ async fn register_hook(
         "limits": peer_rules(&user.policy.policy.rules),
         "credit_weights": peer_weights(&user.policy.policy.credit_weights),
     })))
+}
+
+/// The peer answers 404 for an unknown, used or expired code alike; its
+/// hook clients know no 410.
+fn peer_status(error: Error) -> Error {
+    if error.status == StatusCode::GONE {
+        Error {
+            status: StatusCode::NOT_FOUND,
+            ..error
+        }
+    } else {
+        error
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

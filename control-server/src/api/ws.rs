@@ -41,16 +41,58 @@ fn same_origin(headers: &HeaderMap) -> bool {
     matches!((origin_host, host), (Some(a), Some(b)) if a.eq_ignore_ascii_case(b))
 }
 
-async fn authenticate(state: &AppState, headers: &HeaderMap, query: &WsQuery) -> Result<Principal> {
-    if let Some(token) = query.token.as_deref().filter(|t| !t.is_empty()) {
-        return admin_auth::authenticate(state, token, AuthVia::Bearer)
-            .await?
-            .ok_or_else(|| Error::unauthorized("invalid token"));
-    }
-    if bearer(headers).is_none() && session_cookie(headers).is_some() && !same_origin(headers) {
-        return Err(Error::forbidden("the Origin does not match this server"));
-    }
-    principal_from(state, headers).await
+/// The credential a socket was opened with, to check it again later.
+struct Credential {
+    token: String,
+    via: AuthVia,
+}
+
+async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    query: &WsQuery,
+) -> Result<(Principal, Credential)> {
+    let credential = if let Some(token) = query.token.as_deref().filter(|t| !t.is_empty()) {
+        Credential {
+            token: token.to_owned(),
+            via: AuthVia::Bearer,
+        }
+    } else if let Some(token) = bearer(headers) {
+        Credential {
+            token: token.to_owned(),
+            via: AuthVia::Bearer,
+        }
+    } else if let Some(token) = session_cookie(headers) {
+        if !same_origin(headers) {
+            return Err(Error::forbidden("the Origin does not match this server"));
+        }
+        Credential {
+            token: token.to_owned(),
+            via: AuthVia::Cookie,
+        }
+    } else {
+        // No credential: the shared extractor gives the usual 401.
+        return Err(principal_from(state, headers)
+            .await
+            .err()
+            .unwrap_or_else(|| {
+                Error::unauthorized("login required (session cookie or Authorization: Bearer)")
+            }));
+    };
+    let principal = admin_auth::authenticate(state, &credential.token, credential.via)
+        .await?
+        .ok_or_else(|| {
+            Error::unauthorized("the session has expired or the token is invalid; log in again")
+                .with_code("invalid_session")
+        })?;
+    Ok((principal, credential))
+}
+
+async fn still_valid(state: &AppState, credential: &Credential) -> bool {
+    matches!(
+        admin_auth::authenticate(state, &credential.token, credential.via).await,
+        Ok(Some(_))
+    )
 }
 
 pub async fn upgrade(
@@ -59,16 +101,17 @@ pub async fn upgrade(
     Query(query): Query<WsQuery>,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response> {
-    let principal = authenticate(&state, &headers, &query).await?;
+    let (principal, credential) = authenticate(&state, &headers, &query).await?;
     // Subscribed before the upgrade, so nothing after `connected` is missed.
     let events = state.hub.subscribe();
-    Ok(upgrade.on_upgrade(move |socket| relay(socket, state, principal, events)))
+    Ok(upgrade.on_upgrade(move |socket| relay(socket, state, principal, credential, events)))
 }
 
 async fn relay(
     mut socket: WebSocket,
     state: AppState,
     principal: Principal,
+    credential: Credential,
     mut events: tokio::sync::broadcast::Receiver<std::sync::Arc<str>>,
 ) {
     let hello = json!({
@@ -83,8 +126,18 @@ async fn relay(
         return;
     }
     let mut shutdown = state.shutdown.clone();
+    // A logout, a password change or a revoked token closes the socket.
+    let every = state.config.live_session_recheck;
+    let mut recheck = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     loop {
         tokio::select! {
+            _ = recheck.tick() => {
+                if !still_valid(&state, &credential).await {
+                    let note = json!({ "type": "session_ended" });
+                    let _ = socket.send(Message::Text(note.to_string().into())).await;
+                    break;
+                }
+            }
             event = events.recv() => match event {
                 Ok(text) => {
                     if socket.send(Message::Text(text.as_ref().into())).await.is_err() {

@@ -182,48 +182,44 @@ pub struct EventFilter {
     pub limit: u32,
 }
 
-/// Newest first.
+/// Newest first. Only the filters given appear in the query, so SQLite can
+/// use the index that fits them (`(?1 IS NULL OR …)` would defeat it).
 pub fn page(conn: &Connection, filter: &EventFilter) -> DbResult<Vec<StoredEvent>> {
     let (before_at, before_seq) = filter.before.unwrap_or((i64::MAX, i64::MAX));
-    let mut statement = conn.prepare_cached(&format!(
-        "SELECT rowid, id, user_id, device_id, at, received_at, type, model, family, {COUNTS},
-                kind, turn_key, session_id, detail
-         FROM events
-         WHERE (?1 IS NULL OR user_id = ?1) AND (?2 IS NULL OR type = ?2)
-           AND (at < ?3 OR (at = ?3 AND rowid < ?4))
-         ORDER BY at DESC, rowid DESC LIMIT ?5"
-    ))?;
-    let rows = statement.query_map(
-        params![
-            filter.user_id,
-            filter.event_type,
-            before_at,
-            before_seq,
-            filter.limit
-        ],
-        |row| {
-            Ok((
-                row.get::<_, i64>(0)?,
-                EventRow {
-                    id: row.get(1)?,
-                    user_id: row.get(2)?,
-                    device_id: row.get(3)?,
-                    at: row.get(4)?,
-                    received_at: row.get(5)?,
-                    event_type: row.get(6)?,
-                    model: row.get(7)?,
-                    family: None,
-                    totals: totals_at(row, 9)?,
-                    kind: row.get(15)?,
-                    turn_key: row.get(16)?,
-                    session_id: row.get(17)?,
-                    detail: None,
-                },
-                row.get::<_, Option<String>>(8)?,
-                row.get::<_, Option<String>>(18)?,
-            ))
-        },
-    )?;
+    let mut statement = conn.prepare_cached(&page_sql(filter))?;
+    let mut named: Vec<(&str, &dyn rusqlite::ToSql)> = vec![
+        (":before_at", &before_at),
+        (":before_seq", &before_seq),
+        (":limit", &filter.limit),
+    ];
+    if let Some(user_id) = &filter.user_id {
+        named.push((":user_id", user_id));
+    }
+    if let Some(event_type) = &filter.event_type {
+        named.push((":type", event_type));
+    }
+    let rows = statement.query_map(named.as_slice(), |row| {
+        Ok((
+            row.get::<_, i64>(0)?,
+            EventRow {
+                id: row.get(1)?,
+                user_id: row.get(2)?,
+                device_id: row.get(3)?,
+                at: row.get(4)?,
+                received_at: row.get(5)?,
+                event_type: row.get(6)?,
+                model: row.get(7)?,
+                family: None,
+                totals: totals_at(row, 9)?,
+                kind: row.get(15)?,
+                turn_key: row.get(16)?,
+                session_id: row.get(17)?,
+                detail: None,
+            },
+            row.get::<_, Option<String>>(8)?,
+            row.get::<_, Option<String>>(18)?,
+        ))
+    })?;
     rows.map(|row| {
         let (seq, mut event, family, detail) = row?;
         event.family = family.map(|f| f.parse()).transpose().map_err(corrupt)?;
@@ -234,6 +230,24 @@ pub fn page(conn: &Connection, filter: &EventFilter) -> DbResult<Vec<StoredEvent
         Ok(StoredEvent { row: event, seq })
     })
     .collect()
+}
+
+fn page_sql(filter: &EventFilter) -> String {
+    let mut conditions = vec!["(at, rowid) < (:before_at, :before_seq)"];
+    if filter.user_id.is_some() {
+        conditions.push("user_id = :user_id");
+    }
+    if filter.event_type.is_some() {
+        conditions.push("type = :type");
+    }
+    format!(
+        "SELECT rowid, id, user_id, device_id, at, received_at, type, model, family, {COUNTS},
+                kind, turn_key, session_id, detail
+         FROM events
+         WHERE {}
+         ORDER BY at DESC, rowid DESC LIMIT :limit",
+        conditions.join(" AND ")
+    )
 }
 
 /// When the user last did anything that counts.
@@ -278,5 +292,39 @@ mod tests {
             .unwrap();
         assert!(one.contains("events_user_at (user_id=?"), "{one}");
         assert!(all.contains("events_at (at>? AND at<?)"), "{all}");
+    }
+
+    #[test]
+    fn the_event_log_uses_the_index_that_fits_its_filters() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = super::super::Db::open(&dir.path().join("ccgate.db")).unwrap();
+        let filter = |user_id: Option<i64>, event_type: Option<&str>| EventFilter {
+            user_id,
+            event_type: event_type.map(str::to_owned),
+            before: None,
+            limit: 50,
+        };
+        let cases = [
+            (filter(None, None), "events_at"),
+            (filter(Some(1), None), "events_user_at"),
+            (filter(None, Some("tamper")), "events_type_at"),
+            (filter(Some(1), Some("tamper")), "events_user_type_at"),
+        ];
+        for (filter, index) in cases {
+            let sql = page_sql(&filter);
+            let plan = db
+                .read_blocking(|conn| {
+                    let mut statement = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+                    let mut plan = Vec::new();
+                    let mut rows = statement.raw_query();
+                    while let Some(row) = rows.next()? {
+                        plan.push(row.get::<_, String>(3)?);
+                    }
+                    Ok(plan.join("; "))
+                })
+                .unwrap();
+            assert!(plan.contains(&format!("INDEX {index} ")), "{sql}\n{plan}");
+            assert!(!plan.contains("SCAN events"), "{plan}");
+        }
     }
 }

@@ -5,7 +5,10 @@ use rusqlite::Connection;
 
 use super::DbError;
 
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_initial.sql"),
+    include_str!("migrations/0002_event_filters.sql"),
+];
 
 pub fn run(conn: &mut Connection) -> Result<(), DbError> {
     let applied: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
