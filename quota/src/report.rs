@@ -110,6 +110,19 @@ impl UsageReport {
             .min_by_key(|l| l.remaining.unwrap_or(u64::MAX))
     }
 
+    /// The peer's `(credit_budget, credit_balance)`: the tightest credit
+    /// budget and what is left of it, -1 for each when there is none.
+    pub fn credit_figures(&self) -> (i64, i64) {
+        match self.tightest_credits() {
+            Some(line) => (
+                line.limit,
+                line.remaining
+                    .map_or(-1, |r| i64::try_from(r).unwrap_or(i64::MAX)),
+            ),
+            None => (-1, -1),
+        }
+    }
+
     /// The credit budget with the least room, if any.
     pub fn tightest_credits(&self) -> Option<&LimitUsage> {
         self.limits

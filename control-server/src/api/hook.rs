@@ -96,18 +96,6 @@ fn usage_today(report: &UsageReport) -> Value {
     Value::Object(usage)
 }
 
-/// The tightest credit budget and what is left of it; -1 when unlimited.
-fn credits(report: &UsageReport) -> (i64, i64) {
-    match report.tightest_credits() {
-        Some(line) => (
-            line.limit,
-            line.remaining
-                .map_or(-1, |r| i64::try_from(r).unwrap_or(i64::MAX)),
-        ),
-        None => (-1, -1),
-    }
-}
-
 fn user_json(state: &UserState) -> Value {
     json!({
         "id": state.row.id, "name": state.row.name, "slug": state.row.slug,
@@ -118,7 +106,7 @@ fn user_json(state: &UserState) -> Value {
 /// The part of sync and check answers that describes the user now.
 fn policy_fields(state: &UserState, now: Timestamp) -> Map<String, Value> {
     let report = state.report(now);
-    let (budget, balance) = credits(&report);
+    let (budget, balance) = report.credit_figures();
     let policy = &state.policy.policy;
     let mut fields = Map::new();
     fields.insert("status".into(), json!(policy.status));
@@ -325,7 +313,7 @@ async fn count(
     let model = bounded("model", body.model)?.unwrap_or_else(|| "default".to_owned());
     let session_id = bounded("session_id", body.session_id)?;
     let result = ingest::hook_count(&state, &device, &user, &model, session_id.as_deref()).await?;
-    let (_, balance) = credits(&user.lock().report(state.now()));
+    let (_, balance) = user.lock().report(state.now()).credit_figures();
     Ok(axum::Json(json!({
         "recorded": true,
         "duplicate": result == ingest::HookCount::Duplicate,
@@ -338,7 +326,7 @@ async fn status(State(state): State<AppState>, headers: HeaderMap) -> Result<Out
     let now = state.now();
     let guard = user.lock();
     let report = guard.report(now);
-    let (budget, balance) = credits(&report);
+    let (budget, balance) = report.credit_figures();
     let mut per_model: Map<String, Value> = Map::new();
     for line in report
         .limits

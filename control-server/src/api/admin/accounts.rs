@@ -92,26 +92,60 @@ pub async fn remove(
     Admin(admin): Admin,
     Path(id): Path<i64>,
 ) -> Result<StatusCode> {
+    let delete = |tx: &rusqlite::Transaction<'_>, id, _now| db::auth::delete_account(tx, id);
+    remove_logged(
+        &state,
+        &admin.actor,
+        id,
+        Removal {
+            action: "account_deleted",
+            detail_key: "account_id",
+            what: "account",
+            remove: delete,
+        },
+    )
+    .await
+}
+
+/// Deleting or revoking one row: the audit entry it leaves, the 404 it gives.
+struct Removal {
+    action: &'static str,
+    detail_key: &'static str,
+    what: &'static str,
+    /// `(transaction, id, now ms)` → whether a row was removed.
+    remove: fn(&rusqlite::Transaction<'_>, i64, i64) -> db::DbResult<bool>,
+}
+
+/// Removes one row and logs it in the same transaction; 404 when there is none.
+async fn remove_logged(
+    state: &AppState,
+    actor: &str,
+    id: i64,
+    removal: Removal,
+) -> Result<StatusCode> {
     let now = state.now();
-    let actor = admin.actor.clone();
-    let deleted = state
+    let actor = actor.to_owned();
+    let Removal {
+        action,
+        detail_key,
+        what,
+        remove,
+    } = removal;
+    let removed = state
         .db
         .write(move |tx| {
-            let deleted = db::auth::delete_account(tx, id)?;
-            if deleted {
-                let detail = json!({ "account_id": id });
-                db::audit::insert(
-                    tx,
-                    &audit(now, "account_deleted", &actor, None, None, Some(detail)),
-                )?;
+            let removed = remove(tx, id, now.as_millisecond())?;
+            if removed {
+                let detail = json!({ detail_key: id });
+                db::audit::insert(tx, &audit(now, action, &actor, None, None, Some(detail)))?;
             }
-            Ok(deleted)
+            Ok(removed)
         })
         .await?;
-    if deleted {
+    if removed {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(Error::not_found(format!("no account with id {id}")))
+        Err(Error::not_found(format!("no {what} with id {id}")))
     }
 }
 
@@ -179,25 +213,16 @@ pub async fn revoke_token(
     Admin(admin): Admin,
     Path(id): Path<i64>,
 ) -> Result<StatusCode> {
-    let now = state.now();
-    let actor = admin.actor.clone();
-    let found = state
-        .db
-        .write(move |tx| {
-            let found = db::auth::revoke_api_token(tx, id, now.as_millisecond())?;
-            if found {
-                let detail = json!({ "token_id": id });
-                db::audit::insert(
-                    tx,
-                    &audit(now, "token_revoked", &actor, None, None, Some(detail)),
-                )?;
-            }
-            Ok(found)
-        })
-        .await?;
-    if found {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(Error::not_found(format!("no token with id {id}")))
-    }
+    remove_logged(
+        &state,
+        &admin.actor,
+        id,
+        Removal {
+            action: "token_revoked",
+            detail_key: "token_id",
+            what: "token",
+            remove: |tx, id, now| db::auth::revoke_api_token(tx, id, now),
+        },
+    )
+    .await
 }

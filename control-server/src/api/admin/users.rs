@@ -22,18 +22,6 @@ use crate::state::AppState;
 
 type Out = axum::Json<Value>;
 
-/// The tightest credit budget and its balance (-1 when there is none).
-pub fn credit_figures(report: &UsageReport) -> (i64, i64) {
-    match report.tightest_credits() {
-        Some(line) => (
-            line.limit,
-            line.remaining
-                .map_or(-1, |r| i64::try_from(r).unwrap_or(i64::MAX)),
-        ),
-        None => (-1, -1),
-    }
-}
-
 fn user_view(state: &AppState, user: &UserLive, last_active: Option<i64>) -> Value {
     let now = state.now();
     let now_ms = now.as_millisecond();
@@ -47,7 +35,7 @@ fn user_view(state: &AppState, user: &UserLive, last_active: Option<i64>) -> Val
             guard.reservations.len(),
         )
     };
-    let (budget, balance) = credit_figures(&report);
+    let (budget, balance) = report.credit_figures();
     let mut usage = Map::new();
     for family in ModelFamily::ALL {
         usage.insert(
@@ -344,7 +332,7 @@ pub async fn preview(
             }),
         );
     }
-    let (budget, balance) = credit_figures(&report);
+    let (budget, balance) = report.credit_figures();
     Ok(axum::Json(json!({
         "report": report,
         "decisions": decisions,
