@@ -14,185 +14,21 @@
 //! measure at). The server runs on its own runtime with one worker per core,
 //! like the binary; the load generator has its own, on the same cores.
 
-use std::path::Path;
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use ccgate_quota::{ModelFamily, Totals};
-use ccgate_server::db::events::EventRow;
-use ccgate_server::db::{self, Db};
-use ccgate_server::{ServerConfig, serve};
-use jiff::Timestamp;
-use serde_json::{Value, json};
+use common::{Device, cores, env_or, new_runtime, seed_history, seed_users, start, stop};
+use serde_json::json;
 
 const USERS: usize = 100;
 /// Users whose opus limit is 0: their checks take the deny path (block
 /// message, queued blocked event, live event).
 const DENIED_USERS: usize = 10;
-const PASSWORD: &str = "benchmark password";
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-struct Running {
-    url: String,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<(), ccgate_server::ServerError>>,
-    started_in: Duration,
-}
-
-/// Starts the server on its own runtime (its own worker threads, as the
-/// real binary has), so the load generator's tasks do not queue with it.
-async fn start(server_runtime: &tokio::runtime::Handle, dir: &Path) -> Running {
-    let mut config = ServerConfig::new(dir);
-    config.admin_password = Some(PASSWORD.to_owned());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let began = Instant::now();
-    let listener = listener.into_std().unwrap();
-    let task = server_runtime.spawn(async move {
-        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-        serve(config, listener, async move {
-            let _ = stopped.await;
-        })
-        .await
-    });
-    let client = reqwest::Client::new();
-    loop {
-        if let Ok(r) = client.get(format!("{url}/healthz")).send().await
-            && r.status().is_success()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Running {
-        url,
-        stop,
-        task,
-        started_in: began.elapsed(),
-    }
-}
-
-async fn stop(server: Running) {
-    let _ = server.stop.send(());
-    server.task.await.unwrap().unwrap();
-}
-
-/// Creates the users and their proxies; returns (user id, device id, token).
-async fn seed_users(url: &str) -> Vec<(i64, i64, String)> {
-    let client = reqwest::Client::new();
-    let login: Value = client
-        .post(format!("{url}/api/admin/login"))
-        .json(&json!({ "password": PASSWORD }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let admin = login["token"].as_str().unwrap().to_owned();
-    let mut devices = Vec::new();
-    for i in 0..USERS {
-        let opus = if i < DENIED_USERS { 0 } else { 10_000_000 };
-        let limits = json!([
-            { "type": "per_model", "model": "opus", "window": "daily", "value": opus },
-            { "type": "per_model", "model": "sonnet", "window": "rolling_5h", "value": 10_000_000 },
-            { "type": "credits", "window": "monthly", "value": 1_000_000_000 },
-            { "type": "credits", "window": "weekly", "value": 1_000_000_000 },
-            { "type": "tokens", "window": "sliding_24h", "value": 1_000_000_000_000i64, "kind": "total" },
-            { "type": "time_of_day", "schedule_start": "00:00", "schedule_end": "23:59" },
-        ]);
-        let created: Value = client
-            .post(format!("{url}/api/admin/users"))
-            .bearer_auth(&admin)
-            .json(&json!({ "name": format!("Bench user {i}"), "limits": limits }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let code = created["install_code"].as_str().unwrap();
-        let registered: Value = client
-            .post(format!("{url}/api/agent/v1/register"))
-            .json(&json!({ "code": code, "device": {
-                "hostname": format!("host-{i}"), "os": "linux", "arch": "x86_64", "agent_version": "bench" } }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        devices.push((
-            created["user"]["id"].as_i64().unwrap(),
-            registered["device_id"].as_i64().unwrap(),
-            registered["device_token"].as_str().unwrap().to_owned(),
-        ));
-    }
-    devices
-}
-
-/// Adds `count` events spread over the last 35 days, through the server's
-/// own storage module (the server is stopped meanwhile).
-fn seed_history(dir: &Path, devices: &[(i64, i64, String)], first: u64, count: u64) {
-    let db = Db::open(&dir.join("ccgate.db")).unwrap();
-    let now = Timestamp::now().as_millisecond();
-    let span = 35 * 24 * 3600 * 1000i64;
-    let families = [ModelFamily::Opus, ModelFamily::Sonnet, ModelFamily::Haiku];
-    // A small deterministic generator: the same history every run.
-    let mut state: u64 = 0x9E37_79B9_7F4A_7C15 ^ first;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
-    let batch = 50_000;
-    let mut written = 0;
-    while written < count {
-        let n = batch.min(count - written);
-        let rows: Vec<EventRow> = (0..n)
-            .map(|k| {
-                let (user_id, device_id, _) = &devices[(next() % devices.len() as u64) as usize];
-                let family = families[(next() % 3) as usize];
-                let at = now - (next() % span as u64) as i64;
-                let counted = next() % 2 == 0;
-                EventRow {
-                    id: format!("00000000-0000-4000-8000-{:012x}", first + written + k),
-                    user_id: *user_id,
-                    device_id: Some(*device_id),
-                    at,
-                    received_at: at,
-                    event_type: "request".to_owned(),
-                    model: Some(format!("claude-{family}-4-5")),
-                    family: Some(family),
-                    totals: Totals {
-                        prompts: u64::from(counted),
-                        credits: if counted { 3 } else { 0 },
-                        input_tokens: 1000 + next() % 5000,
-                        output_tokens: 100 + next() % 2000,
-                        cache_creation_input_tokens: 0,
-                        cache_read_input_tokens: next() % 20_000,
-                    },
-                    kind: Some(if counted { "prompt" } else { "continuation" }.to_owned()),
-                    turn_key: Some(format!("h:{k}")),
-                    session_id: Some("history".to_owned()),
-                    detail: None,
-                }
-            })
-            .collect();
-        db.write_blocking(|tx| db::events::insert_new(tx, &rows).map(|_| ()))
-            .unwrap();
-        written += n;
-    }
-}
+/// Events are spread over this many days before now.
+const HISTORY_DAYS: i64 = 35;
 
 struct Figures {
     checks: u64,
@@ -201,12 +37,7 @@ struct Figures {
     latencies_us: Vec<u64>,
 }
 
-async fn hammer(
-    url: &str,
-    devices: &[(i64, i64, String)],
-    connections: usize,
-    seconds: u64,
-) -> Figures {
+async fn hammer(url: &str, devices: &[Device], connections: usize, seconds: u64) -> Figures {
     let stop = Arc::new(AtomicBool::new(false));
     let measuring = Arc::new(AtomicBool::new(false));
     let allowed = Arc::new(AtomicU64::new(0));
@@ -303,25 +134,30 @@ fn main() {
         .split(',')
         .filter_map(|n| n.trim().parse().ok())
         .collect();
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let server_runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(cores)
-        .thread_name("server")
-        .enable_all()
-        .build()
-        .unwrap();
+    let cores = cores();
+    let server_runtime = new_runtime(cores, "server");
     let server_handle = server_runtime.handle().clone();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(cores)
-        .thread_name("client")
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = new_runtime(cores, "client");
     runtime.block_on(async {
         let temp = tempfile::tempdir().unwrap();
         let dir = temp.path();
         let server = start(&server_handle, dir).await;
-        let devices = seed_users(&server.url).await;
+        let devices = seed_users(&server.url, USERS, |i| {
+            let opus = if i < DENIED_USERS { 0 } else { 10_000_000 };
+            let limits = json!([
+                { "type": "per_model", "model": "opus", "window": "daily", "value": opus },
+                { "type": "per_model", "model": "sonnet", "window": "rolling_5h", "value": 10_000_000 },
+                { "type": "credits", "window": "monthly", "value": 1_000_000_000 },
+                { "type": "credits", "window": "weekly", "value": 1_000_000_000 },
+                { "type": "tokens", "window": "sliding_24h", "value": 1_000_000_000_000i64, "kind": "total" },
+                { "type": "time_of_day", "schedule_start": "00:00", "schedule_end": "23:59" },
+            ]);
+            (
+                json!({ "name": format!("Bench user {i}"), "limits": limits }),
+                json!({ "hostname": format!("host-{i}"), "os": "linux", "arch": "x86_64", "agent_version": "bench" }),
+            )
+        })
+        .await;
         stop(server).await;
         println!(
             "check_load: {USERS} users ({DENIED_USERS} refused opus), 1 proxy each, 6 rules each, \
@@ -342,7 +178,14 @@ fn main() {
         let mut seeded = 0;
         for target in history {
             let began = Instant::now();
-            seed_history(dir, &devices, seeded, target.saturating_sub(seeded));
+            seed_history(
+                dir,
+                &devices,
+                seeded,
+                target.saturating_sub(seeded),
+                HISTORY_DAYS,
+                |_| None,
+            );
             let seed_time = began.elapsed();
             seeded = target.max(seeded);
             let server = start(&server_handle, dir).await;

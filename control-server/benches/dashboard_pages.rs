@@ -18,190 +18,15 @@
 #[path = "../tests/dashboard_support/mod.rs"]
 mod dashboard_support;
 
-use std::path::Path;
-use std::time::{Duration, Instant};
+mod common;
 
-use ccgate_quota::{ModelFamily, Totals};
-use ccgate_server::db::events::EventRow;
-use ccgate_server::db::{self, Db};
-use ccgate_server::{ServerConfig, serve};
+use std::time::Instant;
+
+use common::{PASSWORD, cores, env_or, new_runtime, seed_history, seed_users, start, stop};
 use dashboard_support::Browser;
-use jiff::Timestamp;
-use serde_json::{Value, json};
+use serde_json::json;
 
-const PASSWORD: &str = "benchmark password";
 const HISTORY_DAYS: i64 = 90;
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-struct Running {
-    url: String,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<(), ccgate_server::ServerError>>,
-}
-
-/// The server on its own runtime, as the binary runs it.
-async fn start(server_runtime: &tokio::runtime::Handle, dir: &Path) -> Running {
-    let mut config = ServerConfig::new(dir);
-    config.admin_password = Some(PASSWORD.to_owned());
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = server_runtime.spawn(async move {
-        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-        serve(config, listener, async move {
-            let _ = stopped.await;
-        })
-        .await
-    });
-    let http = reqwest::Client::new();
-    while !http
-        .get(format!("{url}/healthz"))
-        .send()
-        .await
-        .is_ok_and(|r| r.status().is_success())
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Running { url, stop, task }
-}
-
-async fn stop(server: Running) {
-    let _ = server.stop.send(());
-    server.task.await.unwrap().unwrap();
-}
-
-/// Users with six rules and a registered proxy each: (user id, device id, token).
-async fn seed_users(url: &str, users: usize) -> Vec<(i64, i64, String)> {
-    let http = reqwest::Client::new();
-    let login: Value = http
-        .post(format!("{url}/api/admin/login"))
-        .json(&json!({ "password": PASSWORD }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let admin = login["token"].as_str().unwrap().to_owned();
-    let mut devices = Vec::new();
-    for i in 0..users {
-        let limits = json!([
-            { "type": "credits", "window": "daily", "value": 100 + i },
-            { "type": "per_model", "model": "opus", "window": "daily", "value": 5 + i % 10 },
-            { "type": "per_model", "model": "sonnet", "window": "rolling_5h", "value": 40 },
-            { "type": "per_model", "model": "haiku", "window": "weekly", "value": 500 },
-            { "type": "tokens", "window": "sliding_24h", "value": 50_000_000, "kind": "total" },
-            { "type": "time_of_day", "model": "opus", "schedule_start": "07:00", "schedule_end": "23:00" },
-        ]);
-        let created: Value = http
-            .post(format!("{url}/api/admin/users"))
-            .bearer_auth(&admin)
-            .json(&json!({ "name": format!("Person {i:03}"), "limits": limits }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let registered: Value = http
-            .post(format!("{url}/api/agent/v1/register"))
-            .json(&json!({ "code": created["install_code"], "device": {
-                "hostname": format!("host-{i:03}"), "os": "linux", "arch": "x86_64",
-                "claude_version": "2.1.3", "agent_version": "bench" } }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        devices.push((
-            created["user"]["id"].as_i64().unwrap(),
-            registered["device_id"].as_i64().unwrap(),
-            registered["device_token"].as_str().unwrap().to_owned(),
-        ));
-    }
-    devices
-}
-
-/// `count` events over the last 90 days, written through the server's own
-/// storage module while it is stopped: requests (half of them counted
-/// prompts), and one in a thousand a block or a tamper report.
-fn seed_history(dir: &Path, devices: &[(i64, i64, String)], count: u64) {
-    let db = Db::open(&dir.join("ccgate.db")).unwrap();
-    let now = Timestamp::now().as_millisecond();
-    let span = HISTORY_DAYS * 24 * 3600 * 1000;
-    let families = [ModelFamily::Opus, ModelFamily::Sonnet, ModelFamily::Haiku];
-    // A small deterministic generator: the same history every run.
-    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
-    let mut written = 0;
-    while written < count {
-        let batch = 50_000.min(count - written);
-        let rows: Vec<EventRow> = (0..batch)
-            .map(|k| {
-                let (user_id, device_id, _) = &devices[(next() % devices.len() as u64) as usize];
-                let family = families[(next() % 3) as usize];
-                let at = now - (next() % span as u64) as i64;
-                let counted = next() % 2 == 0;
-                let rare = next() % 1000;
-                let (event_type, totals, detail) = match rare {
-                    0 => (
-                        "blocked",
-                        Totals::default(),
-                        Some(json!({ "reason": "per_model", "message": "limit reached" })),
-                    ),
-                    1 => (
-                        "tamper",
-                        Totals::default(),
-                        Some(json!({ "path": "/etc/claude-code/managed-settings.json", "what": "settings_key", "restored": true })),
-                    ),
-                    _ => (
-                        "request",
-                        Totals {
-                            prompts: u64::from(counted),
-                            credits: if counted { 3 } else { 0 },
-                            input_tokens: 1000 + next() % 5000,
-                            output_tokens: 100 + next() % 2000,
-                            cache_creation_input_tokens: 0,
-                            cache_read_input_tokens: next() % 20_000,
-                        },
-                        None,
-                    ),
-                };
-                EventRow {
-                    id: format!("00000000-0000-4000-8000-{:012x}", written + k),
-                    user_id: *user_id,
-                    device_id: Some(*device_id),
-                    at,
-                    received_at: at,
-                    event_type: event_type.to_owned(),
-                    model: Some(format!("claude-{family}-4-5")),
-                    family: Some(family),
-                    totals,
-                    kind: Some(if counted { "prompt" } else { "continuation" }.to_owned()),
-                    turn_key: Some(format!("h:{k}")),
-                    session_id: Some("history".to_owned()),
-                    detail,
-                }
-            })
-            .collect();
-        db.write_blocking(|tx| db::events::insert_new(tx, &rows).map(|_| ()))
-            .unwrap();
-        written += batch;
-    }
-}
 
 /// One load's figures, ms from the start of the navigation.
 #[derive(Debug, Clone)]
@@ -302,32 +127,49 @@ fn main() {
     let loads: usize = env_or("BENCH_LOADS", 20);
     let users: usize = env_or("BENCH_USERS", 100);
     let events: u64 = env_or("BENCH_EVENTS", 200_000);
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let server_runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(cores)
-        .thread_name("server")
-        .enable_all()
-        .build()
-        .unwrap();
+    let cores = cores();
+    let server_runtime = new_runtime(cores, "server");
     let server_handle = server_runtime.handle().clone();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("driver")
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = new_runtime(1, "driver");
     runtime.block_on(async {
         let temp = tempfile::tempdir().unwrap();
         let dir = temp.path();
         let server = start(&server_handle, dir).await;
-        let devices = seed_users(&server.url, users).await;
+        // Six rules and a registered proxy each.
+        let devices = seed_users(&server.url, users, |i| {
+            let limits = json!([
+                { "type": "credits", "window": "daily", "value": 100 + i },
+                { "type": "per_model", "model": "opus", "window": "daily", "value": 5 + i % 10 },
+                { "type": "per_model", "model": "sonnet", "window": "rolling_5h", "value": 40 },
+                { "type": "per_model", "model": "haiku", "window": "weekly", "value": 500 },
+                { "type": "tokens", "window": "sliding_24h", "value": 50_000_000, "kind": "total" },
+                { "type": "time_of_day", "model": "opus", "schedule_start": "07:00", "schedule_end": "23:00" },
+            ]);
+            (
+                json!({ "name": format!("Person {i:03}"), "limits": limits }),
+                json!({ "hostname": format!("host-{i:03}"), "os": "linux", "arch": "x86_64",
+                        "claude_version": "2.1.3", "agent_version": "bench" }),
+            )
+        })
+        .await;
         stop(server).await;
         let began = Instant::now();
-        seed_history(dir, &devices, events);
+        // Requests (half of them counted prompts), and one in a thousand a
+        // block or a tamper report.
+        seed_history(dir, &devices, 0, events, HISTORY_DAYS, |rng| match rng.next() % 1000 {
+            0 => Some((
+                "blocked",
+                json!({ "reason": "per_model", "message": "limit reached" }),
+            )),
+            1 => Some((
+                "tamper",
+                json!({ "path": "/etc/claude-code/managed-settings.json", "what": "settings_key", "restored": true }),
+            )),
+            _ => None,
+        });
         eprintln!("seeded {events} events in {:.1} s", began.elapsed().as_secs_f64());
-        let began = Instant::now();
         let server = start(&server_handle, dir).await;
-        eprintln!("server loaded them in {:.1} s", began.elapsed().as_secs_f64());
+        eprintln!("server loaded them in {:.1} s", server.started_in.as_secs_f64());
 
         let busiest = devices[0].0;
         let pages = [
