@@ -3,29 +3,44 @@
 
 mod common;
 
-use common::{ADMIN_PASSWORD, TestServer, read};
+use common::{ADMIN_PASSWORD, TestServer, expect_status, send};
 use jiff::SignedDuration;
 use reqwest::header::{CONTENT_TYPE, COOKIE, SET_COOKIE};
-use reqwest::{Method, StatusCode};
+use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{Value, json};
 
 async fn users(server: &TestServer) -> Vec<Value> {
-    let (status, body) = server
-        .admin_json(Method::GET, "/api/admin/users", None)
-        .await;
+    let (status, body) = server.admin_get("/api/admin/users").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     body["users"].as_array().unwrap().clone()
+}
+
+/// Asserts what `GET /api/admin/users` with `token` as the bearer answers.
+async fn expect_users_status(server: &TestServer, token: &str, expected: StatusCode) {
+    let request = server
+        .request(Method::GET, "/api/admin/users")
+        .bearer_auth(token);
+    expect_status(request, expected).await;
+}
+
+/// Asserts what creating a user called `name` with `token` as the bearer answers.
+async fn expect_create_user_status(
+    server: &TestServer,
+    token: &str,
+    name: &str,
+    expected: StatusCode,
+) {
+    let request = server
+        .request(Method::POST, "/api/admin/users")
+        .bearer_auth(token)
+        .json(&json!({ "name": name }));
+    expect_status(request, expected).await;
 }
 
 #[tokio::test]
 async fn login_sets_a_strict_http_only_cookie_and_needs_csrf_for_changes() {
     let server = TestServer::start().await;
-    let response = server
-        .request(Method::POST, "/api/admin/login")
-        .json(&json!({ "password": ADMIN_PASSWORD }))
-        .send()
-        .await
-        .unwrap();
+    let response = server.login_response(None, ADMIN_PASSWORD).await;
     assert_eq!(response.status(), StatusCode::OK);
     let cookie = response.headers()[SET_COOKIE].to_str().unwrap().to_owned();
     assert!(
@@ -39,104 +54,57 @@ async fn login_sets_a_strict_http_only_cookie_and_needs_csrf_for_changes() {
     let csrf = body["csrf_token"].as_str().unwrap();
     let session = cookie.split(';').next().unwrap().to_owned();
 
+    // The browser's requests: the session cookie and, for changes, the CSRF header.
+    let browser = |method: Method, path: &str, csrf: Option<&str>| {
+        let request = server.request(method, path).header(COOKIE, &session);
+        match csrf {
+            Some(csrf) => request.header("x-csrf-token", csrf),
+            None => request,
+        }
+    };
+
     // Reads work with the cookie alone.
-    let response = server
-        .request(Method::GET, "/api/admin/me")
-        .header(COOKIE, &session)
-        .send()
-        .await
-        .unwrap();
-    let (status, me) = read(response).await;
+    let (status, me) = send(browser(Method::GET, "/api/admin/me", None)).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(me["role"], "admin");
     assert_eq!(me["csrf_token"], csrf);
 
     // A change without the CSRF header is refused and writes nothing.
     let create = json!({ "name": "Nobody" });
-    let response = server
-        .request(Method::POST, "/api/admin/users")
-        .header(COOKIE, &session)
-        .json(&create)
-        .send()
-        .await
-        .unwrap();
-    let (status, body) = read(response).await;
+    let (status, body) = send(browser(Method::POST, "/api/admin/users", None).json(&create)).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(body["code"], "csrf");
     assert!(users(&server).await.is_empty());
-    let response = server
-        .request(Method::POST, "/api/admin/users")
-        .header(COOKIE, &session)
-        .header("x-csrf-token", "wrong")
-        .json(&create)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::FORBIDDEN);
-    let response = server
-        .request(Method::POST, "/api/admin/users")
-        .header(COOKIE, &session)
-        .header("x-csrf-token", csrf)
-        .json(&create)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::CREATED);
+    let wrong = browser(Method::POST, "/api/admin/users", Some("wrong")).json(&create);
+    assert_eq!(send(wrong).await.0, StatusCode::FORBIDDEN);
+    let right = browser(Method::POST, "/api/admin/users", Some(csrf)).json(&create);
+    assert_eq!(send(right).await.0, StatusCode::CREATED);
 
     // Logout ends the session.
-    let response = server
-        .request(Method::POST, "/api/admin/logout")
-        .header(COOKIE, &session)
-        .header("x-csrf-token", csrf)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let response = server
-        .request(Method::GET, "/api/admin/me")
-        .header(COOKIE, &session)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let logout = browser(Method::POST, "/api/admin/logout", Some(csrf));
+    assert_eq!(send(logout).await.0, StatusCode::OK);
+    let me = browser(Method::GET, "/api/admin/me", None);
+    assert_eq!(send(me).await.0, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]
 async fn auth_failures_are_clear_401s() {
     let server = TestServer::start().await;
-    let (status, body) = read(
-        server
-            .request(Method::GET, "/api/admin/users")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, body) = send(server.request(Method::GET, "/api/admin/users")).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(body["error"].as_str().unwrap().contains("login required"));
-    let response = server
-        .request(Method::GET, "/api/admin/users")
-        .bearer_auth("ccs_wrong")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-    let response = server
-        .request(Method::POST, "/api/admin/login")
-        .json(&json!({ "password": "not the password" }))
-        .send()
-        .await
-        .unwrap();
+    expect_users_status(&server, "ccs_wrong", StatusCode::UNAUTHORIZED).await;
+    let response = server.login_response(None, "not the password").await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]
 async fn sessions_expire() {
     let server = TestServer::start().await;
-    let (status, _) = server.admin_json(Method::GET, "/api/admin/me", None).await;
+    let (status, _) = server.admin_get("/api/admin/me").await;
     assert_eq!(status, StatusCode::OK);
     server.clock.advance(SignedDuration::from_hours(24 * 7 + 1));
-    let (status, body) = server.admin_json(Method::GET, "/api/admin/me", None).await;
+    let (status, body) = server.admin_get("/api/admin/me").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(body["code"], "invalid_session");
 }
@@ -145,20 +113,10 @@ async fn sessions_expire() {
 async fn failed_logins_are_rate_limited_per_address() {
     let server = TestServer::start().await;
     for _ in 0..5 {
-        let response = server
-            .request(Method::POST, "/api/admin/login")
-            .json(&json!({ "password": "guess" }))
-            .send()
-            .await
-            .unwrap();
+        let response = server.login_response(None, "guess").await;
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     }
-    let response = server
-        .request(Method::POST, "/api/admin/login")
-        .json(&json!({ "password": ADMIN_PASSWORD }))
-        .send()
-        .await
-        .unwrap();
+    let response = server.login_response(None, ADMIN_PASSWORD).await;
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
     let retry: u64 = response.headers()["retry-after"]
         .to_str()
@@ -172,39 +130,18 @@ async fn failed_logins_are_rate_limited_per_address() {
 async fn viewers_read_but_cannot_change_and_tokens_can_be_revoked() {
     let server = TestServer::start().await;
     let (status, body) = server
-        .admin_json(
-            Method::POST,
-            "/api/admin/accounts",
-            Some(json!({ "username": "vera", "password": "viewer-password", "role": "viewer" })),
-        )
+        .add_account("vera", "viewer-password", "viewer")
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let (status, _) = server
-        .admin_json(
-            Method::POST,
-            "/api/admin/accounts",
-            Some(json!({ "username": "vera", "password": "viewer-password", "role": "viewer" })),
-        )
+        .add_account("vera", "viewer-password", "viewer")
         .await;
     assert_eq!(status, StatusCode::CONFLICT);
     let viewer = server.login(Some("vera"), "viewer-password").await;
     assert_eq!(viewer["role"], "viewer");
     let token = viewer["token"].as_str().unwrap();
-    let response = server
-        .request(Method::GET, "/api/admin/users")
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let response = server
-        .request(Method::POST, "/api/admin/users")
-        .bearer_auth(token)
-        .json(&json!({ "name": "Mallory" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    expect_users_status(&server, token, StatusCode::OK).await;
+    expect_create_user_status(&server, token, "Mallory", StatusCode::FORBIDDEN).await;
     assert!(users(&server).await.is_empty());
 
     // A named API token for a script: shown once, works, then revoked.
@@ -217,54 +154,28 @@ async fn viewers_read_but_cannot_change_and_tokens_can_be_revoked() {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let secret = created["token"].as_str().unwrap().to_owned();
-    let (_, listed) = server
-        .admin_json(Method::GET, "/api/admin/tokens", None)
-        .await;
+    let (_, listed) = server.admin_get("/api/admin/tokens").await;
     assert!(
         listed["tokens"][0].get("token").is_none(),
         "never shown again"
     );
-    let response = server
-        .request(Method::POST, "/api/admin/users")
-        .bearer_auth(&secret)
-        .json(&json!({ "name": "Scripted" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::CREATED);
-    let id = created["id"].as_i64().unwrap();
-    let response = server
-        .admin(Method::DELETE, &format!("/api/admin/tokens/{id}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::NO_CONTENT);
-    let response = server
-        .request(Method::GET, "/api/admin/users")
-        .bearer_auth(&secret)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    expect_create_user_status(&server, &secret, "Scripted", StatusCode::CREATED).await;
+    let token_path = format!("/api/admin/tokens/{}", created["id"].as_i64().unwrap());
+    assert_eq!(
+        server.admin_delete(&token_path).await,
+        StatusCode::NO_CONTENT
+    );
+    expect_users_status(&server, &secret, StatusCode::UNAUTHORIZED).await;
 
     // Accounts can be deleted; their sessions end.
-    let (_, accounts) = server
-        .admin_json(Method::GET, "/api/admin/accounts", None)
-        .await;
+    let (_, accounts) = server.admin_get("/api/admin/accounts").await;
     let account_id = accounts["accounts"][0]["id"].as_i64().unwrap();
-    let response = server
-        .admin(Method::DELETE, &format!("/api/admin/accounts/{account_id}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::NO_CONTENT);
-    let response = server
-        .request(Method::GET, "/api/admin/users")
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let account_path = format!("/api/admin/accounts/{account_id}");
+    assert_eq!(
+        server.admin_delete(&account_path).await,
+        StatusCode::NO_CONTENT
+    );
+    expect_users_status(&server, token, StatusCode::UNAUTHORIZED).await;
 }
 
 #[tokio::test]
@@ -272,12 +183,8 @@ async fn users_are_created_changed_and_deleted() {
     let server =
         TestServer::start_with(|c| c.public_url = Some("https://ccgate.example.com/".into())).await;
     let (status, created) = server
-        .admin_json(
-            Method::POST,
-            "/api/admin/users",
-            Some(json!({ "name": "Mia Wong", "time_zone": "Europe/Berlin",
-                "limits": [{ "type": "per_model", "model": "opus", "window": "daily", "value": 3 }] })),
-        )
+        .post_user(json!({ "name": "Mia Wong", "time_zone": "Europe/Berlin",
+            "limits": [{ "type": "per_model", "model": "opus", "window": "daily", "value": 3 }] }))
         .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let id = created["user"]["id"].as_i64().unwrap();
@@ -291,31 +198,20 @@ async fn users_are_created_changed_and_deleted() {
     assert!(created["limits"][0]["id"].is_i64());
 
     // A second user with the same name gets a numbered slug; an explicit taken slug conflicts.
-    let (_, second) = server
-        .admin_json(
-            Method::POST,
-            "/api/admin/users",
-            Some(json!({ "name": "Mia Wong" })),
-        )
-        .await;
+    let (_, second) = server.post_user(json!({ "name": "Mia Wong" })).await;
     assert_eq!(second["user"]["slug"], "mia-wong-2");
     let (status, _) = server
-        .admin_json(
-            Method::POST,
-            "/api/admin/users",
-            Some(json!({ "name": "X", "slug": "mia-wong" })),
-        )
+        .post_user(json!({ "name": "X", "slug": "mia-wong" }))
         .await;
     assert_eq!(status, StatusCode::CONFLICT);
 
     // A bad rule is named, and nothing changes.
     let (status, body) = server
-        .admin_json(
-            Method::PUT,
-            &format!("/api/admin/users/{id}"),
-            Some(json!({ "limits": [
+        .put_user(
+            id,
+            json!({ "limits": [
                 { "type": "per_model", "model": "opus", "window": "daily", "value": 5 },
-                { "type": "per_model", "model": "opus", "window": "hourly", "value": 5 } ] })),
+                { "type": "per_model", "model": "opus", "window": "hourly", "value": 5 } ] }),
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
@@ -326,30 +222,17 @@ async fn users_are_created_changed_and_deleted() {
     assert!(body["error"].as_str().unwrap().contains("hourly"), "{body}");
     assert_eq!(server.user(id).await["limits"][0]["value"], 3);
     let (status, _) = server
-        .admin_json(
-            Method::PUT,
-            &format!("/api/admin/users/{id}"),
-            Some(json!({ "time_zone": "Mars/Base" })),
-        )
+        .put_user(id, json!({ "time_zone": "Mars/Base" }))
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    let (status, _) = server
-        .admin_json(
-            Method::PUT,
-            &format!("/api/admin/users/{id}"),
-            Some(json!({ "status": "frozen" })),
-        )
-        .await;
+    let (status, _) = server.put_user(id, json!({ "status": "frozen" })).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
     let (status, updated) = server
-        .admin_json(
-            Method::PUT,
-            &format!("/api/admin/users/{id}"),
-            Some(
-                json!({ "name": "Mia W.", "status": "paused", "time_zone": null,
+        .put_user(
+            id,
+            json!({ "name": "Mia W.", "status": "paused", "time_zone": null,
                 "limits": [{ "type": "credits", "window": "weekly", "value": 50 }] }),
-            ),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{updated}");
@@ -375,20 +258,14 @@ async fn users_are_created_changed_and_deleted() {
     assert!(preview["decisions"]["haiku"]["message"].is_string());
     assert!(preview["report"]["limits"].is_array());
 
-    let response = server
-        .admin(Method::DELETE, &format!("/api/admin/users/{id}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let (status, _) = server
-        .admin_json(Method::GET, &format!("/api/admin/users/{id}"), None)
-        .await;
+    assert_eq!(
+        server.admin_delete(&format!("/api/admin/users/{id}")).await,
+        StatusCode::OK
+    );
+    let (status, _) = server.admin_get(&format!("/api/admin/users/{id}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(users(&server).await.len(), 1);
-    let (_, audit) = server
-        .admin_json(Method::GET, "/api/admin/audit?limit=50", None)
-        .await;
+    let (_, audit) = server.admin_get("/api/admin/audit?limit=50").await;
     let kinds: Vec<&str> = audit["entries"]
         .as_array()
         .unwrap()
@@ -444,19 +321,12 @@ async fn bad_bodies_are_clear_4xx_and_write_nothing() {
         ),
     ];
     for (request, expected) in cases {
-        let (status, body) = read(request.send().await.unwrap()).await;
+        let (status, body) = send(request).await;
         assert_eq!(status, expected, "{body}");
         assert!(body["error"].is_string(), "JSON error body: {body}");
     }
     assert!(users(&server).await.is_empty(), "nothing written");
-    let (status, body) = read(
-        server
-            .request(Method::GET, "/api/nothing-here")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, body) = send(server.request(Method::GET, "/api/nothing-here")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(body["error"].is_string());
 }
@@ -464,9 +334,7 @@ async fn bad_bodies_are_clear_4xx_and_write_nothing() {
 #[tokio::test]
 async fn settings_are_validated_and_the_password_can_change() {
     let mut server = TestServer::start().await;
-    let (status, body) = server
-        .admin_json(Method::GET, "/api/admin/settings", None)
-        .await;
+    let (status, body) = server.admin_get("/api/admin/settings").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["settings"]["time_zone"], "UTC");
     assert_eq!(
@@ -475,37 +343,20 @@ async fn settings_are_validated_and_the_password_can_change() {
     );
     assert_eq!(body["settings"]["unidentified_clients"], "allow");
     let (status, _) = server
-        .admin_json(
-            Method::PUT,
-            "/api/admin/settings",
-            Some(json!({ "time_zone": "Nowhere/Land" })),
-        )
+        .put_settings(json!({ "time_zone": "Nowhere/Land" }))
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let (status, body) = server
-        .admin_json(
-            Method::PUT,
-            "/api/admin/settings",
-            Some(json!({ "name": "Platform", "time_zone": "America/New_York", "unidentified_clients": "deny" })),
-        )
+        .put_settings(json!({ "name": "Platform", "time_zone": "America/New_York", "unidentified_clients": "deny" }))
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["settings"]["team_name"], "Platform");
     assert_eq!(body["settings"]["time_zone"], "America/New_York");
     let (status, _) = server
-        .admin_json(
-            Method::PUT,
-            "/api/admin/settings",
-            Some(json!({ "admin_password": "a new admin password" })),
-        )
+        .put_settings(json!({ "admin_password": "a new admin password" }))
         .await;
     assert_eq!(status, StatusCode::OK);
-    let response = server
-        .request(Method::POST, "/api/admin/login")
-        .json(&json!({ "password": ADMIN_PASSWORD }))
-        .send()
-        .await
-        .unwrap();
+    let response = server.login_response(None, ADMIN_PASSWORD).await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     let fresh = server.login(None, "a new admin password").await;
     server.admin_token = fresh["token"].as_str().unwrap().to_owned();
@@ -534,39 +385,25 @@ async fn reports_page_and_group() {
         .await;
     assert_eq!(status, StatusCode::OK);
     let (_, page) = server
-        .admin_json(
-            Method::GET,
-            &format!("/api/admin/events?user_id={user_id}&limit=2"),
-            None,
-        )
+        .admin_get(&format!("/api/admin/events?user_id={user_id}&limit=2"))
         .await;
     assert_eq!(page["events"].as_array().unwrap().len(), 2);
     let cursor = page["next_before"].as_str().unwrap().to_owned();
     let (_, next) = server
-        .admin_json(
-            Method::GET,
-            &format!("/api/admin/events?user_id={user_id}&limit=10&before={cursor}"),
-            None,
-        )
+        .admin_get(&format!(
+            "/api/admin/events?user_id={user_id}&limit=10&before={cursor}"
+        ))
         .await;
     assert_eq!(next["events"].as_array().unwrap().len(), 3);
     assert_eq!(next["next_before"], Value::Null);
-    let (status, _) = server
-        .admin_json(Method::GET, "/api/admin/events?before=garbage", None)
-        .await;
+    let (status, _) = server.admin_get("/api/admin/events?before=garbage").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    let (_, monthly) = server
-        .admin_json(Method::GET, "/api/admin/usage?group=month", None)
-        .await;
+    let (_, monthly) = server.admin_get("/api/admin/usage?group=month").await;
     assert_eq!(monthly["monthly"][0]["count"], 5, "{monthly}");
     assert_eq!(monthly["monthly"][0]["model"], "haiku");
-    let (status, _) = server
-        .admin_json(Method::GET, "/api/admin/usage?days=0", None)
-        .await;
+    let (status, _) = server.admin_get("/api/admin/usage?days=0").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    let (_, listed) = server
-        .admin_json(Method::GET, "/api/admin/users", None)
-        .await;
+    let (_, listed) = server.admin_get("/api/admin/users").await;
     assert!(listed["users"][0]["last_active_at"].is_string());
     assert_eq!(listed["users"][0]["usage"]["haiku"], 5);
 }
@@ -576,14 +413,7 @@ async fn operational_endpoints_and_no_cors() {
     let server = TestServer::start().await;
     let (_, token) = server.user_with_proxy("Ops", json!([])).await;
     server.check(&token, "t:1", "claude-opus-4-5").await;
-    let (status, health) = read(
-        server
-            .request(Method::GET, "/healthz")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, health) = send(server.request(Method::GET, "/healthz")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(health, json!({ "status": "ok" }));
     let text = server
@@ -602,23 +432,19 @@ async fn operational_endpoints_and_no_cors() {
         assert!(text.contains(name), "{name} missing in\n{text}");
     }
     assert!(text.contains("result=\"allowed\""));
-    let response = server
+    let from_elsewhere =
+        |request: RequestBuilder| request.header("origin", "https://evil.example").send();
+    let preflight = server
         .request(Method::OPTIONS, "/api/admin/users")
-        .header("origin", "https://evil.example")
-        .header("access-control-request-method", "POST")
-        .send()
-        .await
-        .unwrap();
+        .header("access-control-request-method", "POST");
+    let response = from_elsewhere(preflight).await.unwrap();
     assert!(
         response
             .headers()
             .keys()
             .all(|h| !h.as_str().starts_with("access-control"))
     );
-    let response = server
-        .admin(Method::GET, "/api/admin/users")
-        .header("origin", "https://evil.example")
-        .send()
+    let response = from_elsewhere(server.admin(Method::GET, "/api/admin/users"))
         .await
         .unwrap();
     assert!(

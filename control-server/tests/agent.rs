@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestServer, eventually, read, request_event};
+use common::{TestServer, expect_status, request_event, send};
 use futures_util::StreamExt;
 use jiff::{SignedDuration, Timestamp};
 use reqwest::{Method, StatusCode};
@@ -101,13 +101,12 @@ async fn repeated_failed_registrations_are_rate_limited() {
 #[tokio::test]
 async fn device_auth_failures_are_401_json() {
     let server = TestServer::start().await;
-    let response = server
-        .request(Method::POST, "/api/agent/v1/check")
-        .json(&json!({ "turn_key": "a", "model": "opus" }))
-        .send()
-        .await
-        .unwrap();
-    let (status, body) = read(response).await;
+    let (status, body) = send(
+        server
+            .request(Method::POST, "/api/agent/v1/check")
+            .json(&json!({ "turn_key": "a", "model": "opus" })),
+    )
+    .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(
         body["error"]
@@ -150,13 +149,10 @@ async fn sync_updates_device_details_and_returns_usage() {
     assert_eq!(device["hostname"], "renamed");
     assert_eq!(device["claude_version"], "2.2.0");
     // An empty body is a plain sync.
-    let response = server
+    let empty = server
         .request(Method::POST, "/api/agent/v1/sync")
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
+        .bearer_auth(&token);
+    expect_status(empty, StatusCode::OK).await;
 }
 
 #[tokio::test]
@@ -176,29 +172,19 @@ async fn allowed_checks_reserve_and_denied_ones_are_recorded() {
     );
     assert_eq!(server.user(user_id).await["pending_prompts"], 1);
 
-    assert_eq!(
-        server.check(&token, "s:2", "claude-opus-4-5").await["allowed"],
-        true
-    );
+    assert!(server.allowed(&token, "s:2", "claude-opus-4-5").await);
     let denied = server.check(&token, "s:3", "claude-opus-4-5").await;
     assert_eq!(denied["allowed"], false);
     assert_eq!(denied["reason"], "per_model");
     let message = denied["message"].as_str().unwrap();
     assert!(message.contains("2 of 2"), "{message}");
     // Other families are not limited.
-    assert_eq!(
-        server.check(&token, "s:4", "claude-haiku-4-5").await["allowed"],
-        true
-    );
+    assert!(server.allowed(&token, "s:4", "claude-haiku-4-5").await);
 
     // The denial is stored (asynchronously) as a blocked event.
-    let blocked = eventually(Duration::from_secs(10), || async {
-        let events = server
-            .events(&format!("user_id={user_id}&type=blocked"))
-            .await;
-        (!events.is_empty()).then_some(events)
-    })
-    .await;
+    let blocked = server
+        .wait_for_events(&format!("user_id={user_id}&type=blocked"))
+        .await;
     assert_eq!(blocked[0]["turn_key"], "s:3");
     assert_eq!(blocked[0]["detail"]["reason"], "per_model");
 
@@ -212,10 +198,7 @@ async fn allowed_checks_reserve_and_denied_ones_are_recorded() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(
-        server.check(&token, "s:5", "claude-opus-4-5").await["allowed"],
-        true
-    );
+    assert!(server.allowed(&token, "s:5", "claude-opus-4-5").await);
 }
 
 #[tokio::test]
@@ -239,10 +222,7 @@ async fn fifty_concurrent_checks_for_the_last_prompt_allow_exactly_one() {
 async fn the_same_event_twice_counts_once_and_settles_the_reservation() {
     let server = TestServer::start().await;
     let (user_id, token) = server.user_with_proxy("Fay", opus_daily(5)).await;
-    assert_eq!(
-        server.check(&token, "s:1", "claude-opus-4-5").await["allowed"],
-        true
-    );
+    assert!(server.allowed(&token, "s:1", "claude-opus-4-5").await);
     let event = request_event(
         "6f1f7c1e-3a43-4c59-9d0b-0a5f1b2c3d4e",
         &Timestamp::now().to_string(),
@@ -264,11 +244,7 @@ async fn the_same_event_twice_counts_once_and_settles_the_reservation() {
     assert_eq!(user["usage"]["opus"], 1, "counted once: {user}");
     assert_eq!(user["pending_prompts"], 0, "the reservation was settled");
     let (_, usage) = server
-        .admin_json(
-            Method::GET,
-            &format!("/api/admin/usage?user_id={user_id}&days=1"),
-            None,
-        )
+        .admin_get(&format!("/api/admin/usage?user_id={user_id}&days=1"))
         .await;
     let rows = usage["daily"].as_array().unwrap();
     assert_eq!(rows.len(), 1, "{usage}");
@@ -319,11 +295,7 @@ async fn offline_events_keep_their_day_and_future_ones_are_clamped() {
     assert!(old > ten_days_ago && old < two_days_ago, "{old}");
 
     let (_, usage) = server
-        .admin_json(
-            Method::GET,
-            &format!("/api/admin/usage?user_id={user_id}&days=7"),
-            None,
-        )
+        .admin_get(&format!("/api/admin/usage?user_id={user_id}&days=7"))
         .await;
     let days: Vec<(String, u64)> = usage["daily"]
         .as_array()
@@ -403,6 +375,12 @@ async fn bad_batches_are_refused_whole() {
     );
 }
 
+/// The utilization of the subscription's five-hour window, as last reported.
+async fn five_hour_utilization(server: &TestServer) -> Value {
+    let (_, subscription) = server.admin_get("/api/admin/subscription").await;
+    subscription["subscription"]["windows"]["5h"]["utilization"].clone()
+}
+
 #[tokio::test]
 async fn tamper_and_subscription_reports_are_stored() {
     let server = TestServer::start().await;
@@ -419,31 +397,15 @@ async fn tamper_and_subscription_reports_are_stored() {
     let (status, answer) = server.agent(&token, "/events", body).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     let (_, audit) = server
-        .admin_json(
-            Method::GET,
-            &format!("/api/admin/audit?kind=tamper&user_id={user_id}"),
-            None,
-        )
+        .admin_get(&format!("/api/admin/audit?kind=tamper&user_id={user_id}"))
         .await;
     assert_eq!(audit["entries"][0]["detail"]["what"], "settings_key");
-    let (_, subscription) = server
-        .admin_json(Method::GET, "/api/admin/subscription", None)
-        .await;
-    assert_eq!(
-        subscription["subscription"]["windows"]["5h"]["utilization"],
-        0.42
-    );
+    assert_eq!(five_hour_utilization(&server).await, 0.42);
     // An older observation does not replace a newer one.
     let stale = json!({ "events": [], "subscription": {
         "observed_at": observed - SignedDuration::from_mins(5), "windows": { "5h": { "utilization": 0.9 } } } });
     server.agent(&token, "/events", stale).await;
-    let (_, subscription) = server
-        .admin_json(Method::GET, "/api/admin/subscription", None)
-        .await;
-    assert_eq!(
-        subscription["subscription"]["windows"]["5h"]["utilization"],
-        0.42
-    );
+    assert_eq!(five_hour_utilization(&server).await, 0.42);
 }
 
 /// Reads server-sent events, yielding each `data:` payload of a `sync` event.
@@ -554,10 +516,7 @@ async fn a_kill_reaches_the_open_stream_and_rotates_the_token() {
     .await
     .expect("the resume reached the stream");
     assert!(resumed.get("new_device_token").is_none());
-    assert_eq!(
-        server.check(&new_token, "k:2", "claude-opus-4-5").await["allowed"],
-        true
-    );
+    assert!(server.allowed(&new_token, "k:2", "claude-opus-4-5").await);
 }
 
 #[tokio::test]
@@ -567,21 +526,13 @@ async fn limit_and_settings_changes_reach_the_stream() {
     let mut stream = SseReader::open(&server, &token).await;
     stream.next_sync().await;
     let (status, _) = server
-        .admin_json(
-            Method::PUT,
-            &format!("/api/admin/users/{user_id}"),
-            Some(json!({ "limits": opus_daily(9) })),
-        )
+        .put_user(user_id, json!({ "limits": opus_daily(9) }))
         .await;
     assert_eq!(status, StatusCode::OK);
     let pushed = stream.next_sync().await;
     assert_eq!(pushed["policy"]["rules"][0]["value"], 9);
     let (status, _) = server
-        .admin_json(
-            Method::PUT,
-            "/api/admin/settings",
-            Some(json!({ "credit_weights": { "opus": 20, "sonnet": 3, "haiku": 1 } })),
-        )
+        .put_settings(json!({ "credit_weights": { "opus": 20, "sonnet": 3, "haiku": 1 } }))
         .await;
     assert_eq!(status, StatusCode::OK);
     let pushed = stream.next_sync().await;

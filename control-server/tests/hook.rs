@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestServer, eventually, read};
+use common::{TestServer, eventually, send};
 use jiff::SignedDuration;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -21,7 +21,7 @@ async fn hook(
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }
-    read(request.send().await.unwrap()).await
+    send(request).await
 }
 
 async fn hook_user(server: &TestServer, limits: Value) -> (i64, String) {
@@ -137,13 +137,12 @@ async fn register_sync_check_count_status_health_keep_the_peer_shapes() {
     // Client timestamps are ignored: the prompt counts today.
     assert_eq!(server.user(user_id).await["usage"]["opus"], 1);
 
-    let response = server
-        .request(Method::GET, "/api/v1/status")
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    let (status, report) = read(response).await;
+    let (status, report) = send(
+        server
+            .request(Method::GET, "/api/v1/status")
+            .bearer_auth(&token),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{report}");
     assert_eq!(report["user"]["id"], user_id);
     assert_eq!(
@@ -155,14 +154,7 @@ async fn register_sync_check_count_status_health_keep_the_peer_shapes() {
     assert!(report["usage"]["daily"]["windowStart"].is_string());
     assert_eq!(report["credit_budget"], 100);
 
-    let (status, health) = read(
-        server
-            .request(Method::GET, "/api/v1/health")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, health) = send(server.request(Method::GET, "/api/v1/health")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(health["status"], "ok");
     assert!(health["timestamp"].is_string());
@@ -177,12 +169,8 @@ async fn auth_errors_match_the_peer() {
     let (status, body) = hook(&server, Some("nope"), "/check", json!({ "model": "opus" })).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(body["error"], "Invalid auth_token");
-    let response = server
-        .request(Method::GET, "/api/v1/status")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(read(response).await.1["error"], "auth_token required");
+    let (_, body) = send(server.request(Method::GET, "/api/v1/status")).await;
+    assert_eq!(body["error"], "auth_token required");
 
     // The token may also come in the body.
     let (_, token) = hook_user(&server, json!([])).await;
@@ -218,23 +206,19 @@ async fn check_reserves_and_count_is_idempotent() {
         json!([{ "type": "per_model", "model": "opus", "window": "daily", "value": 2 }]),
     )
     .await;
-    let check = |session: &'static str| {
-        let (server, token) = (&server, token.clone());
-        async move {
-            hook(
-                server,
-                Some(&token),
-                "/check",
-                json!({ "model": "opus", "session_id": session }),
-            )
-            .await
-            .1
-        }
+    // The hook's call to `path` for an opus prompt of `session`.
+    let call = |path: &'static str, session: &'static str| {
+        hook(
+            &server,
+            Some(&token),
+            path,
+            json!({ "model": "opus", "session_id": session }),
+        )
     };
     // Two sessions take the two prompts; a third is refused before any count.
-    assert_eq!(check("a").await["allowed"], true);
-    assert_eq!(check("b").await["allowed"], true);
-    let refused = check("c").await;
+    assert_eq!(call("/check", "a").await.1["allowed"], true);
+    assert_eq!(call("/check", "b").await.1["allowed"], true);
+    let (_, refused) = call("/check", "c").await;
     assert_eq!(refused["allowed"], false);
     assert!(
         refused["reason"].as_str().unwrap().contains("opus"),
@@ -242,20 +226,8 @@ async fn check_reserves_and_count_is_idempotent() {
     );
     assert!(refused["message"].as_str().unwrap().contains("2 of 2"));
 
-    let count = |session: &'static str| {
-        let (server, token) = (&server, token.clone());
-        async move {
-            hook(
-                server,
-                Some(&token),
-                "/count",
-                json!({ "model": "opus", "session_id": session }),
-            )
-            .await
-        }
-    };
-    assert_eq!(count("a").await.0, StatusCode::OK);
-    let (status, repeated) = count("a").await;
+    assert_eq!(call("/count", "a").await.0, StatusCode::OK);
+    let (status, repeated) = call("/count", "a").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(repeated["duplicate"], true, "{repeated}");
     let counted = server
@@ -313,13 +285,9 @@ async fn an_unreported_hook_prompt_is_counted_when_its_reservation_lapses() {
     })
     .await;
     assert_eq!(usage, 1);
-    let stored = eventually(Duration::from_secs(10), || async {
-        let events = server
-            .events(&format!("user_id={user_id}&type=request"))
-            .await;
-        (!events.is_empty()).then_some(events)
-    })
-    .await;
+    let stored = server
+        .wait_for_events(&format!("user_id={user_id}&type=request"))
+        .await;
     assert_eq!(stored[0]["detail"]["settled"], "unreported");
     assert_eq!(stored[0]["prompts"], 1);
 }

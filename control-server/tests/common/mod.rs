@@ -47,6 +47,11 @@ impl TestServer {
 
     pub async fn launch(config: ServerConfig) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::launch_on(config, listener).await
+    }
+
+    /// A server on `listener` (say, the address of one that was stopped).
+    pub async fn launch_on(config: ServerConfig, listener: tokio::net::TcpListener) -> Self {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
         let clock = config.clock.clone();
@@ -126,7 +131,50 @@ impl TestServer {
         if let Some(body) = body {
             request = request.json(&body);
         }
-        read(request.send().await.unwrap()).await
+        send(request).await
+    }
+
+    /// `GET` of an admin API path as the built-in admin.
+    pub async fn admin_get(&self, path: &str) -> (StatusCode, Value) {
+        self.admin_json(Method::GET, path, None).await
+    }
+
+    /// `DELETE` of an admin API path as the built-in admin: the status.
+    pub async fn admin_delete(&self, path: &str) -> StatusCode {
+        self.admin_json(Method::DELETE, path, None).await.0
+    }
+
+    /// `POST /api/admin/users` with `body`.
+    pub async fn post_user(&self, body: Value) -> (StatusCode, Value) {
+        self.admin_json(Method::POST, "/api/admin/users", Some(body))
+            .await
+    }
+
+    /// `PUT /api/admin/users/{id}` with `body`.
+    pub async fn put_user(&self, id: i64, body: Value) -> (StatusCode, Value) {
+        self.admin_json(Method::PUT, &format!("/api/admin/users/{id}"), Some(body))
+            .await
+    }
+
+    /// `PUT /api/admin/settings` with `body`.
+    pub async fn put_settings(&self, body: Value) -> (StatusCode, Value) {
+        self.admin_json(Method::PUT, "/api/admin/settings", Some(body))
+            .await
+    }
+
+    /// `POST /api/admin/accounts`: a dashboard account with `role`.
+    pub async fn add_account(
+        &self,
+        username: &str,
+        password: &str,
+        role: &str,
+    ) -> (StatusCode, Value) {
+        self.admin_json(
+            Method::POST,
+            "/api/admin/accounts",
+            Some(json!({ "username": username, "password": password, "role": role })),
+        )
+        .await
     }
 
     /// Logs the built-in admin in again (after moving the clock past the session).
@@ -137,19 +185,21 @@ impl TestServer {
             .to_owned();
     }
 
-    pub async fn login(&self, username: Option<&str>, password: &str) -> Value {
+    /// `POST /api/admin/login`, whatever it answers.
+    pub async fn login_response(&self, username: Option<&str>, password: &str) -> Response {
         let mut body = json!({ "password": password });
         if let Some(name) = username {
             body["username"] = json!(name);
         }
-        let (status, value) = read(
-            self.request(Method::POST, "/api/admin/login")
-                .json(&body)
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        self.request(Method::POST, "/api/admin/login")
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn login(&self, username: Option<&str>, password: &str) -> Value {
+        let (status, value) = read(self.login_response(username, password).await).await;
         assert_eq!(status, StatusCode::OK, "login failed: {value}");
         value
     }
@@ -157,11 +207,7 @@ impl TestServer {
     /// Creates a user; returns (user id, install code).
     pub async fn create_user(&self, name: &str, limits: Value) -> (i64, String) {
         let (status, body) = self
-            .admin_json(
-                Method::POST,
-                "/api/admin/users",
-                Some(json!({ "name": name, "limits": limits })),
-            )
+            .post_user(json!({ "name": name, "limits": limits }))
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         (
@@ -182,7 +228,7 @@ impl TestServer {
     }
 
     pub async fn register_proxy_raw(&self, code: &str, hostname: &str) -> (StatusCode, Value) {
-        read(
+        send(
             self.request(Method::POST, "/api/agent/v1/register")
                 .json(&json!({
                     "code": code,
@@ -190,10 +236,7 @@ impl TestServer {
                         "hostname": hostname, "os": "linux", "arch": "x86_64",
                         "os_user": "dev", "claude_version": "2.1.0", "agent_version": "0.1.0",
                     },
-                }))
-                .send()
-                .await
-                .unwrap(),
+                })),
         )
         .await
     }
@@ -206,13 +249,10 @@ impl TestServer {
     }
 
     pub async fn agent(&self, token: &str, path: &str, body: Value) -> (StatusCode, Value) {
-        read(
+        send(
             self.request(Method::POST, &format!("/api/agent/v1{path}"))
                 .bearer_auth(token)
-                .json(&body)
-                .send()
-                .await
-                .unwrap(),
+                .json(&body),
         )
         .await
     }
@@ -229,32 +269,37 @@ impl TestServer {
         body
     }
 
+    /// Whether a check of `turn_key` for `model` is allowed.
+    pub async fn allowed(&self, token: &str, turn_key: &str, model: &str) -> bool {
+        self.check(token, turn_key, model).await["allowed"] == true
+    }
+
     pub async fn user(&self, id: i64) -> Value {
-        let (status, body) = self
-            .admin_json(Method::GET, &format!("/api/admin/users/{id}"), None)
-            .await;
+        let (status, body) = self.admin_get(&format!("/api/admin/users/{id}")).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         body["user"].clone()
     }
 
     pub async fn set_status(&self, id: i64, status: &str) {
-        let (code, body) = self
-            .admin_json(
-                Method::PUT,
-                &format!("/api/admin/users/{id}"),
-                Some(json!({ "status": status })),
-            )
-            .await;
+        let (code, body) = self.put_user(id, json!({ "status": status })).await;
         assert_eq!(code, StatusCode::OK, "{body}");
     }
 
     /// Events of the feed, newest first.
     pub async fn events(&self, query: &str) -> Vec<Value> {
-        let (status, body) = self
-            .admin_json(Method::GET, &format!("/api/admin/events?{query}"), None)
-            .await;
+        let (status, body) = self.admin_get(&format!("/api/admin/events?{query}")).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         body["events"].as_array().unwrap().clone()
+    }
+
+    /// Events of the feed, newest first, once there are any (they are
+    /// stored asynchronously); waits up to ten seconds.
+    pub async fn wait_for_events(&self, query: &str) -> Vec<Value> {
+        eventually(Duration::from_secs(10), || async {
+            let events = self.events(query).await;
+            (!events.is_empty()).then_some(events)
+        })
+        .await
     }
 }
 
@@ -264,6 +309,18 @@ impl Drop for TestServer {
             let _ = stop.send(());
         }
     }
+}
+
+/// Sends `request`: the status and JSON body (`Value::Null` when the body is not JSON).
+pub async fn send(request: RequestBuilder) -> (StatusCode, Value) {
+    read(request.send().await.unwrap()).await
+}
+
+/// Sends `request` and asserts that it answers `expected`; returns the JSON body.
+pub async fn expect_status(request: RequestBuilder, expected: StatusCode) -> Value {
+    let (status, body) = send(request).await;
+    assert_eq!(status, expected, "{body}");
+    body
 }
 
 /// Status and JSON body (`Value::Null` when the body is not JSON).
