@@ -182,14 +182,8 @@ fn main() {
         let browser = Browser::start(&server.url, 1280, 900).await;
         // The first visit, in a fresh profile: nothing cached yet.
         let cold = measure(&browser, "/dashboard/login").await;
-        browser.type_into("#password", PASSWORD).await;
-        browser.click("button[type=submit]").await;
-        browser
-            .wait_until(
-                "the overview",
-                "return location.pathname === '/dashboard' && document.body.dataset.ready === '1'",
-            )
-            .await;
+        browser.log_in(None, PASSWORD).await;
+        browser.wait_for_overview().await;
         let cold_overview = measure(&browser, "/dashboard").await;
         println!(
             "dashboard_pages: {users} users, {events} events over {HISTORY_DAYS} days, {loads} loads \

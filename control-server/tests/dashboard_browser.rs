@@ -6,10 +6,10 @@
 mod common;
 mod dashboard_support;
 
-use common::{ADMIN_PASSWORD, TestServer, request_event};
+use common::{ADMIN_PASSWORD, TestServer, expect_status, request_event, send};
 use dashboard_support::Browser;
-use reqwest::Method;
-use serde_json::json;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
 
 /// One Chromium at a time: the machines that run these have two cores.
 static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -26,13 +26,23 @@ async fn set_rule_field(browser: &Browser, rule: usize, name: &str, value: &str)
     assert_eq!(browser.eval(&script).await, value, "limit {rule}, {name}");
 }
 
-/// Fills in and sends the login form of the page that is open.
-async fn log_in(browser: &Browser, username: Option<&str>, password: &str) {
-    if let Some(name) = username {
-        browser.type_into("#username", name).await;
-    }
-    browser.type_into("#password", password).await;
-    browser.click("button[type=submit]").await;
+/// Opens the login page and logs the built-in admin in: the overview shows.
+async fn log_in_as_admin(browser: &Browser) {
+    browser.open("/dashboard/login").await;
+    browser.log_in(None, ADMIN_PASSWORD).await;
+    browser.wait_for_overview().await;
+}
+
+/// Whether the top bar says the live feed is connected.
+const LIVE: &str = "return document.getElementById('live-status')?.dataset.state === 'live'";
+
+/// Whether the limits editor's save button is disabled.
+const SAVE_DISABLED: &str = "return document.getElementById('save-limits').disabled";
+
+/// Posts `body` to the agent API's `/events` as the device `token`; it must be taken.
+async fn post_events(server: &TestServer, token: &str, body: Value) {
+    let (status, answer) = server.agent(token, "/events", body).await;
+    assert_eq!(status, 200, "{answer}");
 }
 
 #[tokio::test]
@@ -43,7 +53,7 @@ async fn a_wrong_password_is_refused() {
 
     browser.open("/dashboard").await;
     assert_eq!(browser.path().await, "/dashboard/login?next=/dashboard");
-    log_in(&browser, None, "not the password").await;
+    browser.log_in(None, "not the password").await;
     let problem = browser
         .wait_until(
             "the login to be refused",
@@ -55,13 +65,8 @@ async fn a_wrong_password_is_refused() {
     let cookies = browser.eval("return document.cookie").await;
     assert_eq!(cookies, "", "no cookie a script could read");
 
-    log_in(&browser, None, ADMIN_PASSWORD).await;
-    browser
-        .wait_until(
-            "the overview",
-            "return location.pathname === '/dashboard' && document.body.dataset.ready === '1'",
-        )
-        .await;
+    browser.log_in(None, ADMIN_PASSWORD).await;
+    browser.wait_for_overview().await;
     browser.close().await;
 }
 
@@ -70,14 +75,7 @@ async fn an_admin_adds_a_user_edits_limits_watches_the_feed_and_kills() {
     let _browser_slot = ONE_BROWSER.lock().await;
     let server = TestServer::start().await;
     let browser = Browser::start(&server.url, 1280, 900).await;
-    browser.open("/dashboard/login").await;
-    log_in(&browser, None, ADMIN_PASSWORD).await;
-    browser
-        .wait_until(
-            "the overview",
-            "return location.pathname === '/dashboard' && document.body.dataset.ready === '1'",
-        )
-        .await;
+    log_in_as_admin(&browser).await;
 
     // Add a user with the "light" preset and read the install code.
     browser.click("a[href='/dashboard/users/new']").await;
@@ -98,9 +96,7 @@ async fn an_admin_adds_a_user_edits_limits_watches_the_feed_and_kills() {
         command,
         format!("sudo ccgate setup --code {code} --server {}", server.url)
     );
-    let (_, users) = server
-        .admin_json(Method::GET, "/api/admin/users", None)
-        .await;
+    let (_, users) = server.admin_get("/api/admin/users").await;
     let user = &users["users"][0];
     assert_eq!(user["name"], "Ada Lovelace");
     let user_id = user["id"].as_i64().unwrap();
@@ -142,12 +138,7 @@ async fn an_admin_adds_a_user_edits_limits_watches_the_feed_and_kills() {
             &format!("return document.querySelector('{opus_value}').hasAttribute('aria-invalid')"),
         )
         .await;
-    assert_eq!(
-        browser
-            .eval("return document.getElementById('save-limits').disabled")
-            .await,
-        true
-    );
+    assert_eq!(browser.eval(SAVE_DISABLED).await, true);
     browser.type_into(opus_value, "0").await;
     // Rules of the other types: a weekly output-token budget and a
     // time-of-day rule are added, the haiku cap is removed.
@@ -207,38 +198,26 @@ async fn an_admin_adds_a_user_edits_limits_watches_the_feed_and_kills() {
             "return document.getElementById('notices').textContent.includes('Limits saved')",
         )
         .await;
-    assert_eq!(
-        browser
-            .eval("return document.getElementById('save-limits').disabled")
-            .await,
-        true
-    );
+    assert_eq!(browser.eval(SAVE_DISABLED).await, true);
 
     // A prompt posted by a registered device arrives in the live feed of
     // the overview without a reload.
     let (_, token, _) = server.register_proxy(&code, "ada-laptop").await;
     browser.open("/dashboard").await;
     browser.eval("window.notReloaded = true; return true").await;
-    browser
-        .wait_until(
-            "the live connection",
-            "return document.getElementById('live-status').dataset.state === 'live'",
-        )
-        .await;
+    browser.wait_until("the live connection", LIVE).await;
     let prompts_before = browser
         .eval("return document.querySelectorAll('#live-feed [data-kind=prompt]').length")
         .await;
     assert_eq!(prompts_before, 0);
     let now = jiff::Timestamp::now().to_string();
     let posted_at = std::time::Instant::now();
-    let (status, body) = server
-        .agent(
-            &token,
-            "/events",
-            json!({ "events": [request_event("00000000-0000-4000-8000-00000000a001", &now, "claude-sonnet-4-5", "s1:1", true, 1200)] }),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    post_events(
+        &server,
+        &token,
+        json!({ "events": [request_event("00000000-0000-4000-8000-00000000a001", &now, "claude-sonnet-4-5", "s1:1", true, 1200)] }),
+    )
+    .await;
     let item = browser
         .wait_until(
             "the prompt in the live feed",
@@ -303,11 +282,7 @@ async fn seed_team(server: &TestServer) -> Vec<i64> {
     use jiff::{SignedDuration, Timestamp, ToSpan};
 
     let (status, body) = server
-        .admin_json(
-            Method::PUT,
-            "/api/admin/settings",
-            Some(json!({ "team_name": "Acme Robotics", "time_zone": "Europe/Berlin" })),
-        )
+        .put_settings(json!({ "team_name": "Acme Robotics", "time_zone": "Europe/Berlin" }))
         .await;
     assert_eq!(status, 200, "{body}");
     let daily = |model: &str, value: i64| json!({ "type": "per_model", "model": model, "window": "daily", "value": value });
@@ -353,17 +328,14 @@ async fn seed_team(server: &TestServer) -> Vec<i64> {
     let mut tokens = Vec::new();
     for (name, host, os, limits) in &people {
         let (id, code) = server.create_user(name, limits.clone()).await;
-        let (status, body) = common::read(
+        let (status, body) = send(
             server
                 .request(Method::POST, "/api/agent/v1/register")
                 .json(&json!({ "code": code, "device": {
                     "hostname": host, "os": os, "arch": if *os == "macos" { "aarch64" } else { "x86_64" },
                     "os_user": name.split(' ').next().unwrap().to_lowercase(),
                     "os_version": if *os == "macos" { "15.2" } else { "Debian 12" },
-                    "claude_version": "2.1.3", "agent_version": "0.1.0" } }))
-                .send()
-                .await
-                .unwrap(),
+                    "claude_version": "2.1.3", "agent_version": "0.1.0" } })),
         )
         .await;
         assert_eq!(status, 200, "{body}");
@@ -393,10 +365,7 @@ async fn seed_team(server: &TestServer) -> Vec<i64> {
                     )
                 })
                 .collect();
-            let (status, body) = server
-                .agent(token, "/events", json!({ "events": events }))
-                .await;
-            assert_eq!(status, 200, "{body}");
+            post_events(server, token, json!({ "events": events })).await;
         }
     }
     // The steps end two days ago: on to the real now.
@@ -423,10 +392,7 @@ async fn seed_team(server: &TestServer) -> Vec<i64> {
                 )
             })
             .collect();
-        let (status, body) = server
-            .agent(&tokens[person], "/events", json!({ "events": events }))
-            .await;
-        assert_eq!(status, 200, "{body}");
+        post_events(server, &tokens[person], json!({ "events": events })).await;
     }
     let subscription = json!({
         "observed_at": now, "status": "allowed", "representative_claim": "five_hour",
@@ -440,23 +406,18 @@ async fn seed_team(server: &TestServer) -> Vec<i64> {
         "model": "claude-opus-4-5", "kind": "prompt", "turn_key": "blocked:1",
         "reason": "per_model", "message": "Opus limit reached: 5 of 5 prompts today.",
     });
-    let (status, body) = server
-        .agent(
-            &tokens[0],
-            "/events",
-            json!({ "events": [blocked], "subscription": subscription }),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    post_events(
+        server,
+        &tokens[0],
+        json!({ "events": [blocked], "subscription": subscription }),
+    )
+    .await;
     let tamper = json!({
         "id": "00000000-0000-4000-9000-000000000002", "at": now, "type": "tamper",
         "path": "/etc/claude-code/managed-settings.json", "what": "settings_key", "restored": true,
         "detail": "env.HTTPS_PROXY was removed",
     });
-    let (status, body) = server
-        .agent(&tokens[2], "/events", json!({ "events": [tamper] }))
-        .await;
-    assert_eq!(status, 200, "{body}");
+    post_events(server, &tokens[2], json!({ "events": [tamper] })).await;
     server.set_status(ids[2], "paused").await;
     server.set_status(ids[4], "killed").await;
     ids
@@ -484,24 +445,14 @@ async fn screenshots_of_every_page_at_desktop_and_phone_width() {
             .screenshot(&dir, &format!("login-{suffix}"), width, 900)
             .await;
     }
-    log_in(&browser, None, ADMIN_PASSWORD).await;
-    browser
-        .wait_until(
-            "the overview",
-            "return location.pathname === '/dashboard' && document.body.dataset.ready === '1'",
-        )
-        .await;
+    browser.log_in(None, ADMIN_PASSWORD).await;
+    browser.wait_for_overview().await;
     for (suffix, width) in [("desktop", 1280), ("phone", 390)] {
         browser.set_size(width, 900).await;
         for (name, path) in &pages {
             browser.open(path).await;
             if *name == "overview" {
-                browser
-                    .wait_until(
-                        "the live connection",
-                        "return document.getElementById('live-status').dataset.state === 'live'",
-                    )
-                    .await;
+                browser.wait_until("the live connection", LIVE).await;
             }
             let inner_width = browser.eval("return window.innerWidth").await;
             assert_eq!(inner_width, width, "the viewport is {width} px wide");
@@ -546,11 +497,7 @@ async fn a_viewer_sees_every_page_without_controls_that_change_anything() {
     let _browser_slot = ONE_BROWSER.lock().await;
     let server = TestServer::start().await;
     let (status, body) = server
-        .admin_json(
-            Method::POST,
-            "/api/admin/accounts",
-            Some(json!({ "username": "vera", "password": "viewer password", "role": "viewer" })),
-        )
+        .add_account("vera", "viewer password", "viewer")
         .await;
     assert_eq!(status, 201, "{body}");
     let (user_id, _) = server
@@ -567,12 +514,7 @@ async fn a_viewer_sees_every_page_without_controls_that_change_anything() {
     browser
         .type_into("#password", "viewer password\u{E007}")
         .await;
-    browser
-        .wait_until(
-            "the overview",
-            "return location.pathname === '/dashboard' && document.body.dataset.ready === '1'",
-        )
-        .await;
+    browser.wait_for_overview().await;
     assert!(browser.text(".whoami").await.contains("read-only"));
     let add_links = browser
         .eval("return document.querySelectorAll(\"a[href='/dashboard/users/new']\").length")
@@ -617,9 +559,8 @@ async fn the_live_feed_says_when_it_is_offline_and_reconnects_by_itself() {
     let address = server.url.trim_start_matches("http://").to_owned();
     let browser = Browser::start(&server.url, 1280, 900).await;
     browser.open("/dashboard/login").await;
-    log_in(&browser, None, ADMIN_PASSWORD).await;
-    let live = "return document.getElementById('live-status')?.dataset.state === 'live'";
-    browser.wait_until("the live connection", live).await;
+    browser.log_in(None, ADMIN_PASSWORD).await;
+    browser.wait_until("the live connection", LIVE).await;
     browser.eval("window.notReloaded = true; return true").await;
 
     // The server goes away: the top bar says so and counts down to a retry.
@@ -640,32 +581,15 @@ async fn the_live_feed_says_when_it_is_offline_and_reconnects_by_itself() {
 
     // It comes back on the same address: the page reconnects by itself.
     let listener = tokio::net::TcpListener::bind(&address).await.unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let restarted = tokio::spawn(ccgate_server::serve(
-        common::config(&data_dir),
-        listener,
-        async move {
-            let _ = stopped.await;
-        },
-    ));
-    browser.wait_until("the reconnection", live).await;
+    let server = TestServer::launch_on(common::config(&data_dir), listener).await;
+    browser.wait_until("the reconnection", LIVE).await;
     assert_eq!(
         browser.eval("return window.notReloaded === true").await,
         true
     );
 
     // And live events flow again.
-    let http = reqwest::Client::new();
-    let registered: serde_json::Value = http
-        .post(format!("http://{address}/api/agent/v1/register"))
-        .json(&json!({ "code": code, "device": { "hostname": "cy-box", "os": "linux", "arch": "x86_64", "agent_version": "0.1.0" } }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = registered["device_token"].as_str().unwrap();
+    let (_, token, _) = server.register_proxy(&code, "cy-box").await;
     let event = request_event(
         "00000000-0000-4000-8000-00000000c001",
         &jiff::Timestamp::now().to_string(),
@@ -674,14 +598,7 @@ async fn the_live_feed_says_when_it_is_offline_and_reconnects_by_itself() {
         true,
         10,
     );
-    let response = http
-        .post(format!("http://{address}/api/agent/v1/events"))
-        .bearer_auth(token)
-        .json(&json!({ "events": [event] }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    post_events(&server, &token, json!({ "events": [event] })).await;
     let item = browser
         .wait_until(
             "the prompt after the reconnection",
@@ -690,8 +607,7 @@ async fn the_live_feed_says_when_it_is_offline_and_reconnects_by_itself() {
         .await;
     assert!(item.as_str().unwrap().contains("Cy"), "{item}");
     browser.close().await;
-    let _ = stop.send(());
-    restarted.await.unwrap().unwrap();
+    server.stop().await;
 }
 
 #[tokio::test]
@@ -701,14 +617,7 @@ async fn an_admin_changes_settings_creates_an_api_token_and_filters_the_activity
     let (user_id, _) = server.create_user("Dee", json!([])).await;
     server.set_status(user_id, "killed").await;
     let browser = Browser::start(&server.url, 1280, 900).await;
-    browser.open("/dashboard/login").await;
-    log_in(&browser, None, ADMIN_PASSWORD).await;
-    browser
-        .wait_until(
-            "the overview",
-            "return location.pathname === '/dashboard' && document.body.dataset.ready === '1'",
-        )
-        .await;
+    log_in_as_admin(&browser).await;
 
     browser.open("/dashboard/settings").await;
     browser.type_into("#team-name", "Night Shift").await;
@@ -720,9 +629,7 @@ async fn an_admin_changes_settings_creates_an_api_token_and_filters_the_activity
             "return document.getElementById('notices').textContent.includes('Team settings saved')",
         )
         .await;
-    let (_, settings) = server
-        .admin_json(Method::GET, "/api/admin/settings", None)
-        .await;
+    let (_, settings) = server.admin_get("/api/admin/settings").await;
     assert_eq!(settings["settings"]["team_name"], "Night Shift");
     assert_eq!(settings["settings"]["credit_weights"]["opus"], 12);
 
@@ -737,13 +644,10 @@ async fn an_admin_changes_settings_creates_an_api_token_and_filters_the_activity
         .await;
     let token = token.as_str().unwrap();
     assert!(token.starts_with("cca_"), "{token}");
-    let response = server
+    let as_script = server
         .request(Method::GET, "/api/admin/users")
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+        .bearer_auth(token);
+    expect_status(as_script, StatusCode::OK).await;
     assert!(browser.text("main").await.contains("nightly report"));
 
     // The activity, filtered by kind, through the URL and the select.

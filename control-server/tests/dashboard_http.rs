@@ -8,13 +8,36 @@ use std::collections::BTreeSet;
 
 use common::{ADMIN_PASSWORD, TestServer};
 use reqwest::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION};
-use reqwest::{Client, StatusCode, redirect};
+use reqwest::{Client, Response, StatusCode, redirect};
 
-fn no_redirects() -> Client {
-    Client::builder()
-        .redirect(redirect::Policy::none())
-        .build()
-        .unwrap()
+/// GETs the pages of a server as a browser would, but follows no redirects.
+struct Pages<'a> {
+    http: Client,
+    server: &'a TestServer,
+}
+
+impl<'a> Pages<'a> {
+    fn new(server: &'a TestServer) -> Self {
+        let http = Client::builder()
+            .redirect(redirect::Policy::none())
+            .build()
+            .unwrap();
+        Self { http, server }
+    }
+
+    /// `GET path`, with the session `cookie` when given.
+    async fn get(&self, path: &str, cookie: Option<&str>) -> Response {
+        let mut request = self.http.get(self.server.path(path));
+        if let Some(cookie) = cookie {
+            request = request.header("cookie", cookie);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// The body of `GET path`.
+    async fn text(&self, path: &str, cookie: Option<&str>) -> String {
+        self.get(path, cookie).await.text().await.unwrap()
+    }
 }
 
 async fn session_cookie(server: &TestServer) -> (String, String) {
@@ -36,7 +59,7 @@ fn asset_urls(html: &str) -> BTreeSet<String> {
 #[tokio::test]
 async fn pages_need_a_session_and_send_the_browser_to_the_login() {
     let server = TestServer::start().await;
-    let http = no_redirects();
+    let pages = Pages::new(&server);
     for (path, next) in [
         ("/dashboard", "/dashboard"),
         ("/dashboard/users/new", "/dashboard/users/new"),
@@ -44,7 +67,7 @@ async fn pages_need_a_session_and_send_the_browser_to_the_login() {
         ("/dashboard/settings", "/dashboard/settings"),
         ("/dashboard/activity", "/dashboard/activity"),
     ] {
-        let response = http.get(server.path(path)).send().await.unwrap();
+        let response = pages.get(path, None).await;
         assert_eq!(response.status(), StatusCode::SEE_OTHER, "{path}");
         assert_eq!(
             response.headers()[LOCATION],
@@ -61,43 +84,24 @@ async fn pages_need_a_session_and_send_the_browser_to_the_login() {
         )
         .await;
     let as_cookie = format!("ccgate_session={}", token["token"].as_str().unwrap());
-    let response = http
-        .get(server.path("/dashboard"))
-        .header("cookie", &as_cookie)
-        .send()
-        .await
-        .unwrap();
+    let response = pages.get("/dashboard", Some(&as_cookie)).await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     // A login session is.
-    let response = http
-        .get(server.path("/dashboard"))
-        .header("cookie", &api_token)
-        .send()
-        .await
-        .unwrap();
+    let response = pages.get("/dashboard", Some(&api_token)).await;
     assert_eq!(response.status(), StatusCode::OK);
 
-    let root = http.get(server.path("/")).send().await.unwrap();
+    let root = pages.get("/", None).await;
     assert_eq!(root.headers()[LOCATION], "/dashboard");
-    let unknown = http
-        .get(server.path("/dashboard/users/abc"))
-        .send()
-        .await
-        .unwrap();
+    let unknown = pages.get("/dashboard/users/abc", None).await;
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
 async fn the_shell_carries_the_session_and_a_strict_policy() {
     let server = TestServer::start().await;
-    let http = no_redirects();
+    let pages = Pages::new(&server);
     let (cookie, csrf) = session_cookie(&server).await;
-    let response = http
-        .get(server.path("/dashboard/settings"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
+    let response = pages.get("/dashboard/settings", Some(&cookie)).await;
     assert_eq!(response.status(), StatusCode::OK);
     let headers = response.headers().clone();
     let html = response.text().await.unwrap();
@@ -134,41 +138,24 @@ async fn the_shell_carries_the_session_and_a_strict_policy() {
     }
 
     // The login page is public and sends a logged-in browser on.
-    let login = http
-        .get(server.path("/dashboard/login"))
-        .send()
-        .await
-        .unwrap();
+    let login = pages.get("/dashboard/login", None).await;
     assert_eq!(login.status(), StatusCode::OK);
     assert!(login.text().await.unwrap().contains("data-page=\"login\""));
-    let onward = http
-        .get(server.path("/dashboard/login?next=/dashboard/activity"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
+    let onward = pages
+        .get("/dashboard/login?next=/dashboard/activity", Some(&cookie))
+        .await;
     assert_eq!(onward.headers()[LOCATION], "/dashboard/activity");
-    let elsewhere = http
-        .get(server.path("/dashboard/login?next=https://evil.example/"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
+    let elsewhere = pages
+        .get("/dashboard/login?next=https://evil.example/", Some(&cookie))
+        .await;
     assert_eq!(elsewhere.headers()[LOCATION], "/dashboard");
 }
 
 #[tokio::test]
 async fn every_asset_and_module_is_served_versioned_and_cached() {
     let server = TestServer::start().await;
-    let http = no_redirects();
-    let html = http
-        .get(server.path("/dashboard/login"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let pages = Pages::new(&server);
+    let html = pages.text("/dashboard/login", None).await;
     let urls = asset_urls(&html);
     let version = ccgate_server::api::dashboard::asset_version();
     let base = format!("/dashboard/static/{version}/");
@@ -191,15 +178,7 @@ async fn every_asset_and_module_is_served_versioned_and_cached() {
         ("settings", "/dashboard/settings"),
         ("activity", "/dashboard/activity"),
     ] {
-        let shell = http
-            .get(server.path(path))
-            .header("cookie", &cookie)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let shell = pages.text(path, Some(&cookie)).await;
         let own = format!("{base}js/pages/{page}.js");
         let preloaded = asset_urls(&shell);
         assert!(preloaded.contains(&own), "{own} preloaded by {path}");
@@ -210,7 +189,7 @@ async fn every_asset_and_module_is_served_versioned_and_cached() {
         if !checked.insert(url.clone()) {
             continue;
         }
-        let response = http.get(server.path(&url)).send().await.unwrap();
+        let response = pages.get(&url, None).await;
         assert_eq!(response.status(), StatusCode::OK, "{url}");
         assert_eq!(
             response.headers()[CONTENT_TYPE],
@@ -243,34 +222,29 @@ async fn every_asset_and_module_is_served_versioned_and_cached() {
     }
     assert!(checked.len() > 20, "{checked:?}");
     for url in urls.iter().filter(|u| u.ends_with(".css")) {
-        let response = http.get(server.path(url)).send().await.unwrap();
+        let response = pages.get(url, None).await;
         assert_eq!(response.status(), StatusCode::OK, "{url}");
         assert_eq!(response.headers()[CONTENT_TYPE], "text/css; charset=utf-8");
     }
 
     // Revalidation, an older version, templates and unknown files.
     let main = format!("{base}js/main.js");
-    let etag = http.get(server.path(&main)).send().await.unwrap().headers()["etag"].clone();
-    let again = http
+    let etag = pages.get(&main, None).await.headers()["etag"].clone();
+    let again = pages
+        .http
         .get(server.path(&main))
         .header("if-none-match", etag)
         .send()
         .await
         .unwrap();
     assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
-    let old = http
-        .get(server.path("/dashboard/static/000000000000/js/main.js"))
-        .send()
-        .await
-        .unwrap();
+    let old = pages
+        .get("/dashboard/static/000000000000/js/main.js", None)
+        .await;
     assert_eq!(old.status(), StatusCode::OK);
     assert_eq!(old.headers()[CACHE_CONTROL], "no-cache");
     for missing in ["templates/page.html", "js/nope.js", "../Cargo.toml"] {
-        let response = http
-            .get(server.path(&format!("{base}{missing}")))
-            .send()
-            .await
-            .unwrap();
+        let response = pages.get(&format!("{base}{missing}"), None).await;
         assert_eq!(response.status(), StatusCode::NOT_FOUND, "{missing}");
     }
 }

@@ -9,6 +9,7 @@ use futures_util::StreamExt;
 use reqwest::Method;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::handshake::client::Request;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 type Socket =
@@ -32,6 +33,15 @@ async fn next_of(socket: &mut Socket, kind: &str) -> Value {
     })
     .await
     .unwrap_or_else(|_| panic!("no {kind} message"))
+}
+
+/// An upgrade request as a browser sends it from `origin`, with its session `cookie`.
+fn from_browser(server: &TestServer, cookie: &str, origin: &str) -> Request {
+    let mut request = ws_url(server, "").into_client_request().unwrap();
+    let headers = request.headers_mut();
+    headers.insert("cookie", cookie.parse().unwrap());
+    headers.insert("origin", origin.parse().unwrap());
+    request
 }
 
 fn refused_with(result: Result<(Socket, impl Sized), WsError>, status: u16) {
@@ -118,12 +128,7 @@ async fn unauthenticated_and_cross_origin_upgrades_are_refused() {
     );
 
     // A browser session cookie from another origin is refused; from this one it is accepted.
-    let login = server
-        .request(Method::POST, "/api/admin/login")
-        .json(&json!({ "password": ADMIN_PASSWORD }))
-        .send()
-        .await
-        .unwrap();
+    let login = server.login_response(None, ADMIN_PASSWORD).await;
     let cookie = login.headers()["set-cookie"]
         .to_str()
         .unwrap()
@@ -132,22 +137,10 @@ async fn unauthenticated_and_cross_origin_upgrades_are_refused() {
         .unwrap()
         .to_owned();
     let host = server.url.trim_start_matches("http://").to_owned();
-    let mut request = ws_url(&server, "").into_client_request().unwrap();
-    request
-        .headers_mut()
-        .insert("cookie", cookie.parse().unwrap());
-    request
-        .headers_mut()
-        .insert("origin", "https://evil.example".parse().unwrap());
+    let request = from_browser(&server, &cookie, "https://evil.example");
     refused_with(tokio_tungstenite::connect_async(request).await, 403);
 
-    let mut request = ws_url(&server, "").into_client_request().unwrap();
-    request
-        .headers_mut()
-        .insert("cookie", cookie.parse().unwrap());
-    request
-        .headers_mut()
-        .insert("origin", format!("http://{host}").parse().unwrap());
+    let request = from_browser(&server, &cookie, &format!("http://{host}"));
     let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
     next_of(&mut socket, "connected").await;
 }
@@ -158,23 +151,15 @@ async fn a_socket_ends_when_its_session_does() {
         config.live_session_recheck = Duration::from_millis(100);
     })
     .await;
-    let login: Value = reqwest::Client::new()
-        .post(format!("{}/api/admin/login", server.url))
-        .json(&json!({ "password": ADMIN_PASSWORD }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let login = server.login(None, ADMIN_PASSWORD).await;
     let session = login["token"].as_str().unwrap().to_owned();
     let (mut socket, _) =
         tokio_tungstenite::connect_async(ws_url(&server, &format!("?token={session}")))
             .await
             .unwrap();
     next_of(&mut socket, "connected").await;
-    let logout = reqwest::Client::new()
-        .post(format!("{}/api/admin/logout", server.url))
+    let logout = server
+        .request(Method::POST, "/api/admin/logout")
         .bearer_auth(&session)
         .send()
         .await

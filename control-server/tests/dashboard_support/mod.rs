@@ -164,6 +164,24 @@ impl Browser {
         );
     }
 
+    /// Fills in and sends the login form of the page that is open.
+    pub async fn log_in(&self, username: Option<&str>, password: &str) {
+        if let Some(name) = username {
+            self.type_into("#username", name).await;
+        }
+        self.type_into("#password", password).await;
+        self.click("button[type=submit]").await;
+    }
+
+    /// Waits until a login has led to the overview and it is rendered.
+    pub async fn wait_for_overview(&self) {
+        self.wait_until(
+            "the overview",
+            "return location.pathname === '/dashboard' && document.body.dataset.ready === '1'",
+        )
+        .await;
+    }
+
     /// Runs `script` (a function body) in the page and returns its value.
     pub async fn eval(&self, script: &str) -> Value {
         self.client.execute(script, vec![]).await.unwrap()
