@@ -68,8 +68,10 @@ pub struct RequestFacts {
     pub last_user_has_input: bool,
     /// The last `user` message holds only `tool_result` blocks.
     pub last_user_only_tool_results: bool,
-    /// SHA-256 of the `messages` array, for clients without turn fields.
-    pub messages_digest: String,
+    /// SHA-256 of the `messages` array: set only when the body-only rule
+    /// needs it (no usable turn fields and a person's input), so Claude
+    /// Code's requests are not hashed whole on the request path.
+    pub messages_digest: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -189,7 +191,7 @@ impl RequestFacts {
             .messages
             .map(last_user_message_shape)
             .unwrap_or((false, false));
-        Ok(Self {
+        let mut facts = Self {
             model,
             stream: parsed.stream.unwrap_or(false),
             request_class: header(headers, "x-claude-code-request-class")
@@ -201,10 +203,13 @@ impl RequestFacts {
             billing,
             last_user_has_input,
             last_user_only_tool_results,
-            messages_digest: crate::fsutil::sha256_hex(
-                parsed.messages.map(|m| m.get()).unwrap_or("").as_bytes(),
-            ),
-        })
+            messages_digest: None,
+        };
+        if facts.last_user_has_input && by_turn_fields(&facts).is_none() {
+            let messages = parsed.messages.map_or("", |m| m.get());
+            facts.messages_digest = Some(crate::fsutil::sha256_hex(messages.as_bytes()));
+        }
+        Ok(facts)
     }
 
     /// Whether the request carries any of Claude Code's turn fields.
@@ -235,32 +240,33 @@ const PERSON_ORIGINS: [&str; 2] = ["human", "sdk"];
 const AGENT_ORIGINS: [&str; 3] = ["task_notification", "peer", "scheduled"];
 
 pub fn classify(facts: &RequestFacts) -> Class {
+    by_turn_fields(facts).unwrap_or_else(|| body_only(facts))
+}
+
+/// The class Claude Code's own fields give, if they are there and usable.
+fn by_turn_fields(facts: &RequestFacts) -> Option<Class> {
     let billing = facts.billing.as_ref();
     if facts.request_class.as_deref() == Some("subagent") || billing.is_some_and(|b| b.is_subagent)
     {
-        return Class::NotAPrompt(RequestKind::Subagent);
+        return Some(Class::NotAPrompt(RequestKind::Subagent));
     }
     if facts.request_class.as_deref() == Some("compaction") || facts.compaction {
-        return Class::NotAPrompt(RequestKind::Compaction);
+        return Some(Class::NotAPrompt(RequestKind::Compaction));
     }
     if facts.request_class.as_deref() == Some("auxiliary") {
-        return Class::NotAPrompt(RequestKind::Background);
+        return Some(Class::NotAPrompt(RequestKind::Background));
     }
-    let origin = billing.and_then(|b| b.turn_origin.as_deref());
-    if let Some(origin) = origin {
-        if AGENT_ORIGINS.contains(&origin) {
-            return Class::NotAPrompt(RequestKind::AgentTurn);
-        }
-        if PERSON_ORIGINS.contains(&origin)
-            && let Some(turn_key) = claude_code_turn_key(facts)
-        {
-            return Class::PersonTurn {
-                turn_key,
-                only_tool_results: facts.last_user_only_tool_results,
-            };
-        }
+    let origin = billing.and_then(|b| b.turn_origin.as_deref())?;
+    if AGENT_ORIGINS.contains(&origin) {
+        return Some(Class::NotAPrompt(RequestKind::AgentTurn));
     }
-    body_only(facts)
+    if !PERSON_ORIGINS.contains(&origin) {
+        return None;
+    }
+    claude_code_turn_key(facts).map(|turn_key| Class::PersonTurn {
+        turn_key,
+        only_tool_results: facts.last_user_only_tool_results,
+    })
 }
 
 /// `session:turn_index`, the key that stays the same through tool
@@ -281,13 +287,12 @@ fn claude_code_turn_key(facts: &RequestFacts) -> Option<String> {
 /// person's turn when its last user message holds input; byte-identical
 /// retries share a key.
 fn body_only(facts: &RequestFacts) -> Class {
-    if facts.last_user_has_input {
-        Class::PersonTurn {
-            turn_key: format!("body:{}", &facts.messages_digest[..32]),
+    match (facts.last_user_has_input, &facts.messages_digest) {
+        (true, Some(digest)) => Class::PersonTurn {
+            turn_key: format!("body:{}", &digest[..32]),
             only_tool_results: false,
-        }
-    } else {
-        Class::NotAPrompt(RequestKind::Continuation)
+        },
+        _ => Class::NotAPrompt(RequestKind::Continuation),
     }
 }
 
@@ -324,6 +329,18 @@ mod tests {
         assert_eq!(
             RequestFacts::read(&headers, br#"{"messages":[]}"#),
             Err(BodyError::NoModel)
+        );
+    }
+
+    #[test]
+    fn claude_code_requests_are_not_hashed_whole() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-claude-code-session-id", "s1".parse().unwrap());
+        let body = br#"{"model":"m","system":[{"type":"text","text":"x-anthropic-billing-header: cc_turn_origin=sdk; cc_turn_index=1;"}],"messages":[{"role":"user","content":"hi"}]}"#;
+        let facts = RequestFacts::read(&headers, body).unwrap();
+        assert_eq!(facts.messages_digest, None);
+        assert!(
+            matches!(classify(&facts), Class::PersonTurn { turn_key, .. } if turn_key == "s1:1")
         );
     }
 

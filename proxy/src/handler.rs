@@ -106,7 +106,7 @@ impl GateHandler {
             .expect("turns lock")
             .resolve(&classify(&facts));
         let family = ccgate_quota::ModelFamily::from_model_id(&facts.model);
-        match self.shared.gate(&resolution, &facts).await {
+        match self.shared.gate(&resolution, &facts, family).await {
             Verdict::Block {
                 reason,
                 message,
@@ -170,16 +170,7 @@ impl GateHandler {
                 decided_offline,
             }),
         };
-        let shared = self.shared.clone();
-        shared
-            .pending_writes
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        tokio::task::spawn_blocking(move || {
-            shared.store_event(event, None, None);
-            shared
-                .pending_writes
-                .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-        });
+        self.shared.store_event_in_background(event);
     }
 
     fn local(&self, request: &Request<Body>) -> RequestOrResponse {

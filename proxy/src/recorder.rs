@@ -2,6 +2,9 @@
 //! the turn's prompt, stores the event durably, updates the local usage view
 //! and wakes the sender.
 
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
 use ccgate_quota::wire::{AgentEvent, EventBody, Outcome, RequestEvent};
 use ccgate_quota::{CreditWeights, Totals};
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -38,6 +41,17 @@ impl Shared {
                 .add_unsaved(event.id, event.at, metered);
         }
         self.persist(event, metered, counted_turn);
+    }
+
+    /// Stores an event without metered usage off the async workers (the
+    /// ledger fsyncs); counted in `pending_writes` until it is on disk.
+    pub fn store_event_in_background(self: &Arc<Self>, event: AgentEvent) {
+        self.pending_writes.fetch_add(1, Ordering::AcqRel);
+        let shared = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            shared.store_event(event, None, None);
+            shared.pending_writes.fetch_sub(1, Ordering::AcqRel);
+        });
     }
 
     /// Writes an event whose usage is already in the local view.
@@ -131,7 +145,7 @@ impl Shared {
 
 /// Records endings until shutdown, then drains what is left.
 pub async fn run(
-    shared: std::sync::Arc<Shared>,
+    shared: Arc<Shared>,
     mut endings: UnboundedReceiver<Ending<Exchange>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -149,14 +163,13 @@ pub async fn run(
     }
 }
 
-async fn record(shared: &std::sync::Arc<Shared>, ending: Ending<Exchange>) {
-    let shared = shared.clone();
-    // The ledger writes with fsync: keep it off the async workers.
+async fn record(shared: &Arc<Shared>, ending: Ending<Exchange>) {
+    let shared = Arc::clone(shared);
+    // The ledger writes with fsync: keep it off the async workers. The
+    // ending was counted in `pending_writes` when it was sent.
     let _ = tokio::task::spawn_blocking(move || {
         shared.record_ending(ending);
-        shared
-            .pending_writes
-            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        shared.pending_writes.fetch_sub(1, Ordering::AcqRel);
     })
     .await;
 }

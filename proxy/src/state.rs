@@ -227,7 +227,7 @@ impl Shared {
     }
 
     /// Events kept in memory because the ledger could not store them.
-    pub fn status_unsaved(&self) -> usize {
+    pub fn unsaved_count(&self) -> usize {
         self.unsaved.lock().expect("unsaved lock").len()
     }
 
@@ -356,8 +356,12 @@ impl Shared {
     }
 
     /// Decides whether a request may go to Anthropic.
-    pub async fn gate(&self, resolution: &Resolution, facts: &RequestFacts) -> Verdict {
-        let family = ModelFamily::from_model_id(&facts.model);
+    pub async fn gate(
+        &self,
+        resolution: &Resolution,
+        facts: &RequestFacts,
+        family: ModelFamily,
+    ) -> Verdict {
         match resolution {
             Resolution::NewPrompt { turn_key } => self.gate_prompt(turn_key, facts, family).await,
             // Retries of an allowed prompt and everything that is not a

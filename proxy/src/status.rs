@@ -50,7 +50,7 @@ impl StatusReport {
             report: shared.report(),
             subscription: shared.subscription(),
             pending_events: shared.ledger.unacked_count().unwrap_or(0)
-                + shared.unsaved.lock().expect("unsaved lock").len() as u64,
+                + shared.unsaved_count() as u64,
             open_replies: shared.streams.open_count(),
             pending_writes: shared.pending_writes(),
             integrity_problem: shared.integrity_problem(),

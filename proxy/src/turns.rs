@@ -177,12 +177,4 @@ impl TurnTable {
         }
         totals
     }
-
-    pub fn len(&self) -> usize {
-        self.turns.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.turns.is_empty()
-    }
 }

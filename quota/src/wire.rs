@@ -328,13 +328,23 @@ impl SubscriptionUsage {
         };
         let mut seen = false;
         for (name, value) in headers {
-            let name = name.to_ascii_lowercase();
-            let Some(rest) = name.strip_prefix(UNIFIED_HEADER_PREFIX) else {
+            // Called on every reply: compare without allocating.
+            let prefix = UNIFIED_HEADER_PREFIX.len();
+            if name.len() <= prefix
+                || !name.is_char_boundary(prefix)
+                || !name[..prefix].eq_ignore_ascii_case(UNIFIED_HEADER_PREFIX)
+            {
                 continue;
+            }
+            let rest = &name[prefix..];
+            let rest: std::borrow::Cow<str> = if rest.bytes().any(|b| b.is_ascii_uppercase()) {
+                rest.to_ascii_lowercase().into()
+            } else {
+                rest.into()
             };
             seen = true;
             let value = value.trim();
-            match rest {
+            match rest.as_ref() {
                 "status" => usage.status = Some(value.to_owned()),
                 "representative-claim" => usage.representative_claim = Some(value.to_owned()),
                 "reset" => usage.resets_at = parse_epoch(value),

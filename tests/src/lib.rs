@@ -32,7 +32,7 @@ pub async fn settled(proxy: &ccgate_proxy::daemon::RunningDaemon, limit: Duratio
     eventually(limit, async || {
         proxy.shared.pending_writes() == 0
             && proxy.shared.ledger.unacked_count().unwrap_or(1) == 0
-            && proxy.shared.status_unsaved() == 0
+            && proxy.shared.unsaved_count() == 0
     })
     .await
 }
