@@ -560,6 +560,8 @@ async fn the_live_feed_says_when_it_is_offline_and_reconnects_by_itself() {
     let browser = Browser::start(&server.url, 1280, 900).await;
     browser.open("/dashboard/login").await;
     browser.log_in(None, ADMIN_PASSWORD).await;
+    // The page must have loaded its data before the server goes away.
+    browser.wait_for_overview().await;
     browser.wait_until("the live connection", LIVE).await;
     browser.eval("window.notReloaded = true; return true").await;
 
