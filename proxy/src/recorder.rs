@@ -114,6 +114,9 @@ impl Shared {
                 usage,
                 duration_ms: ending.elapsed_ms,
                 decided_offline: exchange.decided_offline,
+                count_reason: counted.then_some(ccgate_quota::wire::CountReason::NewPrompt),
+                estimated: false,
+                credential: None,
             }),
         };
         let metered = (!totals.is_zero()).then_some(Metered {

@@ -47,6 +47,11 @@ pub enum DenyReason {
     UnidentifiedClient,
     /// The proxy's own files were tampered with and could not be restored.
     Integrity,
+    /// A method or path on Anthropic's API that ccgate does not forward.
+    PathNotAllowed,
+    /// In team-credential mode: the request carried some other credential,
+    /// or the team credential is not available.
+    Credential,
 }
 
 impl DenyReason {
@@ -61,6 +66,8 @@ impl DenyReason {
             Self::NoPolicy => "no_policy",
             Self::UnidentifiedClient => "unidentified_client",
             Self::Integrity => "integrity",
+            Self::PathNotAllowed => "path_not_allowed",
+            Self::Credential => "credential",
         }
     }
 }

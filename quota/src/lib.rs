@@ -7,6 +7,7 @@ pub mod model;
 pub mod policy;
 pub mod report;
 pub mod rules;
+pub mod seal;
 pub mod usage;
 pub mod window;
 pub mod wire;
@@ -14,7 +15,10 @@ pub mod wire;
 pub use engine::{Decision, Denial, DenyReason, GateKind, GateRequest, evaluate};
 pub use message::{in_duration, thousands};
 pub use model::{CreditWeights, ModelFamily};
-pub use policy::{CompiledPolicy, Policy, PolicyError, UnidentifiedClients, UserRef, UserStatus};
+pub use policy::{
+    AgentTurns, CompiledPolicy, CredentialKind, CredentialMode, PersonalApiKeys, Policy,
+    PolicyError, TurnLimits, UnidentifiedClients, UserRef, UserStatus,
+};
 pub use report::{LimitUsage, Metric, ScheduleState, UsageReport};
 pub use rules::{Limit, Rule, RuleError, RuleSpec, TokenKind};
 pub use usage::{Layered, PerFamily, Reserved, Totals, UsageIndex, UsageSnapshot, UsageSource};

@@ -10,10 +10,34 @@ use jiff::{SignedDuration, Timestamp};
 
 use crate::engine::Breach;
 use crate::model::ModelFamily;
-use crate::policy::{CompiledPolicy, UserStatus};
+use crate::policy::{CompiledPolicy, CredentialMode, UserStatus};
 use crate::report::{LimitUsage, Metric, UsageReport};
 use crate::rules::{Limit, RuleSpec, TokenKind};
 use crate::usage::Totals;
+
+/// A paused or revoked person: what happened and what to do, not how much
+/// is left (asking for more would not help).
+fn status_message(policy: &CompiledPolicy, status: UserStatus) -> String {
+    let name = &policy.policy.user.name;
+    let text = match status {
+        UserStatus::Paused => format!(
+            "ccgate stopped this prompt: {name}, your ccgate admin has paused your Claude Code access. \
+             Nothing is sent to Anthropic while it is paused, and your usage so far is kept. \
+             When your admin resumes your access, send the prompt again; there is nothing to reinstall or restart."
+        ),
+        _ => {
+            let after = match policy.policy.credential {
+                CredentialMode::TeamCredential { .. } => "restart Claude Code",
+                CredentialMode::PersonalLogin => "sign Claude Code in again with /login",
+            };
+            format!(
+                "ccgate stopped this prompt: {name}, your ccgate admin has revoked your Claude Code access (the kill switch), \
+                 and any reply in progress was stopped. Talk to your admin; once they reinstate you, {after}."
+            )
+        }
+    };
+    text.replace('"', "'")
+}
 
 pub(crate) fn block_message(
     policy: &CompiledPolicy,
@@ -26,18 +50,7 @@ pub(crate) fn block_message(
     let now = report.generated_at;
     let mut text = String::from("ccgate blocked this prompt. ");
     match breach {
-        Breach::Status(UserStatus::Paused) => {
-            let _ = write!(
-                text,
-                "{name}, your Claude Code access is paused by your ccgate admin."
-            );
-        }
-        Breach::Status(_) => {
-            let _ = write!(
-                text,
-                "{name}, your Claude Code access was revoked by your ccgate admin."
-            );
-        }
+        Breach::Status(status) => return status_message(policy, *status),
         Breach::Closed {
             rule_index,
             opens_at,

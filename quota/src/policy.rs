@@ -60,6 +60,123 @@ pub enum UnidentifiedClients {
     Deny,
 }
 
+/// Whether turns the agent starts by itself (a `/loop` wake-up, a finished
+/// background task, a peer's hand-back) count as prompts. They are work a
+/// person set going, so by default they do, at the same weight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentTurns {
+    #[default]
+    Count,
+    /// Metered and charged to the turn that started them, not counted.
+    Free,
+}
+
+/// Backstops against what no rule foresaw: past either cap, the next
+/// request of a turn counts (and is gated) as a new prompt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TurnLimits {
+    /// Requests one prompt may carry (tool calls, subagents, compaction,
+    /// background calls) before the next counts as a new prompt.
+    pub max_requests_per_turn: u32,
+    /// Tokens one prompt may use, as Anthropic's replies report them:
+    /// input, cache creation and output (cache reads are left out, since
+    /// every request of a long turn re-reads the whole context).
+    pub max_tokens_per_turn: u64,
+}
+
+impl TurnLimits {
+    pub const DEFAULT_MAX_REQUESTS: u32 = 250;
+    pub const DEFAULT_MAX_TOKENS: u64 = 2_000_000;
+
+    pub fn validate(&self) -> Result<(), String> {
+        if !(10..=100_000).contains(&self.max_requests_per_turn) {
+            return Err(format!(
+                "max_requests_per_turn {} must be between 10 and 100000",
+                self.max_requests_per_turn
+            ));
+        }
+        if !(10_000..=1_000_000_000).contains(&self.max_tokens_per_turn) {
+            return Err(format!(
+                "max_tokens_per_turn {} must be between 10000 and 1000000000",
+                self.max_tokens_per_turn
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Default for TurnLimits {
+    fn default() -> Self {
+        Self {
+            max_requests_per_turn: Self::DEFAULT_MAX_REQUESTS,
+            max_tokens_per_turn: Self::DEFAULT_MAX_TOKENS,
+        }
+    }
+}
+
+/// In team-credential mode: whether a person's own API key may be used
+/// through the proxy instead of the team's credential (metered and
+/// labelled as a personal key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PersonalApiKeys {
+    #[default]
+    Deny,
+    Allow,
+}
+
+/// What kind of secret a subscription's credential is, which decides the
+/// header it travels in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialKind {
+    /// A long-lived subscription token (`claude setup-token`,
+    /// `sk-ant-oat…`): `Authorization: Bearer`.
+    OauthToken,
+    /// An API key (`sk-ant-api…`): `x-api-key`.
+    ApiKey,
+}
+
+impl CredentialKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OauthToken => "oauth_token",
+            Self::ApiKey => "api_key",
+        }
+    }
+
+    /// The kind a pasted secret has, by Anthropic's prefixes.
+    pub fn detect(secret: &str) -> Option<Self> {
+        if secret.starts_with("sk-ant-oat") {
+            Some(Self::OauthToken)
+        } else if secret.starts_with("sk-ant-api") || secret.starts_with("sk-ant-admin") {
+            Some(Self::ApiKey)
+        } else {
+            None
+        }
+    }
+}
+
+/// How this person's Claude Code signs in to Anthropic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "snake_case")]
+pub enum CredentialMode {
+    /// Each person signs Claude Code in with their own login.
+    #[default]
+    PersonalLogin,
+    /// The subscription's credential is held by the daemon and swapped in
+    /// for a per-device placeholder; the person never holds it. The device
+    /// fetches the secret (`POST /credential`) when `version` changes.
+    TeamCredential {
+        subscription_id: i64,
+        kind: CredentialKind,
+        /// Grows with every rotation.
+        version: u64,
+    },
+}
+
 /// Everything a proxy needs to decide for one user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Policy {
@@ -74,6 +191,14 @@ pub struct Policy {
     pub rules: Vec<Rule>,
     #[serde(default)]
     pub unidentified_clients: UnidentifiedClients,
+    #[serde(default)]
+    pub agent_turns: AgentTurns,
+    #[serde(default)]
+    pub turn_limits: TurnLimits,
+    #[serde(default)]
+    pub personal_api_keys: PersonalApiKeys,
+    #[serde(default)]
+    pub credential: CredentialMode,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

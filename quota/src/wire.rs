@@ -7,6 +7,7 @@
 //! | `POST /sync` | [`SyncRequest`] | [`SyncResponse`] |
 //! | `POST /check` | [`CheckRequest`] | [`CheckResponse`] |
 //! | `POST /events` | [`EventsRequest`] | [`EventsResponse`] |
+//! | `POST /credential` | `{}` | [`CredentialResponse`] (team-credential mode only) |
 //! | `GET /stream` | — | server-sent events: `sync` ([`SyncResponse`]) on every change, `ping` |
 //!
 //! Every call but `register` carries `Authorization: Bearer <device token>`.
@@ -19,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::engine::DenyReason;
-use crate::policy::{Policy, UserStatus};
+use crate::policy::{CredentialKind, Policy, UserStatus};
 use crate::usage::UsageSnapshot;
 
 pub const AGENT_API_PREFIX: &str = "/api/agent/v1";
@@ -108,6 +109,78 @@ pub struct CheckResponse {
     pub status: UserStatus,
     pub policy_version: u64,
     pub server_time: Timestamp,
+}
+
+/// The subscription credential of a person in team-credential mode. The
+/// server answers only over https (or plain http on loopback), only to an
+/// active user's device, and only for the subscription the policy names;
+/// the device keeps it in memory and in a root-only encrypted cache.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CredentialResponse {
+    pub subscription_id: i64,
+    pub kind: CredentialKind,
+    /// The policy's `credential.version` this secret belongs to.
+    pub version: u64,
+    pub secret: String,
+}
+
+impl std::fmt::Debug for CredentialResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CredentialResponse")
+            .field("subscription_id", &self.subscription_id)
+            .field("kind", &self.kind)
+            .field("version", &self.version)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Why a request counted a prompt (`prompt_counted`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CountReason {
+    /// The first request of a turn a person started.
+    NewPrompt,
+    /// A turn the agent started (wake-up, task notification, hand-back),
+    /// counted by policy.
+    AgentTurn,
+    /// A message the person typed while a turn was running (Claude Code
+    /// sends it inside the next tool-result request).
+    TypedDuringTurn,
+    /// A turn seen before, sent again with other text (rewind, resume at
+    /// an earlier message, edited history).
+    RewrittenTurn,
+    /// The turn went past the per-turn request or token cap.
+    TurnCap,
+    /// A request whose labels did not hold up (a compaction without a
+    /// compaction's body, a subagent or continuation of no turn this
+    /// daemon saw).
+    Unconfirmed,
+}
+
+impl CountReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NewPrompt => "new_prompt",
+            Self::AgentTurn => "agent_turn",
+            Self::TypedDuringTurn => "typed_during_turn",
+            Self::RewrittenTurn => "rewritten_turn",
+            Self::TurnCap => "turn_cap",
+            Self::Unconfirmed => "unconfirmed",
+        }
+    }
+}
+
+/// Which credential a request went out with (team-credential mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialUse {
+    /// The person's own login (personal-login mode).
+    Personal,
+    /// The team's subscription credential, swapped in by the proxy.
+    Team,
+    /// A person's own API key, let through by team setting.
+    PersonalApiKey,
 }
 
 /// How the proxy classified a request (see the turn model).
@@ -206,6 +279,17 @@ pub struct RequestEvent {
     /// The gate decision was made without the server.
     #[serde(default)]
     pub decided_offline: bool,
+    /// Why it counted a prompt, when `prompt_counted`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count_reason: Option<CountReason>,
+    /// `usage` is the proxy's estimate, not Anthropic's count: the reply was
+    /// cut before its final usage arrived (output estimated from the deltas
+    /// seen), or abandoned before its first byte (input estimated from the
+    /// request's size).
+    #[serde(default)]
+    pub estimated: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<CredentialUse>,
 }
 
 /// A request ccgate answered itself with a block.

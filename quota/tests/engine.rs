@@ -30,6 +30,10 @@ fn policy(time_zone: &str, rules: Vec<Rule>) -> CompiledPolicy {
         credit_weights: CreditWeights::default(),
         rules,
         unidentified_clients: UnidentifiedClients::Allow,
+        agent_turns: Default::default(),
+        turn_limits: Default::default(),
+        personal_api_keys: Default::default(),
+        credential: Default::default(),
     })
     .unwrap()
 }
@@ -219,6 +223,48 @@ fn status_comes_first_and_stops_continuations() {
             assert_eq!(reason(&p, &UsageIndex::new(), request), Some(expected));
         }
     }
+}
+
+#[test]
+fn paused_and_killed_people_are_told_what_happened_and_what_to_do() {
+    let mut raw = policy("UTC", vec![]).policy;
+    let message = |raw: &Policy| {
+        let p = CompiledPolicy::new(raw.clone()).unwrap();
+        let request = prompt(ModelFamily::Opus, "2026-03-03T12:00:00Z");
+        evaluate(&p, &UsageIndex::new(), request)
+            .denial
+            .unwrap()
+            .message
+    };
+    raw.status = UserStatus::Paused;
+    let paused = message(&raw);
+    assert!(
+        paused.contains("Alice, your ccgate admin has paused"),
+        "{paused}"
+    );
+    assert!(paused.contains("send the prompt again"), "{paused}");
+    assert!(!paused.contains("if you need more"), "{paused}");
+    raw.status = UserStatus::Killed;
+    let killed = message(&raw);
+    assert!(
+        killed.contains("revoked your Claude Code access"),
+        "{killed}"
+    );
+    assert!(
+        killed.contains("sign Claude Code in again with /login"),
+        "{killed}"
+    );
+    assert!(!killed.contains("if you need more"), "{killed}");
+    raw.credential = ccgate_quota::CredentialMode::TeamCredential {
+        subscription_id: 1,
+        kind: ccgate_quota::CredentialKind::OauthToken,
+        version: 1,
+    };
+    let team = message(&raw);
+    assert!(
+        team.contains("once they reinstate you, restart Claude Code"),
+        "{team}"
+    );
 }
 
 #[test]

@@ -116,6 +116,11 @@ pub fn compile_policy(row: &UserRow, settings: &TeamSettings) -> CompiledPolicy 
         credit_weights: settings.credit_weights,
         rules: Vec::new(),
         unidentified_clients: settings.unidentified_clients,
+        // Filled in by the subscriptions and turn-rule work (issue 8).
+        agent_turns: Default::default(),
+        turn_limits: Default::default(),
+        personal_api_keys: Default::default(),
+        credential: Default::default(),
     };
     for zone in zones.into_iter().flatten() {
         if ccgate_quota::rules::validate_time_zone(&zone).is_ok() {
