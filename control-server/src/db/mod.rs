@@ -9,8 +9,8 @@ pub mod devices;
 pub mod events;
 mod migrations;
 pub mod settings;
-pub mod subscription;
 pub mod users;
+pub mod utilization;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};

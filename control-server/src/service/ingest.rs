@@ -200,7 +200,7 @@ pub async fn ingest(
                 db::audit::insert(tx, &entry)?;
             }
             let stored = match &subscription {
-                Some(usage) => db::subscription::store_if_newer(tx, usage, user_id, device_id)?,
+                Some(usage) => db::utilization::store_if_newer(tx, usage, user_id, device_id)?,
                 None => false,
             };
             Ok((rows, inserted, stored))

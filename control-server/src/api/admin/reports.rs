@@ -217,6 +217,6 @@ pub async fn audit(State(state): State<AppState>, Query(query): Query<AuditQuery
 }
 
 pub async fn subscription(State(state): State<AppState>) -> Result<Out> {
-    let latest = state.db.read(db::subscription::latest).await?;
+    let latest = state.db.read(db::utilization::latest).await?;
     Ok(axum::Json(json!({ "subscription": latest })))
 }

@@ -1,4 +1,5 @@
-//! The latest subscription utilization (one row, replaced only by newer observations).
+//! The subscription's latest utilization as Anthropic's headers report it
+//! (one row, replaced only by newer observations).
 
 use ccgate_quota::wire::SubscriptionUsage;
 use rusqlite::{Connection, OptionalExtension, params};
