@@ -4,8 +4,8 @@ mod common;
 
 use std::time::Duration;
 
+use common::sse::SseReader;
 use common::{TestServer, expect_status, request_event, send};
-use futures_util::StreamExt;
 use jiff::{SignedDuration, Timestamp};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -406,67 +406,6 @@ async fn tamper_and_subscription_reports_are_stored() {
         "observed_at": observed - SignedDuration::from_mins(5), "windows": { "5h": { "utilization": 0.9 } } } });
     server.agent(&token, "/events", stale).await;
     assert_eq!(five_hour_utilization(&server).await, 0.42);
-}
-
-/// Reads server-sent events, yielding each `data:` payload of a `sync` event.
-struct SseReader {
-    stream: std::pin::Pin<
-        Box<dyn futures_util::Stream<Item = reqwest::Result<axum::body::Bytes>> + Send>,
-    >,
-    buffer: String,
-    pings: usize,
-}
-
-impl SseReader {
-    async fn open(server: &TestServer, token: &str) -> Self {
-        let response = server
-            .request(Method::GET, "/api/agent/v1/stream")
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
-        let content_type = response.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .to_owned();
-        assert!(
-            content_type.starts_with("text/event-stream"),
-            "{content_type}"
-        );
-        Self {
-            stream: Box::pin(response.bytes_stream()),
-            buffer: String::new(),
-            pings: 0,
-        }
-    }
-
-    async fn next_sync(&mut self) -> Value {
-        loop {
-            if let Some(end) = self.buffer.find("\n\n") {
-                let block: String = self.buffer.drain(..end + 2).collect();
-                if block.starts_with(": ping") || block.starts_with(":ping") {
-                    self.pings += 1;
-                    continue;
-                }
-                let mut name = "";
-                let mut data = String::new();
-                for line in block.lines() {
-                    if let Some(value) = line.strip_prefix("event:") {
-                        name = value.trim();
-                    } else if let Some(value) = line.strip_prefix("data:") {
-                        data.push_str(value.trim_start());
-                    }
-                }
-                if name == "sync" {
-                    return serde_json::from_str(&data).unwrap();
-                }
-                continue;
-            }
-            let chunk = self.stream.next().await.expect("stream ended").unwrap();
-            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
-        }
-    }
 }
 
 #[tokio::test]

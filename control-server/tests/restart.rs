@@ -3,8 +3,8 @@
 
 mod common;
 
-use ccgate_server::{ServerConfig, ServerError};
-use common::{ADMIN_PASSWORD, TestServer, config, request_event};
+use ccgate_server::ServerConfig;
+use common::{ADMIN_PASSWORD, TestServer, config, request_event, start_error};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -128,13 +128,6 @@ async fn a_killed_users_replacement_token_is_reissued_after_a_restart() {
         StatusCode::UNAUTHORIZED
     );
     drop(temp);
-}
-
-async fn start_error(config: ServerConfig) -> ServerError {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    ccgate_server::serve(config, listener, std::future::pending())
-        .await
-        .expect_err("the server must refuse to start")
 }
 
 #[tokio::test]

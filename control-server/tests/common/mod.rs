@@ -2,6 +2,8 @@
 //! helpers that talk to it over real HTTP.
 #![allow(dead_code)]
 
+pub mod sse;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -113,6 +115,11 @@ impl TestServer {
         format!("{}{path}", self.url)
     }
 
+    /// The server's data directory (`ccgate.db`, `secret.key`).
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
     pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
         self.client.request(method, self.path(path))
     }
@@ -160,6 +167,39 @@ impl TestServer {
     pub async fn put_settings(&self, body: Value) -> (StatusCode, Value) {
         self.admin_json(Method::PUT, "/api/admin/settings", Some(body))
             .await
+    }
+
+    /// `POST /api/admin/subscriptions` with `body`.
+    pub async fn post_subscription(&self, body: Value) -> (StatusCode, Value) {
+        self.admin_json(Method::POST, "/api/admin/subscriptions", Some(body))
+            .await
+    }
+
+    /// `PUT /api/admin/subscriptions/{id}` with `body`.
+    pub async fn put_subscription(&self, id: i64, body: Value) -> (StatusCode, Value) {
+        let path = format!("/api/admin/subscriptions/{id}");
+        self.admin_json(Method::PUT, &path, Some(body)).await
+    }
+
+    /// Enrols a subscription holding `credential`; its id.
+    pub async fn create_subscription(&self, name: &str, credential: &str) -> i64 {
+        let (status, body) = self
+            .post_subscription(json!({ "name": name, "credential": credential }))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["subscription"]["id"].as_i64().unwrap()
+    }
+
+    /// `POST /api/agent/v1/credential` as the device `token`.
+    pub async fn fetch_credential(&self, token: &str) -> (StatusCode, Value) {
+        self.agent(token, "/credential", json!({})).await
+    }
+
+    /// The policy the device `token` syncs.
+    pub async fn policy(&self, token: &str) -> Value {
+        let (status, body) = self.agent(token, "/sync", json!({})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["policy"].clone()
     }
 
     /// `POST /api/admin/accounts`: a dashboard account with `role`.
@@ -309,6 +349,14 @@ impl Drop for TestServer {
             let _ = stop.send(());
         }
     }
+}
+
+/// Starts a server with `config` and returns why it refused to start.
+pub async fn start_error(config: ServerConfig) -> ServerError {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    ccgate_server::serve(config, listener, std::future::pending())
+        .await
+        .expect_err("the server must refuse to start")
 }
 
 /// Sends `request`: the status and JSON body (`Value::Null` when the body is not JSON).
