@@ -6,6 +6,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use ccgate_quota::seal::SealKey;
+
 use crate::clock::Clock;
 
 /// Shortest admin password accepted.
@@ -51,6 +53,32 @@ pub struct Args {
     /// The failure window, in seconds.
     #[arg(long, env = "LOGIN_FAILURE_WINDOW_SECS", default_value_t = 900)]
     pub login_failure_window_secs: u64,
+    /// Key that encrypts subscription credentials at rest: 64 hex characters
+    /// (`openssl rand -hex 32`). Prefer the environment variable: other local
+    /// users can read a flag in the process list. Back it up apart from the
+    /// database [default: DATA_DIR/secret.key, created on the first start].
+    #[arg(long, env = "SECRET_KEY", hide_env_values = true, value_name = "HEX")]
+    pub secret_key: Option<SecretText>,
+}
+
+/// A secret given on the command line or in the environment. Parsing never
+/// fails (so clap never echoes it in an error) and `Debug` never shows it;
+/// [`Args::into_config`] checks its form.
+#[derive(Clone)]
+pub struct SecretText(String);
+
+impl std::fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretText(<redacted>)")
+    }
+}
+
+impl std::str::FromStr for SecretText {
+    type Err = std::convert::Infallible;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(Self(text.to_owned()))
+    }
 }
 
 impl Args {
@@ -66,6 +94,16 @@ impl Args {
         config.max_body_bytes = self.max_body_bytes;
         config.login_max_failures = self.login_max_failures;
         config.login_failure_window = Duration::from_secs(self.login_failure_window_secs);
+        config.secret_key = self
+            .secret_key
+            .map(|text| {
+                SealKey::from_hex(&text.0).map_err(|error| {
+                    ConfigError(format!(
+                        "SECRET_KEY (or --secret-key) must be 64 hex characters: {error}"
+                    ))
+                })
+            })
+            .transpose()?;
         config.validate()?;
         Ok(config)
     }
@@ -106,6 +144,13 @@ pub struct ServerConfig {
     pub live_session_recheck: Duration,
     /// How often `last_seen_at` is written to the database.
     pub last_seen_flush_interval: Duration,
+    /// The key that seals subscription credentials at rest (`SECRET_KEY`);
+    /// `None` uses `DATA_DIR/secret.key`, created on the first start.
+    pub secret_key: Option<SealKey>,
+    /// Whether a device on a loopback address may receive its subscription
+    /// credential over plain http. True for the real server; tests turn it
+    /// off to stand for a remote device (every test peer is on loopback).
+    pub loopback_is_local: bool,
     pub clock: Clock,
 }
 
@@ -128,6 +173,8 @@ impl ServerConfig {
             online_window: Duration::from_secs(120),
             live_session_recheck: Duration::from_secs(10),
             last_seen_flush_interval: Duration::from_secs(5),
+            secret_key: None,
+            loopback_is_local: true,
             clock: Clock::system(),
         }
     }
@@ -145,11 +192,27 @@ impl ServerConfig {
         self.data_dir.join("ccgate.db")
     }
 
-    /// Whether cookies must be `Secure` (the server is reached over https).
-    pub fn secure_cookies(&self) -> bool {
+    /// Where the server key is kept when `SECRET_KEY` is not set.
+    pub fn key_file_path(&self) -> PathBuf {
+        self.data_dir.join(crate::key_file::KEY_FILE)
+    }
+
+    /// Whether devices reach the server over https (`PUBLIC_URL`).
+    pub fn public_url_is_https(&self) -> bool {
         self.public_url
             .as_deref()
             .is_some_and(|url| url.starts_with("https://"))
+    }
+
+    /// Whether cookies must be `Secure` (the server is reached over https).
+    pub fn secure_cookies(&self) -> bool {
+        self.public_url_is_https()
+    }
+
+    /// Whether a secret may be sent to a client at `peer`: the server is
+    /// reached over https, or the client is on this machine.
+    pub fn transport_is_private(&self, peer: IpAddr) -> bool {
+        self.public_url_is_https() || (self.loopback_is_local && peer.to_canonical().is_loopback())
     }
 
     pub fn validate(&mut self) -> Result<(), ConfigError> {

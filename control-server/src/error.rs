@@ -25,6 +25,10 @@ pub enum ServerError {
     Db(String),
     #[error("{0}")]
     Password(String),
+    /// The server key is missing, unreadable, malformed, or does not open
+    /// the credentials in the database.
+    #[error("{0}")]
+    SecretKey(String),
     #[error("serving HTTP: {0}")]
     Io(String),
 }
@@ -38,6 +42,12 @@ impl From<ConfigError> for ServerError {
 impl From<DbError> for ServerError {
     fn from(error: DbError) -> Self {
         Self::Db(error.to_string())
+    }
+}
+
+impl From<crate::key_file::KeyFileError> for ServerError {
+    fn from(error: crate::key_file::KeyFileError) -> Self {
+        Self::SecretKey(error.to_string())
     }
 }
 

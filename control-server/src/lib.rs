@@ -17,6 +17,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod hub;
+pub mod key_file;
 pub mod live;
 pub mod metrics;
 pub mod model;
@@ -25,6 +26,7 @@ pub mod secrets;
 pub mod service;
 pub mod state;
 pub mod tasks;
+pub mod vault;
 pub mod writer;
 
 use std::future::Future;
@@ -42,11 +44,13 @@ use crate::db::Db;
 use crate::live::Live;
 use crate::ratelimit::FailureLimiter;
 use crate::state::{AppState, Inner};
+use crate::vault::Vault;
 use crate::writer::EventWriter;
 
-/// Opens the database, makes sure the built-in admin has a password, and
-/// loads the live state. Blocking; [`serve`] runs it off the runtime.
-fn open(config: &ServerConfig) -> Result<(Db, Live), ServerError> {
+/// Opens the database, makes sure the built-in admin has a password, finds
+/// the server key, and loads the live state. Blocking; [`serve`] runs it off
+/// the runtime.
+fn open(config: &ServerConfig) -> Result<(Db, Live, Vault), ServerError> {
     std::fs::create_dir_all(&config.data_dir).map_err(|error| ServerError::DataDir {
         path: config.data_dir.clone(),
         error: error.to_string(),
@@ -83,6 +87,7 @@ fn open(config: &ServerConfig) -> Result<(Db, Live), ServerError> {
         ),
         (Some(_), None) => {}
     }
+    let vault = open_vault(config, &db)?;
     let history = SignedDuration::from_hours(24 * i64::from(config.history_days));
     let since = config
         .clock
@@ -96,7 +101,36 @@ fn open(config: &ServerConfig) -> Result<(Db, Live), ServerError> {
         events = stats.events,
         "loaded live state"
     );
-    Ok((db, live))
+    Ok((db, live, vault))
+}
+
+/// The server key (`SECRET_KEY`, else `DATA_DIR/secret.key`), checked
+/// against every credential sealed in the database: a wrong key stops the
+/// start rather than failing the first device that asks.
+fn open_vault(config: &ServerConfig, db: &Db) -> Result<Vault, ServerError> {
+    let sealed = db.read_blocking(db::subscriptions::all_sealed)?;
+    let (key, source) = key_file::resolve(
+        &config.key_file_path(),
+        config.secret_key.as_ref(),
+        !sealed.is_empty(),
+    )?;
+    if let key_file::KeySource::Created(path) = &source {
+        tracing::warn!(
+            path = %path.display(),
+            "created the server key that encrypts subscription credentials; back it up apart from the database"
+        );
+    }
+    let vault = Vault::new(key);
+    for (name, credential) in &sealed {
+        if vault.open(credential).is_err() {
+            return Err(ServerError::SecretKey(format!(
+                "the credential of subscription {name:?} does not open with the server key from \
+                 {source}: start with the key it was sealed with (SECRET_KEY, or the \
+                 DATA_DIR/secret.key of that database)"
+            )));
+        }
+    }
+    Ok(vault)
 }
 
 /// Runs the server on `listener` until `shutdown` completes, then finishes
@@ -114,7 +148,7 @@ pub async fn serve(
             .await
             .map_err(|e| ServerError::Io(e.to_string()))??
     };
-    let (db, live) = opened;
+    let (db, live, vault) = opened;
     let (stop_sender, stop) = watch::channel(false);
     // The writer outlives the last request: it stops after the HTTP server.
     let (writer_stop, writer_stopped) = watch::channel(false);
@@ -128,6 +162,7 @@ pub async fn serve(
         config,
         db,
         live,
+        vault,
         hub: hub::Hub::default(),
         metrics: metrics::Metrics::default(),
         writer,

@@ -13,6 +13,7 @@ use crate::hub::Hub;
 use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::ratelimit::FailureLimiter;
+use crate::vault::Vault;
 use crate::writer::EventWriter;
 
 #[derive(Debug, Clone)]
@@ -23,6 +24,8 @@ pub struct Inner {
     pub config: ServerConfig,
     pub db: Db,
     pub live: Live,
+    /// Seals and opens subscription credentials with the server key.
+    pub vault: Vault,
     pub hub: Hub,
     pub metrics: Metrics,
     pub writer: EventWriter,

@@ -201,6 +201,9 @@ pub fn seed_history(
                     turn_key: Some(format!("h:{k}")),
                     session_id: Some("history".to_owned()),
                     detail,
+                    count_reason: counted.then(|| "new_prompt".to_owned()),
+                    estimated: false,
+                    credential: None,
                 }
             })
             .collect();

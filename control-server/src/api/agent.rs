@@ -5,17 +5,20 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use ccgate_quota::wire::{
     CheckRequest, CheckResponse, EventsRequest, EventsResponse, RegisterRequest, RegisterResponse,
     SyncRequest, SyncResponse,
 };
+use serde::Deserialize;
 
 use super::extract::{ClientIp, Json, OptionalJson, ProxyDevice};
 use crate::db;
 use crate::error::{Error, Result};
 use crate::model::{DeviceDetails, DeviceKind};
-use crate::service::{gate, ingest, register, sync};
+use crate::service::{credential, gate, ingest, register, sync};
 use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -24,6 +27,7 @@ pub fn routes() -> Router<AppState> {
         .route("/sync", post(sync_device))
         .route("/check", post(check))
         .route("/events", post(events))
+        .route("/credential", post(send_credential))
         .route("/stream", get(super::stream::stream))
 }
 
@@ -162,4 +166,23 @@ async fn events(
     ingest::ingest(&state, &auth.device, &auth.user, request)
         .await
         .map(axum::Json)
+}
+
+/// `POST /credential` takes an empty object (or no body).
+#[derive(Debug, Default, Deserialize)]
+struct CredentialRequest {}
+
+/// The subscription credential of a device in team-credential mode (see
+/// [`credential::send`] for who gets it); never cached on the way.
+async fn send_credential(
+    State(state): State<AppState>,
+    ClientIp(peer): ClientIp,
+    auth: ProxyDevice,
+    OptionalJson(CredentialRequest {}): OptionalJson<CredentialRequest>,
+) -> Result<impl IntoResponse> {
+    let answer = credential::send(&state, &auth.device, &auth.user, peer).await?;
+    Ok((
+        [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+        axum::Json(answer),
+    ))
 }

@@ -25,6 +25,13 @@ pub struct EventRow {
     pub turn_key: Option<String>,
     pub session_id: Option<String>,
     pub detail: Option<serde_json::Value>,
+    /// Why a `request` counted its prompt (`new_prompt`, `agent_turn`, …).
+    pub count_reason: Option<String>,
+    /// The token figures are the proxy's estimate (a cut or abandoned reply).
+    pub estimated: bool,
+    /// The credential a request went out with: `personal`, `team`,
+    /// `personal_api_key` (`None`: not reported).
+    pub credential: Option<String>,
 }
 
 /// Inserts the rows in the caller's transaction, skipping ids already
@@ -33,8 +40,10 @@ pub fn insert_new(conn: &Connection, rows: &[EventRow]) -> DbResult<Vec<bool>> {
     let mut statement = conn.prepare_cached(
         "INSERT OR IGNORE INTO events (id, user_id, device_id, at, received_at, type, model, family,
              prompts, credits, input_tokens, output_tokens, cache_creation_input_tokens,
-             cache_read_input_tokens, kind, turn_key, session_id, detail)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+             cache_read_input_tokens, kind, turn_key, session_id, detail, count_reason, estimated,
+             credential)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
+             ?19, ?20, ?21)",
     )?;
     rows.iter()
         .map(|row| {
@@ -64,6 +73,9 @@ pub fn insert_new(conn: &Connection, rows: &[EventRow]) -> DbResult<Vec<bool>> {
                 row.turn_key,
                 row.session_id,
                 detail,
+                row.count_reason,
+                row.estimated,
+                row.credential,
             ])?;
             Ok(changed == 1)
         })
@@ -215,6 +227,9 @@ pub fn page(conn: &Connection, filter: &EventFilter) -> DbResult<Vec<StoredEvent
                 turn_key: row.get(16)?,
                 session_id: row.get(17)?,
                 detail: None,
+                count_reason: row.get(19)?,
+                estimated: row.get(20)?,
+                credential: row.get(21)?,
             },
             row.get::<_, Option<String>>(8)?,
             row.get::<_, Option<String>>(18)?,
@@ -242,7 +257,7 @@ fn page_sql(filter: &EventFilter) -> String {
     }
     format!(
         "SELECT rowid, id, user_id, device_id, at, received_at, type, model, family, {COUNTS},
-                kind, turn_key, session_id, detail
+                kind, turn_key, session_id, detail, count_reason, estimated, credential
          FROM events
          WHERE {}
          ORDER BY at DESC, rowid DESC LIMIT :limit",

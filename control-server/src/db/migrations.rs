@@ -8,6 +8,7 @@ use super::DbError;
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_initial.sql"),
     include_str!("migrations/0002_event_filters.sql"),
+    include_str!("migrations/0003_subscriptions.sql"),
 ];
 
 pub fn run(conn: &mut Connection) -> Result<(), DbError> {

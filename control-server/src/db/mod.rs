@@ -9,6 +9,7 @@ pub mod devices;
 pub mod events;
 mod migrations;
 pub mod settings;
+pub mod subscriptions;
 pub mod users;
 pub mod utilization;
 
@@ -162,6 +163,28 @@ pub(crate) fn is_unique_violation(error: &rusqlite::Error) -> bool {
     )
 }
 
+pub(crate) fn is_foreign_key_violation(error: &rusqlite::Error) -> bool {
+    matches!(
+        error,
+        rusqlite::Error::SqliteFailure(e, _)
+            if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY
+    )
+}
+
 pub(crate) fn corrupt(what: impl std::fmt::Display) -> DbError {
     DbError::Corrupt(what.to_string())
+}
+
+/// A unit enum of the quota crate by its serde name, as it is stored.
+pub(crate) fn enum_from_text<T: serde::de::DeserializeOwned>(text: &str) -> DbResult<T> {
+    serde_json::from_value(serde_json::Value::String(text.to_owned()))
+        .map_err(|e| corrupt(format!("{text:?}: {e}")))
+}
+
+/// The stored form of a unit enum: its serde name.
+pub(crate) fn enum_to_text<T: serde::Serialize>(value: &T) -> DbResult<String> {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(text)) => Ok(text),
+        other => Err(corrupt(format!("not a unit enum: {other:?}"))),
+    }
 }

@@ -1,10 +1,10 @@
 //! Team settings as key/value rows, and the policy version counter.
 
-use ccgate_quota::{CreditWeights, UnidentifiedClients};
+use ccgate_quota::{AgentTurns, CreditWeights, PersonalApiKeys, TurnLimits, UnidentifiedClients};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
-use super::{DbResult, corrupt};
+use super::{DbResult, corrupt, enum_from_text, enum_to_text};
 
 /// Settings that shape every user's policy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -14,6 +14,12 @@ pub struct TeamSettings {
     pub time_zone: String,
     pub credit_weights: CreditWeights,
     pub unidentified_clients: UnidentifiedClients,
+    /// Whether turns the agent starts count as prompts (a user may differ).
+    pub agent_turns: AgentTurns,
+    /// The per-turn backstops: requests and tokens one prompt may carry.
+    pub turn_limits: TurnLimits,
+    /// In team-credential mode, whether a person's own API key may pass.
+    pub personal_api_keys: PersonalApiKeys,
     /// The policy version at which these settings last changed.
     pub version: u64,
 }
@@ -25,6 +31,9 @@ impl Default for TeamSettings {
             time_zone: "UTC".to_owned(),
             credit_weights: CreditWeights::default(),
             unidentified_clients: UnidentifiedClients::Allow,
+            agent_turns: AgentTurns::default(),
+            turn_limits: TurnLimits::default(),
+            personal_api_keys: PersonalApiKeys::default(),
             version: 0,
         }
     }
@@ -64,10 +73,20 @@ pub fn load(conn: &Connection) -> DbResult<TeamSettings> {
             None => defaults.credit_weights,
         },
         unidentified_clients: match get(conn, "unidentified_clients")? {
-            Some(text) => {
-                serde_json::from_value(serde_json::Value::String(text)).map_err(corrupt)?
-            }
+            Some(text) => enum_from_text(&text)?,
             None => defaults.unidentified_clients,
+        },
+        agent_turns: match get(conn, "agent_turns")? {
+            Some(text) => enum_from_text(&text)?,
+            None => defaults.agent_turns,
+        },
+        turn_limits: match json("turn_limits")? {
+            Some(value) => serde_json::from_value(value).map_err(corrupt)?,
+            None => defaults.turn_limits,
+        },
+        personal_api_keys: match get(conn, "personal_api_keys")? {
+            Some(text) => enum_from_text(&text)?,
+            None => defaults.personal_api_keys,
         },
         version: get(conn, "settings_version")?
             .map(|v| v.parse().map_err(corrupt))
@@ -84,11 +103,22 @@ pub fn save(conn: &Connection, settings: &TeamSettings) -> DbResult<()> {
         "credit_weights",
         &serde_json::to_string(&settings.credit_weights).map_err(corrupt)?,
     )?;
-    let unidentified = match settings.unidentified_clients {
-        UnidentifiedClients::Allow => "allow",
-        UnidentifiedClients::Deny => "deny",
-    };
-    set(conn, "unidentified_clients", unidentified)?;
+    set(
+        conn,
+        "unidentified_clients",
+        &enum_to_text(&settings.unidentified_clients)?,
+    )?;
+    set(conn, "agent_turns", &enum_to_text(&settings.agent_turns)?)?;
+    set(
+        conn,
+        "turn_limits",
+        &serde_json::to_string(&settings.turn_limits).map_err(corrupt)?,
+    )?;
+    set(
+        conn,
+        "personal_api_keys",
+        &enum_to_text(&settings.personal_api_keys)?,
+    )?;
     set(conn, "settings_version", &settings.version.to_string())?;
     Ok(())
 }

@@ -1,10 +1,13 @@
 //! Users and their limit rules. Limits are replaced as a whole inside the
 //! caller's transaction, so a user is never seen without them.
 
-use ccgate_quota::{Rule, UserStatus};
+use ccgate_quota::{AgentTurns, Rule, UserStatus};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{DbError, DbResult, corrupt, is_unique_violation};
+use super::{
+    DbError, DbResult, corrupt, enum_from_text, enum_to_text, is_foreign_key_violation,
+    is_unique_violation,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserRow {
@@ -18,6 +21,11 @@ pub struct UserRow {
     pub created_at: i64,
     /// In order, with their row ids.
     pub rules: Vec<Rule>,
+    /// The subscription whose credential this user's devices swap in;
+    /// `None`: the person signs in with their own login.
+    pub subscription_id: Option<i64>,
+    /// `None`: the team's setting.
+    pub agent_turns: Option<AgentTurns>,
 }
 
 pub struct NewUser<'a> {
@@ -25,6 +33,8 @@ pub struct NewUser<'a> {
     pub slug: &'a str,
     pub time_zone: Option<&'a str>,
     pub rules: &'a [Rule],
+    pub subscription_id: Option<i64>,
+    pub agent_turns: Option<AgentTurns>,
     pub policy_version: u64,
     pub created_at: i64,
 }
@@ -38,11 +48,19 @@ pub struct UserChanges {
     /// `Some(None)` returns the user to the team's zone.
     pub time_zone: Option<Option<String>>,
     pub rules: Option<Vec<Rule>>,
+    /// `Some(None)` returns the user to their own login.
+    pub subscription_id: Option<Option<i64>>,
+    /// `Some(None)` returns the user to the team's setting.
+    pub agent_turns: Option<Option<AgentTurns>>,
 }
 
-const COLUMNS: &str = "id, name, slug, status, time_zone, policy_version, created_at";
+const COLUMNS: &str =
+    "id, name, slug, status, time_zone, policy_version, created_at, subscription_id, agent_turns";
 
-fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(UserRow, String)> {
+/// A row with the columns that still need parsing: status and agent turns.
+type RawUser = (UserRow, String, Option<String>);
+
+fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawUser> {
     let status: String = row.get(3)?;
     Ok((
         UserRow {
@@ -54,15 +72,23 @@ fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(UserRow, String)> {
             policy_version: row.get::<_, i64>(5)?.max(0) as u64,
             created_at: row.get(6)?,
             rules: Vec::new(),
+            subscription_id: row.get(7)?,
+            agent_turns: None,
         },
         status,
+        row.get(8)?,
     ))
 }
 
-fn finish(conn: &Connection, (mut user, status): (UserRow, String)) -> DbResult<UserRow> {
+fn finish(conn: &Connection, (mut user, status, agent_turns): RawUser) -> DbResult<UserRow> {
     user.status = status.parse().map_err(corrupt)?;
+    user.agent_turns = agent_turns.as_deref().map(enum_from_text).transpose()?;
     user.rules = rules_of(conn, user.id)?;
     Ok(user)
+}
+
+fn agent_turns_text(value: Option<AgentTurns>) -> DbResult<Option<String>> {
+    value.as_ref().map(enum_to_text).transpose()
 }
 
 pub fn rules_of(conn: &Connection, user_id: i64) -> DbResult<Vec<Rule>> {
@@ -111,20 +137,32 @@ fn slug_conflict(error: rusqlite::Error, slug: &str) -> DbError {
     if is_unique_violation(&error) {
         DbError::Conflict(format!("the slug {slug:?} is already taken"))
     } else {
+        subscription_gone(error)
+    }
+}
+
+/// A subscription deleted while it was being assigned.
+fn subscription_gone(error: rusqlite::Error) -> DbError {
+    if is_foreign_key_violation(&error) {
+        DbError::Conflict("that subscription was deleted meanwhile".to_owned())
+    } else {
         error.into()
     }
 }
 
 pub fn insert(conn: &Connection, user: &NewUser<'_>) -> DbResult<UserRow> {
     conn.execute(
-        "INSERT INTO users (name, slug, status, time_zone, policy_version, created_at)
-         VALUES (?1, ?2, 'active', ?3, ?4, ?5)",
+        "INSERT INTO users (name, slug, status, time_zone, policy_version, created_at,
+             subscription_id, agent_turns)
+         VALUES (?1, ?2, 'active', ?3, ?4, ?5, ?6, ?7)",
         params![
             user.name,
             user.slug,
             user.time_zone,
             user.policy_version as i64,
-            user.created_at
+            user.created_at,
+            user.subscription_id,
+            agent_turns_text(user.agent_turns)?,
         ],
     )
     .map_err(|e| slug_conflict(e, user.slug))?;
@@ -188,11 +226,30 @@ pub fn update(
     if let Some(rules) = &changes.rules {
         replace_rules(conn, id, rules)?;
     }
+    if let Some(subscription_id) = changes.subscription_id {
+        conn.execute(
+            "UPDATE users SET subscription_id = ?2 WHERE id = ?1",
+            params![id, subscription_id],
+        )
+        .map_err(subscription_gone)?;
+    }
+    if let Some(agent_turns) = changes.agent_turns {
+        conn.execute(
+            "UPDATE users SET agent_turns = ?2 WHERE id = ?1",
+            params![id, agent_turns_text(agent_turns)?],
+        )?;
+    }
+    set_policy_version(conn, id, policy_version)?;
+    get(conn, id)?.ok_or_else(|| DbError::NotFound(format!("no user with id {id}")))
+}
+
+/// Stamps the user with `policy_version` (a change elsewhere altered their policy).
+pub fn set_policy_version(conn: &Connection, id: i64, policy_version: u64) -> DbResult<()> {
     conn.execute(
         "UPDATE users SET policy_version = ?2 WHERE id = ?1",
         params![id, policy_version as i64],
     )?;
-    get(conn, id)?.ok_or_else(|| DbError::NotFound(format!("no user with id {id}")))
+    Ok(())
 }
 
 /// Deletes a user with their limits, devices, codes and events.

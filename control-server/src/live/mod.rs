@@ -4,6 +4,7 @@
 
 pub mod devices;
 pub mod reservations;
+pub mod subscriptions;
 pub mod users;
 
 use std::collections::HashMap;
@@ -17,11 +18,16 @@ use crate::db::users::UserRow;
 use crate::db::{self, Db, DbResult};
 use crate::secrets::{self, TokenHash};
 use devices::{DeviceLive, DeviceRegistry};
+use subscriptions::SubscriptionDirectory;
 use users::UserLive;
 
 #[derive(Debug)]
 pub struct Live {
     settings: RwLock<Arc<TeamSettings>>,
+    subscriptions: RwLock<Arc<SubscriptionDirectory>>,
+    /// Held while a subscription change is written and mirrored, so the
+    /// directory is always built on the one before it.
+    subscription_changes: tokio::sync::Mutex<()>,
     users: RwLock<HashMap<i64, Arc<UserLive>>>,
     pub devices: DeviceRegistry,
 }
@@ -39,13 +45,15 @@ impl Live {
     /// Replacement tokens whose text was lost with the last process are
     /// issued afresh (only hashes are stored).
     pub fn load(db: &Db, history_since: Timestamp) -> DbResult<(Self, LoadStats)> {
-        let (settings, rows, device_rows) = db.read_blocking(|conn| {
+        let (settings, subscription_rows, rows, device_rows) = db.read_blocking(|conn| {
             Ok((
                 db::settings::load(conn)?,
+                db::subscriptions::list(conn)?,
                 db::users::list(conn)?,
                 db::devices::list_all(conn)?,
             ))
         })?;
+        let subscriptions = SubscriptionDirectory::from_rows(&subscription_rows);
         let mut indexes: HashMap<i64, UsageIndex> = HashMap::new();
         let events = db.read_blocking(|conn| {
             db::events::for_each_usage_since(
@@ -62,11 +70,14 @@ impl Live {
             .into_iter()
             .map(|row| {
                 let usage = indexes.remove(&row.id).unwrap_or_default();
-                (row.id, Arc::new(UserLive::new(row, &settings, usage)))
+                let user = UserLive::new(row, &settings, &subscriptions, usage);
+                (user.id, Arc::new(user))
             })
             .collect();
         let live = Self {
             settings: RwLock::new(Arc::new(settings)),
+            subscriptions: RwLock::new(Arc::new(subscriptions)),
+            subscription_changes: tokio::sync::Mutex::new(()),
             users: RwLock::new(users),
             devices: DeviceRegistry::default(),
         };
@@ -117,9 +128,32 @@ impl Live {
     pub fn replace_settings(&self, settings: TeamSettings) {
         let settings = Arc::new(settings);
         *self.settings.write().unwrap_or_else(|p| p.into_inner()) = Arc::clone(&settings);
+        let subscriptions = self.subscriptions();
         for user in self.all_users() {
-            user.lock().recompile(&settings);
+            user.lock().recompile(&settings, &subscriptions);
             user.notify();
+        }
+    }
+
+    pub fn subscriptions(&self) -> Arc<SubscriptionDirectory> {
+        Arc::clone(&self.subscriptions.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Taken by every subscription change for its whole write.
+    pub async fn lock_subscription_changes(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.subscription_changes.lock().await
+    }
+
+    /// A subscription was added, renamed, rotated or deleted: the directory
+    /// is replaced, then the rows of the users whose policy it changed are
+    /// put in (recompiled, their streams told).
+    pub fn replace_subscriptions(&self, directory: SubscriptionDirectory, changed: Vec<UserRow>) {
+        *self
+            .subscriptions
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Arc::new(directory);
+        for row in changed {
+            self.put_user(row);
         }
     }
 
@@ -146,12 +180,18 @@ impl Live {
     /// A user was created or changed in the database: mirror it and tell its devices.
     pub fn put_user(&self, row: UserRow) -> Arc<UserLive> {
         let settings = self.settings();
+        let subscriptions = self.subscriptions();
         if let Some(user) = self.user(row.id) {
-            user.lock().replace_row(row, &settings);
+            user.lock().replace_row(row, &settings, &subscriptions);
             user.notify();
             return user;
         }
-        let user = Arc::new(UserLive::new(row, &settings, UsageIndex::new()));
+        let user = Arc::new(UserLive::new(
+            row,
+            &settings,
+            &subscriptions,
+            UsageIndex::new(),
+        ));
         self.users
             .write()
             .unwrap_or_else(|p| p.into_inner())

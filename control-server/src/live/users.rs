@@ -13,6 +13,7 @@ use jiff::Timestamp;
 use tokio::sync::watch;
 
 use super::reservations::Reservations;
+use super::subscriptions::SubscriptionDirectory;
 use crate::db::settings::TeamSettings;
 use crate::db::users::UserRow;
 
@@ -35,8 +36,13 @@ pub struct UserState {
 }
 
 impl UserLive {
-    pub fn new(row: UserRow, settings: &TeamSettings, usage: UsageIndex) -> Self {
-        let policy = compile_policy(&row, settings);
+    pub fn new(
+        row: UserRow,
+        settings: &TeamSettings,
+        subscriptions: &SubscriptionDirectory,
+        usage: UsageIndex,
+    ) -> Self {
+        let policy = compile_policy(&row, settings, subscriptions);
         Self {
             id: row.id,
             state: Mutex::new(UserState {
@@ -65,13 +71,18 @@ impl UserLive {
 }
 
 impl UserState {
-    pub fn replace_row(&mut self, row: UserRow, settings: &TeamSettings) {
-        self.policy = compile_policy(&row, settings);
+    pub fn replace_row(
+        &mut self,
+        row: UserRow,
+        settings: &TeamSettings,
+        subscriptions: &SubscriptionDirectory,
+    ) {
+        self.policy = compile_policy(&row, settings, subscriptions);
         self.row = row;
     }
 
-    pub fn recompile(&mut self, settings: &TeamSettings) {
-        self.policy = compile_policy(&self.row, settings);
+    pub fn recompile(&mut self, settings: &TeamSettings, subscriptions: &SubscriptionDirectory) {
+        self.policy = compile_policy(&self.row, settings, subscriptions);
     }
 
     /// What the server knows for every window start the user's rules need
@@ -95,8 +106,13 @@ impl UserState {
 /// The user's policy with zones resolved. Input is validated before it is
 /// stored, so the fallbacks only matter for a hand-edited database: an
 /// unknown zone falls back to the team's (then UTC), a rule that still does
-/// not compile is left out and logged.
-pub fn compile_policy(row: &UserRow, settings: &TeamSettings) -> CompiledPolicy {
+/// not compile is left out and logged. A subscription that no longer exists
+/// leaves the user with their own login.
+pub fn compile_policy(
+    row: &UserRow,
+    settings: &TeamSettings,
+    subscriptions: &SubscriptionDirectory,
+) -> CompiledPolicy {
     let zones = [
         row.time_zone.clone(),
         Some(settings.time_zone.clone()),
@@ -116,11 +132,10 @@ pub fn compile_policy(row: &UserRow, settings: &TeamSettings) -> CompiledPolicy 
         credit_weights: settings.credit_weights,
         rules: Vec::new(),
         unidentified_clients: settings.unidentified_clients,
-        // Filled in by the subscriptions and turn-rule work (issue 8).
-        agent_turns: Default::default(),
-        turn_limits: Default::default(),
-        personal_api_keys: Default::default(),
-        credential: Default::default(),
+        agent_turns: row.agent_turns.unwrap_or(settings.agent_turns),
+        turn_limits: settings.turn_limits,
+        personal_api_keys: settings.personal_api_keys,
+        credential: subscriptions.credential_mode(row.subscription_id),
     };
     for zone in zones.into_iter().flatten() {
         if ccgate_quota::rules::validate_time_zone(&zone).is_ok() {

@@ -3,6 +3,7 @@
 //! concurrent checks cannot all pass the last unit. Side effects that touch
 //! SQLite (the blocked event, counting lapsed hook reservations) are queued.
 
+use ccgate_quota::wire::CountReason;
 use ccgate_quota::{Decision, GateKind, GateRequest, Layered, ModelFamily, UserStatus, evaluate};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
@@ -147,6 +148,9 @@ pub fn check(state: &AppState, user: &UserLive, input: CheckInput<'_>) -> CheckO
                     "message": denial.message,
                     "decided_by": "server",
                 })),
+                count_reason: None,
+                estimated: false,
+                credential: None,
             });
             state.hub.publish("user_blocked", || {
                 json!({
@@ -209,6 +213,9 @@ fn count_reservation(
             turn_key: None,
             session_id: reservation.session_id,
             detail: Some(json!({ "source": "hook", "settled": "unreported" })),
+            count_reason: Some(CountReason::NewPrompt.as_str().to_owned()),
+            estimated: false,
+            credential: None,
         },
     }
 }

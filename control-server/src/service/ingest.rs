@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use ccgate_quota::wire::{
-    AgentEvent, EventBody, EventsRequest, EventsResponse, MAX_EVENTS_PER_BATCH,
+    AgentEvent, CountReason, CredentialUse, EventBody, EventsRequest, EventsResponse,
+    MAX_EVENTS_PER_BATCH,
 };
 use ccgate_quota::{ModelFamily, Totals, UserStatus};
 use jiff::{SignedDuration, Timestamp};
@@ -89,6 +90,15 @@ pub fn clamp_time(
     at.clamp(oldest, now)
 }
 
+/// How events name the credential a request used.
+pub fn credential_name(credential: CredentialUse) -> &'static str {
+    match credential {
+        CredentialUse::Personal => "personal",
+        CredentialUse::Team => "team",
+        CredentialUse::PersonalApiKey => "personal_api_key",
+    }
+}
+
 fn row_for(
     event: &AgentEvent,
     user_id: i64,
@@ -111,6 +121,9 @@ fn row_for(
         turn_key: None,
         session_id: None,
         detail: None,
+        count_reason: None,
+        estimated: false,
+        credential: None,
     };
     match &event.body {
         EventBody::Request(r) => {
@@ -129,6 +142,15 @@ fn row_for(
             row.kind = Some(r.kind.as_str().to_owned());
             row.turn_key = r.turn_key.clone();
             row.session_id = r.session_id.clone();
+            // A reason only means something on the request that counted.
+            row.count_reason = r
+                .count_reason
+                .filter(|_| r.prompt_counted)
+                .map(|reason| reason.as_str().to_owned());
+            row.estimated = r.estimated;
+            row.credential = r
+                .credential
+                .map(|credential| credential_name(credential).to_owned());
             row.detail = Some(json!({
                 "status": r.status, "outcome": r.outcome, "stop_reason": r.stop_reason,
                 "duration_ms": r.duration_ms, "decided_offline": r.decided_offline,
@@ -296,18 +318,24 @@ fn publish(
         match row.event_type.as_str() {
             "request" => {
                 let t = row.totals;
+                let tokens = json!({
+                    "input_tokens": t.input_tokens, "output_tokens": t.output_tokens,
+                    "cache_creation_input_tokens": t.cache_creation_input_tokens,
+                    "cache_read_input_tokens": t.cache_read_input_tokens,
+                    "estimated": row.estimated, "credential": row.credential,
+                });
                 state.hub.publish("usage", || {
-                    with(json!({
-                        "kind": row.kind, "input_tokens": t.input_tokens,
-                        "output_tokens": t.output_tokens,
-                        "cache_creation_input_tokens": t.cache_creation_input_tokens,
-                        "cache_read_input_tokens": t.cache_read_input_tokens,
-                    }))
+                    let mut fields = with(tokens.clone());
+                    fields["kind"] = json!(row.kind);
+                    fields
                 });
                 if t.prompts > 0 {
-                    state
-                        .hub
-                        .publish("user_counted", || with(json!({ "creditCost": t.credits })));
+                    state.hub.publish("user_counted", || {
+                        let mut fields = with(tokens.clone());
+                        fields["creditCost"] = json!(t.credits);
+                        fields["countReason"] = json!(row.count_reason);
+                        fields
+                    });
                 }
             }
             "blocked" => state.hub.publish("user_blocked", || {
@@ -395,6 +423,9 @@ pub async fn hook_count(
             turn_key: None,
             session_id: session_id.map(str::to_owned),
             detail: Some(json!({ "source": "hook", "reserved": reservation.is_some() })),
+            count_reason: Some(CountReason::NewPrompt.as_str().to_owned()),
+            estimated: false,
+            credential: None,
         };
         (row, guard.row.name.clone())
     };

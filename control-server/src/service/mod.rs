@@ -2,9 +2,11 @@
 //! these modules, which combine the database and the live state.
 
 pub mod admin_auth;
+pub mod credential;
 pub mod gate;
 pub mod ingest;
 pub mod register;
+pub mod subscriptions;
 pub mod sync;
 pub mod users;
 

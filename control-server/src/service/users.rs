@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use ccgate_quota::{Rule, UserStatus};
+use ccgate_quota::{AgentTurns, Rule, UserStatus};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 
@@ -96,11 +96,25 @@ pub fn validate_time_zone(zone: &str) -> Result<String> {
     Ok(zone.trim().to_owned())
 }
 
+/// Checks that subscription `id` exists (`None`, their own login, always does).
+pub fn validate_subscription(state: &AppState, id: Option<i64>) -> Result<Option<i64>> {
+    match id {
+        Some(id) if state.live.subscriptions().get(id).is_none() => Err(Error::bad_request(
+            format!("subscription_id {id}: there is no subscription with that id"),
+        )
+        .with_code("unknown_subscription")),
+        other => Ok(other),
+    }
+}
+
 pub struct NewUserInput {
     pub name: String,
     pub slug: Option<String>,
     pub rules: Vec<Rule>,
     pub time_zone: Option<String>,
+    /// Checked with [`validate_subscription`].
+    pub subscription_id: Option<i64>,
+    pub agent_turns: Option<AgentTurns>,
 }
 
 pub struct Created {
@@ -132,6 +146,8 @@ pub async fn create(state: &AppState, actor: &str, input: NewUserInput) -> Resul
     let expires_at = now.checked_add(code_ttl(state)).unwrap_or(now);
     let actor_name = actor.to_owned();
     let rules = input.rules;
+    let (subscription_id, agent_turns) = (input.subscription_id, input.agent_turns);
+    let subscription_label = subscription_label(state, subscription_id);
     let user = state
         .db
         .write(move |tx| {
@@ -152,6 +168,8 @@ pub async fn create(state: &AppState, actor: &str, input: NewUserInput) -> Resul
                     slug: &slug,
                     time_zone: time_zone.as_deref(),
                     rules: &rules,
+                    subscription_id,
+                    agent_turns,
                     policy_version: version,
                     created_at: now.as_millisecond(),
                 },
@@ -163,7 +181,10 @@ pub async fn create(state: &AppState, actor: &str, input: NewUserInput) -> Resul
                 now.as_millisecond(),
                 expires_at.as_millisecond(),
             )?;
-            let detail = json!({ "name": user.name, "slug": user.slug, "limits": user.rules });
+            let detail = json!({
+                "name": user.name, "slug": user.slug, "limits": user.rules,
+                "subscription": subscription_label, "agent_turns": user.agent_turns,
+            });
             db::audit::insert(
                 tx,
                 &audit(
@@ -188,6 +209,18 @@ pub async fn create(state: &AppState, actor: &str, input: NewUserInput) -> Resul
         install_code: code,
         code_expires_at: expires_at,
     })
+}
+
+/// A subscription as the audit log names it: its name, or the person's own login.
+fn subscription_label(state: &AppState, subscription_id: Option<i64>) -> String {
+    match subscription_id {
+        None => "personal login".to_owned(),
+        Some(id) => state
+            .live
+            .subscriptions()
+            .get(id)
+            .map_or_else(|| format!("subscription {id}"), |entry| entry.name.clone()),
+    }
 }
 
 /// A fresh replacement token per proxy device: hash and text.
@@ -225,10 +258,21 @@ pub async fn update(
         .map(|(device, hash, _)| (device.id, hex::encode(hash)))
         .collect();
     let actor_name = actor.to_owned();
-    let change_detail = json!({
+    let mut change_detail = json!({
         "name": changes.name, "slug": changes.slug, "status": changes.status,
         "time_zone": changes.time_zone, "limits": changes.rules,
     });
+    // Said in words, so that "back to the default" is not lost as a null.
+    if let Some(subscription_id) = changes.subscription_id {
+        change_detail["subscription"] = json!(subscription_label(state, subscription_id));
+    }
+    if let Some(agent_turns) = changes.agent_turns {
+        change_detail["agent_turns"] = json!(match agent_turns {
+            Some(AgentTurns::Count) => "count",
+            Some(AgentTurns::Free) => "free",
+            None => "team setting",
+        });
+    }
     let row = state
         .db
         .write(move |tx| {

@@ -8,6 +8,7 @@ mod accounts;
 mod reports;
 mod session;
 mod settings;
+mod subscriptions;
 mod users;
 
 use axum::Router;
@@ -45,6 +46,16 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/events", get(reports::events))
         .route("/audit", get(reports::audit))
         .route("/subscription", get(reports::subscription))
+        .route(
+            "/subscriptions",
+            get(subscriptions::list).post(subscriptions::create),
+        )
+        .route(
+            "/subscriptions/{id}",
+            get(subscriptions::get_one)
+                .put(subscriptions::update)
+                .delete(subscriptions::remove),
+        )
         .route(
             "/settings",
             get(settings::get_settings).put(settings::put_settings),

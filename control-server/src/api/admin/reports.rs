@@ -129,7 +129,8 @@ fn event_json(event: &StoredEvent) -> Value {
         "cache_creation_input_tokens": t.cache_creation_input_tokens,
         "cache_read_input_tokens": t.cache_read_input_tokens,
         "kind": row.kind, "turn_key": row.turn_key, "session_id": row.session_id,
-        "detail": row.detail,
+        "count_reason": row.count_reason, "estimated": row.estimated,
+        "credential": row.credential, "detail": row.detail,
     })
 }
 

@@ -1,8 +1,9 @@
 //! Team settings: name, time zone, credit weights, what to do with
-//! unidentified clients, and the built-in admin's password.
+//! unidentified clients, agent-started turns, the per-turn caps, personal
+//! API keys in team-credential mode, and the built-in admin's password.
 
 use axum::extract::State;
-use ccgate_quota::{CreditWeights, UnidentifiedClients};
+use ccgate_quota::{AgentTurns, CreditWeights, PersonalApiKeys, TurnLimits, UnidentifiedClients};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -26,6 +27,9 @@ fn settings_json(settings: &TeamSettings) -> Value {
         "time_zone": settings.time_zone,
         "credit_weights": settings.credit_weights,
         "unidentified_clients": settings.unidentified_clients,
+        "agent_turns": settings.agent_turns,
+        "turn_limits": settings.turn_limits,
+        "personal_api_keys": settings.personal_api_keys,
         "version": settings.version,
     })
 }
@@ -46,7 +50,40 @@ pub struct SettingsBody {
     #[serde(default)]
     unidentified_clients: Option<UnidentifiedClients>,
     #[serde(default)]
+    agent_turns: Option<AgentTurns>,
+    #[serde(default)]
+    turn_limits: Option<TurnLimitsChange>,
+    #[serde(default)]
+    personal_api_keys: Option<PersonalApiKeys>,
+    #[serde(default)]
     admin_password: Option<String>,
+}
+
+/// The per-turn caps; a cap left out keeps its value.
+#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TurnLimitsChange {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_requests_per_turn: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_tokens_per_turn: Option<u64>,
+}
+
+impl TurnLimitsChange {
+    fn applied_to(self, current: TurnLimits) -> Result<TurnLimits> {
+        let limits = TurnLimits {
+            max_requests_per_turn: self
+                .max_requests_per_turn
+                .unwrap_or(current.max_requests_per_turn),
+            max_tokens_per_turn: self
+                .max_tokens_per_turn
+                .unwrap_or(current.max_tokens_per_turn),
+        };
+        limits
+            .validate()
+            .map_err(|message| Error::bad_request(message).with_code("invalid_turn_limits"))?;
+        Ok(limits)
+    }
 }
 
 pub async fn put_settings(
@@ -74,6 +111,15 @@ pub async fn put_settings(
     }
     if let Some(unidentified) = body.unidentified_clients {
         settings.unidentified_clients = unidentified;
+    }
+    if let Some(agent_turns) = body.agent_turns {
+        settings.agent_turns = agent_turns;
+    }
+    if let Some(change) = body.turn_limits {
+        settings.turn_limits = change.applied_to(settings.turn_limits)?;
+    }
+    if let Some(personal_api_keys) = body.personal_api_keys {
+        settings.personal_api_keys = personal_api_keys;
     }
     let password_hash = match body.admin_password {
         None => None,
@@ -106,6 +152,8 @@ pub async fn put_settings(
     let detail = json!({
         "team_name": body.team_name, "time_zone": body.time_zone,
         "credit_weights": body.credit_weights, "unidentified_clients": body.unidentified_clients,
+        "agent_turns": body.agent_turns, "turn_limits": body.turn_limits,
+        "personal_api_keys": body.personal_api_keys,
         "admin_password_changed": password_hash.is_some(),
     });
     let saved = state

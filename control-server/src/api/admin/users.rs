@@ -5,7 +5,8 @@
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use ccgate_quota::{
-    CompiledPolicy, GateKind, GateRequest, Layered, ModelFamily, UsageReport, UserStatus, evaluate,
+    AgentTurns, CompiledPolicy, GateKind, GateRequest, Layered, ModelFamily, UsageReport,
+    UserStatus, evaluate,
 };
 use jiff::Timestamp;
 use serde::{Deserialize, Deserializer};
@@ -26,15 +27,21 @@ fn user_view(state: &AppState, user: &UserLive, last_active: Option<i64>) -> Val
     let now = state.now();
     let now_ms = now.as_millisecond();
     let online_ms = i64::try_from(state.config.online_window.as_millis()).unwrap_or(i64::MAX);
-    let (row, report, time_zone, pending) = {
+    let (row, report, time_zone, pending, agent_turns) = {
         let guard = user.lock();
         (
             guard.row.clone(),
             guard.report(now),
             guard.policy.policy.time_zone.clone(),
             guard.reservations.len(),
+            guard.policy.policy.agent_turns,
         )
     };
+    let subscription = row.subscription_id.and_then(|id| {
+        let subscriptions = state.live.subscriptions();
+        let entry = subscriptions.get(id)?;
+        Some(json!({ "id": id, "name": entry.name, "kind": entry.kind }))
+    });
     let (budget, balance) = report.credit_figures();
     let mut usage = Map::new();
     for family in ModelFamily::ALL {
@@ -71,6 +78,10 @@ fn user_view(state: &AppState, user: &UserLive, last_active: Option<i64>) -> Val
         "created_at": ts(row.created_at),
         "policy_version": report_version(state, &row),
         "limits": row.rules,
+        "subscription_id": row.subscription_id,
+        "subscription": subscription,
+        "agent_turns": row.agent_turns,
+        "effective_agent_turns": agent_turns,
         "usage": usage,
         "credit_balance": balance,
         "credit_budget": budget,
@@ -131,6 +142,13 @@ pub struct CreateBody {
     limits: Option<Vec<Value>>,
     #[serde(default)]
     time_zone: Option<String>,
+    /// A subscription whose credential the person's devices use; absent or
+    /// `null`: their own login.
+    #[serde(default)]
+    subscription_id: Option<i64>,
+    /// `null` or absent: the team's setting.
+    #[serde(default)]
+    agent_turns: Option<AgentTurns>,
 }
 
 /// Where devices reach this server: PUBLIC_URL, else the admin's own address.
@@ -168,6 +186,8 @@ pub async fn create(
             slug: body.slug,
             rules,
             time_zone: body.time_zone.filter(|z| !z.trim().is_empty()),
+            subscription_id: service::validate_subscription(&state, body.subscription_id)?,
+            agent_turns: body.agent_turns,
         },
     )
     .await?;
@@ -192,6 +212,13 @@ fn double_option<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String
     ))
 }
 
+/// Absent → `None`; `null` → `Some(None)`; a value → `Some(Some(v))`.
+fn nullable<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Ok(Some(Option::<T>::deserialize(d)?))
+}
+
 #[derive(Debug, Deserialize)]
 pub struct UpdateBody {
     #[serde(default)]
@@ -204,6 +231,12 @@ pub struct UpdateBody {
     limits: Option<Vec<Value>>,
     #[serde(default, deserialize_with = "double_option")]
     time_zone: Option<Option<String>>,
+    /// `null` returns the person to their own login.
+    #[serde(default, deserialize_with = "nullable")]
+    subscription_id: Option<Option<i64>>,
+    /// `null` returns the person to the team's setting.
+    #[serde(default, deserialize_with = "nullable")]
+    agent_turns: Option<Option<AgentTurns>>,
 }
 
 pub async fn update(
@@ -234,6 +267,11 @@ pub async fn update(
             .as_deref()
             .map(service::parse_rules)
             .transpose()?,
+        subscription_id: body
+            .subscription_id
+            .map(|id| service::validate_subscription(&state, id))
+            .transpose()?,
+        agent_turns: body.agent_turns,
     };
     service::update(&state, &admin.actor, id, changes).await?;
     let user = find(&state, id)?;

@@ -1,0 +1,328 @@
+//! Subscriptions whose credential the server holds: enrolment, renaming,
+//! rotation and deletion. The credential is sealed before it reaches the
+//! database and never leaves this module again except towards a device
+//! ([`super::credential`]); audit entries and answers carry only the name,
+//! kind and last four characters. A change that alters users' policies
+//! (rotation, deletion) gives them a new policy version and wakes their
+//! devices' streams.
+
+use ccgate_quota::CredentialKind;
+use serde_json::json;
+
+use crate::db::subscriptions::{NewCredential, SubscriptionRow};
+use crate::db::users::UserRow;
+use crate::db::{self, DbResult};
+use crate::error::{Error, Result};
+use crate::service::audit;
+use crate::state::AppState;
+use crate::vault::Credential;
+
+const MAX_NAME: usize = 100;
+/// Longer than any Anthropic credential by far; longer is a pasting mistake.
+pub const MAX_CREDENTIAL: usize = 4096;
+/// Shorter than any real token: the hint would show most of it.
+pub const MIN_CREDENTIAL: usize = 16;
+
+pub fn validate_name(name: &str) -> Result<String> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > MAX_NAME || name.chars().any(char::is_control) {
+        return Err(Error::bad_request(format!(
+            "name must be 1 to {MAX_NAME} characters on one line"
+        )));
+    }
+    Ok(name.to_owned())
+}
+
+/// A pasted credential, trimmed; its form is checked without ever putting
+/// it in a message.
+pub fn validate_credential(credential: Credential) -> Result<Credential> {
+    let text = credential.expose().trim();
+    let invalid =
+        |message: String| Err(Error::bad_request(message).with_code("invalid_credential"));
+    if text.is_empty() {
+        return invalid("credential is empty".to_owned());
+    }
+    if text.len() > MAX_CREDENTIAL {
+        return invalid(format!(
+            "credential is longer than {MAX_CREDENTIAL} characters: paste only the token"
+        ));
+    }
+    if !text.bytes().all(|b| b.is_ascii_graphic()) {
+        return invalid(
+            "credential must be one word of printable ASCII, without spaces, line breaks or \
+             control characters (paste the token as `claude setup-token` prints it)"
+                .to_owned(),
+        );
+    }
+    if text.len() < MIN_CREDENTIAL {
+        return invalid(format!(
+            "credential is shorter than {MIN_CREDENTIAL} characters: that is not a whole token"
+        ));
+    }
+    Ok(Credential::new(text.to_owned()))
+}
+
+/// The kind of `credential`: what its prefix says, what the admin said, or
+/// (for a rotation) the kind it had. A prefix that contradicts `given` is a
+/// mistake worth stopping.
+pub fn resolve_kind(
+    credential: &Credential,
+    given: Option<CredentialKind>,
+    current: Option<CredentialKind>,
+) -> Result<CredentialKind> {
+    let detected = CredentialKind::detect(credential.expose());
+    let invalid =
+        |message: String| Err(Error::bad_request(message).with_code("invalid_credential"));
+    match (detected, given, current) {
+        (Some(detected), Some(given), _) if detected != given => invalid(format!(
+            "the credential looks like an {} but kind says {}",
+            detected.as_str(),
+            given.as_str()
+        )),
+        (Some(kind), _, _) | (None, Some(kind), _) | (None, None, Some(kind)) => Ok(kind),
+        (None, None, None) => invalid(
+            "cannot tell what kind of credential this is: expected a token from \
+             `claude setup-token` (sk-ant-oat…) or an API key (sk-ant-api…); otherwise say \
+             \"kind\": \"oauth_token\" or \"api_key\""
+                .to_owned(),
+        ),
+    }
+}
+
+fn sealed(state: &AppState, credential: &Credential, kind: CredentialKind) -> NewCredential {
+    NewCredential {
+        kind,
+        sealed: state.vault.seal(credential),
+        hint: credential.hint(),
+    }
+}
+
+pub async fn list(state: &AppState) -> Result<Vec<SubscriptionRow>> {
+    Ok(state.db.read(db::subscriptions::list).await?)
+}
+
+pub async fn get(state: &AppState, id: i64) -> Result<SubscriptionRow> {
+    state
+        .db
+        .read(move |conn| db::subscriptions::get(conn, id))
+        .await?
+        .ok_or_else(|| Error::not_found(format!("no subscription with id {id}")))
+}
+
+/// A subscription to enrol, checked.
+pub struct Enrolment {
+    pub name: String,
+    pub credential: Credential,
+    pub kind: CredentialKind,
+}
+
+impl Enrolment {
+    pub fn new(name: &str, credential: Credential, kind: Option<CredentialKind>) -> Result<Self> {
+        let name = validate_name(name)?;
+        let credential = validate_credential(credential)?;
+        let kind = resolve_kind(&credential, kind, None)?;
+        Ok(Self {
+            name,
+            credential,
+            kind,
+        })
+    }
+}
+
+pub async fn create(
+    state: &AppState,
+    actor: &str,
+    enrolment: Enrolment,
+) -> Result<SubscriptionRow> {
+    let stored = sealed(state, &enrolment.credential, enrolment.kind);
+    drop(enrolment.credential);
+    let name = enrolment.name;
+    let (now, actor) = (state.now(), actor.to_owned());
+    let _serial = state.live.lock_subscription_changes().await;
+    let row = state
+        .db
+        .write(move |tx| {
+            let row = db::subscriptions::insert(tx, &name, &stored, now.as_millisecond())?;
+            let detail = describe(&row);
+            db::audit::insert(
+                tx,
+                &audit(
+                    now,
+                    "subscription_created",
+                    &actor,
+                    None,
+                    None,
+                    Some(detail),
+                ),
+            )?;
+            Ok(row)
+        })
+        .await?;
+    let directory = state.live.subscriptions().with(&row);
+    state.live.replace_subscriptions(directory, Vec::new());
+    publish(state, &row, "created");
+    Ok(row)
+}
+
+/// A rename, a rotation, or both.
+pub struct Change {
+    pub name: Option<String>,
+    pub credential: Option<(Credential, Option<CredentialKind>)>,
+}
+
+pub async fn update(
+    state: &AppState,
+    actor: &str,
+    id: i64,
+    change: Change,
+) -> Result<SubscriptionRow> {
+    if change.name.is_none() && change.credential.is_none() {
+        return Err(Error::bad_request(
+            "nothing to change: send a new name, a new credential, or both",
+        ));
+    }
+    let name = change.name.as_deref().map(validate_name).transpose()?;
+    let credential = change
+        .credential
+        .map(|(credential, kind)| validate_credential(credential).map(|valid| (valid, kind)))
+        .transpose()?;
+    let _serial = state.live.lock_subscription_changes().await;
+    let current = get(state, id).await?;
+    let rotation = match credential {
+        Some((credential, kind)) => {
+            let kind = resolve_kind(&credential, kind, Some(current.kind))?;
+            Some(sealed(state, &credential, kind))
+        }
+        None => None,
+    };
+    let rename = name.filter(|name| *name != current.name);
+    let (now, actor) = (state.now(), actor.to_owned());
+    let (row, affected) = state
+        .db
+        .write(move |tx| {
+            let at = now.as_millisecond();
+            if let Some(name) = &rename {
+                db::subscriptions::rename(tx, id, name, at)?;
+                let detail =
+                    json!({ "subscription_id": id, "old_name": current.name, "name": name });
+                db::audit::insert(
+                    tx,
+                    &audit(
+                        now,
+                        "subscription_renamed",
+                        &actor,
+                        None,
+                        None,
+                        Some(detail),
+                    ),
+                )?;
+            }
+            let mut affected = Vec::new();
+            if let Some(credential) = &rotation {
+                db::subscriptions::rotate(tx, id, credential, at)?;
+                affected = restamp_users(tx, id)?;
+            }
+            let row = db::subscriptions::get(tx, id)?
+                .ok_or_else(|| db::DbError::NotFound(format!("no subscription with id {id}")))?;
+            if rotation.is_some() {
+                db::audit::insert(
+                    tx,
+                    &audit(
+                        now,
+                        "subscription_rotated",
+                        &actor,
+                        None,
+                        None,
+                        Some(describe(&row)),
+                    ),
+                )?;
+            }
+            Ok((row, affected))
+        })
+        .await?;
+    let directory = state.live.subscriptions().with(&row);
+    announce_users(state, &affected);
+    state.live.replace_subscriptions(directory, affected);
+    publish(state, &row, "updated");
+    Ok(row)
+}
+
+/// Deletes it; its users go back to their own logins.
+pub async fn delete(state: &AppState, actor: &str, id: i64) -> Result<()> {
+    let _serial = state.live.lock_subscription_changes().await;
+    let (now, actor) = (state.now(), actor.to_owned());
+    let (row, affected) = state
+        .db
+        .write(move |tx| {
+            let row = db::subscriptions::get(tx, id)?
+                .ok_or_else(|| db::DbError::NotFound(format!("no subscription with id {id}")))?;
+            let ids = db::subscriptions::user_ids(tx, id)?;
+            db::subscriptions::delete(tx, id)?;
+            let affected = restamp(tx, &ids)?;
+            db::audit::insert(
+                tx,
+                &audit(
+                    now,
+                    "subscription_deleted",
+                    &actor,
+                    None,
+                    None,
+                    Some(describe(&row)),
+                ),
+            )?;
+            Ok((row, affected))
+        })
+        .await?;
+    let directory = state.live.subscriptions().without(id);
+    announce_users(state, &affected);
+    state.live.replace_subscriptions(directory, affected);
+    publish(state, &row, "deleted");
+    Ok(())
+}
+
+/// Gives every user of subscription `id` a new policy version; their rows.
+fn restamp_users(tx: &rusqlite::Transaction<'_>, id: i64) -> DbResult<Vec<UserRow>> {
+    let ids = db::subscriptions::user_ids(tx, id)?;
+    restamp(tx, &ids)
+}
+
+fn restamp(tx: &rusqlite::Transaction<'_>, ids: &[i64]) -> DbResult<Vec<UserRow>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let version = db::settings::next_policy_version(tx)?;
+    let mut rows = Vec::with_capacity(ids.len());
+    for &user_id in ids {
+        db::users::set_policy_version(tx, user_id, version)?;
+        rows.extend(db::users::get(tx, user_id)?);
+    }
+    Ok(rows)
+}
+
+/// What the audit log keeps of a subscription: never the credential.
+fn describe(row: &SubscriptionRow) -> serde_json::Value {
+    json!({
+        "subscription_id": row.id, "name": row.name, "kind": row.kind,
+        "credential_hint": row.credential_hint, "credential_version": row.credential_version,
+        "users": row.users,
+    })
+}
+
+fn publish(state: &AppState, row: &SubscriptionRow, action: &str) {
+    let now = state.now();
+    state.hub.publish("subscription_changed", || {
+        json!({
+            "subscriptionId": row.id, "name": row.name, "action": action, "timestamp": now,
+        })
+    });
+}
+
+/// Admin pages showing these users refresh.
+fn announce_users(state: &AppState, rows: &[UserRow]) {
+    let now = state.now();
+    for row in rows {
+        state.hub.publish("user_updated", || {
+            json!({ "userId": row.id, "userName": row.name, "status": row.status, "timestamp": now })
+        });
+    }
+}
