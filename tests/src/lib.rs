@@ -4,9 +4,13 @@
 pub mod claude_cli;
 pub mod client;
 pub mod installed;
+pub mod interactive;
 pub mod machine;
 pub mod outage;
+pub mod scenario;
 pub mod server;
+pub mod tmux;
+pub mod tunnel;
 pub mod upstream;
 
 use std::time::Duration;

@@ -1,7 +1,9 @@
 //! A fake api.anthropic.com on 127.0.0.1: TLS with a test CA, the Messages
 //! API's real SSE and JSON formats, tool-use replies, slow streams, error
-//! replies, mid-stream errors and dropped connections. It records every
-//! request and the usage it reported, so tests can compare exact sums.
+//! replies, mid-stream errors and dropped connections, tool calls the real
+//! CLI runs (a slow Bash command, the `/loop` skill's `ScheduleWakeup`), and
+//! an optional required credential. It records every request and the usage
+//! it reported, so tests can compare exact sums.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -60,6 +62,15 @@ pub enum Reply {
 }
 
 impl Reply {
+    /// A Bash tool call running `command`.
+    pub fn bash(command: &str, usage: Usage) -> Self {
+        Self::ToolUse {
+            name: "Bash".into(),
+            input: json!({"command": command, "description": "Run the command"}),
+            usage,
+        }
+    }
+
     pub fn text(text: &str, usage: Usage) -> Self {
         Self::Text {
             text: text.to_owned(),
@@ -108,6 +119,86 @@ impl Recorded {
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or(Value::Null)
     }
+
+    /// A header's value as text.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    }
+
+    /// The credential the request carried: `x-api-key`, else the
+    /// `Authorization: Bearer` token.
+    pub fn credential(&self) -> Option<String> {
+        self.header("x-api-key").or_else(|| {
+            self.header("authorization")
+                .and_then(|v| v.strip_prefix("Bearer ").map(str::to_owned))
+        })
+    }
+
+    /// The billing fields of `system[0]` (`cc_turn_origin=…; cc_turn_index=…`).
+    pub fn billing(&self) -> std::collections::BTreeMap<String, String> {
+        let json = self.json();
+        let first = match &json["system"] {
+            Value::String(text) => text.clone(),
+            Value::Array(blocks) => blocks
+                .first()
+                .and_then(|b| b["text"].as_str())
+                .unwrap_or("")
+                .to_owned(),
+            _ => String::new(),
+        };
+        let Some(fields) = first.strip_prefix("x-anthropic-billing-header:") else {
+            return Default::default();
+        };
+        fields
+            .split(';')
+            .filter_map(|f| f.split_once('='))
+            .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+            .collect()
+    }
+
+    /// The text of every text block (and string content) of the last
+    /// `user` message, in order.
+    pub fn last_user_texts(&self) -> Vec<String> {
+        last_user_blocks(&self.json())
+            .iter()
+            .filter(|b| b["type"] == "text")
+            .filter_map(|b| b["text"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    /// Whether the last `user` message holds a `tool_result` block.
+    pub fn is_tool_result(&self) -> bool {
+        last_user_blocks(&self.json())
+            .iter()
+            .any(|b| b["type"] == "tool_result")
+    }
+
+    /// The names of the tools the request offers.
+    pub fn tool_names(&self) -> Vec<String> {
+        self.json()["tools"]
+            .as_array()
+            .map(|tools| {
+                tools
+                    .iter()
+                    .filter_map(|t| t["name"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// The blocks of the last `user` message (string content as one text block).
+pub fn last_user_blocks(body: &Value) -> Vec<Value> {
+    let messages = body["messages"].as_array().cloned().unwrap_or_default();
+    let last_user = messages.iter().rev().find(|m| m["role"] == "user");
+    match last_user.map(|m| &m["content"]) {
+        Some(Value::Array(blocks)) => blocks.clone(),
+        Some(Value::String(text)) => vec![json!({"type": "text", "text": text})],
+        _ => vec![],
+    }
 }
 
 type Responder = dyn Fn(&Value) -> Reply + Send + Sync;
@@ -117,6 +208,7 @@ struct FakeState {
     responder: Mutex<Arc<Responder>>,
     recorded: Mutex<Vec<Recorded>>,
     rate_limit_headers: Mutex<Vec<(String, String)>>,
+    required_credential: Mutex<Option<String>>,
     counter: Mutex<u64>,
 }
 
@@ -138,14 +230,11 @@ impl Drop for FakeAnthropic {
 /// The default behaviour, close to a model's: tool results get a closing
 /// sentence, a prompt asking to run something gets a Bash call, anything
 /// else a greeting. Usage depends on the request so sums are not trivial.
+///
+/// A prompt asking to "run slowly" gets a Bash call to [`SLOW_COMMAND`], so a
+/// person can type while the tool runs.
 pub fn default_responder(body: &Value) -> Reply {
-    let messages = body["messages"].as_array().cloned().unwrap_or_default();
-    let last_user = messages.iter().rev().find(|m| m["role"] == "user");
-    let blocks: Vec<Value> = match last_user.map(|m| &m["content"]) {
-        Some(Value::Array(blocks)) => blocks.clone(),
-        Some(Value::String(text)) => vec![json!({"type": "text", "text": text})],
-        _ => vec![],
-    };
+    let blocks = last_user_blocks(body);
     let tool_result = blocks.iter().any(|b| b["type"] == "tool_result");
     let text: String = blocks
         .iter()
@@ -159,6 +248,14 @@ pub fn default_responder(body: &Value) -> Reply {
             "The tool said lab. Done.",
             Usage {
                 output_tokens: 11,
+                ..usage
+            },
+        )
+    } else if text.contains("run slowly") {
+        Reply::bash(
+            SLOW_COMMAND,
+            Usage {
+                output_tokens: 37,
                 ..usage
             },
         )
@@ -176,6 +273,53 @@ pub fn default_responder(body: &Value) -> Reply {
     }
 }
 
+/// The Bash command a "run slowly" prompt gets: long enough for a person
+/// to type while it runs, short enough for a test.
+pub const SLOW_COMMAND: &str = "sleep 4; echo lab";
+
+/// The text the `/loop` skill's turn carries (its command tag).
+pub const LOOP_COMMAND_TAG: &str = "<command-name>/loop</command-name>";
+
+/// The shortest wake-up delay the CLI accepts (`ScheduleWakeup` clamps
+/// `delaySeconds` to [60, 3600]).
+pub const SHORTEST_WAKEUP_SECS: u64 = 60;
+
+/// [`default_responder`], plus the `/loop` flow: the `/loop` turn and every
+/// scheduled wake-up (`cc_turn_origin=scheduled`) answer with a
+/// `ScheduleWakeup` call for the shortest delay the CLI allows, and the
+/// tool's result gets a short closing text, so the CLI arms the next
+/// wake-up and ends the turn.
+pub fn loop_responder(body: &Value) -> Reply {
+    let blocks = last_user_blocks(body);
+    let text: String = blocks
+        .iter()
+        .filter_map(|b| b["text"].as_str())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let billing = body["system"][0]["text"].as_str().unwrap_or("");
+    let scheduled = billing.contains("cc_turn_origin=scheduled");
+    let offers_wakeup = body["tools"]
+        .as_array()
+        .is_some_and(|tools| tools.iter().any(|t| t["name"] == "ScheduleWakeup"));
+    let tool_result = blocks.iter().any(|b| b["type"] == "tool_result");
+    let usage = Usage::new(body.to_string().len() as u64 / 40 + 7, 19, 0, 0);
+    if tool_result && offers_wakeup && (scheduled || body.to_string().contains(LOOP_COMMAND_TAG)) {
+        return Reply::text("Loop tick handled.", usage);
+    }
+    if offers_wakeup && (scheduled || text.contains(LOOP_COMMAND_TAG)) {
+        return Reply::ToolUse {
+            name: "ScheduleWakeup".into(),
+            input: json!({
+                "delaySeconds": SHORTEST_WAKEUP_SECS,
+                "reason": "check the lab again",
+                "prompt": "/loop check the lab",
+            }),
+            usage,
+        };
+    }
+    default_responder(body)
+}
+
 impl FakeAnthropic {
     pub async fn start() -> Self {
         let (ca_pem, server_config) = test_tls();
@@ -188,6 +332,7 @@ impl FakeAnthropic {
             responder: Mutex::new(Arc::new(default_responder)),
             recorded: Mutex::new(Vec::new()),
             rate_limit_headers: Mutex::new(Vec::new()),
+            required_credential: Mutex::new(None),
             counter: Mutex::new(0),
         });
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_config));
@@ -240,6 +385,19 @@ impl FakeAnthropic {
 
     pub fn set_responder(&self, responder: impl Fn(&Value) -> Reply + Send + Sync + 'static) {
         *self.state.responder.lock().unwrap() = Arc::new(responder);
+    }
+
+    /// Every request whose `x-api-key` or `Authorization: Bearer` is not
+    /// `secret` gets 401 `authentication_error` (and is still recorded);
+    /// `None` accepts any credential.
+    pub fn set_required_credential(&self, secret: Option<&str>) {
+        *self.state.required_credential.lock().unwrap() = secret.map(str::to_owned);
+    }
+
+    /// The credentials that arrived, one per request, in order (`None` for a
+    /// request without one).
+    pub fn credentials_seen(&self) -> Vec<Option<String>> {
+        self.requests().iter().map(Recorded::credential).collect()
     }
 
     /// Headers added to every Messages reply (e.g. unified rate limits).
@@ -297,6 +455,27 @@ async fn handle(state: Arc<FakeState>, request: Request<Incoming>) -> Response<B
         body: body.clone(),
         reply: None,
     };
+    let required = state.required_credential.lock().unwrap().clone();
+    if let Some(secret) = required
+        && recorded.credential().as_deref() != Some(secret.as_str())
+    {
+        let reply = Reply::Error {
+            status: 401,
+            kind: "authentication_error".into(),
+            message: "invalid x-api-key".into(),
+        };
+        recorded.reply = Some(reply);
+        state.recorded.lock().unwrap().push(recorded);
+        return Response::builder()
+            .status(StatusCode::UNAUTHORIZED)
+            .header("content-type", "application/json")
+            .header("request-id", "req_fake_unauthorized")
+            .header("x-should-retry", "false")
+            .body(full(
+                r#"{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}}"#,
+            ))
+            .unwrap();
+    }
     if path != "/v1/messages" {
         state.recorded.lock().unwrap().push(recorded);
         return Response::builder()
