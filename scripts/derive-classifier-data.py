@@ -3,12 +3,17 @@
 
 Keeps what the classifier reads (the headers that mark a request's class,
 the billing fields of system[0], the session id in metadata, the roles and
-content-block types of every message, model, stream, max_tokens) and
-replaces every piece of captured prose with a placeholder. Usage:
+content-block types of every message, tool-use ids, model, stream,
+max_tokens, the first words of texts Claude Code writes itself: system
+reminders, the compaction instruction, the summary that continues a
+compacted session, a message typed during a turn) and replaces every piece
+of captured prose with a placeholder that is the same for the same text and
+different for different texts. Usage:
 
     python3 scripts/derive-classifier-data.py ../shared/fixtures/claude-code proxy/tests/data/requests
 """
 import glob
+import hashlib
 import json
 import os
 import sys
@@ -42,23 +47,39 @@ def restore_billing(text, name):
     return text
 
 
+# Texts Claude Code writes itself, whose opening words the classifier reads.
+KEPT_PREFIXES = [
+    "<system-reminder>",
+    "CRITICAL: Respond with TEXT ONLY. Do NOT call any tools.",
+    "This session is being continued from a previous conversation",
+    "The user sent a new message while you were working:",
+]
+
+
+def placeholder_text(text):
+    if text.startswith("x-anthropic-billing-header:"):
+        return text
+    digest = hashlib.sha256(text.encode()).hexdigest()[:10]
+    for prefix in KEPT_PREFIXES:
+        if text.startswith(prefix):
+            return f"{prefix} <text {digest}>"
+    return f"<text {digest}>"
+
+
 def placeholder_block(block):
     kind = block.get("type")
     if kind == "text":
-        text = block.get("text", "")
-        if text.startswith("x-anthropic-billing-header:"):
-            return {"type": "text", "text": text}
-        return {"type": "text", "text": "<text>"}
+        return {"type": "text", "text": placeholder_text(block.get("text", ""))}
     if kind == "tool_result":
-        return {"type": "tool_result", "tool_use_id": "toolu_placeholder", "content": "<tool output>"}
+        return {"type": "tool_result", "tool_use_id": block.get("tool_use_id"), "content": "<tool output>"}
     if kind == "tool_use":
-        return {"type": "tool_use", "id": "toolu_placeholder", "name": block.get("name", "Tool"), "input": {}}
+        return {"type": "tool_use", "id": block.get("id"), "name": block.get("name", "Tool"), "input": {}}
     return {"type": kind}
 
 
 def placeholder_content(content):
     if isinstance(content, str):
-        return "<text>"
+        return placeholder_text(content)
     return [placeholder_block(b) for b in content]
 
 
@@ -67,6 +88,8 @@ def derive(request, name):
     system = body.get("system")
     if isinstance(system, list):
         system = [placeholder_block(b) for b in system[:1]] + [{"type": "text", "text": "<system prompt>"}]
+        if not system[0]["text"].startswith("x-anthropic-billing-header:"):
+            system[0]["text"] = "<system prompt>"
         system[0]["text"] = restore_billing(system[0].get("text", ""), name)
     elif isinstance(system, str):
         system = "<system prompt>"

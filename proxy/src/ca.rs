@@ -13,8 +13,7 @@ use rcgen::{
 use crate::fsutil::{self, write_atomic};
 use crate::paths::Paths;
 
-/// The one host ccgate intercepts.
-pub const ANTHROPIC_HOST: &str = "api.anthropic.com";
+pub use crate::routes::ANTHROPIC_HOST;
 
 /// Leaf certificates cached in memory (one host, so a handful is plenty).
 const LEAF_CACHE_SIZE: u64 = 16;

@@ -5,7 +5,6 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use ccgate_quota::wire::DeviceInfo;
 use hudsucker::Proxy;
@@ -21,7 +20,7 @@ use crate::ledger::{Ledger, LedgerError};
 use crate::link::ServerLink;
 use crate::paths::Paths;
 use crate::state::{Hooks, NoHooks, SAVED_SYNC_KEY, SavedSync, Shared};
-use crate::turns::COUNTED_MEMORY;
+use crate::turns::TURN_MEMORY;
 use crate::upstream::{self, UpstreamError};
 
 #[derive(Debug, thiserror::Error)]
@@ -194,6 +193,7 @@ pub async fn start(
         tokio::spawn(crate::live::run_stream(shared.clone(), stop_rx.clone())),
         tokio::spawn(crate::housekeeping::run(shared.clone(), stop_rx.clone())),
         tokio::spawn(crate::guard::watchdog::run(shared.clone(), stop_rx.clone())),
+        tokio::spawn(crate::credential_task::run(shared.clone(), stop_rx.clone())),
     ];
     let recorder = tokio::spawn(crate::recorder::run(
         shared.clone(),
@@ -249,26 +249,22 @@ fn restore(shared: &Shared) -> Result<(), DaemonError> {
             Err(e) => tracing::warn!("ignoring an unreadable cached policy: {e}"),
         }
     }
-    {
-        let mut usage = shared.usage.lock().expect("usage lock");
-        for stored in ledger.usage_after(included_seq)? {
-            usage.add(stored);
-        }
-    }
-    {
-        let since = Timestamp::now()
-            .checked_sub(COUNTED_MEMORY)
-            .unwrap_or(Timestamp::UNIX_EPOCH);
-        let mut turns = shared.turns.lock().expect("turns lock");
-        for (key, family, at) in ledger.counted_turns_since(since)? {
-            turns.remember_counted(key, family, at);
-        }
-    }
+    let since = Timestamp::now()
+        .checked_sub(TURN_MEMORY)
+        .unwrap_or(Timestamp::UNIX_EPOCH);
+    shared.accounting.restore(
+        ledger.usage_after(included_seq)?,
+        ledger.counted_turns_since(since)?,
+        ledger.tool_uses_since(since)?,
+    );
     let first_unacked = ledger.unacked(1)?.first().map(|(seq, _)| *seq);
     let acked_through = match first_unacked {
         Some(seq) => seq - 1,
         None => ledger.last_seq()?,
     };
-    shared.acked_through.store(acked_through, Ordering::Release);
+    shared.outbox.set_acked_through(acked_through);
+    if let Some(policy) = shared.policy() {
+        shared.hooks.credential_mode(shared, &policy.policy);
+    }
     Ok(())
 }

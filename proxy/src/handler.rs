@@ -1,29 +1,36 @@
 //! The hudsucker handler: routes each request seen by the proxy. Only
-//! api.anthropic.com is intercepted; the Messages API is gated and metered,
-//! everything else passes untouched.
+//! api.anthropic.com is intercepted, and there only the allow-listed
+//! endpoints pass ([`crate::routes`]): the Messages API is classified,
+//! gated and metered; Claude Code's other calls are forwarded. Every other
+//! host is tunnelled untouched.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use ccgate_quota::DenyReason;
-use ccgate_quota::wire::{AgentEvent, BlockedEvent, EventBody, Outcome, SubscriptionUsage};
+use ccgate_quota::wire::{
+    AgentEvent, BlockedEvent, CountReason, EventBody, Outcome, SubscriptionUsage,
+};
+use ccgate_quota::{DenyReason, GateKind, ModelFamily};
 use http::header::{ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hudsucker::{Body, HttpContext, HttpHandler, RequestOrResponse};
 
-use crate::ca::ANTHROPIC_HOST;
-use crate::classify::{RequestFacts, classify};
+use crate::classify::RequestFacts;
+use crate::credential::CredentialRefusal;
+use crate::gate::Verdict;
 use crate::meter::Reading;
-use crate::state::{Exchange, Shared, Verdict};
+use crate::replies::{block_reply, error_reply, json_reply};
+use crate::routes::{self, Route};
+use crate::state::{Exchange, Shared};
 use crate::status::{STATUS_PATH, StatusReport};
+use crate::tap::{Ending, TapBody};
+use crate::turns::Resolution;
 
 /// Asks the daemon to sync with the server now (`ccgate sync`).
 pub const SYNC_PATH: &str = "/ccgate/sync";
-use crate::tap::{Ending, TapBody};
-use crate::turns::Resolution;
 
 #[derive(Clone)]
 pub struct GateHandler {
@@ -33,6 +40,22 @@ pub struct GateHandler {
     /// Set by `handle_request` for the reply to meter (hudsucker clones the
     /// handler per request, so this belongs to one request).
     exchange: Option<(Exchange, Instant)>,
+}
+
+impl Drop for GateHandler {
+    /// The request was abandoned after it went to Anthropic and before the
+    /// reply began (the client went away): it is metered all the same.
+    fn drop(&mut self) {
+        if let Some((exchange, started)) = self.exchange.take() {
+            self.shared.endings.send(Ending {
+                exchange,
+                status: 0,
+                outcome: Outcome::ClientAborted,
+                reading: Reading::default(),
+                elapsed_ms: started.elapsed().as_millis() as u64,
+            });
+        }
+    }
 }
 
 impl GateHandler {
@@ -54,31 +77,9 @@ impl GateHandler {
                 "ccgate cannot read a compressed request body, so it cannot let it through.",
             );
         }
-        let limit = self.shared.config.max_request_bytes();
-        let declared = parts
-            .headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
-        let bytes = match read_body(body, limit, declared).await {
+        let bytes = match self.read_body(&parts, body).await {
             Ok(bytes) => bytes,
-            Err(BodyRead::TooLarge) => {
-                return error_reply(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "request_too_large",
-                    &format!(
-                        "ccgate refused this request: its body is larger than {} MB.",
-                        self.shared.config.max_request_mb
-                    ),
-                );
-            }
-            Err(BodyRead::Broken(error)) => {
-                return error_reply(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request_error",
-                    &format!("ccgate could not read the request body: {error}"),
-                );
-            }
+            Err(reply) => return reply,
         };
         if let Some(agent) = parts
             .headers
@@ -99,23 +100,46 @@ impl GateHandler {
                 );
             }
         };
+        let family = ModelFamily::from_model_id(&facts.model);
+        let policy = self.shared.policy();
+        let credential = match self
+            .shared
+            .vault
+            .apply(policy.as_deref().map(|p| &p.policy), &mut parts.headers)
+        {
+            Ok(credential) => credential,
+            // A paused or revoked person gets the gate's full text.
+            Err(CredentialRefusal::Stopped(_)) => {
+                let gate = self.shared.gate();
+                let verdict = gate.locally(family, GateKind::Continuation, None);
+                let message = match verdict {
+                    Verdict::Block { message, .. } => message,
+                    Verdict::Pass { .. } => "ccgate stopped this request.".to_owned(),
+                };
+                return block_reply(&message);
+            }
+            Err(refusal) => {
+                let message = refusal.to_string();
+                self.record_block(&facts, None, DenyReason::Credential, &message, false);
+                return block_reply(&message);
+            }
+        };
+        let rules = self.shared.policy_state.turn_rules();
         let resolution = self
             .shared
-            .turns
-            .lock()
-            .expect("turns lock")
-            .resolve(&classify(&facts));
-        let family = ccgate_quota::ModelFamily::from_model_id(&facts.model);
-        match self.shared.gate(&resolution, &facts, family).await {
+            .accounting
+            .resolve(&facts, &rules, self.shared.now());
+        match self.shared.gate().decide(&resolution, &facts, family).await {
             Verdict::Block {
                 reason,
                 message,
                 decided_offline,
                 by_server,
             } => {
+                let message = with_context(&resolution, &rules.limits, message);
                 // The server records the blocks it decides itself.
                 if !by_server {
-                    self.record_block(&facts, &resolution, reason, &message, decided_offline);
+                    self.record_block(&facts, Some(&resolution), reason, &message, decided_offline);
                 }
                 block_reply(&message)
             }
@@ -124,15 +148,12 @@ impl GateHandler {
                     Exchange {
                         model: facts.model.clone(),
                         family,
-                        kind: resolution.kind(),
-                        turn_key: resolution.turn_key().map(str::to_owned),
+                        resolution,
                         session_id: facts.session_id.clone(),
-                        prompt_attempt: matches!(
-                            resolution,
-                            Resolution::NewPrompt { .. } | Resolution::PromptRetry { .. }
-                        ),
                         stream: facts.stream,
                         decided_offline,
+                        credential,
+                        request_bytes: bytes.len(),
                     },
                     started,
                 ));
@@ -145,29 +166,89 @@ impl GateHandler {
         }
     }
 
+    async fn read_body(
+        &self,
+        parts: &http::request::Parts,
+        body: Body,
+    ) -> Result<Bytes, RequestOrResponse> {
+        let limit = self.shared.config.max_request_bytes();
+        let declared = parts
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        match read_body(body, limit, declared).await {
+            Ok(bytes) => Ok(bytes),
+            Err(BodyRead::TooLarge) => Err(error_reply(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request_too_large",
+                &format!(
+                    "ccgate refused this request: its body is larger than {} MB.",
+                    self.shared.config.max_request_mb
+                ),
+            )),
+            Err(BodyRead::Broken(error)) => Err(error_reply(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                &format!("ccgate could not read the request body: {error}"),
+            )),
+        }
+    }
+
+    /// Claude Code's other calls: the credential swapped in (team mode), else untouched.
+    fn forward(&self, mut request: Request<Body>) -> RequestOrResponse {
+        let policy = self.shared.policy();
+        match self
+            .shared
+            .vault
+            .apply(policy.as_deref().map(|p| &p.policy), request.headers_mut())
+        {
+            Ok(_) => request.into(),
+            Err(refusal) => error_reply(
+                StatusCode::FORBIDDEN,
+                "permission_error",
+                &refusal.to_string(),
+            ),
+        }
+    }
+
     fn record_block(
         &self,
         facts: &RequestFacts,
-        resolution: &Resolution,
+        resolution: Option<&Resolution>,
         reason: DenyReason,
         message: &str,
         decided_offline: bool,
     ) {
-        tracing::info!(
-            reason = reason.as_str(),
-            kind = resolution.kind().as_str(),
-            "blocked"
-        );
+        let kind = resolution.map_or(ccgate_quota::wire::RequestKind::Prompt, Resolution::kind);
+        tracing::info!(reason = reason.as_str(), kind = kind.as_str(), "blocked");
         let event = AgentEvent {
             id: uuid::Uuid::now_v7(),
             at: self.shared.now(),
             body: EventBody::Blocked(BlockedEvent {
                 model: facts.model.clone(),
-                kind: resolution.kind(),
-                turn_key: resolution.turn_key().map(str::to_owned),
+                kind,
+                turn_key: resolution.map(|r| r.key().to_string()),
                 reason,
                 message: message.to_owned(),
                 decided_offline,
+            }),
+        };
+        self.shared.store_event_in_background(event);
+    }
+
+    /// A request ccgate does not forward at all, reported so admins see tries.
+    fn record_refusal(&self, message: &str) {
+        let event = AgentEvent {
+            id: uuid::Uuid::now_v7(),
+            at: self.shared.now(),
+            body: EventBody::Blocked(BlockedEvent {
+                model: String::new(),
+                kind: ccgate_quota::wire::RequestKind::Background,
+                turn_key: None,
+                reason: DenyReason::PathNotAllowed,
+                message: message.to_owned(),
+                decided_offline: false,
             }),
         };
         self.shared.store_event_in_background(event);
@@ -196,6 +277,31 @@ impl GateHandler {
     }
 }
 
+/// A block of a request that counts as a new prompt for a reason the person
+/// may not expect says so first.
+fn with_context(
+    resolution: &Resolution,
+    limits: &ccgate_quota::TurnLimits,
+    message: String,
+) -> String {
+    let why = match resolution.count_reason() {
+        Some(CountReason::TurnCap) => format!(
+            "This turn went past ccgate's per-turn allowance ({} requests or {} tokens), so its next request counts as a new prompt. ",
+            limits.max_requests_per_turn,
+            ccgate_quota::thousands(limits.max_tokens_per_turn)
+        ),
+        Some(CountReason::RewrittenTurn) => {
+            "A turn sent again with other text (a rewind, or a resume at an earlier message) counts as a new prompt. ".to_owned()
+        }
+        _ => return message,
+    };
+    if matches!(resolution, Resolution::Prompt { .. }) && message.starts_with("ccgate blocked") {
+        format!("{why}{message}")
+    } else {
+        message
+    }
+}
+
 impl HttpHandler for GateHandler {
     async fn handle_request(
         &mut self,
@@ -203,8 +309,9 @@ impl HttpHandler for GateHandler {
         request: Request<Body>,
     ) -> RequestOrResponse {
         let host = request.uri().host().map(str::to_owned);
+        let anthropic = host.as_deref().is_some_and(routes::is_anthropic_host);
         if request.method() == Method::CONNECT {
-            if self.refuse_other_hosts && host.as_deref() != Some(ANTHROPIC_HOST) {
+            if self.refuse_other_hosts && !anthropic {
                 tracing::warn!(?host, "refused a tunnel to another host");
                 return Response::builder()
                     .status(StatusCode::FORBIDDEN)
@@ -214,10 +321,10 @@ impl HttpHandler for GateHandler {
             }
             return request.into();
         }
-        let Some(host) = host else {
+        if host.is_none() {
             return self.local(&request);
-        };
-        if host != ANTHROPIC_HOST {
+        }
+        if !anthropic {
             if self.refuse_other_hosts {
                 return error_reply(
                     StatusCode::FORBIDDEN,
@@ -227,18 +334,30 @@ impl HttpHandler for GateHandler {
             }
             return request.into();
         }
-        let path = request.uri().path();
-        if path.starts_with("/v1/messages/batches") {
-            return error_reply(
-                StatusCode::BAD_REQUEST,
-                "invalid_request_error",
-                "ccgate does not allow message batches: their usage cannot be metered per person.",
-            );
+        match routes::route(request.method(), request.uri()) {
+            Ok((route, canonical)) => {
+                let (mut parts, body) = request.into_parts();
+                parts.uri = canonical;
+                let request = Request::from_parts(parts, body);
+                match route {
+                    Route::Messages => self.messages(request).await,
+                    Route::Forward => self.forward(request),
+                }
+            }
+            Err(refusal) => {
+                let message = refusal.to_string();
+                let path = request.uri().path();
+                tracing::warn!(method = %request.method(), path, "refused");
+                if self
+                    .shared
+                    .refusals
+                    .report(request.method(), path, self.shared.now())
+                {
+                    self.record_refusal(&message);
+                }
+                error_reply(StatusCode::FORBIDDEN, "permission_error", &message)
+            }
         }
-        if request.method() == Method::POST && (path == "/v1/messages" || path == "/v1/complete") {
-            return self.messages(request).await;
-        }
-        request.into()
     }
 
     async fn handle_response(
@@ -254,7 +373,7 @@ impl HttpHandler for GateHandler {
             .iter()
             .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)));
         if let Some(usage) = SubscriptionUsage::from_headers(headers, self.shared.now()) {
-            self.shared.observe_subscription(usage);
+            self.shared.subscription.observe(usage);
         }
         let status = response.status().as_u16();
         let content_type = response
@@ -306,7 +425,7 @@ impl HttpHandler for GateHandler {
         _ctx: &HttpContext,
         request: &Request<Body>,
     ) -> bool {
-        request.uri().host() == Some(ANTHROPIC_HOST)
+        request.uri().host().is_some_and(routes::is_anthropic_host)
     }
 }
 
@@ -351,37 +470,4 @@ async fn read_body(
     } else {
         Ok(kept.freeze())
     }
-}
-
-fn json_reply(status: StatusCode, body: &impl serde::Serialize) -> RequestOrResponse {
-    let bytes = serde_json::to_vec(body).expect("replies serialize");
-    Response::builder()
-        .status(status)
-        .header(CONTENT_TYPE, "application/json")
-        .body(Body::from(Full::new(Bytes::from(bytes))))
-        .expect("response builds")
-        .into()
-}
-
-/// An error in the Messages API's own shape, so clients show its message.
-fn error_reply(status: StatusCode, kind: &str, message: &str) -> RequestOrResponse {
-    let body = serde_json::json!({
-        "type": "error",
-        "error": {"type": kind, "message": message},
-    });
-    json_reply(status, &body)
-}
-
-/// A block: 400 `invalid_request_error` with the full message, no rate-limit
-/// headers (the CLI would replace the message with its own), never retried.
-fn block_reply(message: &str) -> RequestOrResponse {
-    let RequestOrResponse::Response(mut response) =
-        error_reply(StatusCode::BAD_REQUEST, "invalid_request_error", message)
-    else {
-        unreachable!("error_reply builds a response")
-    };
-    response
-        .headers_mut()
-        .insert("x-should-retry", HeaderValue::from_static("false"));
-    response.into()
 }

@@ -27,16 +27,18 @@ pub async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
 
 fn chores(shared: &Shared) {
     let now = shared.now();
-    let released = shared.turns.lock().expect("turns lock").expire(now);
-    for (turn_key, offline) in released {
+    let released = shared.accounting.expire(now);
+    for (key, offline) in released {
         // The server holds a reservation only for prompts it allowed.
         if !offline {
             let event = AgentEvent {
                 id: uuid::Uuid::now_v7(),
                 at: now,
-                body: EventBody::TurnReleased { turn_key },
+                body: EventBody::TurnReleased {
+                    turn_key: key.to_string(),
+                },
             };
-            shared.store_event(event, None, None);
+            shared.store_event(event);
         }
     }
     if let Ok(before) = now.checked_sub(KEEP_ACKED)

@@ -3,14 +3,19 @@
 //! Messages API call by the turn model, gates new prompts, meters every
 //! reply and keeps a durable ledger of what it saw.
 
+pub mod accounting;
 pub mod backoff;
 pub mod ca;
 pub mod classify;
 pub mod config;
+pub mod credential;
+pub mod credential_task;
 pub mod daemon;
 pub mod fsutil;
+pub mod gate;
 pub mod guard;
 pub mod handler;
+pub mod health;
 pub mod housekeeping;
 pub mod ledger;
 pub mod link;
@@ -18,8 +23,12 @@ pub mod live;
 pub mod local_usage;
 pub mod meter;
 pub mod os;
+pub mod outbox;
 pub mod paths;
+pub mod policy;
 pub mod recorder;
+pub mod replies;
+pub mod routes;
 pub mod sender;
 pub mod sse;
 pub mod state;

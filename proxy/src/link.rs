@@ -5,8 +5,8 @@ use std::sync::RwLock;
 use std::time::Duration;
 
 use ccgate_quota::wire::{
-    AGENT_API_PREFIX, ApiError, CheckRequest, CheckResponse, EventsRequest, EventsResponse,
-    SyncRequest, SyncResponse,
+    AGENT_API_PREFIX, ApiError, CheckRequest, CheckResponse, CredentialResponse, EventsRequest,
+    EventsResponse, SyncRequest, SyncResponse,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -29,6 +29,10 @@ pub enum LinkError {
     Rejected { status: u16, message: String },
     #[error("the ccgate server sent an unreadable answer: {0}")]
     BadAnswer(String),
+    #[error(
+        "the ccgate server at {0} is reached over plain http: ccgate receives the team credential only over https (or on loopback)"
+    )]
+    Insecure(String),
 }
 
 impl LinkError {
@@ -111,6 +115,37 @@ impl ServerLink {
         self.post("/events", request, CALL_TIMEOUT).await
     }
 
+    /// Whether secrets may travel on this link: https, or plain http to a
+    /// loopback address (the same machine).
+    pub fn carries_secrets(&self) -> bool {
+        let url = self.server_url();
+        if url.starts_with("https://") {
+            return true;
+        }
+        let host = url
+            .strip_prefix("http://")
+            .and_then(|rest| rest.split('/').next())
+            .map(|authority| match authority.rsplit_once(':') {
+                Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+                _ => authority,
+            })
+            .unwrap_or_default();
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    }
+
+    /// Fetches the team credential (team-credential mode only).
+    pub async fn credential(&self) -> Result<CredentialResponse, LinkError> {
+        if !self.carries_secrets() {
+            return Err(LinkError::Insecure(self.server_url().to_owned()));
+        }
+        self.post("/credential", &serde_json::json!({}), CALL_TIMEOUT)
+            .await
+    }
+
     /// Opens the live stream (server-sent events); the caller reads it.
     pub async fn open_stream(&self) -> Result<reqwest::Response, LinkError> {
         let response = self
@@ -166,4 +201,29 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_travel_only_over_https_or_loopback() {
+        let link = |url: &str| ServerLink::new(url, "t".into(), PathBuf::from("/nonexistent"));
+        for url in [
+            "https://ccgate.example.com",
+            "http://127.0.0.1:3000",
+            "http://localhost:3000/",
+            "http://[::1]:3000",
+        ] {
+            assert!(link(url).carries_secrets(), "{url}");
+        }
+        for url in [
+            "http://ccgate.example.com",
+            "http://10.0.0.5:3000",
+            "http://127.0.0.1.example.com",
+        ] {
+            assert!(!link(url).carries_secrets(), "{url}");
+        }
+    }
 }

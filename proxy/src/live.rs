@@ -3,7 +3,6 @@
 //! while the stream is down.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use ccgate_quota::wire::{SyncRequest, SyncResponse};
@@ -22,13 +21,13 @@ const SYNC_WITHOUT_STREAM: Duration = Duration::from_secs(20);
 pub async fn run_sync(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
     let mut backoff = Backoff::new(Duration::from_millis(500), SYNC_WITHOUT_STREAM);
     loop {
-        let included = shared.acked_through.load(Ordering::Acquire);
+        let included = shared.outbox.acked_through();
         let request = SyncRequest {
             device: Some(shared.device_info()),
         };
         let wait = match shared.link.sync(&request).await {
             Ok(answer) => {
-                shared.server_answered();
+                shared.link_health.answered();
                 shared.apply_sync(answer, included, true);
                 backoff.reset();
                 if shared.health().live_link {
@@ -39,7 +38,7 @@ pub async fn run_sync(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) 
             }
             Err(error) => {
                 tracing::warn!("sync failed: {error}");
-                shared.server_failed(&error);
+                shared.link_health.failed(&error);
                 backoff.next_delay()
             }
         };
@@ -56,11 +55,11 @@ pub async fn run_stream(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>
     loop {
         tokio::select! {
             result = follow_stream(&shared, &mut backoff) => {
-                shared.set_live_link(false);
+                shared.link_health.set_live_link(false);
                 if let Err(error) = result {
                     tracing::debug!("live stream closed: {error}");
                     if matches!(error, LinkError::Unauthorized) {
-                        shared.server_failed(&error);
+                        shared.link_health.failed(&error);
                     }
                 }
             }
@@ -79,8 +78,8 @@ fn wanted(name: &str) -> bool {
 
 async fn follow_stream(shared: &Arc<Shared>, backoff: &mut Backoff) -> Result<(), LinkError> {
     let response = shared.link.open_stream().await?;
-    shared.set_live_link(true);
-    shared.server_answered();
+    shared.link_health.set_live_link(true);
+    shared.link_health.answered();
     backoff.reset();
     let mut parser = SseParser::new(wanted);
     let mut body = response.bytes_stream();
@@ -92,7 +91,7 @@ async fn follow_stream(shared: &Arc<Shared>, backoff: &mut Backoff) -> Result<()
             }
             match serde_json::from_slice::<SyncResponse>(data) {
                 Ok(sync) => {
-                    let included = shared.acked_through.load(Ordering::Acquire);
+                    let included = shared.outbox.acked_through();
                     shared.apply_sync(sync, included, true);
                 }
                 Err(error) => tracing::warn!("unreadable live update: {error}"),

@@ -1,5 +1,7 @@
 //! Reads a Messages API reply as it passes (SSE or JSON) for what must be
-//! metered: token usage, `stop_reason`, and whether it ended in an error.
+//! metered: token usage, `stop_reason`, whether it ended in an error, the
+//! tool calls it asks for (their results may continue the turn), and, for a
+//! reply cut before its final usage, an estimate of what it carried.
 
 use ccgate_quota::wire::TokenUsage;
 use serde::Deserialize;
@@ -9,6 +11,12 @@ use crate::sse::SseParser;
 /// The largest JSON reply copied for parsing; longer replies pass untouched
 /// and only their status is recorded.
 const MAX_JSON_COPY: usize = 8 << 20;
+/// Tool calls remembered per reply.
+const MAX_TOOL_USES: usize = 64;
+/// The JSON around a delta's text (`{"type":"content_block_delta",…}`).
+const DELTA_FRAMING: usize = 70;
+/// Characters per token for estimates (English prose and code average 3.5–4).
+const CHARS_PER_TOKEN: usize = 4;
 
 #[derive(Debug, Default, Deserialize)]
 struct UsageFields {
@@ -46,6 +54,14 @@ struct Message {
 }
 
 #[derive(Debug, Deserialize)]
+struct ContentBlock {
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
+    #[serde(default)]
+    id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
 struct ErrorBody {
     #[serde(rename = "type", default)]
     kind: Option<String>,
@@ -65,6 +81,12 @@ struct Event {
     error: Option<ErrorBody>,
     #[serde(default)]
     stop_reason: Option<String>,
+    /// `content_block_start`'s block.
+    #[serde(default)]
+    content_block: Option<ContentBlock>,
+    /// A whole JSON message's blocks.
+    #[serde(default)]
+    content: Option<Vec<ContentBlock>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -76,7 +98,12 @@ struct Delta {
 fn wanted_event(name: &str) -> bool {
     matches!(
         name,
-        "message_start" | "message_delta" | "message_stop" | "error"
+        "message_start"
+            | "message_delta"
+            | "message_stop"
+            | "error"
+            | "content_block_start"
+            | "content_block_delta"
     )
 }
 
@@ -91,6 +118,29 @@ pub struct Reading {
     pub finished: bool,
     /// The error type of an SSE `error` event or an error body.
     pub error: Option<String>,
+    /// The final usage arrived (`message_delta`, or a whole JSON message).
+    pub final_usage: bool,
+    /// Tool calls the reply asked for (`tool_use` blocks).
+    pub tool_uses: Vec<String>,
+    /// Content deltas seen, and the bytes of their data.
+    pub deltas: u64,
+    pub delta_bytes: u64,
+}
+
+impl Reading {
+    /// Output tokens the deltas seen carried, at least one per delta.
+    pub fn estimated_output_tokens(&self) -> u64 {
+        let text = (self.delta_bytes as usize)
+            .saturating_sub(self.deltas as usize * DELTA_FRAMING)
+            .div_ceil(CHARS_PER_TOKEN);
+        (text as u64).max(self.deltas)
+    }
+}
+
+/// Input tokens a request of this many bytes carries, for a reply that never
+/// reported them (JSON framing and tool schemas included: an over-estimate).
+pub fn estimated_input_tokens(request_bytes: usize) -> u64 {
+    request_bytes.div_ceil(CHARS_PER_TOKEN) as u64
 }
 
 #[derive(Debug)]
@@ -129,7 +179,7 @@ impl Meter {
         match &mut self.format {
             Format::Sse(parser) => {
                 let reading = &mut self.reading;
-                parser.feed(chunk, &mut |_, data| apply_event(reading, data));
+                parser.feed(chunk, &mut |name, data| apply_event(reading, name, data));
             }
             Format::Json(copy) => {
                 if copy.len() + chunk.len() > MAX_JSON_COPY {
@@ -145,13 +195,19 @@ impl Meter {
     /// Ends the reading; a JSON body is parsed now.
     pub fn finish(mut self) -> Reading {
         if let Format::Json(copy) = &self.format {
-            apply_event(&mut self.reading, copy);
+            apply_event(&mut self.reading, "", copy);
         }
         self.reading
     }
 }
 
-fn apply_event(reading: &mut Reading, data: &[u8]) {
+fn apply_event(reading: &mut Reading, name: &str, data: &[u8]) {
+    // The bulk of a stream: only its size is kept, without parsing it.
+    if name == "content_block_delta" {
+        reading.deltas += 1;
+        reading.delta_bytes += data.len() as u64;
+        return;
+    }
     let Ok(event) = serde_json::from_slice::<Event>(data) else {
         return;
     };
@@ -162,9 +218,15 @@ fn apply_event(reading: &mut Reading, data: &[u8]) {
                 usage.apply(&mut reading.usage);
             }
         }
+        Some("content_block_start") => {
+            if let Some(block) = event.content_block {
+                note_tool_use(reading, block);
+            }
+        }
         Some("message_delta") => {
             if let Some(usage) = &event.usage {
                 usage.apply(&mut reading.usage);
+                reading.final_usage = true;
             }
             if let Some(reason) = event.delta.and_then(|d| d.stop_reason) {
                 reading.stop_reason = Some(reason);
@@ -185,10 +247,24 @@ fn apply_event(reading: &mut Reading, data: &[u8]) {
             reading.finished = true;
             if let Some(usage) = &event.usage {
                 usage.apply(&mut reading.usage);
+                reading.final_usage = true;
             }
             reading.stop_reason = event.stop_reason;
+            for block in event.content.into_iter().flatten() {
+                note_tool_use(reading, block);
+            }
         }
         _ => {}
+    }
+}
+
+fn note_tool_use(reading: &mut Reading, block: ContentBlock) {
+    if block.kind.as_deref() == Some("tool_use")
+        && let Some(id) = block.id
+        && reading.tool_uses.len() < MAX_TOOL_USES
+        && id.len() <= 200
+    {
+        reading.tool_uses.push(id);
     }
 }
 
@@ -200,6 +276,7 @@ mod tests {
     fn a_stream_yields_final_usage_and_stop_reason() {
         let mut meter = Meter::new(Some("text/event-stream; charset=utf-8"));
         meter.feed(b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"usage\":{\"input_tokens\":12,\"cache_creation_input_tokens\":100,\"cache_read_input_tokens\":2000,\"output_tokens\":1}}}\n\n");
+        meter.feed(b"event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"tool_use\",\"id\":\"toolu_01\",\"name\":\"Bash\",\"input\":{}}}\n\n");
         meter.feed(b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"delta\":{\"text\":\"hi\"}}\n\n");
         meter.feed(b"event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\"},\"usage\":{\"output_tokens\":57}}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
         let reading = meter.finish();
@@ -213,8 +290,30 @@ mod tests {
             }
         );
         assert_eq!(reading.stop_reason.as_deref(), Some("tool_use"));
-        assert!(reading.started && reading.finished);
+        assert!(reading.started && reading.finished && reading.final_usage);
         assert_eq!(reading.error, None);
+        assert_eq!(reading.tool_uses, ["toolu_01"]);
+    }
+
+    #[test]
+    fn a_cut_stream_is_estimated_from_its_deltas() {
+        let mut meter = Meter::new(Some("text/event-stream"));
+        meter.feed(b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":12,\"output_tokens\":1}}}\n\n");
+        let text = "x".repeat(400);
+        for _ in 0..20 {
+            let delta = format!(
+                "event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":\"{text}\"}}}}\n\n"
+            );
+            meter.feed(delta.as_bytes());
+        }
+        let reading = meter.finish();
+        assert!(!reading.final_usage);
+        assert_eq!(reading.usage.output_tokens, 1, "message_start's count only");
+        assert_eq!(reading.deltas, 20);
+        // 20 deltas of 400 characters: about 2,000 tokens, never fewer than 20.
+        let estimate = reading.estimated_output_tokens();
+        assert!((1_900..=2_300).contains(&estimate), "{estimate}");
+        assert_eq!(estimated_input_tokens(4_000), 1_000);
     }
 
     #[test]
@@ -229,7 +328,7 @@ mod tests {
     #[test]
     fn json_replies_and_json_errors() {
         let mut meter = Meter::new(Some("application/json"));
-        meter.feed(br#"{"id":"m","type":"message","stop_reason":"end_turn","usage":{"input_tokens":5,"output_tokens":"#);
+        meter.feed(br#"{"id":"m","type":"message","stop_reason":"end_turn","content":[{"type":"tool_use","id":"toolu_j","name":"Bash","input":{}}],"usage":{"input_tokens":5,"output_tokens":"#);
         meter.feed(br#"9}}"#);
         let reading = meter.finish();
         assert_eq!(
@@ -237,6 +336,7 @@ mod tests {
             (5, 9)
         );
         assert!(reading.finished);
+        assert_eq!(reading.tool_uses, ["toolu_j"]);
         let mut meter = Meter::new(Some("application/json"));
         meter.feed(br#"{"type":"error","error":{"type":"rate_limit_error","message":"x"}}"#);
         assert_eq!(meter.finish().error.as_deref(), Some("rate_limit_error"));

@@ -1,16 +1,18 @@
-//! Turns each reply's ending into a ledger event: decides whether it counted
-//! the turn's prompt, stores the event durably, updates the local usage view
-//! and wakes the sender.
+//! Turns each reply's ending into a ledger event: settles it in the books
+//! (did it count its prompt, what did it use), stores it durably and wakes
+//! the sender. A reply cut before its final usage is metered from what it
+//! carried, and marked as estimated.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
-use ccgate_quota::wire::{AgentEvent, EventBody, Outcome, RequestEvent};
-use ccgate_quota::{CreditWeights, Totals};
+use ccgate_quota::CreditWeights;
+use ccgate_quota::wire::{AgentEvent, EventBody, Outcome, RequestEvent, TokenUsage};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::watch;
 
-use crate::ledger::Metered;
+use crate::accounting::Settlement;
+use crate::ledger::{Metered, TurnMemory};
+use crate::meter::{Reading, estimated_input_tokens};
 use crate::state::{Exchange, Shared};
 use crate::tap::Ending;
 
@@ -25,41 +27,55 @@ fn reply_succeeded(ending: &Ending<Exchange>) -> bool {
     ok_status && ended_well && (ending.reading.started || !ending.exchange.stream)
 }
 
-impl Shared {
-    /// Stores an event durably (counting its usage locally at once); if the
-    /// ledger fails (disk full), keeps it in memory so it is still sent.
-    pub fn store_event(
-        &self,
-        event: AgentEvent,
-        metered: Option<Metered>,
-        counted_turn: Option<&str>,
-    ) {
-        if let Some(metered) = metered {
-            self.usage
-                .lock()
-                .expect("usage lock")
-                .add_unsaved(event.id, event.at, metered);
+/// What a reply used: Anthropic's own figures when its final usage arrived;
+/// otherwise an estimate (`true`) from what was carried, so that stopping a
+/// reply early never makes it free.
+fn metered_usage(ending: &Ending<Exchange>) -> (TokenUsage, bool) {
+    let reading: &Reading = &ending.reading;
+    if reading.final_usage {
+        return (reading.usage, false);
+    }
+    if reading.started {
+        let carried = reading.estimated_output_tokens();
+        if carried > reading.usage.output_tokens {
+            let usage = TokenUsage {
+                output_tokens: carried,
+                ..reading.usage
+            };
+            return (usage, true);
         }
-        self.persist(event, metered, counted_turn);
+        return (reading.usage, false);
+    }
+    // Nothing came back, but the request may have reached Anthropic: a
+    // request abandoned before its first byte, or a 2xx cut before its start.
+    let reached = ending.status == 0 || (200..300).contains(&ending.status);
+    let abandoned = matches!(
+        ending.outcome,
+        Outcome::ClientAborted | Outcome::CutByCcgate | Outcome::UpstreamCut
+    );
+    if reached && abandoned {
+        let usage = TokenUsage {
+            input_tokens: estimated_input_tokens(ending.exchange.request_bytes),
+            ..TokenUsage::default()
+        };
+        return (usage, true);
+    }
+    (reading.usage, false)
+}
+
+impl Shared {
+    /// Stores an event without usage (a block, a tamper report, a release);
+    /// if the ledger fails (disk full), keeps it in memory so it is still sent.
+    pub fn store_event(&self, event: AgentEvent) {
+        self.persist(event, None, &TurnMemory::default());
     }
 
-    /// Stores an event without metered usage off the async workers (the
-    /// ledger fsyncs); counted in `pending_writes` until it is on disk.
-    pub fn store_event_in_background(self: &Arc<Self>, event: AgentEvent) {
-        self.pending_writes.fetch_add(1, Ordering::AcqRel);
-        let shared = Arc::clone(self);
-        tokio::task::spawn_blocking(move || {
-            shared.store_event(event, None, None);
-            shared.pending_writes.fetch_sub(1, Ordering::AcqRel);
-        });
-    }
-
-    /// Writes an event whose usage is already in the local view.
-    fn persist(&self, event: AgentEvent, metered: Option<Metered>, counted_turn: Option<&str>) {
-        match self.ledger.append(&event, metered, counted_turn) {
+    /// Writes an event whose usage is already in the books.
+    fn persist(&self, event: AgentEvent, metered: Option<Metered>, memory: &TurnMemory<'_>) {
+        match self.ledger.append(&event, metered, memory) {
             Ok(seq) => {
                 if metered.is_some() {
-                    self.usage.lock().expect("usage lock").saved(event.id, seq);
+                    self.accounting.stored(event.id, seq);
                 }
             }
             Err(error) => {
@@ -67,10 +83,10 @@ impl Shared {
                     "the ledger cannot store event {}: {error}; keeping it in memory",
                     event.id
                 );
-                self.unsaved.lock().expect("unsaved lock").push(event);
+                self.outbox.keep_unsaved(event);
             }
         }
-        self.sender_wakeup.notify_one();
+        self.outbox.wake_sender();
     }
 
     pub fn record_ending(&self, ending: Ending<Exchange>) {
@@ -79,70 +95,56 @@ impl Shared {
         let weights = self
             .policy()
             .map_or_else(CreditWeights::default, |p| p.policy.credit_weights);
-        let usage = ending.reading.usage;
-        // Counting the turn drops its reservation; the same lock covers
-        // adding the prompt to the local view, so an offline decision never
-        // sees it in neither.
-        let mut turns = self.turns.lock().expect("turns lock");
-        let counted = exchange.prompt_attempt
-            && reply_succeeded(&ending)
-            && exchange
-                .turn_key
-                .as_deref()
-                .is_some_and(|key| turns.count(key, exchange.family, now));
-        let totals = Totals {
-            prompts: u64::from(counted),
-            credits: if counted {
-                weights.weight(exchange.family)
-            } else {
-                0
-            },
-            ..Totals::from(usage)
-        };
+        let (usage, estimated) = metered_usage(&ending);
+        let key = exchange.resolution.key();
+        let reason = exchange.resolution.count_reason();
+        let event_id = uuid::Uuid::now_v7();
+        // Counting the prompt drops its reservation; the books' lock covers
+        // adding its usage too, so an offline decision never sees it in neither.
+        let (counted, metered) = self.accounting.settle(Settlement {
+            key,
+            counts: reason.is_some() && reply_succeeded(&ending),
+            usage,
+            family: exchange.family,
+            credit_weight: weights.weight(exchange.family),
+            tool_uses: &ending.reading.tool_uses,
+            event_id,
+            at: now,
+        });
         let event = AgentEvent {
-            id: uuid::Uuid::now_v7(),
+            id: event_id,
             at: now,
             body: EventBody::Request(RequestEvent {
                 model: exchange.model.clone(),
-                kind: exchange.kind,
-                turn_key: exchange.turn_key.clone(),
+                kind: exchange.resolution.kind(),
+                turn_key: Some(key.to_string()),
                 session_id: exchange.session_id.clone(),
-                prompt_counted: counted,
+                prompt_counted: counted.is_some(),
                 status: ending.status,
                 outcome: ending.outcome,
                 stop_reason: ending.reading.stop_reason.clone(),
                 usage,
                 duration_ms: ending.elapsed_ms,
                 decided_offline: exchange.decided_offline,
-                count_reason: counted.then_some(ccgate_quota::wire::CountReason::NewPrompt),
-                estimated: false,
-                credential: None,
+                count_reason: counted.as_ref().and(reason),
+                estimated,
+                credential: exchange.credential,
             }),
         };
-        let metered = (!totals.is_zero()).then_some(Metered {
-            family: exchange.family,
-            totals,
-        });
-        if let Some(metered) = metered {
-            self.usage
-                .lock()
-                .expect("usage lock")
-                .add_unsaved(event.id, event.at, metered);
-        }
-        drop(turns);
         tracing::debug!(
-            kind = exchange.kind.as_str(),
-            counted,
+            kind = exchange.resolution.kind().as_str(),
+            counted = counted.is_some(),
             status = ending.status,
             outcome = ?ending.outcome,
             elapsed_ms = ending.elapsed_ms,
             "reply ended"
         );
-        self.persist(
-            event,
-            metered,
-            counted.then_some(exchange.turn_key.as_deref()).flatten(),
-        );
+        let tool_uses = &ending.reading.tool_uses;
+        let memory = TurnMemory {
+            counted: counted.as_ref(),
+            tool_uses: (!tool_uses.is_empty()).then_some((key, tool_uses.as_slice())),
+        };
+        self.persist(event, metered, &memory);
     }
 }
 
@@ -169,10 +171,10 @@ pub async fn run(
 async fn record(shared: &Arc<Shared>, ending: Ending<Exchange>) {
     let shared = Arc::clone(shared);
     // The ledger writes with fsync: keep it off the async workers. The
-    // ending was counted in `pending_writes` when it was sent.
+    // ending was counted in the outbox's pending writes when it was sent.
     let _ = tokio::task::spawn_blocking(move || {
         shared.record_ending(ending);
-        shared.pending_writes.fetch_sub(1, Ordering::AcqRel);
+        shared.outbox.ending_written();
     })
     .await;
 }

@@ -3,7 +3,6 @@
 //! acknowledgement is counted once.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use ccgate_quota::wire::{EventsRequest, MAX_EVENTS_PER_BATCH};
@@ -20,7 +19,7 @@ pub async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
     let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
     loop {
         tokio::select! {
-            _ = shared.sender_wakeup.notified() => {}
+            _ = shared.outbox.woken() => {}
             _ = tokio::time::sleep(IDLE_POLL) => {}
             _ = crate::stopped(&mut shutdown) => return,
         }
@@ -46,7 +45,7 @@ pub async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
 
 /// Sends the oldest pending events; `Ok(true)` when something was delivered.
 async fn send_one_batch(shared: &Arc<Shared>) -> Result<bool, ()> {
-    let unsaved: Vec<_> = shared.unsaved.lock().expect("unsaved lock").clone();
+    let unsaved = shared.outbox.unsaved();
     let room = MAX_EVENTS_PER_BATCH.saturating_sub(unsaved.len());
     let stored = {
         let shared = shared.clone();
@@ -61,7 +60,7 @@ async fn send_one_batch(shared: &Arc<Shared>) -> Result<bool, ()> {
             return Err(());
         }
     };
-    let subscription = shared.take_unsent_subscription();
+    let subscription = shared.subscription.take_unsent();
     if stored.is_empty() && unsaved.is_empty() && subscription.is_none() {
         return Ok(false);
     }
@@ -76,7 +75,7 @@ async fn send_one_batch(shared: &Arc<Shared>) -> Result<bool, ()> {
     };
     match shared.link.send_events(&request).await {
         Ok(answer) => {
-            shared.server_answered();
+            shared.link_health.answered();
             let acked = {
                 let shared = shared.clone();
                 let seqs = seqs.clone();
@@ -91,19 +90,13 @@ async fn send_one_batch(shared: &Arc<Shared>) -> Result<bool, ()> {
             let included = seqs
                 .last()
                 .copied()
-                .unwrap_or_else(|| shared.acked_through.load(Ordering::Acquire));
-            shared.acked_through.fetch_max(included, Ordering::AcqRel);
+                .unwrap_or_else(|| shared.outbox.acked_through());
+            shared.outbox.advance_acked(included);
+            shared.outbox.forget_unsaved(&unsaved_ids);
             shared
-                .unsaved
-                .lock()
-                .expect("unsaved lock")
-                .retain(|e| !unsaved_ids.contains(&e.id));
-            {
-                let mut usage = shared.usage.lock().expect("usage lock");
-                usage.forget_unsaved(&unsaved_ids);
-                usage.set_snapshot(answer.usage, included);
-            }
-            if answer.policy_version > shared.policy().map_or(0, |p| p.policy.version) {
+                .accounting
+                .acknowledged(&unsaved_ids, answer.usage, included);
+            if answer.policy_version > shared.policy_state.version() {
                 shared.sync_wakeup.notify_one();
             }
             tracing::debug!(
@@ -115,10 +108,10 @@ async fn send_one_batch(shared: &Arc<Shared>) -> Result<bool, ()> {
         }
         Err(error) => {
             if request.subscription.is_some() {
-                shared.resend_subscription();
+                shared.subscription.resend();
             }
             tracing::warn!("events not delivered, will retry: {error}");
-            shared.server_failed(&error);
+            shared.link_health.failed(&error);
             Err(())
         }
     }

@@ -8,7 +8,8 @@ use ccgate_quota::wire::SubscriptionUsage;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::state::{ServerHealth, Shared};
+use crate::health::ServerHealth;
+use crate::state::Shared;
 
 pub const STATUS_PATH: &str = "/ccgate/status";
 
@@ -35,6 +36,12 @@ pub struct StatusReport {
     pub integrity_problem: Option<String>,
     /// Server clock minus this machine's clock.
     pub clock_offset_ms: i64,
+    /// `personal_login` or `team_credential`.
+    #[serde(default)]
+    pub credential_mode: Option<String>,
+    /// In team-credential mode: whether the subscription's credential is here.
+    #[serde(default)]
+    pub team_credential_held: bool,
 }
 
 impl StatusReport {
@@ -48,13 +55,18 @@ impl StatusReport {
             server: shared.health(),
             policy_version: shared.policy().map(|p| p.policy.version),
             report: shared.report(),
-            subscription: shared.subscription(),
+            subscription: shared.subscription.latest(),
             pending_events: shared.ledger.unacked_count().unwrap_or(0)
                 + shared.unsaved_count() as u64,
             open_replies: shared.streams.open_count(),
             pending_writes: shared.pending_writes(),
             integrity_problem: shared.integrity_problem(),
             clock_offset_ms: shared.clock_offset().as_millis() as i64,
+            credential_mode: shared.policy().map(|p| match p.policy.credential {
+                ccgate_quota::CredentialMode::PersonalLogin => "personal_login".to_owned(),
+                ccgate_quota::CredentialMode::TeamCredential { .. } => "team_credential".to_owned(),
+            }),
+            team_credential_held: shared.vault.holds_secret(),
         }
     }
 }

@@ -4,12 +4,14 @@
 //! when the kill switch cuts it.
 
 use std::pin::Pin;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
+use ccgate_quota::UserStatus;
 use ccgate_quota::wire::Outcome;
 use futures_util::task::AtomicWaker;
 use http_body::{Body as HttpBody, Frame, SizeHint};
@@ -19,14 +21,27 @@ use tokio::sync::mpsc::UnboundedSender;
 use crate::meter::{Meter, Reading};
 
 /// The SSE event sent to the client when a stream is cut: the CLI drops the
-/// partial text and resends the turn, which the gate then refuses with its
-/// message.
-const CUT_EVENT: &[u8] = b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"ccgate stopped this reply: access was revoked or paused by your admin.\"}}\n\n";
+/// partial text and resends the turn, which the gate then refuses with the
+/// full pause or kill message.
+fn cut_event(status: UserStatus) -> Bytes {
+    let why = match status {
+        UserStatus::Paused => {
+            "your ccgate admin paused your Claude Code access; nothing more goes to Anthropic until they resume it"
+        }
+        _ => "your ccgate admin revoked your Claude Code access (the kill switch)",
+    };
+    let data = serde_json::json!({
+        "type": "error",
+        "error": {"type": "overloaded_error", "message": format!("ccgate stopped this reply: {why}.")},
+    });
+    Bytes::from(format!("event: error\ndata: {data}\n\n"))
+}
 
 /// A switch the kill switch flips on every open stream.
 #[derive(Debug, Default)]
 pub struct CutSwitch {
     cut: AtomicBool,
+    why: OnceLock<UserStatus>,
     waker: AtomicWaker,
 }
 
@@ -35,7 +50,8 @@ impl CutSwitch {
         self.cut.load(Ordering::Acquire)
     }
 
-    fn cut(&self) {
+    fn cut(&self, status: UserStatus) {
+        let _ = self.why.set(status);
         self.cut.store(true, Ordering::Release);
         self.waker.wake();
     }
@@ -56,13 +72,14 @@ impl OpenStreams {
         switch
     }
 
-    /// Cuts every reply in flight; returns how many were cut.
-    pub fn cut_all(&self) -> usize {
+    /// Cuts every reply in flight because the person is now `status`;
+    /// returns how many were cut.
+    pub fn cut_all(&self, status: UserStatus) -> usize {
         let switches = self.switches.lock().expect("open streams lock");
         switches
             .iter()
             .filter_map(Weak::upgrade)
-            .inspect(|s| s.cut())
+            .inspect(|s| s.cut(status))
             .count()
     }
 
@@ -192,7 +209,8 @@ impl<T: Send + Sync + Unpin + 'static> HttpBody for TapBody<T> {
             let sse = this.meter.as_ref().is_some_and(Meter::is_sse);
             if sse && !this.cut_event_sent {
                 this.cut_event_sent = true;
-                return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(CUT_EVENT)))));
+                let status = this.switch.why.get().copied().unwrap_or(UserStatus::Killed);
+                return Poll::Ready(Some(Ok(Frame::data(cut_event(status)))));
             }
             this.end(|_| Outcome::CutByCcgate);
             return Poll::Ready(None);

@@ -13,7 +13,6 @@ use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use tower_service::Service;
 
-use crate::ca::ANTHROPIC_HOST;
 use crate::config::UpstreamOverrides;
 
 #[derive(Debug, thiserror::Error)]
@@ -46,7 +45,9 @@ impl Service<Uri> for DialOverride {
 
     fn call(&mut self, uri: Uri) -> Self::Future {
         let uri = match &self.target {
-            Some(target) if uri.host() == Some(ANTHROPIC_HOST) => target.clone(),
+            Some(target) if uri.host().is_some_and(crate::routes::is_anthropic_host) => {
+                target.clone()
+            }
             _ => uri,
         };
         self.inner.call(uri)

@@ -1,13 +1,15 @@
-//! The classifier and the turn table over request data that reproduces the
+//! The classifier and the turn tracker over request data that reproduces the
 //! structure of every kind of request real Claude Code sends
 //! (`tests/data/requests`, derived from captures by
 //! `scripts/derive-classifier-data.py`). Each scenario replays requests in the
-//! order the CLI sent them and says what a person would call each one.
+//! order the CLI sent them and says what a person would call each one and
+//! what counts. Captures that begin mid-turn show the tracker failing
+//! closed: what it cannot confirm, it counts.
 
-use ccgate_proxy::classify::{RequestFacts, classify};
-use ccgate_proxy::turns::{Resolution, TurnTable};
-use ccgate_quota::ModelFamily;
+use ccgate_proxy::classify::RequestFacts;
+use ccgate_proxy::turns::{CountedTurn, Resolution, TurnKey, TurnRules, TurnTracker};
 use ccgate_quota::wire::RequestKind::{self, *};
+use ccgate_quota::{AgentTurns, ModelFamily};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 /// How the reply to a request went, as far as counting is concerned.
@@ -21,6 +23,8 @@ struct Step {
     file: &'static str,
     kind: RequestKind,
     reply: Reply,
+    /// Tool calls the reply asked for (prefixes of their ids).
+    asks: &'static [&'static str],
 }
 
 fn step(file: &'static str, kind: RequestKind) -> Step {
@@ -28,14 +32,20 @@ fn step(file: &'static str, kind: RequestKind) -> Step {
         file,
         kind,
         reply: Reply::Succeeds,
+        asks: &[],
     }
 }
 
 fn failing(file: &'static str, kind: RequestKind) -> Step {
     Step {
-        file,
-        kind,
         reply: Reply::Fails,
+        ..step(file, kind)
+    }
+}
+
+impl Step {
+    fn asks(self, asks: &'static [&'static str]) -> Self {
+        Self { asks, ..self }
     }
 }
 
@@ -58,42 +68,97 @@ fn load(file: &str) -> (HeaderMap, Vec<u8>) {
     (headers, serde_json::to_vec(&request["body"]).unwrap())
 }
 
-/// Replays a scenario; returns the number of prompts counted.
-fn replay(steps: &[Step]) -> u32 {
-    let mut table = TurnTable::new();
+fn facts(file: &str) -> RequestFacts {
+    let (headers, body) = load(file);
+    RequestFacts::read(&headers, &body).unwrap()
+}
+
+/// Every tool-use id in the scenario's files that starts with `prefix`.
+fn tool_ids(steps: &[Step], prefix: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    for step in steps {
+        let (_, body) = load(step.file);
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        for message in body["messages"].as_array().unwrap() {
+            for block in message["content"].as_array().into_iter().flatten() {
+                if let Some(id) = block["id"].as_str().filter(|id| id.starts_with(prefix))
+                    && !ids.iter().any(|known| known == id)
+                {
+                    ids.push(id.to_owned());
+                }
+            }
+        }
+    }
+    assert!(!ids.is_empty(), "no tool use {prefix}");
+    ids
+}
+
+/// Replays a scenario; returns the number of prompts counted. `seen`: turns
+/// this daemon saw before the capture began (`file`'s session, turn 1).
+fn replay_with(rules: TurnRules, seen: &[&str], steps: &[Step]) -> u32 {
+    let mut tracker = TurnTracker::new();
     let now = jiff::Timestamp::now();
+    for file in seen {
+        let session = facts(file).session_id.unwrap();
+        tracker.restore_counted(CountedTurn {
+            key: TurnKey::first(format!("{session}:1")),
+            family: ModelFamily::Opus,
+            at: now,
+            input: None,
+            session: Some(session),
+            prompt_id: None,
+        });
+    }
     let mut counted = 0;
     for step in steps {
-        let (headers, body) = load(step.file);
-        let facts = RequestFacts::read(&headers, &body).unwrap();
-        let family = ModelFamily::from_model_id(&facts.model);
-        let resolution = table.resolve(&classify(&facts));
+        let facts = facts(step.file);
+        let resolution = tracker.resolve(&facts, &rules, now);
         assert_eq!(
             resolution.kind(),
             step.kind,
             "{}: {resolution:?}",
             step.file
         );
-        if let Resolution::NewPrompt { turn_key } = &resolution {
-            table.reserve(turn_key, family, false, now);
+        if matches!(resolution, Resolution::Prompt { .. }) {
+            tracker.reserve(&resolution, &facts, false, now);
         }
-        if step.reply == Reply::Succeeds
-            && let Resolution::NewPrompt { turn_key } | Resolution::PromptRetry { turn_key } =
-                &resolution
-        {
-            counted += u32::from(table.count(turn_key, family, now));
+        if step.reply == Reply::Succeeds {
+            if resolution.count_reason().is_some() {
+                counted += u32::from(tracker.count(resolution.key(), now).is_some());
+            }
+            for prefix in step.asks {
+                tracker.asked_for_tools(resolution.key(), &tool_ids(steps, prefix));
+            }
         }
     }
     counted
 }
 
+fn replay(steps: &[Step]) -> u32 {
+    replay_with(TurnRules::default(), &[], steps)
+}
+
+fn agent_turns_free() -> TurnRules {
+    TurnRules {
+        agent_turns: AgentTurns::Free,
+        ..TurnRules::default()
+    }
+}
+
 #[test]
 fn sdk_prompt_with_a_tool_call_counts_once() {
     let counted = replay(&[
-        step("p_fresh_prompt_apikey", Prompt),
+        step("p_fresh_prompt_apikey", Prompt).asks(&["toolu_lab2a1a4"]),
         step("p_tool_continuation_apikey", Continuation),
     ]);
     assert_eq!(counted, 1);
+}
+
+#[test]
+fn tool_results_the_daemon_never_saw_asked_for_count() {
+    // The same continuation without its prompt's reply: it cannot be
+    // confirmed, so it is a prompt of its own.
+    assert_eq!(replay(&[step("p_tool_continuation_apikey", Prompt)]), 1);
 }
 
 #[test]
@@ -136,54 +201,74 @@ fn background_classifiers_and_titles_are_never_prompts() {
 }
 
 #[test]
-fn sdk_subagents_and_the_task_notification_turn_add_no_prompt() {
-    let counted = replay(&[
-        step("q1_p_parent_fresh_prompt", Prompt),
-        step("q1_p_subagent_first_request", Subagent),
-        step("q1_p_subagent_continuation", Subagent),
-        step("q1_p_parent_continuation_agent_tool_result", Continuation),
-        step("q1_p_parent_task_notification_turn", AgentTurn),
-    ]);
-    assert_eq!(counted, 1);
+fn sdk_subagents_add_no_prompt_and_the_notification_turn_counts_by_policy() {
+    let steps = || {
+        [
+            step("q1_p_parent_fresh_prompt", Prompt).asks(&["toolu_lab7900f"]),
+            step("q1_p_subagent_first_request", Subagent).asks(&["toolu_lab2ccf7"]),
+            step("q1_p_subagent_continuation", Subagent),
+            step("q1_p_parent_continuation_agent_tool_result", Continuation),
+            step("q1_p_parent_task_notification_turn", AgentTurn),
+        ]
+    };
+    // Work a person set going counts by default: one prompt cannot buy an
+    // unlimited chain of agent turns.
+    assert_eq!(replay(&steps()), 2);
+    assert_eq!(replay_with(agent_turns_free(), &[], &steps()), 1);
 }
 
 #[test]
-fn forked_subagent_and_its_notification_turn() {
-    assert_eq!(
-        replay(&[
+fn a_fork_whose_parent_turn_was_never_seen_counts() {
+    let steps = || {
+        [
             step("q1_p_fork_subagent_first_request", Subagent),
             step("q1_p_fork_parent_task_notification_turn", AgentTurn),
-        ]),
-        0
+        ]
+    };
+    assert_eq!(replay(&steps()), 2);
+    assert_eq!(replay_with(agent_turns_free(), &[], &steps()), 1);
+}
+
+#[test]
+fn an_agent_hand_back_captured_mid_turn_fails_closed() {
+    // The capture began after the parent's prompt: the subagent and the
+    // parent's tool results cannot be confirmed and count; the rest follows.
+    let counted = replay_with(
+        agent_turns_free(),
+        &[],
+        &[
+            step("q1_i_subagent_first_request", Subagent).asks(&["toolu_lab84394"]),
+            step("q1_i_subagent_continuation_before_handback", Subagent),
+            step("q1_i_parent_continuation_agent_tool_result", Prompt),
+            step("q1_i_parent_peer_handback_turn", AgentTurn),
+            step("q5_i_second_human_prompt_after_agent", Prompt),
+        ],
     );
-}
-
-#[test]
-fn interactive_agent_hand_back_then_a_second_human_prompt() {
-    let counted = replay(&[
-        step("q1_i_subagent_first_request", Subagent),
-        step("q1_i_subagent_continuation_before_handback", Subagent),
-        // Its turn's prompt happened before this capture began: the tool
-        // results mark it as a continuation all the same.
-        step("q1_i_parent_continuation_agent_tool_result", Continuation),
-        step("q1_i_parent_peer_handback_turn", AgentTurn),
-        step("q5_i_second_human_prompt_after_agent", Prompt),
-    ]);
-    assert_eq!(counted, 1);
-}
-
-#[test]
-fn compaction_is_metered_but_the_next_prompt_counts() {
-    let counted = replay(&[
-        step("q2_i_compaction_request_manual", Compaction),
-        step("q2_i_compaction_request_retry_no_summary", Compaction),
-        step("q2_i_first_prompt_after_compact", Prompt),
-        step("q2_i_compaction_request_manual_clean", Compaction),
-        step("q2_i_first_prompt_after_compact_clean", Prompt),
-        step("q2_i_compaction_request_auto", Compaction),
-        step("q2_i_prompt_after_autocompact", Prompt),
-    ]);
     assert_eq!(counted, 3);
+}
+
+#[test]
+fn compaction_of_a_session_this_daemon_saw_is_metered_and_the_next_prompt_counts() {
+    let steps = || {
+        [
+            step("q2_i_compaction_request_manual", Compaction),
+            step("q2_i_compaction_request_retry_no_summary", Compaction),
+            step("q2_i_first_prompt_after_compact", Prompt),
+            step("q2_i_compaction_request_manual_clean", Compaction),
+            step("q2_i_first_prompt_after_compact_clean", Prompt),
+            step("q2_i_compaction_request_auto", Compaction),
+            step("q2_i_prompt_after_autocompact", Prompt),
+        ]
+    };
+    let seen = [
+        "q2_i_compaction_request_manual",
+        "q2_i_compaction_request_manual_clean",
+        "q2_i_compaction_request_auto",
+    ];
+    assert_eq!(replay_with(TurnRules::default(), &seen, &steps()), 3);
+    // Without a turn of their session, compactions cannot be confirmed (the
+    // retry of the first is the same request, counted once).
+    assert_eq!(replay(&steps()), 6);
 }
 
 #[test]
@@ -209,15 +294,16 @@ fn a_cut_stream_retried_counts_once() {
 
 #[test]
 fn after_a_blocked_continuation_the_merged_next_prompt_counts() {
-    // The tool continuation is blocked (its turn's prompt came before); the
-    // next prompt carries the old tool result and the new text together.
+    // The tool continuation is blocked (its turn's prompt came before the
+    // capture, so it counts as a prompt itself); the next prompt carries the
+    // old tool result and the new text together.
     let counted = replay(&[
-        failing("q4_i_blocked_continuation_400", Continuation),
+        failing("q4_i_blocked_continuation_400", Prompt),
         step("q4_i_next_prompt_after_block_merged", Prompt),
     ]);
     assert_eq!(counted, 1);
     assert_eq!(
-        replay(&[failing("q4_p_blocked_continuation_400", Continuation)]),
+        replay(&[failing("q4_p_blocked_continuation_400", Prompt)]),
         0
     );
 }
@@ -227,7 +313,7 @@ fn three_interactive_prompts_one_with_a_tool_loop() {
     let counted = replay(&[
         step("q5_i_prompt1", Prompt),
         step("q5_i_title_background", Background),
-        step("q5_i_prompt2", Prompt),
+        step("q5_i_prompt2", Prompt).asks(&["toolu_laba8d83"]),
         step("q5_i_prompt2_tool_continuation", Continuation),
         step("q5_i_prompt3", Prompt),
     ]);
@@ -240,22 +326,24 @@ fn model_aliases_count_for_their_family() {
         ("q6_p_model_haiku", ModelFamily::Haiku),
         ("q6_p_model_sonnet", ModelFamily::Sonnet),
     ] {
-        let (headers, body) = load(file);
-        let facts = RequestFacts::read(&headers, &body).unwrap();
-        assert_eq!(ModelFamily::from_model_id(&facts.model), family);
+        assert_eq!(ModelFamily::from_model_id(&facts(file).model), family);
         assert_eq!(replay(&[step(file, Prompt)]), 1);
     }
 }
 
 #[test]
 fn slash_commands_and_skills_are_prompts_even_without_a_prompt_id() {
-    let counted = replay(&[
-        step("x_i_slash_loop_turn_no_prompt_id", Prompt),
-        step("x_i_skill_simplify_turn_no_prompt_id", Prompt),
-        step("x_i_scheduled_wakeup_turn_background_task", AgentTurn),
-        step("x_i_plain_prompt_after_skill", Prompt),
-    ]);
-    assert_eq!(counted, 3);
+    let steps = || {
+        [
+            step("x_i_slash_loop_turn_no_prompt_id", Prompt),
+            step("x_i_skill_simplify_turn_no_prompt_id", Prompt),
+            step("x_i_scheduled_wakeup_turn_background_task", AgentTurn),
+            step("x_i_plain_prompt_after_skill", Prompt),
+        ]
+    };
+    // A /loop wake-up counts unless the policy frees agent turns.
+    assert_eq!(replay(&steps()), 4);
+    assert_eq!(replay_with(agent_turns_free(), &[], &steps()), 3);
     assert_eq!(
         replay(&[step("x_p_custom_slash_command_no_prompt_id", Prompt)]),
         1

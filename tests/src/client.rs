@@ -36,6 +36,25 @@ impl Answer {
             .collect()
     }
 
+    /// The ids of the tool calls the reply asked for.
+    pub fn tool_use_ids(&self) -> Vec<String> {
+        let blocks: Vec<Value> = match self.json()["content"].as_array() {
+            Some(content) => content.clone(),
+            None => self
+                .body
+                .lines()
+                .filter_map(|line| line.strip_prefix("data: "))
+                .filter_map(|data| serde_json::from_str::<Value>(data).ok())
+                .map(|event| event["content_block"].clone())
+                .collect(),
+        };
+        blocks
+            .iter()
+            .filter(|block| block["type"] == "tool_use")
+            .filter_map(|block| block["id"].as_str().map(str::to_owned))
+            .collect()
+    }
+
     /// The message of an error reply.
     pub fn error_message(&self) -> String {
         self.json()["error"]["message"]
@@ -126,7 +145,8 @@ pub struct Turn {
     pub class: &'static str,
     pub model: String,
     pub text: Option<String>,
-    pub tool_result: bool,
+    /// The tool call whose result this request sends back.
+    pub tool_result: Option<String>,
     pub stream: bool,
 }
 
@@ -140,16 +160,26 @@ impl Turn {
             class: "main",
             model: "claude-opus-5-5".into(),
             text: Some(text.to_owned()),
-            tool_result: false,
+            tool_result: None,
             stream: true,
         }
     }
 
-    /// The same turn sending a tool result back.
-    pub fn continuation(&self) -> Self {
+    /// The same turn sending back the result of the tool call `answer`
+    /// (this turn's reply) asked for.
+    pub fn continuation(&self, answer: &Answer) -> Self {
+        let id = answer
+            .tool_use_ids()
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| panic!("the reply asked for no tool: {}", answer.body));
+        self.with_tool_result(&id)
+    }
+
+    /// The same turn sending back a result for tool call `id`.
+    pub fn with_tool_result(&self, id: &str) -> Self {
         Self {
-            text: None,
-            tool_result: true,
+            tool_result: Some(id.to_owned()),
             ..self.clone()
         }
     }
@@ -180,9 +210,9 @@ impl Turn {
         let mut messages = vec![
             json!({"role": "user", "content": [{"type": "text", "text": self.text.clone().unwrap_or_else(|| "earlier".into())}]}),
         ];
-        if self.tool_result {
-            messages.push(json!({"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "Bash", "input": {"command": "echo lab"}}]}));
-            messages.push(json!({"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "lab"}]}));
+        if let Some(id) = &self.tool_result {
+            messages.push(json!({"role": "assistant", "content": [{"type": "tool_use", "id": id, "name": "Bash", "input": {"command": "echo lab"}}]}));
+            messages.push(json!({"role": "user", "content": [{"type": "tool_result", "tool_use_id": id, "content": "lab"}]}));
         }
         json!({
             "model": self.model,

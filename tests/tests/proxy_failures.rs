@@ -42,8 +42,9 @@ async fn server_down_decides_locally_and_replays_everything_once() {
     relay.go_down();
     assert_eq!(client.send(&Turn::prompt("s", 2, "two")).await.status, 200);
     let turn = Turn::prompt("s", 3, "please run echo lab");
-    assert_eq!(client.send(&turn).await.status, 200);
-    assert_eq!(client.send(&turn.continuation()).await.status, 200);
+    let asked = client.send(&turn).await;
+    assert_eq!(asked.status, 200);
+    assert_eq!(client.send(&turn.continuation(&asked)).await.status, 200);
     // Three used, offline: the fourth is refused from the cached policy.
     let blocked = client.send(&Turn::prompt("s", 4, "four")).await;
     assert_eq!(blocked.status, 400);

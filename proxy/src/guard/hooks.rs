@@ -4,8 +4,12 @@
 
 use std::sync::Arc;
 
+use ccgate_quota::{CredentialMode, Policy};
+
+use crate::guard::login::{self, LoginMove};
 use crate::guard::logout::{self, CommandRunner, LogoutOutcome, SystemRunner};
 use crate::guard::manifest::{FileRecord, MANIFEST_LOCK, Manifest, Protected, copy_atomic};
+use crate::guard::settings::TeamLogin;
 use crate::paths::Paths;
 use crate::state::{Hooks, Shared};
 
@@ -46,12 +50,65 @@ impl Hooks for GuardHooks {
         );
     }
 
+    fn credential_mode(&self, shared: &Shared, policy: &Policy) {
+        let kind = match policy.credential {
+            CredentialMode::TeamCredential { kind, .. } => Some(kind),
+            CredentialMode::PersonalLogin => None,
+        };
+        let placeholder = shared.vault.placeholder().to_owned();
+        let personal_api_keys = policy.personal_api_keys;
+        let paths = shared.paths.clone();
+        let config = shared.config.clone();
+        let runner = self.runner.clone();
+        // Off the async runtime: it writes files and may run a program.
+        std::thread::spawn(move || {
+            let team = kind.map(|kind| TeamLogin {
+                kind,
+                placeholder: &placeholder,
+                personal_api_keys,
+            });
+            follow_credential_mode(&paths, &config, runner.as_ref(), team);
+        });
+    }
+
     fn token_rotated(&self, shared: &Shared) {
         match adopt_token(&shared.paths) {
             Ok(true) => tracing::info!("the rotated device token is in the backup and manifest"),
             Ok(false) => {}
             Err(error) => tracing::error!("cannot record the rotated device token: {error}"),
         }
+    }
+}
+
+/// Managed settings and the person's own login, for the credential mode.
+fn follow_credential_mode(
+    paths: &Paths,
+    config: &crate::config::ProxyConfig,
+    runner: &dyn CommandRunner,
+    team: Option<TeamLogin<'_>>,
+) {
+    match login::apply_login_settings(paths, team) {
+        Ok(true) => tracing::info!(
+            team_credential = team.is_some(),
+            "managed settings now carry ccgate's login entries for this mode"
+        ),
+        Ok(false) => {}
+        Err(error) => tracing::error!("cannot update the managed settings' login: {error}"),
+    }
+    let moved = if team.is_some() {
+        login::stash(paths, config, runner)
+    } else {
+        login::give_back(paths, config, runner)
+    };
+    match moved {
+        Ok(LoginMove::Stashed(what)) => {
+            tracing::warn!("team credential mode: the person's own login left their home ({what})");
+        }
+        Ok(LoginMove::Returned(what)) => {
+            tracing::info!("personal login mode: the person's own login is back ({what})");
+        }
+        Ok(LoginMove::Nothing) => {}
+        Err(error) => tracing::error!("cannot move the person's own login: {error}"),
     }
 }
 

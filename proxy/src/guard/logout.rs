@@ -20,6 +20,21 @@ const SECURITY_NOT_FOUND: i32 = 44;
 /// Runs a program as another user (a seam for tests).
 pub trait CommandRunner: Send + Sync {
     fn run_as(&self, user: &str, program: &str, args: &[&str]) -> io::Result<Output>;
+
+    /// Like [`Self::run_as`], with `input` on the program's stdin (secrets
+    /// go there, never in arguments other users can see).
+    fn run_as_with_input(
+        &self,
+        _user: &str,
+        program: &str,
+        _args: &[&str],
+        _input: &[u8],
+    ) -> io::Result<Output> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("this runner cannot feed {program} its input"),
+        ))
+    }
 }
 
 /// Runs the system's programs, switching to the user's uid and gid.
@@ -45,12 +60,13 @@ impl SystemRunner {
     }
 }
 
-impl CommandRunner for SystemRunner {
-    fn run_as(&self, user: &str, program: &str, args: &[&str]) -> io::Result<Output> {
+impl SystemRunner {
+    fn command(&self, user: &str, program: &str, args: &[&str]) -> io::Result<Command> {
         let account = crate::os::lookup_user(user).ok_or_else(|| {
             io::Error::new(io::ErrorKind::NotFound, format!("no such user {user:?}"))
         })?;
-        Command::new(self.program_dir.join(program))
+        let mut command = Command::new(self.program_dir.join(program));
+        command
             .args(args)
             .env_clear()
             .env("HOME", &account.home)
@@ -59,8 +75,34 @@ impl CommandRunner for SystemRunner {
             .env("PATH", "/usr/bin:/bin:/usr/sbin:/sbin")
             .current_dir("/")
             .gid(account.gid)
-            .uid(account.uid)
-            .output()
+            .uid(account.uid);
+        Ok(command)
+    }
+}
+
+impl CommandRunner for SystemRunner {
+    fn run_as(&self, user: &str, program: &str, args: &[&str]) -> io::Result<Output> {
+        self.command(user, program, args)?.output()
+    }
+
+    fn run_as_with_input(
+        &self,
+        user: &str,
+        program: &str,
+        args: &[&str],
+        input: &[u8],
+    ) -> io::Result<Output> {
+        use std::io::Write;
+        let mut child = self
+            .command(user, program, args)?
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(input)?;
+        }
+        child.wait_with_output()
     }
 }
 

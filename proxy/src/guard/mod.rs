@@ -4,6 +4,7 @@
 
 pub mod hooks;
 pub mod integrity;
+pub mod login;
 pub mod logout;
 pub mod manifest;
 pub mod settings;

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 
+use ccgate_quota::{CredentialKind, PersonalApiKeys};
 use serde_json::{Map, Value};
 
 /// Every proxy variable Claude Code reads; lowercase wins over uppercase, so
@@ -24,7 +25,102 @@ pub const NO_PROXY_LOOPBACK: &str = "localhost,127.0.0.1,::1";
 
 pub const ANTHROPIC_BASE_URL: &str = "https://api.anthropic.com";
 
-/// The `env` entries ccgate owns in managed settings.
+/// Variables that would let a person add headers to Claude Code's requests
+/// or send them elsewhere (another transport, another provider, another
+/// endpoint): managed settings switch each off, whatever the shell says.
+pub const PINNED_OFF: [&str; 20] = [
+    "ANTHROPIC_CUSTOM_HEADERS",
+    "ANTHROPIC_UNIX_SOCKET",
+    "ANTHROPIC_API_HOST",
+    "CLAUDE_CODE_API_BASE_URL",
+    "CLAUDE_CODE_USE_BEDROCK",
+    "CLAUDE_CODE_USE_VERTEX",
+    "CLAUDE_CODE_USE_FOUNDRY",
+    "CLAUDE_CODE_USE_ANTHROPIC_AWS",
+    "CLAUDE_CODE_USE_ANTHROPIC_GOOGLE_CLOUD",
+    "CLAUDE_CODE_USE_MANTLE",
+    "CLAUDE_CODE_USE_GATEWAY",
+    "ANTHROPIC_BEDROCK_BASE_URL",
+    "ANTHROPIC_BEDROCK_MANTLE_BASE_URL",
+    "ANTHROPIC_VERTEX_BASE_URL",
+    "ANTHROPIC_FOUNDRY_BASE_URL",
+    "ANTHROPIC_FOUNDRY_RESOURCE",
+    "ANTHROPIC_AWS_BASE_URL",
+    "ANTHROPIC_GOOGLE_CLOUD_BASE_URL",
+    "CLAUDE_CODE_SKIP_BEDROCK_AUTH",
+    "CLAUDE_CODE_SKIP_VERTEX_AUTH",
+];
+
+/// Where Claude Code takes a login from the environment; in team-credential
+/// mode one holds the placeholder and the others are switched off.
+pub const CREDENTIAL_VARIABLES: [&str; 3] = [
+    "CLAUDE_CODE_OAUTH_TOKEN",
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_AUTH_TOKEN",
+];
+
+/// What managed settings say about the login in team-credential mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TeamLogin<'a> {
+    pub kind: CredentialKind,
+    pub placeholder: &'a str,
+    pub personal_api_keys: PersonalApiKeys,
+}
+
+/// `base` (ccgate's entries as setup wrote them) with the pins and, in
+/// team-credential mode, the placeholder login.
+pub fn with_login(
+    base: &BTreeMap<String, String>,
+    team: Option<TeamLogin<'_>>,
+) -> BTreeMap<String, String> {
+    let mut env = base.clone();
+    for name in CREDENTIAL_VARIABLES {
+        env.remove(name);
+    }
+    for name in PINNED_OFF {
+        env.insert(name.to_owned(), String::new());
+    }
+    if let Some(team) = team {
+        let placeholder_in = match team.kind {
+            CredentialKind::OauthToken => "CLAUDE_CODE_OAUTH_TOKEN",
+            CredentialKind::ApiKey => "ANTHROPIC_API_KEY",
+        };
+        for name in CREDENTIAL_VARIABLES {
+            let own_key_allowed =
+                name == "ANTHROPIC_API_KEY" && team.personal_api_keys == PersonalApiKeys::Allow;
+            if name == placeholder_in {
+                env.insert(name.to_owned(), team.placeholder.to_owned());
+            } else if !own_key_allowed {
+                env.insert(name.to_owned(), String::new());
+            }
+        }
+    }
+    env
+}
+
+/// Moves `current` from ccgate's entries `old` to `new`: entries ccgate no
+/// longer sets get their value from before setup back (or go), then `new`
+/// is merged in. Every other key stays.
+pub fn retarget(
+    current: Option<&[u8]>,
+    old: &BTreeMap<String, String>,
+    new: &BTreeMap<String, String>,
+    original: Option<&[u8]>,
+) -> Result<Vec<u8>, SettingsError> {
+    let dropped: BTreeMap<String, String> = old
+        .iter()
+        .filter(|(name, _)| !new.contains_key(*name))
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect();
+    let without = match unmerge(current, &dropped, original) {
+        Unmerged::Write(bytes) => Some(bytes),
+        Unmerged::Delete => None,
+        Unmerged::Keep => current.map(<[u8]>::to_vec),
+    };
+    merge(without.as_deref(), new)
+}
+
+/// The `env` entries ccgate owns in managed settings (personal-login mode).
 pub fn ccgate_env(listen: SocketAddr, ca_cert: &Path) -> BTreeMap<String, String> {
     let proxy = format!("http://127.0.0.1:{}", listen.port());
     let mut env = BTreeMap::new();
@@ -41,7 +137,7 @@ pub fn ccgate_env(listen: SocketAddr, ca_cert: &Path) -> BTreeMap<String, String
         "ANTHROPIC_BASE_URL".to_owned(),
         ANTHROPIC_BASE_URL.to_owned(),
     );
-    env
+    with_login(&env, None)
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -184,7 +280,77 @@ mod tests {
         assert_eq!(env["no_proxy"], env["NO_PROXY"]);
         assert_eq!(env["NODE_EXTRA_CA_CERTS"], "/etc/ccgate/ca.pem");
         assert_eq!(env["ANTHROPIC_BASE_URL"], "https://api.anthropic.com");
-        assert_eq!(env.len(), 10);
+        for name in PINNED_OFF {
+            assert_eq!(env[name], "", "{name} is switched off");
+        }
+        assert_eq!(env.len(), 10 + PINNED_OFF.len());
+        assert!(
+            CREDENTIAL_VARIABLES
+                .iter()
+                .all(|name| !env.contains_key(*name))
+        );
+    }
+
+    #[test]
+    fn team_mode_puts_the_placeholder_where_the_cli_looks_and_switches_the_rest_off() {
+        let team = |kind, personal_api_keys| TeamLogin {
+            kind,
+            placeholder: "ccgate-placeholder-1",
+            personal_api_keys,
+        };
+        let oauth = with_login(
+            &env(),
+            Some(team(CredentialKind::OauthToken, PersonalApiKeys::Deny)),
+        );
+        assert_eq!(oauth["CLAUDE_CODE_OAUTH_TOKEN"], "ccgate-placeholder-1");
+        assert_eq!(oauth["ANTHROPIC_API_KEY"], "");
+        assert_eq!(oauth["ANTHROPIC_AUTH_TOKEN"], "");
+        let lenient = with_login(
+            &env(),
+            Some(team(CredentialKind::OauthToken, PersonalApiKeys::Allow)),
+        );
+        assert!(
+            !lenient.contains_key("ANTHROPIC_API_KEY"),
+            "a person's own key may pass"
+        );
+        let api = with_login(
+            &env(),
+            Some(team(CredentialKind::ApiKey, PersonalApiKeys::Deny)),
+        );
+        assert_eq!(api["ANTHROPIC_API_KEY"], "ccgate-placeholder-1");
+        assert_eq!(api["CLAUDE_CODE_OAUTH_TOKEN"], "");
+        // Back to personal logins: the login variables are ccgate's no more.
+        assert_eq!(with_login(&oauth, None), env());
+    }
+
+    #[test]
+    fn retargeting_adds_and_takes_back_only_ccgates_entries() {
+        let original = b"{\"env\": {\"ANTHROPIC_API_KEY\": \"sk-team-wide\", \"FOO\": \"1\"}}";
+        let installed = merge(Some(original), &env()).unwrap();
+        let team = with_login(
+            &env(),
+            Some(TeamLogin {
+                kind: CredentialKind::OauthToken,
+                placeholder: "ccgate-placeholder-1",
+                personal_api_keys: PersonalApiKeys::Deny,
+            }),
+        );
+        let in_team = retarget(Some(&installed), &env(), &team, Some(original)).unwrap();
+        let value: Value = serde_json::from_slice(&in_team).unwrap();
+        assert_eq!(
+            value["env"]["CLAUDE_CODE_OAUTH_TOKEN"],
+            "ccgate-placeholder-1"
+        );
+        assert_eq!(value["env"]["ANTHROPIC_API_KEY"], "");
+        assert_eq!(value["env"]["FOO"], "1");
+        let back = retarget(Some(&in_team), &team, &env(), Some(original)).unwrap();
+        let value: Value = serde_json::from_slice(&back).unwrap();
+        assert!(value["env"].get("CLAUDE_CODE_OAUTH_TOKEN").is_none());
+        assert_eq!(
+            value["env"]["ANTHROPIC_API_KEY"], "sk-team-wide",
+            "the admin's own value is back"
+        );
+        assert!(drifted_keys(&back, &env()).unwrap().is_empty());
     }
 
     #[test]

@@ -296,7 +296,7 @@ impl Watchdog {
             let shared = self.shared.clone();
             tokio::task::spawn_blocking(move || {
                 for event in events {
-                    shared.store_event(event, None, None);
+                    shared.store_event(event);
                 }
             });
         }

@@ -114,9 +114,10 @@ async fn main() -> anyhow::Result<()> {
             let reply = make();
             move |_| reply.clone()
         });
-        let direct_times = measure(&direct, options.iterations, Kind::Prompt).await?;
-        let prompt_times = measure(&proxied, options.iterations, Kind::Prompt).await?;
-        let continuation_times = measure(&proxied, options.iterations, Kind::Continuation).await?;
+        let direct_times = measure(&direct, &upstream, options.iterations, Kind::Prompt).await?;
+        let prompt_times = measure(&proxied, &upstream, options.iterations, Kind::Prompt).await?;
+        let continuation_times =
+            measure(&proxied, &upstream, options.iterations, Kind::Continuation).await?;
         print_row(&format!("{name}: direct"), &direct_times);
         print_row(&format!("{name}: via proxy, prompt"), &prompt_times);
         print_row(
@@ -236,24 +237,41 @@ async fn send(client: &reqwest::Client, turn: &Turn) -> anyhow::Result<reqwest::
     Ok(response)
 }
 
-async fn measure(client: &reqwest::Client, iterations: usize, kind: Kind) -> anyhow::Result<Times> {
+async fn measure(
+    client: &reqwest::Client,
+    upstream: &FakeAnthropic,
+    iterations: usize,
+    kind: Kind,
+) -> anyhow::Result<Times> {
     let session = uuid::Uuid::new_v4().to_string();
     let mut ttfb = Vec::with_capacity(iterations);
     let mut ttlb = Vec::with_capacity(iterations);
     let warmup = 50;
-    for i in 0..iterations + warmup {
-        let prompt = Turn::prompt(&session, i as u64 + 1, "bench");
-        let turn = match kind {
-            Kind::Prompt => prompt,
-            // Every continuation of one turn: the gate stays local.
-            Kind::Continuation => Turn::prompt(&session, 1, "bench").continuation(),
-        };
-        if i == 0 && matches!(kind, Kind::Continuation) {
-            send(client, &Turn::prompt(&session, 1, "bench"))
-                .await?
-                .bytes()
-                .await?;
+    // Continuations answer a tool call the turn's prompt asked for.
+    let continuation = match kind {
+        Kind::Prompt => None,
+        Kind::Continuation => {
+            upstream.push_reply(Reply::ToolUse {
+                name: "Bash".into(),
+                input: json!({"command": "echo bench"}),
+                usage: Usage::new(100, 7, 0, 0),
+            });
+            let prompt = Turn::prompt(&session, 1, "bench");
+            let response = send(client, &prompt).await?;
+            let answer = ccgate_tests::client::Answer {
+                status: response.status().as_u16(),
+                headers: response.headers().clone(),
+                body: response.text().await?,
+            };
+            Some(prompt.continuation(&answer))
         }
+    };
+    for i in 0..iterations + warmup {
+        let turn = match &continuation {
+            None => Turn::prompt(&session, i as u64 + 1, "bench"),
+            // Every continuation of one turn: the gate stays local.
+            Some(continuation) => continuation.clone(),
+        };
         let start = Instant::now();
         let mut body = send(client, &turn).await?.bytes_stream();
         let first = body.next().await.context("empty reply")??;

@@ -1,8 +1,13 @@
 //! The durable ledger (`state.db`): every event is on disk before it counts
 //! as sent, and stays until the server acknowledges it. It also remembers
-//! counted turns (so a restart mid-turn does not count a prompt twice) and
-//! the last policy and usage snapshot (so the proxy decides offline after a
-//! restart).
+//! counted turns and the tool calls their replies asked for ([`memory`]: so
+//! a restart mid-turn neither counts a prompt twice nor lets a rewrite pass)
+//! and the last policy and usage snapshot (so the proxy decides offline
+//! after a restart).
+
+mod memory;
+
+pub use memory::TurnMemory;
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -52,11 +57,22 @@ CREATE TABLE IF NOT EXISTS events (
     acked_at_ms INTEGER
 );
 CREATE INDEX IF NOT EXISTS events_unacked ON events (seq) WHERE acked_at_ms IS NULL;
-CREATE TABLE IF NOT EXISTS counted_turns (
-    turn_key TEXT PRIMARY KEY,
+DROP TABLE IF EXISTS counted_turns;
+CREATE TABLE IF NOT EXISTS turns (
+    base TEXT PRIMARY KEY,
+    generation INTEGER NOT NULL,
     family TEXT NOT NULL,
+    at_ms INTEGER NOT NULL,
+    input TEXT,
+    session TEXT,
+    prompt_id TEXT
+);
+CREATE TABLE IF NOT EXISTS tool_uses (
+    id TEXT PRIMARY KEY,
+    turn_base TEXT NOT NULL,
     at_ms INTEGER NOT NULL
 );
+CREATE INDEX IF NOT EXISTS tool_uses_at ON tool_uses (at_ms);
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 ";
 
@@ -77,17 +93,17 @@ impl Ledger {
         })
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(crate) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().expect("ledger lock")
     }
 
-    /// Stores an event (and the turn it counted) in one transaction; returns
-    /// its sequence number.
+    /// Stores an event, and what it teaches about its turn, in one
+    /// transaction; returns its sequence number.
     pub fn append(
         &self,
         event: &AgentEvent,
         metered: Option<Metered>,
-        counted_turn: Option<&str>,
+        memory: &TurnMemory<'_>,
     ) -> Result<i64, LedgerError> {
         let body = serde_json::to_string(event).expect("events serialize");
         let mut conn = self.conn();
@@ -114,12 +130,7 @@ impl Ledger {
             ],
         )?;
         let seq = tx.last_insert_rowid();
-        if let (Some(turn_key), Some(family)) = (counted_turn, family) {
-            tx.execute(
-                "INSERT OR REPLACE INTO counted_turns (turn_key, family, at_ms) VALUES (?1, ?2, ?3)",
-                params![turn_key, family, event.at.as_millisecond()],
-            )?;
-        }
+        memory.write(&tx, event.at)?;
         tx.commit()?;
         Ok(seq)
     }
@@ -205,43 +216,14 @@ impl Ledger {
         .collect()
     }
 
-    /// Turns counted since `since`, to be remembered after a restart.
-    pub fn counted_turns_since(
-        &self,
-        since: Timestamp,
-    ) -> Result<Vec<(String, ModelFamily, Timestamp)>, LedgerError> {
-        let conn = self.conn();
-        let mut statement =
-            conn.prepare("SELECT turn_key, family, at_ms FROM counted_turns WHERE at_ms >= ?1")?;
-        let rows = statement.query_map([since.as_millisecond()], |row| {
-            Ok((
-                row.get::<_, String>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, i64>(2)?,
-            ))
-        })?;
-        rows.map(|row| {
-            let (key, family, at_ms) = row?;
-            Ok((
-                key,
-                family.parse().unwrap_or(ModelFamily::Other),
-                Timestamp::from_millisecond(at_ms).unwrap_or(Timestamp::UNIX_EPOCH),
-            ))
-        })
-        .collect()
-    }
-
-    /// Drops acknowledged events and counted turns older than `before`.
+    /// Drops acknowledged events and turn memory older than `before`.
     pub fn prune(&self, before: Timestamp) -> Result<(), LedgerError> {
         let conn = self.conn();
         conn.execute(
             "DELETE FROM events WHERE acked_at_ms IS NOT NULL AND at_ms < ?1",
             [before.as_millisecond()],
         )?;
-        conn.execute(
-            "DELETE FROM counted_turns WHERE at_ms < ?1",
-            [before.as_millisecond()],
-        )?;
+        memory::prune(&conn, before)?;
         Ok(())
     }
 
@@ -309,8 +291,12 @@ mod tests {
         );
         {
             let ledger = Ledger::open(&path).unwrap();
-            let seq = ledger.append(&first, Some(metered), Some("s:1")).unwrap();
-            ledger.append(&second, None, None).unwrap();
+            let seq = ledger
+                .append(&first, Some(metered), &TurnMemory::default())
+                .unwrap();
+            ledger
+                .append(&second, None, &TurnMemory::default())
+                .unwrap();
             ledger.ack(&[seq], Timestamp::now()).unwrap();
         }
         let ledger = Ledger::open(&path).unwrap();
@@ -321,10 +307,6 @@ mod tests {
         let usage = ledger.usage_after(0).unwrap();
         assert_eq!(usage.len(), 1);
         assert_eq!(usage[0].metered, metered);
-        let turns = ledger
-            .counted_turns_since("2026-03-01T00:00:00Z".parse().unwrap())
-            .unwrap();
-        assert_eq!(turns[0].0, "s:1");
         assert_eq!(ledger.last_seq().unwrap(), 2);
     }
 
@@ -333,8 +315,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ledger = Ledger::open(&dir.path().join("state.db")).unwrap();
         let event = tamper("2026-03-01T10:00:00Z");
-        ledger.append(&event, None, None).unwrap();
-        assert!(ledger.append(&event, None, None).is_err());
+        ledger.append(&event, None, &TurnMemory::default()).unwrap();
+        assert!(ledger.append(&event, None, &TurnMemory::default()).is_err());
         assert_eq!(ledger.unacked_count().unwrap(), 1);
     }
 }

@@ -1,0 +1,94 @@
+//! How the link to the server is doing, and what Anthropic's replies said
+//! about the subscription: kept for `ccgate status`, `doctor` and the sender.
+
+use std::sync::Mutex;
+
+use ccgate_quota::wire::SubscriptionUsage;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::link::LinkError;
+
+/// How the link to the server is doing, for `ccgate status` and `doctor`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ServerHealth {
+    pub reachable: bool,
+    pub last_contact_at: Option<Timestamp>,
+    pub last_sync_at: Option<Timestamp>,
+    pub last_error: Option<String>,
+    /// The live stream is open (policy changes arrive within a second).
+    pub live_link: bool,
+    /// The server refused this device's token.
+    pub unauthorized: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct LinkHealth {
+    health: Mutex<ServerHealth>,
+}
+
+impl LinkHealth {
+    pub fn get(&self) -> ServerHealth {
+        self.health.lock().expect("health lock").clone()
+    }
+
+    pub fn set_live_link(&self, open: bool) {
+        self.health.lock().expect("health lock").live_link = open;
+    }
+
+    pub fn synced(&self) {
+        self.health.lock().expect("health lock").last_sync_at = Some(Timestamp::now());
+    }
+
+    pub fn answered(&self) {
+        let mut health = self.health.lock().expect("health lock");
+        health.reachable = true;
+        health.unauthorized = false;
+        health.last_contact_at = Some(Timestamp::now());
+        health.last_error = None;
+    }
+
+    pub fn failed(&self, error: &LinkError) {
+        let mut health = self.health.lock().expect("health lock");
+        health.reachable = error.server_answered() && !matches!(error, LinkError::Unauthorized);
+        health.unauthorized = matches!(error, LinkError::Unauthorized);
+        health.last_error = Some(error.to_string());
+    }
+}
+
+/// The latest subscription utilization seen in Anthropic's headers, and
+/// whether the server has it yet.
+#[derive(Debug, Default)]
+pub struct SubscriptionSeen {
+    slot: Mutex<(Option<SubscriptionUsage>, bool)>,
+}
+
+impl SubscriptionSeen {
+    pub fn observe(&self, usage: SubscriptionUsage) {
+        let mut slot = self.slot.lock().expect("subscription lock");
+        if slot
+            .0
+            .as_ref()
+            .is_none_or(|old| old.observed_at <= usage.observed_at)
+        {
+            *slot = (Some(usage), true);
+        }
+    }
+
+    pub fn latest(&self) -> Option<SubscriptionUsage> {
+        self.slot.lock().expect("subscription lock").0.clone()
+    }
+
+    /// The utilization not yet sent, marking it sent.
+    pub fn take_unsent(&self) -> Option<SubscriptionUsage> {
+        let mut slot = self.slot.lock().expect("subscription lock");
+        std::mem::take(&mut slot.1)
+            .then(|| slot.0.clone())
+            .flatten()
+    }
+
+    pub fn resend(&self) {
+        let mut slot = self.slot.lock().expect("subscription lock");
+        slot.1 = slot.0.is_some();
+    }
+}
