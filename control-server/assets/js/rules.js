@@ -1,7 +1,8 @@
 // Limit rules in the quota crate's flat JSON shape
 // ({type, model, window, value, kind, schedule_start, schedule_end, schedule_tz}):
 // their vocabulary, a sentence for each, the same checks the server makes
-// (so mistakes show before saving), and the presets for new users.
+// (so mistakes show before saving), and the presets for new users; plus the
+// words for block reasons, count reasons, agent turns and credential kinds.
 
 import { limitValue } from './format.js';
 
@@ -82,9 +83,39 @@ const REASONS = {
   no_policy: 'no policy on the device',
   unidentified_client: 'client without turn data refused',
   integrity: 'ccgate’s files were tampered with',
+  path_not_allowed: 'a path ccgate does not forward',
+  credential: 'a credential other than the team’s',
 };
 
 export const reasonLabel = (reason) => REASONS[reason] ?? reason ?? 'blocked';
+
+/** Why a request counted a prompt, in words (the events' `count_reason`). */
+const COUNT_REASONS = {
+  new_prompt: 'a new prompt',
+  agent_turn: 'a turn the agent started',
+  typed_during_turn: 'typed while a turn was running',
+  rewritten_turn: 'an earlier turn sent again with other text',
+  turn_cap: 'the turn went past its per-turn cap',
+  unconfirmed: 'its labels did not hold up',
+};
+
+export const countReasonLabel = (reason) => COUNT_REASONS[reason] ?? reason ?? '';
+
+/** Whether agent-started turns count: the team setting and a person's override. */
+export const AGENT_TURNS = [
+  ['count', 'Count as prompts'],
+  ['free', 'Free (metered, not counted)'],
+];
+
+export const agentTurnsLabel = (value) => label(AGENT_TURNS, value);
+
+/** What a subscription's credential is. */
+export const CREDENTIAL_KINDS = [
+  ['oauth_token', 'subscription token'],
+  ['api_key', 'API key'],
+];
+
+export const credentialKindLabel = (kind) => label(CREDENTIAL_KINDS, kind);
 
 const TIME = /^([01]?\d|2[0-3]):[0-5]\d$/;
 

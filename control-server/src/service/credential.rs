@@ -73,14 +73,22 @@ pub async fn send(
         tracing::error!(subscription_id, %error, "a stored credential does not open");
         Error::internal()
     })?;
-    let now = state.now();
+    let subscription = state
+        .live
+        .subscriptions()
+        .get(subscription_id)
+        .map(|entry| entry.name.clone());
+    let detail = json!({
+        "subscription_id": subscription_id, "subscription": subscription,
+        "credential_version": stored.version,
+    });
     let entry = audit(
-        now,
+        state.now(),
         "credential_sent",
         &format!("device:{}", device.id),
         Some(user.id),
         Some(device.id),
-        Some(json!({ "subscription_id": subscription_id, "credential_version": stored.version })),
+        Some(detail),
     );
     state
         .db

@@ -323,6 +323,7 @@ fn publish(
                     "cache_creation_input_tokens": t.cache_creation_input_tokens,
                     "cache_read_input_tokens": t.cache_read_input_tokens,
                     "estimated": row.estimated, "credential": row.credential,
+                    "counted": t.prompts > 0,
                 });
                 state.hub.publish("usage", || {
                     let mut fields = with(tokens.clone());

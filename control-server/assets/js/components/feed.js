@@ -1,10 +1,11 @@
 // The live event feed: prompts, blocks, kills, status changes, tamper
-// alerts and new devices, newest first. Items come from live `/ws`
-// messages and, at page load, from the stored events and audit log.
+// alerts, new devices and replies metered by estimate, newest first. Items
+// come from live `/ws` messages and, at page load, from the stored events
+// and audit log.
 
 import { h } from '../dom.js';
-import { clockTime, dateTime } from '../format.js';
-import { reasonLabel } from '../rules.js';
+import { clockTime, dateTime, number } from '../format.js';
+import { countReasonLabel, reasonLabel } from '../rules.js';
 
 const MAX_ITEMS = 60;
 
@@ -15,10 +16,30 @@ const KINDS = {
   status: ['⇄', 'Status'],
   tamper: ['⚠', 'Tamper'],
   device: ['+', 'Device'],
+  estimate: ['≈', 'Estimated'],
 };
 
 const credits = (n) => `${n ?? 0} credit${n === 1 ? '' : 's'}`;
 const family = (name) => (name ? name[0].toUpperCase() + name.slice(1) : 'Unknown model');
+
+/**
+ * `≈ 1,234 output tokens (estimated)`: the proxy's figure for a reply cut
+ * before its usage arrived (input tokens for one abandoned before any).
+ */
+export function estimateText(usage) {
+  const output = usage.output_tokens ?? 0;
+  const input = usage.input_tokens ?? 0;
+  const figure = output > 0 || input === 0 ? `${number(output)} output tokens` : `${number(input)} input tokens`;
+  return `≈ ${figure} (estimated)`;
+}
+
+/** A counted prompt: model, credits, why it counted (unless a plain new prompt), any estimate. */
+function promptText(familyName, creditCost, { reason, estimated, usage }) {
+  const parts = [family(familyName), credits(creditCost)];
+  if (reason && reason !== 'new_prompt') parts.push(countReasonLabel(reason));
+  if (estimated) parts.push(estimateText(usage));
+  return parts.join(' · ');
+}
 
 function tamperText(detail) {
   const d = detail ?? {};
@@ -32,7 +53,18 @@ export function fromLive(message) {
   const base = { at: message.timestamp, userId: message.userId, user, host: message.hostname };
   switch (message.type) {
     case 'user_counted':
-      return { ...base, kind: 'prompt', text: `${family(message.family)} · ${credits(message.creditCost)}` };
+      return {
+        ...base,
+        kind: 'prompt',
+        text: promptText(message.family, message.creditCost, {
+          reason: message.countReason,
+          estimated: message.estimated,
+          usage: message,
+        }),
+      };
+    case 'usage':
+      if (!message.estimated || message.counted) return null;
+      return { ...base, kind: 'estimate', text: `${family(message.family)} · ${estimateText(message)}` };
     case 'user_blocked':
       return { ...base, kind: 'blocked', text: `${family(message.family)} · ${reasonLabel(message.reason)}` };
     case 'user_killed':
@@ -56,7 +88,11 @@ export function fromEvent(event, users) {
   const host = owner?.devices?.find((d) => d.id === event.device_id)?.hostname;
   const base = { at: event.at, userId: event.user_id, user, host };
   if (event.type === 'request' && event.prompts > 0) {
-    return { ...base, kind: 'prompt', text: `${family(event.family)} · ${credits(event.credits)}` };
+    const details = { reason: event.count_reason, estimated: event.estimated, usage: event };
+    return { ...base, kind: 'prompt', text: promptText(event.family, event.credits, details) };
+  }
+  if (event.type === 'request' && event.estimated) {
+    return { ...base, kind: 'estimate', text: `${family(event.family)} · ${estimateText(event)}` };
   }
   if (event.type === 'blocked') {
     return { ...base, kind: 'blocked', text: `${family(event.family)} · ${reasonLabel(event.detail?.reason)}` };

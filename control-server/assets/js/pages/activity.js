@@ -5,6 +5,7 @@
 import { get, query } from '../api.js';
 import { h, pageReady, replace } from '../dom.js';
 import { ago, dateTime } from '../format.js';
+import { credentialKindLabel } from '../rules.js';
 
 /** kind, icon, the filter's label, one entry's label. */
 const KINDS = [
@@ -23,9 +24,22 @@ const KINDS = [
   ['token_revoked', '◆', 'API tokens revoked', 'API token revoked'],
   ['account_created', '☺', 'Accounts added', 'Account added'],
   ['account_deleted', '☺', 'Accounts deleted', 'Account deleted'],
+  ['subscription_created', '⚿', 'Subscriptions added', 'Subscription added'],
+  ['subscription_rotated', '↻', 'Credentials rotated', 'Credential rotated'],
+  ['subscription_renamed', '✎', 'Subscriptions renamed', 'Subscription renamed'],
+  ['subscription_deleted', '−', 'Subscriptions deleted', 'Subscription deleted'],
+  ['credential_sent', '⚿', 'Credentials sent to devices', 'Credential sent'],
 ];
 const PAGE_SIZE = 50;
-const LIVE_KINDS = ['user_killed', 'tamper', 'user_created', 'user_updated', 'user_deleted', 'device_registered'];
+const LIVE_KINDS = [
+  'user_killed',
+  'tamper',
+  'user_created',
+  'user_updated',
+  'user_deleted',
+  'device_registered',
+  'subscription_changed',
+];
 
 const entryLabel = (kind) => {
   const found = KINDS.find(([k]) => k === kind);
@@ -60,6 +74,14 @@ function describe(entry) {
       return `${d.devices ?? 0} devices`;
     case 'user_created':
       return `${d.name ?? ''} (${d.slug ?? ''}), ${(d.limits ?? []).length} limits`;
+    case 'subscription_created':
+    case 'subscription_rotated':
+    case 'subscription_deleted':
+      return `${d.name ?? 'a subscription'} · ${credentialKindLabel(d.kind)} …${d.credential_hint ?? '?'} · version ${d.credential_version ?? '?'}`;
+    case 'subscription_renamed':
+      return `${d.old_name ?? '?'} → ${d.name ?? '?'}`;
+    case 'credential_sent':
+      return `${d.subscription ?? `subscription ${d.subscription_id ?? '?'}`}, version ${d.credential_version ?? '?'}`;
     default:
       return changes(d);
   }

@@ -1,12 +1,15 @@
 // Settings: the team (name, time zone, credit weights, clients without
-// turn data), the built-in admin's password, API tokens for scripts and
-// named admin/viewer accounts. Viewers see the values without controls.
+// turn data), the counting rules, the subscriptions the server holds a
+// credential for, the built-in admin's password, API tokens for scripts
+// and named admin/viewer accounts. Viewers see the values without controls.
 
 import { del, get, post, put } from '../api.js';
 import { copyField } from '../components/copy.js';
+import { countingForm } from '../components/counting-form.js';
 import { confirmAction } from '../components/dialog.js';
 import { actionForm, field } from '../components/form.js';
 import { attempt } from '../components/notices.js';
+import { SubscriptionsPanel } from '../components/subscriptions-panel.js';
 import { h, pageReady, replace } from '../dom.js';
 import { ago, dateTime } from '../format.js';
 import { FAMILIES } from '../rules.js';
@@ -286,8 +289,16 @@ async function accountsPanel() {
   );
 }
 
-export async function render(main) {
-  const [{ settings }, tokens, accounts] = await Promise.all([get('/settings'), tokensPanel(), accountsPanel()]);
+export async function render(main, { live }) {
+  const subscriptions = new SubscriptionsPanel();
+  const [{ settings }, tokens, accounts] = await Promise.all([
+    get('/settings'),
+    tokensPanel(),
+    accountsPanel(),
+    subscriptions.load(),
+  ]);
+  live.on('subscription_changed', () => subscriptions.load().catch(() => {}));
+  live.on('resync', () => subscriptions.load().catch(() => {}));
   replace(
     main,
     h('div', { class: 'page-head' }, h('h1', {}, 'Settings')),
@@ -295,6 +306,8 @@ export async function render(main) {
       'div',
       { class: 'settings' },
       panel('team-title', 'Team', teamForm(settings)),
+      panel('counting-title', 'Counting rules', countingForm(settings)),
+      subscriptions.element,
       canEdit()
         ? panel(
             'password-title',

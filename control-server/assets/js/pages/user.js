@@ -1,8 +1,10 @@
 // One user: status and actions, credit gauge and today's use, every limit
 // with its current window, the usage chart, the limits editor with preview,
-// and the devices. Live messages about this user refresh it in place.
+// sign-in (own login or a team subscription) and agent turns, and the
+// devices. Live messages about this user refresh it in place.
 
 import { get } from '../api.js';
+import { accessPanel, signInText } from '../components/access-panel.js';
 import { statusBadge } from '../components/badge.js';
 import { devicesTable } from '../components/devices.js';
 import { creditGauge } from '../components/gauge.js';
@@ -63,8 +65,13 @@ function readOnlyLimits(user) {
 export async function render(main, { live }) {
   const id = Number(location.pathname.split('/').pop());
   const usage = new UsagePanel(id);
-  // The chart's data and the user are fetched side by side.
-  const [answer] = await Promise.all([get(`/users/${id}`), usage.fetch()]);
+  // The chart's data, the user and the team's choices are fetched side by side.
+  const [answer, , { subscriptions }, { settings }] = await Promise.all([
+    get(`/users/${id}`),
+    usage.fetch(),
+    get('/subscriptions'),
+    get('/settings'),
+  ]);
   let user = answer.user;
   document.title = `${user.name} · ${document.title}`;
 
@@ -89,7 +96,7 @@ export async function render(main, { live }) {
         h(
           'p',
           { class: 'muted' },
-          `${user.slug} · ${user.effective_time_zone} · last active ${ago(user.last_active_at)}`,
+          `${user.slug} · ${user.effective_time_zone} · ${signInText(user)} · last active ${ago(user.last_active_at)}`,
         ),
       ),
       canEdit() ? userActions(user, { onChange: show, onCode: showCode }) : null,
@@ -131,6 +138,12 @@ export async function render(main, { live }) {
         readOnlyLimits(user),
       );
 
+  const access = accessPanel(user, {
+    subscriptions,
+    teamAgentTurns: settings.agent_turns,
+    onSaved: show,
+  });
+
   let timer = null;
   const refresh = ({ chart = false } = {}) => {
     clearTimeout(timer);
@@ -149,7 +162,7 @@ export async function render(main, { live }) {
   });
   live.on('resync', () => refresh({ chart: true }));
 
-  replace(main, head, codeHolder, now, usage.element, limits, devices);
+  replace(main, head, codeHolder, now, usage.element, limits, access, devices);
   usage.draw();
   pageReady();
 }
