@@ -83,6 +83,9 @@ struct Registration {
     token: String,
     /// An earlier registration kept (no install code was used).
     kept: bool,
+    /// The server holds the team's subscription credential for this person
+    /// (known when a code was used: the registration carries the policy).
+    team_credential: bool,
 }
 
 pub async fn setup(
@@ -282,6 +285,7 @@ async fn register(plan: &Plan, options: &SetupOptions) -> Result<Registration> {
                 device_id: config.device_id,
                 token: token.clone(),
                 kept: true,
+                team_credential: false,
             }),
             _ => None,
         }
@@ -308,6 +312,10 @@ async fn register(plan: &Plan, options: &SetupOptions) -> Result<Registration> {
             device_id: registered.device_id,
             token: registered.device_token,
             kept: false,
+            team_credential: matches!(
+                registered.sync.policy.credential,
+                ccgate_quota::CredentialMode::TeamCredential { .. }
+            ),
         }),
         // Running the same command twice: the code is spent, but this
         // machine's registration from the first run still works.
@@ -507,6 +515,11 @@ fn what_the_person_sees(plan: &Plan, registration: &Registration) -> String {
         server = plan.server.url(),
         listen = plan.listen,
     );
+    if registration.team_credential {
+        text.push_str(&format!(
+            "- Team credential mode: Claude Code signs in with the team's subscription, which only ccgate holds;              {user}'s own stored Claude login is moved out of their home (kept root-only, given back by uninstall).\n"
+        ));
+    }
     match plan.service {
         ServiceKind::Detached => text.push_str(&format!(
             "Note: no service manager (systemd or launchd) runs here, so setup started the daemon itself. \

@@ -71,6 +71,27 @@ pub fn render(status: &StatusReport) -> String {
         "Events waiting for the server: {}",
         status.pending_events
     );
+    match (
+        status.credential_mode.as_deref(),
+        status.team_credential_held,
+    ) {
+        (Some("team_credential"), true) => {
+            let _ = writeln!(
+                out,
+                "Login: the team's subscription, held by ccgate (nothing to sign in)"
+            );
+        }
+        (Some("team_credential"), false) => {
+            let _ = writeln!(
+                out,
+                "Login: the team's subscription, NOT received yet from the server: prompts fail until it arrives"
+            );
+        }
+        (Some(_), _) => {
+            let _ = writeln!(out, "Login: your own Claude Code login");
+        }
+        (None, _) => {}
+    }
     if let Some(problem) = &status.integrity_problem {
         let _ = writeln!(
             out,

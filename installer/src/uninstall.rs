@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use ccgate_proxy::config::ProxyConfig;
 use ccgate_proxy::fsutil::write_atomic;
+use ccgate_proxy::guard::login::{self, LoginMove};
+use ccgate_proxy::guard::logout::SystemRunner;
 use ccgate_proxy::guard::manifest::{Manifest, ServiceKind};
 use ccgate_proxy::guard::settings::{self, Unmerged};
 use ccgate_proxy::paths::{Paths, Platform};
@@ -49,6 +51,18 @@ pub async fn uninstall(root: &Path, out: &mut dyn Write) -> Result<Vec<String>> 
             let _ = writeln!(out, "{what}");
         }
         Err(problem) => problems.push(problem),
+    }
+    // Team-credential mode kept the person's own Claude login; it goes back.
+    if let Ok(config) = ProxyConfig::load(&paths.config_file()) {
+        match login::give_back(&paths, &config, &SystemRunner::default()) {
+            Ok(LoginMove::Returned(what)) => {
+                let _ = writeln!(out, "Gave the person's own Claude login back ({what})");
+            }
+            Ok(_) => {}
+            Err(problem) => problems.push(format!(
+                "cannot give the person's own Claude login back: {problem}"
+            )),
+        }
     }
 
     let mut remove = |path: PathBuf| {

@@ -263,8 +263,5 @@ fn restore(shared: &Shared) -> Result<(), DaemonError> {
         None => ledger.last_seq()?,
     };
     shared.outbox.set_acked_through(acked_through);
-    if let Some(policy) = shared.policy() {
-        shared.hooks.credential_mode(shared, &policy.policy);
-    }
     Ok(())
 }

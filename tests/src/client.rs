@@ -8,6 +8,8 @@ use serde_json::{Value, json};
 
 pub struct ProxyClient {
     http: reqwest::Client,
+    /// The credential header every request carries (`x-api-key` by default).
+    credential: (String, String),
 }
 
 /// What came back through the proxy.
@@ -72,7 +74,65 @@ impl ProxyClient {
             .tls_certs_only([reqwest::Certificate::from_pem(&ca).unwrap()])
             .build()
             .unwrap();
-        Self { http }
+        Self {
+            http,
+            credential: ("x-api-key".into(), "sk-ant-test".into()),
+        }
+    }
+
+    /// Sends `Authorization: Bearer TOKEN` instead of the test API key, as
+    /// Claude Code does with `CLAUDE_CODE_OAUTH_TOKEN`.
+    pub fn with_bearer(mut self, token: &str) -> Self {
+        self.credential = ("authorization".into(), format!("Bearer {token}"));
+        self
+    }
+
+    /// A request to `url` (any method, path or host) through the proxy, with
+    /// the client's credential.
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        body: Option<Vec<u8>>,
+    ) -> Answer {
+        let mut builder = self
+            .http
+            .request(method, url)
+            .header(&self.credential.0, &self.credential.1);
+        if let Some(body) = body {
+            builder = builder
+                .header("content-type", "application/json")
+                .body(body);
+        }
+        let response = builder.send().await.expect("request through the proxy");
+        Answer {
+            status: response.status().as_u16(),
+            headers: response.headers().clone(),
+            body: response.text().await.unwrap_or_default(),
+        }
+    }
+
+    /// A Claude Code turn sent to another spelling of the Messages path.
+    pub async fn send_to(&self, path: &str, turn: &Turn) -> Answer {
+        let mut builder = self
+            .http
+            .post(format!("https://api.anthropic.com{path}"))
+            .header("content-type", "application/json")
+            .header("anthropic-version", "2023-06-01")
+            .header(&self.credential.0, &self.credential.1);
+        for (name, value) in turn.headers() {
+            builder = builder.header(name, value);
+        }
+        let response = builder
+            .body(turn.body().to_string())
+            .send()
+            .await
+            .expect("request through the proxy");
+        Answer {
+            status: response.status().as_u16(),
+            headers: response.headers().clone(),
+            body: response.text().await.unwrap_or_default(),
+        }
     }
 
     pub async fn send(&self, request: &Turn) -> Answer {
@@ -91,7 +151,7 @@ impl ProxyClient {
             .post("https://api.anthropic.com/v1/messages?beta=true")
             .header("content-type", "application/json")
             .header("anthropic-version", "2023-06-01")
-            .header("x-api-key", "sk-ant-test");
+            .header(&self.credential.0, &self.credential.1);
         for (name, value) in headers {
             builder = builder.header(name, value);
         }
@@ -147,7 +207,12 @@ pub struct Turn {
     pub text: Option<String>,
     /// The tool call whose result this request sends back.
     pub tool_result: Option<String>,
+    /// What the tool result says.
+    pub result_text: String,
+    /// A message typed while the turn ran, riding with the tool result.
+    pub typed: Option<String>,
     pub stream: bool,
+    pub extra_headers: Vec<(String, String)>,
 }
 
 impl Turn {
@@ -161,7 +226,10 @@ impl Turn {
             model: "claude-opus-5-5".into(),
             text: Some(text.to_owned()),
             tool_result: None,
+            result_text: "lab".into(),
+            typed: None,
             stream: true,
+            extra_headers: Vec::new(),
         }
     }
 
@@ -184,6 +252,35 @@ impl Turn {
         }
     }
 
+    /// A turn the agent started (`scheduled`, `task_notification`, `peer`).
+    pub fn origin(mut self, origin: &'static str) -> Self {
+        self.origin = origin;
+        self
+    }
+
+    /// Another request class (`subagent`, `compaction`, `auxiliary`).
+    pub fn class(mut self, class: &'static str) -> Self {
+        self.class = class;
+        self
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.extra_headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// What the tool result says (a person could put anything there).
+    pub fn result_text(mut self, text: &str) -> Self {
+        self.result_text = text.to_owned();
+        self
+    }
+
+    /// A message typed while the turn ran, as Claude Code passes it on.
+    pub fn typed(mut self, text: &str) -> Self {
+        self.typed = Some(text.to_owned());
+        self
+    }
+
     pub fn model(mut self, model: &str) -> Self {
         self.model = model.to_owned();
         self
@@ -195,11 +292,13 @@ impl Turn {
     }
 
     pub fn headers(&self) -> Vec<(String, String)> {
-        vec![
+        let mut headers = vec![
             ("x-claude-code-session-id".into(), self.session.clone()),
             ("x-claude-code-request-class".into(), self.class.into()),
             ("x-app".into(), "cli".into()),
-        ]
+        ];
+        headers.extend(self.extra_headers.iter().cloned());
+        headers
     }
 
     pub fn body(&self) -> Value {
@@ -212,7 +311,13 @@ impl Turn {
         ];
         if let Some(id) = &self.tool_result {
             messages.push(json!({"role": "assistant", "content": [{"type": "tool_use", "id": id, "name": "Bash", "input": {"command": "echo lab"}}]}));
-            messages.push(json!({"role": "user", "content": [{"type": "tool_result", "tool_use_id": id, "content": "lab"}]}));
+            let mut blocks = vec![
+                json!({"type": "tool_result", "tool_use_id": id, "content": self.result_text}),
+            ];
+            if let Some(typed) = &self.typed {
+                blocks.push(json!({"type": "text", "text": format!("The user sent a new message while you were working:\n{typed}")}));
+            }
+            messages.push(json!({"role": "user", "content": blocks}));
         }
         json!({
             "model": self.model,
