@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 pub struct ProxyClient {
     http: reqwest::Client,
     /// The credential header every request carries (`x-api-key` by default).
-    credential: (String, String),
+    credential: Option<(String, String)>,
 }
 
 /// What came back through the proxy.
@@ -76,15 +76,28 @@ impl ProxyClient {
             .unwrap();
         Self {
             http,
-            credential: ("x-api-key".into(), "sk-ant-test".into()),
+            credential: Some(("x-api-key".into(), "sk-ant-test".into())),
         }
     }
 
     /// Sends `Authorization: Bearer TOKEN` instead of the test API key, as
     /// Claude Code does with `CLAUDE_CODE_OAUTH_TOKEN`.
     pub fn with_bearer(mut self, token: &str) -> Self {
-        self.credential = ("authorization".into(), format!("Bearer {token}"));
+        self.credential = Some(("authorization".into(), format!("Bearer {token}")));
         self
+    }
+
+    /// Sends no credential at all.
+    pub fn without_credential(mut self) -> Self {
+        self.credential = None;
+        self
+    }
+
+    fn credentialed(&self, builder: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.credential {
+            Some((name, value)) => builder.header(name, value),
+            None => builder,
+        }
     }
 
     /// A request to `url` (any method, path or host) through the proxy, with
@@ -95,10 +108,7 @@ impl ProxyClient {
         url: &str,
         body: Option<Vec<u8>>,
     ) -> Answer {
-        let mut builder = self
-            .http
-            .request(method, url)
-            .header(&self.credential.0, &self.credential.1);
+        let mut builder = self.credentialed(self.http.request(method, url));
         if let Some(body) = body {
             builder = builder
                 .header("content-type", "application/json")
@@ -115,11 +125,9 @@ impl ProxyClient {
     /// A Claude Code turn sent to another spelling of the Messages path.
     pub async fn send_to(&self, path: &str, turn: &Turn) -> Answer {
         let mut builder = self
-            .http
-            .post(format!("https://api.anthropic.com{path}"))
+            .credentialed(self.http.post(format!("https://api.anthropic.com{path}")))
             .header("content-type", "application/json")
-            .header("anthropic-version", "2023-06-01")
-            .header(&self.credential.0, &self.credential.1);
+            .header("anthropic-version", "2023-06-01");
         for (name, value) in turn.headers() {
             builder = builder.header(name, value);
         }
@@ -147,11 +155,12 @@ impl ProxyClient {
         body: Vec<u8>,
     ) -> reqwest::RequestBuilder {
         let mut builder = self
-            .http
-            .post("https://api.anthropic.com/v1/messages?beta=true")
+            .credentialed(
+                self.http
+                    .post("https://api.anthropic.com/v1/messages?beta=true"),
+            )
             .header("content-type", "application/json")
-            .header("anthropic-version", "2023-06-01")
-            .header(&self.credential.0, &self.credential.1);
+            .header("anthropic-version", "2023-06-01");
         for (name, value) in headers {
             builder = builder.header(name, value);
         }
