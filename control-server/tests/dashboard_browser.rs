@@ -500,6 +500,9 @@ async fn a_viewer_sees_every_page_without_controls_that_change_anything() {
         .add_account("vera", "viewer password", "viewer")
         .await;
     assert_eq!(status, 201, "{body}");
+    server
+        .create_subscription("Team Max", "sk-ant-oat01-viewer-sees-only-the-hint-wxyz")
+        .await;
     let (user_id, _) = server
         .user_with_proxy(
             "Bob",
@@ -540,6 +543,11 @@ async fn a_viewer_sees_every_page_without_controls_that_change_anything() {
         .await;
     assert_eq!(editable, json!([]), "settings are shown, not editable");
     assert!(browser.text("main").await.contains("Team"));
+    let subscriptions = browser.text("#subscriptions").await;
+    assert!(
+        subscriptions.contains("Team Max") && subscriptions.contains("…wxyz"),
+        "{subscriptions}"
+    );
 
     browser.open("/dashboard/users/new").await;
     assert!(

@@ -109,6 +109,10 @@ async fn an_admin_enrols_rotates_assigns_and_deletes_a_subscription() {
     let row = row_showing(&browser, "Team Max", "v2").await;
     assert!(row.contains("…abcd"), "{row}");
     notice(&browser, "now uses credential …abcd (version 2)").await;
+    let focused = browser
+        .eval("return document.activeElement.dataset.action ?? document.activeElement.id")
+        .await;
+    assert_eq!(focused, "rotate", "the focus returns to the row's button");
     let state = page_state(&browser).await;
     assert!(!state.contains(TOKEN) && !state.contains(ROTATED));
     assert_eq!(subscription(&server).await["credential_version"], 2);

@@ -156,13 +156,16 @@ export class SubscriptionsPanel {
     form.querySelector('input')?.focus();
   }
 
-  closeEditor() {
+  /** Empties the editor; the focus goes back to the button that opened it. */
+  closeEditor(action, subscription) {
     replace(this.editor);
+    const selector = `button[data-action="${action}"][data-subscription-id="${subscription?.id}"]`;
+    this.list.querySelector(selector)?.focus();
   }
 
-  cancelButton() {
+  cancelButton(action, subscription) {
     const cancel = h('button', { type: 'button', class: 'button' }, 'Cancel');
-    cancel.addEventListener('click', () => this.closeEditor());
+    cancel.addEventListener('click', () => this.closeEditor(action, subscription));
     return cancel;
   }
 
@@ -177,11 +180,11 @@ export class SubscriptionsPanel {
         children: [h('h3', {}, `Rename “${subscription.name}”`), field('New name', name)],
         action: async () => {
           await put(`/subscriptions/${subscription.id}`, { name: name.value });
-          this.closeEditor();
           await this.load();
+          this.closeEditor('rename', subscription);
         },
       });
-      form.querySelector('.form__actions').append(this.cancelButton());
+      form.querySelector('.form__actions').append(this.cancelButton('rename', subscription));
       this.edit(form);
     });
     return button;
@@ -205,8 +208,8 @@ export class SubscriptionsPanel {
         action: async () => {
           const answer = await put(`/subscriptions/${subscription.id}`, { credential: credential.value });
           credential.value = '';
-          this.closeEditor();
           await this.load();
+          this.closeEditor('rotate', subscription);
           const { subscription: rotated } = answer;
           notify(
             `${rotated.name} now uses credential …${rotated.credential_hint} (version ${rotated.credential_version}).`,
@@ -214,7 +217,7 @@ export class SubscriptionsPanel {
           );
         },
       });
-      form.querySelector('.form__actions').append(this.cancelButton());
+      form.querySelector('.form__actions').append(this.cancelButton('rotate', subscription));
       this.edit(form);
     });
     return button;
@@ -231,8 +234,9 @@ export class SubscriptionsPanel {
       });
       if (!sure) return;
       if ((await attempt(() => del(`/subscriptions/${subscription.id}`), `${subscription.name} was deleted.`)) !== undefined) {
-        this.closeEditor();
+        replace(this.editor);
         await this.load();
+        document.getElementById('subscription-name')?.focus();
       }
     });
     return button;
