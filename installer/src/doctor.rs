@@ -253,6 +253,27 @@ fn check_service_and_proxy(
                     Some(repair_command(facts)),
                 ),
             }
+            match (status.credential_mode.as_deref(), status.team_credential_held) {
+                (Some("team_credential"), true) => report.push(
+                    "login",
+                    Verdict::Pass,
+                    "team credential mode: the daemon holds the subscription's credential".to_owned(),
+                    None,
+                ),
+                (Some("team_credential"), false) => report.push(
+                    "login",
+                    Verdict::Fail,
+                    "team credential mode, but the daemon has not received the subscription's credential: every request fails until it does".to_owned(),
+                    Some("check that the server is reachable over https (ccgate status), then sudo ccgate sync".to_owned()),
+                ),
+                (Some(_), _) => report.push(
+                    "login",
+                    Verdict::Pass,
+                    "personal logins: each person signs Claude Code in themselves".to_owned(),
+                    None,
+                ),
+                (None, _) => {}
+            }
         }
         Err(error) if kind == Some(ServiceKind::None) => report.push(
             "proxy",

@@ -156,6 +156,18 @@ async fn the_person_never_holds_the_team_credential() {
         "{tried:?}"
     );
 
+    // ccgate status and doctor say which login is in use.
+    let (_, status) = machine.ccgate(&["status"]).await;
+    assert!(
+        status.contains("Login: the team's subscription, held by ccgate"),
+        "{status}"
+    );
+    let (_, doctor) = machine.ccgate(&["doctor"]).await;
+    assert!(
+        doctor.contains("the daemon holds the subscription's credential"),
+        "{doctor}"
+    );
+
     // A kill stops a session that is running a long reply.
     upstream.push_reply(Reply::slow_text(
         &"word ".repeat(300),
