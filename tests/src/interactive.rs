@@ -69,9 +69,28 @@ pub fn prompt_line(screen: &str) -> Option<String> {
     Some(all.trim().to_owned())
 }
 
+/// The screen's lines trimmed and joined by single spaces, so a message the
+/// terminal wrapped can be found whole.
+pub fn flat(screen: &str) -> String {
+    screen
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 impl Interactive {
     pub fn screen(&self) -> String {
         self.tmux.screen()
+    }
+
+    /// Waits (at most `limit`) until `needle` shows, wrapped or not.
+    pub async fn wait_for_message(&self, needle: &str, limit: Duration) -> String {
+        self.wait_until(&format!("{needle:?} on the screen"), limit, |s| {
+            flat(s).contains(needle)
+        })
+        .await
     }
 
     pub fn scrollback(&self) -> String {
@@ -137,42 +156,69 @@ impl Interactive {
 
     /// Esc Esc, the first prompt in the rewind menu, "Restore conversation";
     /// leaves an empty prompt box (the CLI puts the old text back in it).
+    /// Under load the CLI may read an arrow key's escape sequence as Escape
+    /// and close the menu: then the menu is opened again (three tries).
     pub async fn rewind_to_start(&self) {
-        self.wait_idle().await;
-        self.tmux.keys(&["Escape"]);
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        self.tmux.keys(&["Escape"]);
-        self.wait_for_text(REWIND_MENU).await;
-        // Up until the entry right under the heading is the selected one.
-        let mut at_top = false;
-        for _ in 0..40 {
-            let screen = self.screen();
-            let lines: Vec<&str> = screen.lines().collect();
-            if let Some(i) = lines.iter().position(|l| l.contains(REWIND_MENU))
-                && lines
-                    .get(i + 1)
-                    .is_some_and(|l| l.trim_start().starts_with('❯'))
-            {
-                at_top = true;
-                break;
+        for _ in 0..3 {
+            self.wait_idle().await;
+            if !self.screen().contains(REWIND_MENU) {
+                self.tmux.keys(&["Escape"]);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                self.tmux.keys(&["Escape"]);
             }
-            self.tmux.keys(&["Up"]);
-            tokio::time::sleep(Duration::from_millis(150)).await;
+            if self
+                .tmux
+                .try_wait_for(REPLY, |s| s.contains(REWIND_MENU))
+                .await
+                .is_err()
+            {
+                continue;
+            }
+            if self.select_first_rewind_entry().await {
+                self.tmux.keys(&["Enter"]);
+                self.wait_for_text(RESTORE_CONVERSATION).await;
+                self.tmux.keys(&["Enter"]);
+                self.wait_until("the prompt box after the rewind", REPLY, |s| {
+                    !s.contains(RESTORE_CONVERSATION)
+                        && !s.contains(REWIND_MENU)
+                        && prompt_line(s).is_some()
+                })
+                .await;
+                self.clear_input().await;
+                return;
+            }
         }
-        assert!(
-            at_top,
-            "could not select the first prompt in the rewind menu:\n{}",
+        panic!(
+            "could not rewind to the first prompt in three tries; the screen:\n{}",
             self.screen()
         );
-        self.tmux.keys(&["Enter"]);
-        self.wait_for_text(RESTORE_CONVERSATION).await;
-        self.tmux.keys(&["Enter"]);
-        self.wait_until("the prompt box after the rewind", REPLY, |s| {
-            !s.contains(RESTORE_CONVERSATION)
-                && !s.contains(REWIND_MENU)
-                && prompt_line(s).is_some()
-        })
-        .await;
-        self.clear_input().await;
+    }
+
+    /// Presses Up until the entry under the menu's heading is selected;
+    /// false if the menu closed on the way.
+    async fn select_first_rewind_entry(&self) -> bool {
+        for _ in 0..30 {
+            let screen = match self
+                .tmux
+                .try_wait_for(Duration::from_secs(5), |s| s.contains(REWIND_MENU))
+                .await
+            {
+                Ok(screen) => screen,
+                Err(_) => return false,
+            };
+            let lines: Vec<&str> = screen.lines().collect();
+            // The first entry is the first non-blank line under the heading.
+            if let Some(i) = lines.iter().position(|l| l.contains(REWIND_MENU))
+                && lines[i + 1..]
+                    .iter()
+                    .find(|l| !l.trim().is_empty())
+                    .is_some_and(|l| l.trim_start().starts_with('❯'))
+            {
+                return true;
+            }
+            self.tmux.keys(&["Up"]);
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        false
     }
 }
