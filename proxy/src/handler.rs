@@ -14,8 +14,8 @@ use ccgate_quota::wire::{
 use ccgate_quota::{DenyReason, GateKind, ModelFamily};
 use http::header::{ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::Full;
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full};
 use hudsucker::{Body, HttpContext, HttpHandler, RequestOrResponse};
 
 use crate::classify::RequestFacts;
@@ -23,6 +23,7 @@ use crate::credential::CredentialRefusal;
 use crate::gate::Verdict;
 use crate::meter::Reading;
 use crate::replies::{block_reply, error_reply, json_reply};
+use crate::request_body::{BodyRead, read_body};
 use crate::routes::{self, Route};
 use crate::state::{Exchange, Shared};
 use crate::status::{STATUS_PATH, StatusReport};
@@ -426,48 +427,5 @@ impl HttpHandler for GateHandler {
         request: &Request<Body>,
     ) -> bool {
         request.uri().host().is_some_and(routes::is_anthropic_host)
-    }
-}
-
-enum BodyRead {
-    TooLarge,
-    Broken(String),
-}
-
-/// Past this, an oversized body is no longer read to the end: the
-/// connection is closed instead.
-const DRAIN_LIMIT: usize = 512 << 20;
-
-/// Reads a request body of at most `limit` bytes. A larger one is read to
-/// its end and dropped (up to [`DRAIN_LIMIT`]) so that the client, still
-/// sending, receives the refusal instead of a broken pipe.
-async fn read_body(
-    mut body: Body,
-    limit: usize,
-    declared: Option<usize>,
-) -> Result<Bytes, BodyRead> {
-    let mut kept = bytes::BytesMut::new();
-    let mut seen = 0usize;
-    let mut too_large = declared.is_some_and(|length| length > limit);
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| BodyRead::Broken(e.to_string()))?;
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        seen += data.len();
-        too_large |= seen > limit;
-        if too_large {
-            if seen > DRAIN_LIMIT {
-                break;
-            }
-            kept.clear();
-        } else {
-            kept.extend_from_slice(&data);
-        }
-    }
-    if too_large {
-        Err(BodyRead::TooLarge)
-    } else {
-        Ok(kept.freeze())
     }
 }

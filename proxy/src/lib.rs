@@ -28,6 +28,7 @@ pub mod paths;
 pub mod policy;
 pub mod recorder;
 pub mod replies;
+pub mod request_body;
 pub mod routes;
 pub mod sender;
 pub mod sse;

@@ -70,6 +70,17 @@ impl Shared {
         self.persist(event, None, &TurnMemory::default());
     }
 
+    /// Stores an event (counted in the outbox until it is on disk) off the
+    /// async workers: the ledger fsyncs.
+    pub fn store_event_in_background(self: &Arc<Self>, event: AgentEvent) {
+        let ticket = self.outbox.write_ticket();
+        let shared = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            shared.store_event(event);
+            drop(ticket);
+        });
+    }
+
     /// Writes an event whose usage is already in the books.
     fn persist(&self, event: AgentEvent, metered: Option<Metered>, memory: &TurnMemory<'_>) {
         match self.ledger.append(&event, metered, memory) {

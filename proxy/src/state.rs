@@ -10,7 +10,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use ccgate_quota::wire::{AgentEvent, CredentialUse, DeviceInfo, SyncResponse};
+use ccgate_quota::wire::{CredentialUse, DeviceInfo, SyncResponse};
 use ccgate_quota::{CompiledPolicy, ModelFamily, Policy, UsageReport, UserStatus};
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -305,16 +305,5 @@ impl Shared {
         if self.vault.needs_fetch(&policy.credential) {
             self.vault.wakeup.notify_one();
         }
-    }
-
-    /// Stores an event (counted in the outbox until it is on disk) off the
-    /// async workers: the ledger fsyncs.
-    pub fn store_event_in_background(self: &Arc<Self>, event: AgentEvent) {
-        let ticket = self.outbox.write_ticket();
-        let shared = Arc::clone(self);
-        tokio::task::spawn_blocking(move || {
-            shared.store_event(event);
-            drop(ticket);
-        });
     }
 }

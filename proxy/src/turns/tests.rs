@@ -214,6 +214,32 @@ fn a_counted_turn_sent_again_with_other_text_is_a_new_prompt() {
 }
 
 #[test]
+fn a_rewind_that_sends_the_same_text_again_is_a_new_prompt() {
+    // After /rewind, Claude Code resends the turn index with a new prompt id.
+    let mut tracker = TurnTracker::new();
+    let first = Req {
+        prompt_id: Some("p1"),
+        ..Req::main(1, vec![user("same words")])
+    };
+    let key = pass(&mut tracker, &first).key().clone();
+    let again = Req {
+        prompt_id: Some("p2"),
+        ..Req::main(1, vec![user("same words")])
+    };
+    let resolution = resolve(&mut tracker, &again);
+    assert!(
+        counts(&resolution, CountReason::RewrittenTurn),
+        "{resolution:?}"
+    );
+    assert_eq!(resolution.key(), &key.next());
+    // The original prompt's own retry (same prompt id) is no new prompt.
+    assert!(is_charged(
+        &resolve(&mut tracker, &first),
+        RequestKind::Continuation
+    ));
+}
+
+#[test]
 fn a_retry_of_an_uncounted_prompt_is_not_gated_again() {
     let mut tracker = TurnTracker::new();
     let request = Req::main(1, vec![user("hi")]);
