@@ -81,7 +81,7 @@ async fn follow_stream(shared: &Arc<Shared>, backoff: &mut Backoff) -> Result<()
     shared.link_health.set_live_link(true);
     shared.link_health.answered();
     backoff.reset();
-    let mut parser = SseParser::new(wanted);
+    let mut parser = SseParser::new(wanted, |_| false);
     let mut body = response.bytes_stream();
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| LinkError::Unreachable(e.to_string()))?;

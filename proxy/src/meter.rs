@@ -98,13 +98,13 @@ struct Delta {
 fn wanted_event(name: &str) -> bool {
     matches!(
         name,
-        "message_start"
-            | "message_delta"
-            | "message_stop"
-            | "error"
-            | "content_block_start"
-            | "content_block_delta"
+        "message_start" | "message_delta" | "message_stop" | "error" | "content_block_start"
     )
+}
+
+/// The bulk of a stream: only how many and how big.
+fn counted_event(name: &str) -> bool {
+    name == "content_block_delta"
 }
 
 /// What the meter learned from a reply.
@@ -163,7 +163,7 @@ impl Meter {
         let sse = content_type.is_some_and(|c| c.starts_with("text/event-stream"));
         Self {
             format: if sse {
-                Format::Sse(Box::new(SseParser::new(wanted_event)))
+                Format::Sse(Box::new(SseParser::new(wanted_event, counted_event)))
             } else {
                 Format::Json(Vec::new())
             },
@@ -179,7 +179,7 @@ impl Meter {
         match &mut self.format {
             Format::Sse(parser) => {
                 let reading = &mut self.reading;
-                parser.feed(chunk, &mut |name, data| apply_event(reading, name, data));
+                parser.feed(chunk, &mut |_, data| apply_event(reading, data));
             }
             Format::Json(copy) => {
                 if copy.len() + chunk.len() > MAX_JSON_COPY {
@@ -194,20 +194,20 @@ impl Meter {
 
     /// Ends the reading; a JSON body is parsed now.
     pub fn finish(mut self) -> Reading {
-        if let Format::Json(copy) = &self.format {
-            apply_event(&mut self.reading, "", copy);
+        match &self.format {
+            Format::Json(copy) => apply_event(&mut self.reading, copy),
+            Format::Sse(parser) => {
+                let counted = parser.counted();
+                self.reading.deltas = counted.events;
+                self.reading.delta_bytes = counted.data_bytes;
+            }
+            Format::Skipped => {}
         }
         self.reading
     }
 }
 
-fn apply_event(reading: &mut Reading, name: &str, data: &[u8]) {
-    // The bulk of a stream: only its size is kept, without parsing it.
-    if name == "content_block_delta" {
-        reading.deltas += 1;
-        reading.delta_bytes += data.len() as u64;
-        return;
-    }
+fn apply_event(reading: &mut Reading, data: &[u8]) {
     let Ok(event) = serde_json::from_slice::<Event>(data) else {
         return;
     };
