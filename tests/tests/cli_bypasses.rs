@@ -30,7 +30,6 @@ fn assert_blocked(scenario: &Scenario, run: &CliRun, what: &str) {
 /// (i) The managed settings setup writes pin `ANTHROPIC_CUSTOM_HEADERS`, so
 /// the header from the person's shell never leaves the machine.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "issue 8: passes once the proxy stops trusting client labels"]
 async fn custom_headers_from_the_shell_never_reach_anthropic_under_managed_settings() {
     let scenario = Scenario::start(2).await;
     let cli = scenario.cli(custom_headers_shell());
@@ -55,7 +54,6 @@ async fn custom_headers_from_the_shell_never_reach_anthropic_under_managed_setti
 /// (ii) Without managed settings the header reaches the requests; the
 /// prompts are counted all the same and the third is blocked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "issue 8: passes once the proxy stops trusting client labels"]
 async fn prompts_labelled_as_compaction_are_still_counted_and_blocked_past_the_limit() {
     let scenario = Scenario::start(2).await;
     let cli = scenario.cli_without_managed_settings(custom_headers_shell());
@@ -90,7 +88,6 @@ async fn prompts_labelled_as_compaction_are_still_counted_and_blocked_past_the_l
 /// the session already counted, with new text: it is a new prompt, so past
 /// the limit it is blocked, every time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "issue 8: passes once the proxy stops trusting client labels"]
 async fn resume_session_at_an_earlier_reply_is_blocked_past_the_limit_each_time() {
     let scenario = Scenario::start(2).await;
     let cli = scenario.cli(vec![]);

@@ -47,7 +47,6 @@ const LOOP_TOOLS: [&str; 3] = ["--allowedTools", "Bash", "ScheduleWakeup"];
 /// `/loop` wake-ups are work the person started: by default each counts as
 /// a prompt, so they use up the limit and a wake-up past it is blocked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "issue 8: passes once the proxy stops trusting client labels"]
 async fn loop_wakeups_count_as_prompts_and_one_past_the_limit_is_blocked() {
     let scenario = Scenario::start(2).await;
     scenario.upstream.set_responder(loop_responder);
@@ -81,7 +80,6 @@ async fn loop_wakeups_count_as_prompts_and_one_past_the_limit_is_blocked() {
 /// With the team setting `agent_turns: free`, wake-ups are metered but not
 /// counted: two wake-ups after the `/loop` prompt leave one prompt counted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "issue 8: passes once the proxy stops trusting client labels"]
 async fn loop_wakeups_are_not_counted_when_the_team_makes_agent_turns_free() {
     let scenario = Scenario::start(2).await;
     scenario
@@ -108,7 +106,6 @@ async fn loop_wakeups_are_not_counted_when_the_team_makes_agent_turns_free() {
 /// `/rewind` (Esc Esc) to the start and new text resends the session's
 /// first turn index: a new prompt, blocked past the limit, every time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "issue 8: passes once the proxy stops trusting client labels"]
 async fn rewind_to_the_start_and_new_text_is_blocked_past_the_limit_each_time() {
     let scenario = Scenario::start(2).await;
     let cli = scenario.cli(vec![]);
@@ -160,7 +157,6 @@ async fn rewind_to_the_start_and_new_text_is_blocked_past_the_limit_each_time() 
 /// refused (the tool result and the final answer arrive), and the server
 /// counts two prompts for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "issue 8: passes once the proxy stops trusting client labels"]
 async fn a_message_typed_while_a_tool_runs_counts_as_a_prompt() {
     let scenario = Scenario::start(2).await;
     let cli = scenario.cli(vec![]);
