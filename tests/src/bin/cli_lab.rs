@@ -1,12 +1,12 @@
-//! A lab for looking at what the real CLI sends (not a test: ignored, and
-//! it only waits). It starts the real server, the fake upstream and the
+//! A lab for looking at what the real CLI sends (a tool, not a test). It starts the real server, the fake upstream and the
 //! real proxy, writes a launcher for the CLI with setup's managed settings
 //! at the real path (or, with `LAB_MANAGED=0`, the proxy variables in its
 //! environment), and dumps every request the fake receives, while a person
 //! drives the CLI from a shell:
 //!
 //! ```sh
-//! LAB_DIR=/tmp/lab LAB_MINUTES=20 cargo test -p ccgate-tests --test cli_lab -- --ignored --nocapture &
+//! npm ci --prefix tests/npm   # the pinned CLI, once
+//! LAB_DIR=/tmp/lab LAB_MINUTES=20 cargo run -p ccgate-tests --bin ccgate-cli-lab &
 //! # once /tmp/lab/ready exists:
 //! sh /tmp/lab/claude.sh -p "say hi"                       # a -p run
 //! tmux -L lab new-session -d -s main -x 150 -y 45 "sh /tmp/lab/claude.sh --allowedTools Bash"
@@ -38,9 +38,8 @@ fn json_env(name: &str) -> serde_json::Map<String, Value> {
         .unwrap_or_default()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a lab to drive by hand, not a test"]
-async fn lab() {
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
     let dir = PathBuf::from(std::env::var("LAB_DIR").unwrap_or_else(|_| "/tmp/ccgate-lab".into()));
     std::fs::create_dir_all(dir.join("requests")).unwrap();
     let limit = std::env::var("LAB_LIMIT")
