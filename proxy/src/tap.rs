@@ -134,6 +134,9 @@ pub struct Ending<T> {
 pub struct TapBody<T: Send + Sync + Unpin + 'static> {
     inner: Body,
     meter: Option<Meter>,
+    /// The last frame passed on, read by the meter at the next poll: the
+    /// client gets each frame before the meter spends time on it.
+    unread: Option<Bytes>,
     exchange: Option<T>,
     status: u16,
     started: Instant,
@@ -155,6 +158,7 @@ impl<T: Send + Sync + Unpin + 'static> TapBody<T> {
         Self {
             inner,
             meter: Some(Meter::new(content_type)),
+            unread: None,
             exchange: Some(exchange),
             status,
             started,
@@ -164,7 +168,15 @@ impl<T: Send + Sync + Unpin + 'static> TapBody<T> {
         }
     }
 
+    /// Lets the meter read the frame passed on last.
+    fn read_unread(&mut self) {
+        if let (Some(data), Some(meter)) = (self.unread.take(), self.meter.as_mut()) {
+            meter.feed(&data);
+        }
+    }
+
     fn end(&mut self, outcome: impl FnOnce(&Reading) -> Outcome) {
+        self.read_unread();
         let (Some(exchange), Some(meter)) = (self.exchange.take(), self.meter.take()) else {
             return;
         };
@@ -215,10 +227,13 @@ impl<T: Send + Sync + Unpin + 'static> HttpBody for TapBody<T> {
             this.end(|_| Outcome::CutByCcgate);
             return Poll::Ready(None);
         }
+        // The previous frame is on its way to the client: read it now.
+        this.read_unread();
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                if let (Some(data), Some(meter)) = (frame.data_ref(), this.meter.as_mut()) {
-                    meter.feed(data);
+                if let Some(data) = frame.data_ref() {
+                    // A reference-counted copy: no bytes are copied.
+                    this.unread = Some(data.clone());
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
