@@ -126,10 +126,22 @@ impl GateHandler {
             }
         };
         let rules = self.shared.policy_state.turn_rules();
-        let resolution = self
-            .shared
-            .accounting
-            .resolve(&facts, &rules, self.shared.now());
+        let resolve = || {
+            self.shared
+                .accounting
+                .resolve(&facts, &rules, self.shared.now())
+        };
+        let mut resolution = resolve();
+        // Copies of a prompt sent side by side: the first goes through the
+        // gate; the others wait for it, then find it reserved.
+        let _prompt_lock = match &resolution {
+            Resolution::Prompt { key, .. } => {
+                let guard = self.shared.prompt_locks.lock(&key.base).await;
+                resolution = resolve();
+                Some(guard)
+            }
+            _ => None,
+        };
         match self.shared.gate().decide(&resolution, &facts, family).await {
             Verdict::Block {
                 reason,

@@ -17,6 +17,7 @@ pub mod guard;
 pub mod handler;
 pub mod health;
 pub mod housekeeping;
+pub mod key_locks;
 pub mod ledger;
 pub mod link;
 pub mod live;
@@ -35,6 +36,8 @@ pub mod sse;
 pub mod state;
 pub mod status;
 pub mod tap;
+#[cfg(test)]
+mod test_support;
 pub mod turns;
 pub mod upstream;
 

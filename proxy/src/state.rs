@@ -22,6 +22,7 @@ use crate::config::ProxyConfig;
 use crate::credential::CredentialVault;
 use crate::gate::Gate;
 use crate::health::{LinkHealth, ServerHealth, SubscriptionSeen};
+use crate::key_locks::KeyLocks;
 use crate::ledger::Ledger;
 use crate::link::ServerLink;
 use crate::outbox::Outbox;
@@ -126,6 +127,8 @@ pub struct Shared {
     pub vault: CredentialVault,
     pub integrity: IntegrityFlag,
     pub refusals: RefusalLog,
+    /// One prompt of a turn at a time through the gate.
+    pub prompt_locks: KeyLocks,
     pub(crate) endings: EndingSink<Exchange>,
     pub sync_wakeup: Notify,
     pub hooks: Box<dyn Hooks>,
@@ -162,6 +165,7 @@ impl Shared {
             subscription: SubscriptionSeen::default(),
             integrity: IntegrityFlag::default(),
             refusals: RefusalLog::default(),
+            prompt_locks: KeyLocks::default(),
             sync_wakeup: Notify::new(),
             hooks,
         }

@@ -66,6 +66,18 @@ impl Answer {
     }
 }
 
+/// Where Claude Code sends its Messages requests.
+const MESSAGES_PATH: &str = "/v1/messages?beta=true";
+
+/// Reads a whole response.
+async fn answer(response: reqwest::Response) -> Answer {
+    Answer {
+        status: response.status().as_u16(),
+        headers: response.headers().clone(),
+        body: response.text().await.unwrap_or_default(),
+    }
+}
+
 impl ProxyClient {
     pub fn new(proxy: SocketAddr, ca_pem: &Path) -> Self {
         let ca = std::fs::read(ca_pem).expect("read the proxy CA");
@@ -114,33 +126,23 @@ impl ProxyClient {
                 .header("content-type", "application/json")
                 .body(body);
         }
-        let response = builder.send().await.expect("request through the proxy");
-        Answer {
-            status: response.status().as_u16(),
-            headers: response.headers().clone(),
-            body: response.text().await.unwrap_or_default(),
-        }
+        answer(builder.send().await.expect("request through the proxy")).await
+    }
+
+    pub async fn get(&self, url: &str) -> Answer {
+        self.request(reqwest::Method::GET, url, None).await
+    }
+
+    pub async fn post_json(&self, url: &str, body: &Value) -> Answer {
+        let body = body.to_string().into_bytes();
+        self.request(reqwest::Method::POST, url, Some(body)).await
     }
 
     /// A Claude Code turn sent to another spelling of the Messages path.
     pub async fn send_to(&self, path: &str, turn: &Turn) -> Answer {
-        let mut builder = self
-            .credentialed(self.http.post(format!("https://api.anthropic.com{path}")))
-            .header("content-type", "application/json")
-            .header("anthropic-version", "2023-06-01");
-        for (name, value) in turn.headers() {
-            builder = builder.header(name, value);
-        }
-        let response = builder
-            .body(turn.body().to_string())
-            .send()
-            .await
-            .expect("request through the proxy");
-        Answer {
-            status: response.status().as_u16(),
-            headers: response.headers().clone(),
-            body: response.text().await.unwrap_or_default(),
-        }
+        let body = turn.body().to_string().into_bytes();
+        let request = self.messages_request(path, turn.headers(), body);
+        answer(request.send().await.expect("request through the proxy")).await
     }
 
     pub async fn send(&self, request: &Turn) -> Answer {
@@ -148,17 +150,16 @@ impl ProxyClient {
             .await
     }
 
-    /// A Messages request with `headers` and `body`, as Claude Code sends it.
+    /// A Messages request to `path` with `headers` and `body`, as Claude Code
+    /// sends it.
     fn messages_request(
         &self,
+        path: &str,
         headers: Vec<(String, String)>,
         body: Vec<u8>,
     ) -> reqwest::RequestBuilder {
         let mut builder = self
-            .credentialed(
-                self.http
-                    .post("https://api.anthropic.com/v1/messages?beta=true"),
-            )
+            .credentialed(self.http.post(format!("https://api.anthropic.com{path}")))
             .header("content-type", "application/json")
             .header("anthropic-version", "2023-06-01");
         for (name, value) in headers {
@@ -169,8 +170,9 @@ impl ProxyClient {
 
     /// Like [`Self::send`], but a broken connection is `None` instead of a panic.
     pub async fn try_send(&self, request: &Turn) -> Option<Answer> {
+        let body = request.body().to_string().into_bytes();
         let response = self
-            .messages_request(request.headers(), request.body().to_string().into_bytes())
+            .messages_request(MESSAGES_PATH, request.headers(), body)
             .send()
             .await
             .ok()?;
@@ -184,24 +186,20 @@ impl ProxyClient {
     }
 
     pub async fn send_raw(&self, headers: Vec<(String, String)>, body: Vec<u8>) -> Answer {
-        let response = self
-            .messages_request(headers, body)
-            .send()
-            .await
-            .expect("request through the proxy");
-        Answer {
-            status: response.status().as_u16(),
-            headers: response.headers().clone(),
-            body: response.text().await.unwrap_or_default(),
-        }
+        let request = self.messages_request(MESSAGES_PATH, headers, body);
+        answer(request.send().await.expect("request through the proxy")).await
     }
 
     /// Starts a streaming request and returns the open response.
     pub async fn open(&self, request: &Turn) -> reqwest::Response {
-        self.messages_request(request.headers(), request.body().to_string().into_bytes())
-            .send()
-            .await
-            .expect("request through the proxy")
+        self.messages_request(
+            MESSAGES_PATH,
+            request.headers(),
+            request.body().to_string().into_bytes(),
+        )
+        .send()
+        .await
+        .expect("request through the proxy")
     }
 }
 

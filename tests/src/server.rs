@@ -123,6 +123,50 @@ impl TestServer {
         )
     }
 
+    /// Enrols a subscription's credential; returns its id.
+    pub async fn create_subscription(&self, name: &str, credential: &str) -> i64 {
+        let created = self
+            .post(
+                "/subscriptions",
+                json!({"name": name, "credential": credential}),
+            )
+            .await;
+        created["subscription"]["id"]
+            .as_i64()
+            .expect("subscription id")
+    }
+
+    /// Creates a user on subscription `subscription_id` (team-credential
+    /// mode); returns (user id, install code).
+    pub async fn create_team_user(
+        &self,
+        name: &str,
+        limits: Value,
+        subscription_id: i64,
+    ) -> (i64, String) {
+        let created = self
+            .post(
+                "/users",
+                json!({"name": name, "limits": limits, "subscription_id": subscription_id}),
+            )
+            .await;
+        (
+            created["user"]["id"].as_i64().expect("user id"),
+            created["install_code"]
+                .as_str()
+                .expect("install code")
+                .to_owned(),
+        )
+    }
+
+    /// The user's events of one type (`request`, `blocked`, …), newest first.
+    pub async fn events(&self, user_id: i64, kind: &str) -> Vec<Value> {
+        let events = self
+            .get(&format!("/events?user_id={user_id}&type={kind}"))
+            .await;
+        events["events"].as_array().cloned().unwrap_or_default()
+    }
+
     /// Today's usage of a user, added up over models (`prompts` is the
     /// rows' `count`).
     pub async fn usage_today(&self, user_id: i64) -> ccgate_quota::Totals {

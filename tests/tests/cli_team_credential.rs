@@ -68,22 +68,11 @@ async fn the_person_never_holds_the_team_credential() {
     let server = TestServer::start().await;
     let upstream = FakeAnthropic::start().await;
     upstream.set_required_credential(Some(REAL));
-    let created = server
-        .post(
-            "/subscriptions",
-            json!({"name": "Team Max", "credential": REAL}),
-        )
-        .await;
-    let subscription_id = created["subscription"]["id"].as_i64().unwrap();
+    let subscription_id = server.create_subscription("Team Max", REAL).await;
     let limits = json!([{"type": "per_model", "model": "opus", "window": "daily", "value": 5}]);
-    let created = server
-        .post(
-            "/users",
-            json!({"name": "Alice", "limits": limits, "subscription_id": subscription_id}),
-        )
+    let (user_id, code) = server
+        .create_team_user("Alice", limits, subscription_id)
         .await;
-    let user_id = created["user"]["id"].as_i64().unwrap();
-    let code = created["install_code"].as_str().unwrap().to_owned();
 
     // Alice signed Claude Code in herself before ccgate came.
     let machine = InstalledMachine::prepare();

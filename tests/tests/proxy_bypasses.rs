@@ -16,11 +16,7 @@ fn client(scenario: &Scenario) -> ProxyClient {
 /// The server's event log for the scenario's person.
 async fn events(scenario: &Scenario, kind: &str) -> Vec<Value> {
     assert!(ccgate_tests::settled(&scenario.proxy, SETTLE).await);
-    let events = scenario
-        .server
-        .get(&format!("/events?user_id={}&type={kind}", scenario.user_id))
-        .await;
-    events["events"].as_array().cloned().unwrap_or_default()
+    scenario.server.events(scenario.user_id, kind).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -64,11 +60,7 @@ async fn endpoints_off_the_list_are_refused_and_the_admin_sees_the_try() {
     let client = client(&scenario);
     let body = json!({"model": "claude-opus-5-5", "messages": [{"role": "user", "content": "hi"}]});
     let completions = client
-        .request(
-            reqwest::Method::POST,
-            "https://api.anthropic.com/v1/chat/completions",
-            Some(body.to_string().into_bytes()),
-        )
+        .post_json("https://api.anthropic.com/v1/chat/completions", &body)
         .await;
     assert_eq!(completions.status, 403, "{}", completions.body);
     assert!(
@@ -77,30 +69,16 @@ async fn endpoints_off_the_list_are_refused_and_the_admin_sees_the_try() {
             .contains("ccgate does not forward")
     );
     let batches = client
-        .request(
-            reqwest::Method::POST,
-            "https://api.anthropic.com/v1/messages/batches",
-            Some(b"{}".to_vec()),
-        )
+        .post_json("https://api.anthropic.com/v1/messages/batches", &json!({}))
         .await;
     assert_eq!(batches.status, 403);
     // Plain http to Anthropic's host never leaves the machine either.
     let plain = client
-        .request(
-            reqwest::Method::POST,
-            "http://api.anthropic.com/v1/messages",
-            Some(body.to_string().into_bytes()),
-        )
+        .post_json("http://api.anthropic.com/v1/messages", &body)
         .await;
     assert_eq!(plain.status, 403, "{}", plain.body);
     // Claude Code's own calls pass.
-    let hello = client
-        .request(
-            reqwest::Method::GET,
-            "https://api.anthropic.com/api/hello",
-            None,
-        )
-        .await;
+    let hello = client.get("https://api.anthropic.com/api/hello").await;
     assert_ne!(hello.status, 403);
     let reached: Vec<String> = scenario
         .upstream
@@ -298,4 +276,53 @@ async fn a_reply_stopped_early_is_metered_from_what_it_carried() {
     let output = cut["output_tokens"].as_u64().unwrap_or_default();
     assert!(output > 1, "more than message_start's 1: {cut:#}");
     assert!(output < 600, "less than the whole reply: {cut:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_of_a_prompt_sent_side_by_side_are_not_free() {
+    let scenario = Scenario::start(2).await;
+    scenario
+        .server
+        .put(
+            "/settings",
+            json!({"turn_limits": {"max_requests_per_turn": 10}}),
+        )
+        .await;
+    let synced = ccgate_tests::eventually(SETTLE, async || {
+        scenario
+            .proxy
+            .shared
+            .policy()
+            .is_some_and(|p| p.policy.turn_limits.max_requests_per_turn == 10)
+    })
+    .await;
+    assert!(synced);
+    // Every reply takes a second, so all the copies are in flight together.
+    scenario.upstream.set_responder(|_| {
+        Reply::slow_text(
+            "an answer",
+            Usage::new(10, 5, 0, 0),
+            10,
+            std::time::Duration::from_millis(100),
+        )
+    });
+    let client = std::sync::Arc::new(client(&scenario));
+    let prompt = Turn::prompt("s", 1, "the same question");
+    let copies: Vec<_> = (0..25)
+        .map(|_| {
+            let (client, prompt) = (client.clone(), prompt.clone());
+            tokio::spawn(async move { client.send(&prompt).await.status })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for copy in copies {
+        statuses.push(copy.await.unwrap());
+    }
+    let passed = statuses.iter().filter(|s| **s == 200).count();
+    let blocked = statuses.iter().filter(|s| **s == 400).count();
+    // The prompt and ten copies, a renewal and ten more; then the day's two
+    // prompts are used up.
+    assert_eq!((passed, blocked), (22, 3), "{statuses:?}");
+    assert_eq!(scenario.messages_sent(), 22);
+    assert_eq!(scenario.prompts_counted().await, 2);
 }

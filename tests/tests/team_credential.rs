@@ -10,7 +10,7 @@ use ccgate_tests::eventually;
 use ccgate_tests::machine::TestMachine;
 use ccgate_tests::server::TestServer;
 use ccgate_tests::upstream::{FakeAnthropic, Reply, Usage};
-use serde_json::{Value, json};
+use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(10);
 const REAL: &str = "sk-ant-oat01-REAL-team-token-Zq4cRkT8vYw2mN7pL0sX9dF3hJ6gB1aE5uI";
@@ -98,21 +98,13 @@ async fn the_placeholder_becomes_the_team_credential_and_nothing_else_passes() {
     assert_eq!(answer.status, 200, "{}", answer.body);
     // Claude Code's other calls get the credential too.
     let settings = client
-        .request(
-            reqwest::Method::GET,
-            "https://api.anthropic.com/api/claude_code/settings",
-            None,
-        )
+        .get("https://api.anthropic.com/api/claude_code/settings")
         .await;
     assert_ne!(settings.status, 401, "{}", settings.body);
     // Calls that carry no credential go out without one.
     team.client()
         .without_credential()
-        .request(
-            reqwest::Method::GET,
-            "https://api.anthropic.com/api/hello",
-            None,
-        )
+        .get("https://api.anthropic.com/api/hello")
         .await;
     let seen = team.upstream.credentials_seen();
     assert_eq!(
@@ -137,22 +129,14 @@ async fn the_placeholder_becomes_the_team_credential_and_nothing_else_passes() {
     }
     assert_eq!(team.upstream.credentials_seen().len(), 3);
     assert!(ccgate_tests::settled(&team.proxy, WAIT).await);
-    let blocked = team
-        .server
-        .get(&format!("/events?user_id={}&type=blocked", team.user_id))
-        .await;
-    let reasons: Vec<&str> = blocked["events"]
-        .as_array()
-        .unwrap()
+    let blocked = team.server.events(team.user_id, "blocked").await;
+    let reasons: Vec<&str> = blocked
         .iter()
         .filter_map(|e| e["detail"]["reason"].as_str())
         .collect();
-    assert_eq!(reasons, ["credential", "credential"], "{blocked:#}");
-    let requests = team
-        .server
-        .get(&format!("/events?user_id={}&type=request", team.user_id))
-        .await;
-    assert_eq!(requests["events"][0]["credential"], "team", "{requests:#}");
+    assert_eq!(reasons, ["credential", "credential"], "{blocked:#?}");
+    let requests = team.server.events(team.user_id, "request").await;
+    assert_eq!(requests[0]["credential"], "team", "{requests:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -185,11 +169,7 @@ async fn a_kill_or_a_pause_stops_the_swap_at_once() {
             .contains("has paused your Claude Code access")
     );
     let side = client
-        .request(
-            reqwest::Method::GET,
-            "https://api.anthropic.com/api/claude_code/settings",
-            None,
-        )
+        .get("https://api.anthropic.com/api/claude_code/settings")
         .await;
     assert_eq!(side.status, 403, "{}", side.body);
 
@@ -321,10 +301,7 @@ async fn personal_api_keys_pass_only_when_the_team_allows_them() {
         "the person's own key went out as it was"
     );
     assert!(ccgate_tests::settled(&team.proxy, WAIT).await);
-    let requests: Value = team
-        .server
-        .get(&format!("/events?user_id={}&type=request", team.user_id))
-        .await;
-    assert_eq!(requests["events"][0]["credential"], "personal_api_key");
+    let requests = team.server.events(team.user_id, "request").await;
+    assert_eq!(requests[0]["credential"], "personal_api_key");
     assert_eq!(team.server.usage_today(team.user_id).await.prompts, 1);
 }

@@ -1,7 +1,5 @@
 use std::os::unix::fs::PermissionsExt;
 
-use ccgate_quota::{CreditWeights, UnidentifiedClients, UserRef};
-
 use super::*;
 use crate::paths::Platform;
 
@@ -27,22 +25,8 @@ fn machine() -> Machine {
 
 fn policy(credential: CredentialMode) -> Policy {
     Policy {
-        version: 1,
-        team: "Lab".into(),
-        user: UserRef {
-            id: 1,
-            name: "Alice".into(),
-            slug: "alice".into(),
-        },
-        status: UserStatus::Active,
-        time_zone: "UTC".into(),
-        credit_weights: CreditWeights::default(),
-        rules: Vec::new(),
-        unidentified_clients: UnidentifiedClients::Allow,
-        agent_turns: Default::default(),
-        turn_limits: Default::default(),
-        personal_api_keys: Default::default(),
         credential,
+        ..crate::test_support::policy(serde_json::json!([]))
     }
 }
 

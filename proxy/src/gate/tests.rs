@@ -4,9 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use ccgate_quota::{
-    CompiledPolicy, CreditWeights, Policy, UnidentifiedClients, UserRef, UserStatus,
-};
+use ccgate_quota::{CompiledPolicy, Policy, UnidentifiedClients, UserStatus};
 use http::HeaderMap;
 use serde_json::json;
 
@@ -83,26 +81,7 @@ fn request(turn: u64, text: &str, labelled: bool) -> RequestFacts {
     RequestFacts::read(&headers, body.to_string().as_bytes()).unwrap()
 }
 
-fn policy(rules: serde_json::Value) -> Policy {
-    Policy {
-        version: 1,
-        team: "Lab".into(),
-        user: UserRef {
-            id: 1,
-            name: "Alice".into(),
-            slug: "alice".into(),
-        },
-        status: UserStatus::Active,
-        time_zone: "UTC".into(),
-        credit_weights: CreditWeights::default(),
-        rules: serde_json::from_value(rules).unwrap(),
-        unidentified_clients: UnidentifiedClients::Allow,
-        agent_turns: Default::default(),
-        turn_limits: Default::default(),
-        personal_api_keys: Default::default(),
-        credential: Default::default(),
-    }
-}
+use crate::test_support::policy;
 
 fn blocked(verdict: &Verdict, expected: DenyReason) -> bool {
     matches!(verdict, Verdict::Block { reason, .. } if *reason == expected)

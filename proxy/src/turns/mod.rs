@@ -191,6 +191,10 @@ impl TurnTracker {
             .turns
             .entry(key.base.clone())
             .or_insert_with(|| Turn::new(None, family, input, now));
+        if key.generation > turn.generation {
+            // A new prompt of the turn: its allowance starts afresh.
+            turn.used = Used::default();
+        }
         if key.generation >= turn.generation {
             turn.generation = key.generation;
             turn.input = input;
@@ -237,7 +241,6 @@ impl TurnTracker {
     }
 
     /// Marks prompt `key` counted; true only for the call that counted it.
-    /// The turn's allowance starts afresh.
     pub fn count(&mut self, key: &TurnKey, now: Timestamp) -> Option<CountedTurn> {
         let turn = self.turns.get_mut(&key.base)?;
         let position = turn
@@ -256,7 +259,6 @@ impl TurnTracker {
             };
             turn.counted = Some((key.generation, input));
         }
-        turn.used = Used::default();
         turn.last_activity = now;
         Some(CountedTurn {
             key: key.clone(),

@@ -160,7 +160,21 @@ impl TurnTracker {
                     turn.compacted = false;
                 }
                 match self.turns[base].current_pending() {
-                    Some(reason) => Resolution::PromptRetry { key, kind, reason },
+                    // Another attempt at the prompt: not gated again, but it
+                    // uses the allowance like any request of the turn, so
+                    // copies sent side by side run into the cap.
+                    Some(reason) if !self.turns[base].over(request.rules) => {
+                        if let Some(turn) = self.turns.get_mut(base) {
+                            turn.used.requests += 1;
+                            turn.last_activity = request.now;
+                        }
+                        Resolution::PromptRetry { key, kind, reason }
+                    }
+                    Some(_) => Resolution::Prompt {
+                        key: key.next(),
+                        kind,
+                        reason: CountReason::TurnCap,
+                    },
                     None => self.charge(request, base, RequestKind::Continuation),
                 }
             }
@@ -210,10 +224,6 @@ impl TurnTracker {
             generation: turn.generation,
         };
         if turn.over(request.rules) {
-            // A renewal already allowed and waiting for its reply.
-            if let Some(reason) = turn.current_pending() {
-                return Resolution::PromptRetry { key, kind, reason };
-            }
             return Resolution::Prompt {
                 key: key.next(),
                 kind,

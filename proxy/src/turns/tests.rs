@@ -440,15 +440,20 @@ fn past_the_per_turn_caps_the_next_request_is_a_new_prompt() {
     let renewal = tracker.resolve(&continuation.facts(), &limits, now());
     assert!(counts(&renewal, CountReason::TurnCap), "{renewal:?}");
     tracker.reserve(&renewal, &continuation.facts(), false, now());
-    // While the renewal waits for its reply, more requests ride on it.
-    let retry = tracker.resolve(&continuation.facts(), &limits, now());
-    assert!(matches!(retry, Resolution::PromptRetry { .. }), "{retry:?}");
-    tracker.count(renewal.key(), now());
-    let resolution = tracker.resolve(&continuation.facts(), &limits, now());
-    assert!(
-        is_charged(&resolution, RequestKind::Continuation),
-        "{resolution:?}"
-    );
+    // The renewal buys a fresh allowance at once: requests sent while its
+    // reply is on the way are more attempts at it and use that allowance
+    // (they do not ride free on the renewal).
+    for _ in 0..3 {
+        let resolution = tracker.resolve(&continuation.facts(), &limits, now());
+        assert!(
+            matches!(resolution, Resolution::PromptRetry { .. }),
+            "{resolution:?}"
+        );
+    }
+    let next = tracker.resolve(&continuation.facts(), &limits, now());
+    assert!(counts(&next, CountReason::TurnCap), "{next:?}");
+    assert_eq!(next.key(), &renewal.key().next());
+    assert!(tracker.count(renewal.key(), now()).is_some());
 
     // Tokens, as Anthropic reports them, are capped the same way.
     let mut tracker = TurnTracker::new();
@@ -463,6 +468,31 @@ fn past_the_per_turn_caps_the_next_request_is_a_new_prompt() {
         &resolve(&mut tracker, &continuation),
         CountReason::TurnCap
     ));
+}
+
+#[test]
+fn copies_of_a_waiting_prompt_use_up_its_allowance() {
+    // Many copies of one prompt sent side by side while it waits for its
+    // reply: each is another attempt, none is gated, but together they run
+    // into the per-turn cap like any requests of the turn.
+    let limits = TurnRules {
+        limits: TurnLimits {
+            max_requests_per_turn: 10,
+            max_tokens_per_turn: 1_000_000,
+        },
+        ..rules()
+    };
+    let mut tracker = TurnTracker::new();
+    let request = Req::main(1, vec![user("the same question")]);
+    let first = tracker.resolve(&request.facts(), &limits, now());
+    tracker.reserve(&first, &request.facts(), false, now());
+    for _ in 0..10 {
+        let copy = tracker.resolve(&request.facts(), &limits, now());
+        assert!(matches!(copy, Resolution::PromptRetry { .. }), "{copy:?}");
+    }
+    let beyond = tracker.resolve(&request.facts(), &limits, now());
+    assert!(counts(&beyond, CountReason::TurnCap), "{beyond:?}");
+    assert_eq!(beyond.key(), &first.key().next());
 }
 
 #[test]
