@@ -211,6 +211,52 @@ mod tests {
     use crate::guard::logout::SystemRunner;
 
     #[test]
+    fn on_macos_the_keychain_item_is_kept_and_given_back_through_stdin() {
+        let root = tempfile::tempdir().unwrap();
+        let paths = Paths::new(root.path(), Platform::MacOs);
+        create_dir_with_mode(&paths.backup_dir(), 0o700).unwrap();
+        let bin = root.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        // A fake `security` with a one-item keychain in a file; it records
+        // every argument list it is run with.
+        let keychain = root.path().join("keychain");
+        let calls = root.path().join("calls");
+        let script = format!(
+            "#!/bin/sh\necho \"$@\" >> {calls}\ncase \"$1\" in\n\
+             find-generic-password) [ -e {k} ] && cat {k} && exit 0; exit 44 ;;\n\
+             delete-generic-password) [ -e {k} ] && rm {k} && exit 0; exit 44 ;;\n\
+             -i) read line; printf '%s' \"$line\" | sed -n \"s/.*-w '\\(.*\\)'.*/\\1/p\" | tr -d '\\n' > {k}; exit 0 ;;\n\
+             esac\nexit 1\n",
+            calls = calls.display(),
+            k = keychain.display()
+        );
+        std::fs::write(bin.join("security"), script).unwrap();
+        std::fs::set_permissions(bin.join("security"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+        let secret = r#"{"claudeAiOauth":{"accessToken":"mine"}}"#;
+        std::fs::write(&keychain, secret).unwrap();
+        let me = std::env::var("USER")
+            .ok()
+            .filter(|u| crate::os::lookup_user(u).is_some())
+            .unwrap_or_else(|| "root".to_owned());
+        let mut config = ProxyConfig::new("http://127.0.0.1:9", 1);
+        config.os_user = Some(me);
+        let runner = SystemRunner::with_program_dir(&bin);
+
+        let moved = stash(&paths, &config, &runner).unwrap();
+        assert!(matches!(moved, LoginMove::Stashed(_)), "{moved:?}");
+        assert!(!keychain.exists(), "the item left the keychain");
+        let back = give_back(&paths, &config, &runner).unwrap();
+        assert!(matches!(back, LoginMove::Returned(_)), "{back:?}");
+        assert_eq!(std::fs::read_to_string(&keychain).unwrap(), secret);
+        let argv = std::fs::read_to_string(&calls).unwrap();
+        assert!(
+            !argv.contains("accessToken"),
+            "the secret was in argv: {argv}"
+        );
+    }
+
+    #[test]
     fn the_persons_login_leaves_their_home_and_comes_back_unchanged() {
         let root = tempfile::tempdir().unwrap();
         let paths = Paths::new(root.path(), Platform::Linux);

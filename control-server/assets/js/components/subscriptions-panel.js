@@ -76,7 +76,13 @@ export class SubscriptionsPanel {
   async load() {
     const { subscriptions } = await get('/subscriptions');
     this.subscriptions = subscriptions;
+    // A live update redraws the rows: the focus stays on the same button.
+    const focused = this.list.contains(document.activeElement) ? document.activeElement.dataset : null;
     replace(this.list, subscriptions.length ? this.table(subscriptions) : this.empty());
+    if (focused?.action) {
+      const selector = `button[data-action="${focused.action}"][data-subscription-id="${focused.subscriptionId}"]`;
+      this.list.querySelector(selector)?.focus();
+    }
   }
 
   empty() {
