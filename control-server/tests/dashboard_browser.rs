@@ -420,6 +420,16 @@ async fn seed_team(server: &TestServer) -> Vec<i64> {
     post_events(server, &tokens[2], json!({ "events": [tamper] })).await;
     server.set_status(ids[2], "paused").await;
     server.set_status(ids[4], "killed").await;
+    // Two of them share the team's subscription (team-credential mode).
+    let subscription = server
+        .create_subscription("Team Max", "sk-ant-oat01-screenshot-only-credential-7Hq2")
+        .await;
+    for id in [ids[1], ids[3]] {
+        let (status, body) = server
+            .put_user(id, json!({ "subscription_id": subscription }))
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
     ids
 }
 

@@ -3,7 +3,7 @@
 //! while a turn runs, rewind with Esc Esc. Every wait is bounded and fails
 //! with the last screen.
 //!
-//! ```ignore
+//! ```text
 //! let cli = scenario.cli(vec![]);
 //! let session = cli.interactive(&["--allowedTools", "Bash"]).await;
 //! session.submit("say hi").await;

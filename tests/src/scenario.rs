@@ -3,7 +3,7 @@
 //! real proxy (refusing every host but the fake Anthropic), and the real
 //! CLI with the managed settings setup writes at their real path.
 //!
-//! ```ignore
+//! ```text
 //! let scenario = Scenario::start(2).await;
 //! let cli = scenario.cli(vec![("ANTHROPIC_CUSTOM_HEADERS".into(), "x: 1".into())]);
 //! let run = cli.print("say hi", &[]).await;
