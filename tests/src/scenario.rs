@@ -56,6 +56,24 @@ impl Scenario {
         }
     }
 
+    /// Changes team settings (`PUT /api/admin/settings`) and waits until the
+    /// proxy's policy shows the change (`applied`).
+    pub async fn change_settings(
+        &self,
+        settings: serde_json::Value,
+        applied: impl Fn(&ccgate_quota::Policy) -> bool,
+    ) {
+        self.server.put("/settings", settings).await;
+        let synced = crate::eventually(SETTLE, async || {
+            self.proxy
+                .shared
+                .policy()
+                .is_some_and(|p| applied(&p.policy))
+        })
+        .await;
+        assert!(synced, "the proxy did not get the new settings");
+    }
+
     /// The managed settings exactly as setup writes them for this machine.
     pub fn managed_settings(&self) -> Vec<u8> {
         ClaudeCli::setup_managed_settings(self.proxy.address, &self.machine.paths.ca_cert())

@@ -111,9 +111,12 @@ impl TestServer {
 
     /// Creates a user with `limits`; returns (user id, install code).
     pub async fn create_user(&self, name: &str, limits: Value) -> (i64, String) {
-        let created = self
-            .post("/users", json!({"name": name, "limits": limits}))
-            .await;
+        self.add_user(json!({"name": name, "limits": limits})).await
+    }
+
+    /// `POST /users` with `body`; returns (user id, install code).
+    async fn add_user(&self, body: Value) -> (i64, String) {
+        let created = self.post("/users", body).await;
         (
             created["user"]["id"].as_i64().expect("user id"),
             created["install_code"]
@@ -144,19 +147,8 @@ impl TestServer {
         limits: Value,
         subscription_id: i64,
     ) -> (i64, String) {
-        let created = self
-            .post(
-                "/users",
-                json!({"name": name, "limits": limits, "subscription_id": subscription_id}),
-            )
-            .await;
-        (
-            created["user"]["id"].as_i64().expect("user id"),
-            created["install_code"]
-                .as_str()
-                .expect("install code")
-                .to_owned(),
-        )
+        self.add_user(json!({"name": name, "limits": limits, "subscription_id": subscription_id}))
+            .await
     }
 
     /// The user's events of one type (`request`, `blocked`, …), newest first.

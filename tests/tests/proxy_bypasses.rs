@@ -173,18 +173,10 @@ async fn agent_started_turns_count_unless_the_team_frees_them() {
     assert_eq!(scenario.prompts_counted().await, 2);
 
     scenario
-        .server
-        .put("/settings", json!({"agent_turns": "free"}))
+        .change_settings(json!({"agent_turns": "free"}), |p| {
+            p.agent_turns == ccgate_quota::AgentTurns::Free
+        })
         .await;
-    let synced = ccgate_tests::eventually(SETTLE, async || {
-        scenario
-            .proxy
-            .shared
-            .policy()
-            .is_some_and(|p| p.policy.agent_turns == ccgate_quota::AgentTurns::Free)
-    })
-    .await;
-    assert!(synced, "the proxy did not get the new setting");
     for turn in 3..6 {
         assert_eq!(client.send(&wakeup(turn)).await.status, 200);
     }
@@ -213,21 +205,11 @@ async fn a_message_typed_during_a_turn_counts_and_the_turn_goes_on() {
 async fn past_the_per_turn_cap_the_turn_counts_again() {
     let scenario = Scenario::start(5).await;
     scenario
-        .server
-        .put(
-            "/settings",
+        .change_settings(
             json!({"turn_limits": {"max_requests_per_turn": 10, "max_tokens_per_turn": 1_000_000}}),
+            |p| p.turn_limits.max_requests_per_turn == 10,
         )
         .await;
-    let synced = ccgate_tests::eventually(SETTLE, async || {
-        scenario
-            .proxy
-            .shared
-            .policy()
-            .is_some_and(|p| p.policy.turn_limits.max_requests_per_turn == 10)
-    })
-    .await;
-    assert!(synced);
     let client = client(&scenario);
     let turn = Turn::prompt("s", 1, "please run echo lab");
     let asked = client.send(&turn).await;
@@ -282,21 +264,10 @@ async fn a_reply_stopped_early_is_metered_from_what_it_carried() {
 async fn copies_of_a_prompt_sent_side_by_side_are_not_free() {
     let scenario = Scenario::start(2).await;
     scenario
-        .server
-        .put(
-            "/settings",
-            json!({"turn_limits": {"max_requests_per_turn": 10}}),
-        )
+        .change_settings(json!({"turn_limits": {"max_requests_per_turn": 10}}), |p| {
+            p.turn_limits.max_requests_per_turn == 10
+        })
         .await;
-    let synced = ccgate_tests::eventually(SETTLE, async || {
-        scenario
-            .proxy
-            .shared
-            .policy()
-            .is_some_and(|p| p.policy.turn_limits.max_requests_per_turn == 10)
-    })
-    .await;
-    assert!(synced);
     // Every reply takes a second, so all the copies are in flight together.
     scenario.upstream.set_responder(|_| {
         Reply::slow_text(
