@@ -2,6 +2,7 @@
 //! ccgate-server. Pure: no I/O, no clock (callers pass `now`).
 
 pub mod engine;
+pub mod limits;
 mod message;
 pub mod model;
 pub mod policy;

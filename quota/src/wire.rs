@@ -25,8 +25,8 @@ use crate::usage::UsageSnapshot;
 
 pub const AGENT_API_PREFIX: &str = "/api/agent/v1";
 
-/// Upper bound for one events batch; the proxy sends at most this many.
-pub const MAX_EVENTS_PER_BATCH: usize = 500;
+/// Upper bound for one events batch (see [`crate::limits`] for them all).
+pub use crate::limits::MAX_EVENTS_PER_BATCH;
 
 /// What a device tells the server about itself.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -316,6 +316,16 @@ pub struct TamperEvent {
     pub detail: Option<String>,
 }
 
+/// Events the server refused (they did not fit the wire limits, or could
+/// not be stored): the device keeps them aside, on disk, and says so.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryFault {
+    /// How many events are held back now.
+    pub quarantined: u32,
+    /// The server's reason for the latest one.
+    pub reason: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum EventBody {
@@ -326,6 +336,7 @@ pub enum EventBody {
         turn_key: String,
     },
     Tamper(TamperEvent),
+    DeliveryFault(DeliveryFault),
 }
 
 /// An event with its idempotency key. `at` is the device's clock corrected
@@ -346,12 +357,24 @@ pub struct EventsRequest {
     pub subscription: Option<SubscriptionUsage>,
 }
 
+/// An event of a batch the server did not take, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusedEvent {
+    pub id: Uuid,
+    pub reason: String,
+}
+
+/// The server's answer to a batch: every event it does not list in
+/// `refused` is stored (or was already), so the device may forget it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventsResponse {
     /// Newly stored.
     pub accepted: u32,
     /// Already known (a replay): acknowledged, not counted again.
     pub duplicates: u32,
+    /// Not stored, for good: the device quarantines these.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<RefusedEvent>,
     pub server_time: Timestamp,
     pub policy_version: u64,
     /// Usage after these events, so the proxy's offline view includes them.

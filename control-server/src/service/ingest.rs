@@ -69,6 +69,9 @@ fn validate(events: &[AgentEvent]) -> Result<()> {
                 check_len(&field("what"), Some(&t.what), MAX_KEY)?;
                 check_len(&field("detail"), t.detail.as_deref(), MAX_TEXT)?;
             }
+            EventBody::DeliveryFault(f) => {
+                check_len(&field("reason"), Some(&f.reason), MAX_TEXT)?;
+            }
         }
     }
     Ok(())
@@ -177,6 +180,10 @@ fn row_for(
                 "path": t.path, "what": t.what, "restored": t.restored, "detail": t.detail,
             }));
         }
+        EventBody::DeliveryFault(f) => {
+            row.event_type = "delivery_fault".to_owned();
+            row.detail = Some(json!({ "quarantined": f.quarantined, "reason": f.reason }));
+        }
     }
     row
 }
@@ -279,6 +286,7 @@ pub async fn ingest(
         );
     }
     Ok(EventsResponse {
+        refused: Vec::new(),
         accepted,
         duplicates,
         server_time: now,
