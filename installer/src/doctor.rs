@@ -122,7 +122,47 @@ pub async fn run(paths: &Paths, port: Option<u16>) -> DoctorReport {
     check_ca(paths, &facts, &mut report);
     check_settings(paths, &facts, &mut report);
     check_server(paths, &facts, &mut report).await;
+    check_delivery(paths, &facts, &mut report);
     report
+}
+
+/// Events the server refused: kept on this machine, not counted there.
+fn check_delivery(paths: &Paths, facts: &Facts, report: &mut DoctorReport) {
+    let Ok(status) = &facts.status else {
+        return;
+    };
+    if status.quarantined_events == 0 {
+        report.push(
+            "delivery",
+            Verdict::Pass,
+            format!(
+                "{} events waiting for the server, none refused",
+                status.pending_events
+            ),
+            None,
+        );
+        return;
+    }
+    // Root can read the ledger for the reasons.
+    let reasons = ccgate_proxy::ledger::Ledger::open(&paths.state_db())
+        .and_then(|ledger| ledger.quarantined(3))
+        .map(|held| {
+            held.iter()
+                .map(|q| format!("{} ({})", q.id, q.reason))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+        .unwrap_or_else(|_| "run as root to see why".to_owned());
+    report.push(
+        "delivery",
+        Verdict::Fail,
+        format!(
+            "the server refused {} events; they are kept in {}: {reasons}",
+            status.quarantined_events,
+            paths.state_db().display()
+        ),
+        Some("tell your ccgate admin (the server's event log lists a delivery fault for this device)".to_owned()),
+    );
 }
 
 fn check_install(paths: &Paths, facts: &Facts, report: &mut DoctorReport) {

@@ -71,6 +71,13 @@ pub fn render(status: &StatusReport) -> String {
         "Events waiting for the server: {}",
         status.pending_events
     );
+    if status.quarantined_events > 0 {
+        let _ = writeln!(
+            out,
+            "Events the server refused, kept on this machine: {} (ccgate doctor shows why)",
+            status.quarantined_events
+        );
+    }
     match (
         status.credential_mode.as_deref(),
         status.team_credential_held,

@@ -257,7 +257,7 @@ fn restore(shared: &Shared) -> Result<(), DaemonError> {
         ledger.counted_turns_since(since)?,
         ledger.tool_uses_since(since)?,
     );
-    let first_unacked = ledger.unacked(1)?.first().map(|(seq, _)| *seq);
+    let first_unacked = ledger.unacked(1)?.events.first().map(|(seq, _)| *seq);
     let acked_through = match first_unacked {
         Some(seq) => seq - 1,
         None => ledger.last_seq()?,

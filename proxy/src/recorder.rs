@@ -82,7 +82,9 @@ impl Shared {
     }
 
     /// Writes an event whose usage is already in the books.
-    fn persist(&self, event: AgentEvent, metered: Option<Metered>, memory: &TurnMemory<'_>) {
+    fn persist(&self, mut event: AgentEvent, metered: Option<Metered>, memory: &TurnMemory<'_>) {
+        // Within the wire limits before it is on disk: the server takes it.
+        event.fit_to_wire();
         match self.ledger.append(&event, metered, memory) {
             Ok(seq) => {
                 if metered.is_some() {

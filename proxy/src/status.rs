@@ -28,6 +28,9 @@ pub struct StatusReport {
     pub subscription: Option<SubscriptionUsage>,
     /// Events on disk not yet acknowledged by the server.
     pub pending_events: u64,
+    /// Events the server refused for good, kept aside on this machine.
+    #[serde(default)]
+    pub quarantined_events: u64,
     pub open_replies: usize,
     /// Events seen but not yet written to the ledger.
     #[serde(default)]
@@ -58,6 +61,7 @@ impl StatusReport {
             subscription: shared.subscription.latest(),
             pending_events: shared.ledger.unacked_count().unwrap_or(0)
                 + shared.unsaved_count() as u64,
+            quarantined_events: shared.ledger.quarantined_count().unwrap_or(0),
             open_replies: shared.streams.open_count(),
             pending_writes: shared.pending_writes(),
             integrity_problem: shared.integrity_problem(),

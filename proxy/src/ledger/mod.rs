@@ -56,7 +56,6 @@ CREATE TABLE IF NOT EXISTS events (
     cache_read_input_tokens INTEGER NOT NULL DEFAULT 0,
     acked_at_ms INTEGER
 );
-CREATE INDEX IF NOT EXISTS events_unacked ON events (seq) WHERE acked_at_ms IS NULL;
 DROP TABLE IF EXISTS counted_turns;
 CREATE TABLE IF NOT EXISTS turns (
     base TEXT PRIMARY KEY,
@@ -76,6 +75,35 @@ CREATE INDEX IF NOT EXISTS tool_uses_at ON tool_uses (at_ms);
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 ";
 
+/// Events the server refused for good stay on disk, out of the way of the
+/// rest (added to ledgers made before quarantine existed).
+const QUARANTINE: &str = "
+ALTER TABLE events ADD COLUMN quarantined_at_ms INTEGER;
+ALTER TABLE events ADD COLUMN quarantine_reason TEXT;
+";
+
+const PENDING_INDEX: &str = "
+DROP INDEX IF EXISTS events_unacked;
+CREATE INDEX IF NOT EXISTS events_pending ON events (seq)
+    WHERE acked_at_ms IS NULL AND quarantined_at_ms IS NULL;
+";
+
+/// Events to deliver, and records set aside because they did not read.
+#[derive(Debug, Default)]
+pub struct Pending {
+    pub events: Vec<(i64, AgentEvent)>,
+    pub damaged: Vec<(i64, String)>,
+}
+
+/// An event held back because the server would not take it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quarantined {
+    pub seq: i64,
+    pub id: String,
+    pub at: Timestamp,
+    pub reason: String,
+}
+
 pub struct Ledger {
     conn: Mutex<Connection>,
 }
@@ -88,6 +116,13 @@ impl Ledger {
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;",
         )?;
         conn.execute_batch(SCHEMA)?;
+        let has_quarantine: bool = conn
+            .prepare("SELECT 1 FROM pragma_table_info('events') WHERE name = 'quarantined_at_ms'")?
+            .exists([])?;
+        if !has_quarantine {
+            conn.execute_batch(QUARANTINE)?;
+        }
+        conn.execute_batch(PENDING_INDEX)?;
         Ok(Self {
             conn: Mutex::new(conn),
         })
@@ -135,33 +170,87 @@ impl Ledger {
         Ok(seq)
     }
 
-    /// The oldest unacknowledged events, in order.
-    pub fn unacked(&self, limit: usize) -> Result<Vec<(i64, AgentEvent)>, LedgerError> {
-        let conn = self.conn();
-        let mut statement = conn.prepare_cached(
-            "SELECT seq, body FROM events WHERE acked_at_ms IS NULL ORDER BY seq LIMIT ?1",
-        )?;
-        let rows = statement.query_map([limit as i64], |row| {
-            Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
-        })?;
-        rows.map(|row| {
-            let (seq, body) = row?;
-            let event = serde_json::from_str(&body).map_err(|e| LedgerError::Damaged {
-                seq,
-                message: e.to_string(),
-            })?;
-            Ok((seq, event))
-        })
-        .collect()
+    /// The oldest events still to deliver, in order. A record that no longer
+    /// reads (damaged on disk, or written by a newer ccgate) is quarantined
+    /// on the way, so it cannot hold up the others; it is listed in
+    /// `damaged` so that it can be reported.
+    pub fn unacked(&self, limit: usize) -> Result<Pending, LedgerError> {
+        let rows: Vec<(i64, String)> = {
+            let conn = self.conn();
+            let mut statement = conn.prepare_cached(
+                "SELECT seq, body FROM events
+                 WHERE acked_at_ms IS NULL AND quarantined_at_ms IS NULL ORDER BY seq LIMIT ?1",
+            )?;
+            statement
+                .query_map([limit as i64], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect::<Result<_, _>>()?
+        };
+        let mut pending = Pending::default();
+        for (seq, body) in rows {
+            match serde_json::from_str(&body) {
+                Ok(event) => pending.events.push((seq, event)),
+                Err(error) => {
+                    let reason = format!("the record on disk does not read: {error}");
+                    tracing::error!(seq, "{reason}");
+                    pending.damaged.push((seq, reason));
+                }
+            }
+        }
+        self.quarantine(&pending.damaged, Timestamp::now())?;
+        Ok(pending)
     }
 
+    /// Events still to deliver (not acknowledged, not quarantined).
     pub fn unacked_count(&self) -> Result<u64, LedgerError> {
         let count: i64 = self.conn().query_row(
-            "SELECT COUNT(*) FROM events WHERE acked_at_ms IS NULL",
+            "SELECT COUNT(*) FROM events WHERE acked_at_ms IS NULL AND quarantined_at_ms IS NULL",
             [],
             |row| row.get(0),
         )?;
         Ok(count as u64)
+    }
+
+    /// Sets events aside for good (the server refused them), with why.
+    pub fn quarantine(&self, refused: &[(i64, String)], now: Timestamp) -> Result<(), LedgerError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        {
+            let mut statement = tx.prepare_cached(
+                "UPDATE events SET quarantined_at_ms = ?1, quarantine_reason = ?2 WHERE seq = ?3",
+            )?;
+            for (seq, reason) in refused {
+                statement.execute(params![now.as_millisecond(), reason, seq])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn quarantined_count(&self) -> Result<u64, LedgerError> {
+        let count: i64 = self.conn().query_row(
+            "SELECT COUNT(*) FROM events WHERE quarantined_at_ms IS NOT NULL",
+            [],
+            |row| row.get(0),
+        )?;
+        Ok(count as u64)
+    }
+
+    /// The latest quarantined events, newest first.
+    pub fn quarantined(&self, limit: usize) -> Result<Vec<Quarantined>, LedgerError> {
+        let conn = self.conn();
+        let mut statement = conn.prepare_cached(
+            "SELECT seq, id, at_ms, quarantine_reason FROM events
+             WHERE quarantined_at_ms IS NOT NULL ORDER BY seq DESC LIMIT ?1",
+        )?;
+        let rows = statement.query_map([limit as i64], |row| {
+            Ok(Quarantined {
+                seq: row.get(0)?,
+                id: row.get(1)?,
+                at: Timestamp::from_millisecond(row.get(2)?).unwrap_or(Timestamp::UNIX_EPOCH),
+                reason: row.get::<_, Option<String>>(3)?.unwrap_or_default(),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     pub fn ack(&self, seqs: &[i64], now: Timestamp) -> Result<(), LedgerError> {
@@ -300,7 +389,7 @@ mod tests {
             ledger.ack(&[seq], Timestamp::now()).unwrap();
         }
         let ledger = Ledger::open(&path).unwrap();
-        let pending = ledger.unacked(10).unwrap();
+        let pending = ledger.unacked(10).unwrap().events;
         assert_eq!(pending.len(), 1);
         assert_eq!(pending[0].1, second);
         assert_eq!(ledger.unacked_count().unwrap(), 1);
@@ -308,6 +397,69 @@ mod tests {
         assert_eq!(usage.len(), 1);
         assert_eq!(usage[0].metered, metered);
         assert_eq!(ledger.last_seq().unwrap(), 2);
+    }
+
+    #[test]
+    fn refused_and_damaged_events_are_set_aside_and_the_rest_flows() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(&dir.path().join("state.db")).unwrap();
+        let memory = TurnMemory::default();
+        let first = ledger
+            .append(&tamper("2026-03-01T10:00:00Z"), None, &memory)
+            .unwrap();
+        let damaged = ledger
+            .append(&tamper("2026-03-01T10:01:00Z"), None, &memory)
+            .unwrap();
+        let third = ledger
+            .append(&tamper("2026-03-01T10:02:00Z"), None, &memory)
+            .unwrap();
+        ledger
+            .conn()
+            .execute("UPDATE events SET body = '{oops' WHERE seq = ?1", [damaged])
+            .unwrap();
+        ledger
+            .quarantine(&[(first, "model is too long".into())], Timestamp::now())
+            .unwrap();
+        let pending = ledger.unacked(10).unwrap();
+        assert_eq!(pending.damaged.len(), 1);
+        let seqs: Vec<i64> = pending.events.iter().map(|(s, _)| *s).collect();
+        assert_eq!(seqs, [third]);
+        assert_eq!(ledger.unacked_count().unwrap(), 1);
+        assert_eq!(ledger.quarantined_count().unwrap(), 2);
+        let held = ledger.quarantined(10).unwrap();
+        assert_eq!(held[0].seq, damaged);
+        assert!(held[0].reason.contains("does not read"));
+        assert_eq!(held[1].reason, "model is too long");
+    }
+
+    #[test]
+    fn a_ledger_from_before_quarantine_is_upgraded_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
+                 at_ms INTEGER NOT NULL, body TEXT NOT NULL, family TEXT,
+                 prompts INTEGER NOT NULL DEFAULT 0, credits INTEGER NOT NULL DEFAULT 0,
+                 input_tokens INTEGER NOT NULL DEFAULT 0, output_tokens INTEGER NOT NULL DEFAULT 0,
+                 cache_creation_input_tokens INTEGER NOT NULL DEFAULT 0,
+                 cache_read_input_tokens INTEGER NOT NULL DEFAULT 0, acked_at_ms INTEGER);
+                 CREATE INDEX events_unacked ON events (seq) WHERE acked_at_ms IS NULL;",
+            )
+            .unwrap();
+        }
+        let ledger = Ledger::open(&path).unwrap();
+        ledger
+            .append(
+                &tamper("2026-03-01T10:00:00Z"),
+                None,
+                &TurnMemory::default(),
+            )
+            .unwrap();
+        assert_eq!(ledger.unacked_count().unwrap(), 1);
+        drop(ledger);
+        assert_eq!(Ledger::open(&path).unwrap().quarantined_count().unwrap(), 0);
     }
 
     #[test]
