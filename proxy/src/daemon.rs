@@ -165,6 +165,7 @@ pub async fn start(
     let shared = Arc::new(Shared::new(
         paths,
         config,
+        address,
         link,
         ledger,
         device,

@@ -22,16 +22,14 @@ use crate::classify::RequestFacts;
 use crate::credential::CredentialRefusal;
 use crate::gate::Verdict;
 use crate::meter::Reading;
-use crate::replies::{block_reply, error_reply, json_reply};
+use crate::replies::{block_reply, error_reply};
 use crate::request_body::{BodyRead, read_body};
 use crate::routes::{self, Route};
 use crate::state::{Exchange, Shared};
-use crate::status::{STATUS_PATH, StatusReport};
 use crate::tap::{Ending, TapBody};
 use crate::turns::Resolution;
 
-/// Asks the daemon to sync with the server now (`ccgate sync`).
-pub const SYNC_PATH: &str = "/ccgate/sync";
+pub use crate::local::SYNC_PATH;
 
 #[derive(Clone)]
 pub struct GateHandler {
@@ -266,28 +264,6 @@ impl GateHandler {
         };
         self.shared.store_event_in_background(event);
     }
-
-    fn local(&self, request: &Request<Body>) -> RequestOrResponse {
-        match (request.method(), request.uri().path()) {
-            (&Method::GET, STATUS_PATH) => {
-                let report = StatusReport::collect(&self.shared);
-                json_reply(StatusCode::OK, &report)
-            }
-            // `ccgate sync`: pull the policy now (harmless, so no auth).
-            (&Method::POST, SYNC_PATH) => {
-                self.shared.sync_wakeup.notify_one();
-                json_reply(
-                    StatusCode::ACCEPTED,
-                    &serde_json::json!({"sync": "requested"}),
-                )
-            }
-            _ => error_reply(
-                StatusCode::NOT_FOUND,
-                "not_found_error",
-                "This is ccgate's proxy. Local endpoints: GET /ccgate/status, POST /ccgate/sync.",
-            ),
-        }
-    }
 }
 
 /// A block of a request that counts as a new prompt for a reason the person
@@ -335,7 +311,7 @@ impl HttpHandler for GateHandler {
             return request.into();
         }
         if host.is_none() {
-            return self.local(&request);
+            return self.shared.local.answer(&self.shared, &request);
         }
         if !anthropic {
             if self.refuse_other_hosts {

@@ -21,6 +21,7 @@ pub mod key_locks;
 pub mod ledger;
 pub mod link;
 pub mod live;
+pub mod local;
 pub mod local_usage;
 pub mod meter;
 pub mod os;

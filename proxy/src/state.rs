@@ -8,6 +8,7 @@
 //! books ([`Accounting`]), whose one lock covers both the turn tracker and
 //! the local usage view because they change together.
 
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use ccgate_quota::wire::{CredentialUse, DeviceInfo, SyncResponse};
@@ -25,6 +26,7 @@ use crate::health::{LinkHealth, ServerHealth, SubscriptionSeen};
 use crate::key_locks::KeyLocks;
 use crate::ledger::Ledger;
 use crate::link::ServerLink;
+use crate::local::LocalEndpoints;
 use crate::outbox::Outbox;
 use crate::paths::Paths;
 use crate::policy::PolicyState;
@@ -113,6 +115,8 @@ impl ClaudeVersion {
 pub struct Shared {
     pub paths: Paths,
     pub config: ProxyConfig,
+    /// Where the proxy listens (the config's address, or the test's port).
+    pub address: SocketAddr,
     pub link: ServerLink,
     pub ledger: Ledger,
     pub streams: OpenStreams,
@@ -127,6 +131,7 @@ pub struct Shared {
     pub vault: CredentialVault,
     pub integrity: IntegrityFlag,
     pub refusals: RefusalLog,
+    pub local: LocalEndpoints,
     /// One prompt of a turn at a time through the gate.
     pub prompt_locks: KeyLocks,
     pub(crate) endings: EndingSink<Exchange>,
@@ -139,6 +144,7 @@ impl Shared {
     pub fn new(
         paths: Paths,
         config: ProxyConfig,
+        address: SocketAddr,
         link: ServerLink,
         ledger: Ledger,
         device: DeviceInfo,
@@ -153,6 +159,7 @@ impl Shared {
             vault,
             paths,
             config,
+            address,
             link,
             ledger,
             streams: OpenStreams::default(),
@@ -165,6 +172,7 @@ impl Shared {
             subscription: SubscriptionSeen::default(),
             integrity: IntegrityFlag::default(),
             refusals: RefusalLog::default(),
+            local: LocalEndpoints::default(),
             prompt_locks: KeyLocks::default(),
             sync_wakeup: Notify::new(),
             hooks,

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::health::ServerHealth;
 use crate::state::Shared;
 
-pub const STATUS_PATH: &str = "/ccgate/status";
+pub use crate::local::STATUS_PATH;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StatusReport {
@@ -52,7 +52,7 @@ impl StatusReport {
         Self {
             agent_version: env!("CARGO_PKG_VERSION").to_owned(),
             started_at: shared.started_at,
-            listen: shared.config.listen,
+            listen: shared.address,
             server_url: shared.link.server_url().to_owned(),
             device_id: shared.config.device_id,
             server: shared.health(),
