@@ -238,7 +238,7 @@ pub async fn serve(
 
 /// Restores the cached policy, the usage recorded since its snapshot and the
 /// turns already counted, so a restart neither forgets nor double-counts.
-fn restore(shared: &Shared) -> Result<(), DaemonError> {
+fn restore(shared: &Arc<Shared>) -> Result<(), DaemonError> {
     let ledger = &shared.ledger;
     let mut included_seq = 0;
     if let Some(saved) = ledger.get(SAVED_SYNC_KEY)? {

@@ -223,7 +223,12 @@ struct Outcome {
 }
 
 fn outcome(events: &[AgentEvent], seqs: &[Option<i64>], refused: &[(Uuid, String)]) -> Outcome {
-    let reason_of = |id: &Uuid| refused.iter().find(|(r, _)| r == id).map(|(_, why)| why.clone());
+    let reason_of = |id: &Uuid| {
+        refused
+            .iter()
+            .find(|(r, _)| r == id)
+            .map(|(_, why)| why.clone())
+    };
     let mut outcome = Outcome {
         acked: Vec::new(),
         quarantine: Vec::new(),

@@ -61,11 +61,11 @@ pub const SAVED_SYNC_KEY: &str = "last_sync";
 /// the person out on a kill, keeping the integrity manifest true, putting
 /// the credential placeholder in managed settings).
 pub trait Hooks: Send + Sync {
-    fn killed(&self, _shared: &Shared) {}
-    fn token_rotated(&self, _shared: &Shared) {}
+    fn killed(&self, _shared: &Arc<Shared>) {}
+    fn token_rotated(&self, _shared: &Arc<Shared>) {}
     /// The credential mode (or what managed settings must say about it)
     /// may have changed; also called once at start.
-    fn credential_mode(&self, _shared: &Shared, _policy: &Policy) {}
+    fn credential_mode(&self, _shared: &Arc<Shared>, _policy: &Policy) {}
 }
 
 pub struct NoHooks;
@@ -251,7 +251,7 @@ impl Shared {
 
     /// Applies a sync from the server (an answer or a live push).
     /// `included_seq`: the ledger events the server had when it answered.
-    pub fn apply_sync(&self, sync: SyncResponse, included_seq: i64, react: bool) {
+    pub fn apply_sync(self: &Arc<Self>, sync: SyncResponse, included_seq: i64, react: bool) {
         self.policy_state.set_server_time(sync.server_time);
         if let Some(token) = &sync.new_device_token {
             match self.link.replace_token(token) {
@@ -303,7 +303,7 @@ impl Shared {
     }
 
     /// Keeps the vault and managed settings in step with the credential mode.
-    fn credential_mode_changed(&self, previous: Option<&Policy>, policy: &Policy) {
+    fn credential_mode_changed(self: &Arc<Self>, previous: Option<&Policy>, policy: &Policy) {
         let settings_view = |p: &Policy| (p.credential, p.personal_api_keys);
         if previous.map(settings_view) != Some(settings_view(policy)) {
             if matches!(

@@ -5,13 +5,14 @@
 //! ends or ccgate is uninstalled.
 
 use std::io;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
 use crate::config::ProxyConfig;
 use crate::fsutil::{create_dir_with_mode, write_atomic};
+use crate::guard::claude_home::{CREDENTIALS_FILE, ClaudeDir, FileOwner, LoginFileError};
 use crate::guard::logout::{CommandRunner, KEYCHAIN_SERVICE};
 use crate::guard::manifest::{MANIFEST_LOCK, Manifest};
 use crate::guard::settings::{self, TeamLogin};
@@ -83,7 +84,7 @@ pub fn stash(
     paths: &Paths,
     config: &ProxyConfig,
     runner: &dyn CommandRunner,
-) -> Result<LoginMove, String> {
+) -> Result<LoginMove, LoginFileError> {
     let Some(user) = config.os_user.as_deref() else {
         return Ok(LoginMove::Nothing);
     };
@@ -93,19 +94,19 @@ pub fn stash(
     }
     let (login, meta) = match paths.platform() {
         Platform::Linux => {
-            let file = paths.claude_credentials(&home_of(config, user)?);
-            let bytes = match std::fs::read(&file) {
-                Ok(bytes) => bytes,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(LoginMove::Nothing),
-                Err(e) => return Err(format!("cannot read {}: {e}", file.display())),
+            let home = paths.under_root(home_of(config, user)?);
+            let Some(claude) = ClaudeDir::open(&home, false)? else {
+                return Ok(LoginMove::Nothing);
             };
-            let metadata = std::fs::metadata(&file).map_err(|e| e.to_string())?;
+            let Some((bytes, owner)) = claude.read_login()? else {
+                return Ok(LoginMove::Nothing);
+            };
             let meta = StashedFile {
-                uid: metadata.uid(),
-                gid: metadata.gid(),
-                mode: metadata.permissions().mode() & 0o7777,
+                uid: owner.uid,
+                gid: owner.gid,
+                mode: owner.mode,
             };
-            (bytes, Some((file, meta)))
+            (bytes, Some((claude, meta)))
         }
         Platform::MacOs => {
             let args = ["find-generic-password", "-s", KEYCHAIN_SERVICE, "-w"];
@@ -121,12 +122,13 @@ pub fn stash(
     create_dir_with_mode(&dir, 0o700).map_err(|e| e.to_string())?;
     write_atomic(&dir.join("login"), &login, 0o600).map_err(|e| e.to_string())?;
     match meta {
-        Some((file, meta)) => {
+        Some((claude, meta)) => {
             let text = serde_json::to_vec(&meta).expect("serializes");
             write_atomic(&dir.join("login.json"), &text, 0o600).map_err(|e| e.to_string())?;
-            std::fs::remove_file(&file)
-                .map_err(|e| format!("cannot remove {}: {e}", file.display()))?;
-            Ok(LoginMove::Stashed(format!("moved {}", file.display())))
+            claude.remove_login()?;
+            Ok(LoginMove::Stashed(format!(
+                "moved {user}'s ~/.claude/{CREDENTIALS_FILE}"
+            )))
         }
         None => {
             crate::guard::logout::log_out(paths, config, runner)?;
@@ -142,33 +144,34 @@ pub fn give_back(
     paths: &Paths,
     config: &ProxyConfig,
     runner: &dyn CommandRunner,
-) -> Result<LoginMove, String> {
+) -> Result<LoginMove, LoginFileError> {
     let dir = stash_dir(paths);
     let login = match std::fs::read(dir.join("login")) {
         Ok(login) => login,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(LoginMove::Nothing),
-        Err(e) => return Err(e.to_string()),
+        Err(e) => return Err(e.to_string().into()),
     };
     let Some(user) = config.os_user.as_deref() else {
         return Ok(LoginMove::Nothing);
     };
     let what = match paths.platform() {
         Platform::Linux => {
-            let file = paths.claude_credentials(&home_of(config, user)?);
-            if file.exists() {
+            let home = paths.under_root(home_of(config, user)?);
+            let claude = ClaudeDir::open(&home, true)?.expect("created when missing");
+            if claude.has_login()? {
                 // They signed in again meanwhile: theirs wins, ours stays kept.
                 return Ok(LoginMove::Nothing);
             }
-            let meta: StashedFile = std::fs::read(dir.join("login.json"))
+            let owner = std::fs::read(dir.join("login.json"))
                 .ok()
-                .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-                .unwrap_or(StashedFile {
-                    uid: 0,
-                    gid: 0,
-                    mode: 0o600,
+                .and_then(|bytes| serde_json::from_slice::<StashedFile>(&bytes).ok())
+                .map(|meta| FileOwner {
+                    uid: meta.uid,
+                    gid: meta.gid,
+                    mode: meta.mode,
                 });
-            restore_file(&file, &login, &meta)?;
-            format!("restored {}", file.display())
+            claude.write_login(&login, owner)?;
+            format!("restored {user}'s ~/.claude/{CREDENTIALS_FILE}")
         }
         Platform::MacOs => {
             let secret = String::from_utf8_lossy(&login).trim().to_owned();
@@ -184,7 +187,8 @@ pub fn give_back(
                 return Err(format!(
                     "security add-generic-password failed: {}",
                     String::from_utf8_lossy(&output.stderr).trim()
-                ));
+                )
+                .into());
             }
             format!("the {KEYCHAIN_SERVICE} keychain item of {user}")
         }
@@ -193,20 +197,10 @@ pub fn give_back(
     Ok(LoginMove::Returned(what))
 }
 
-fn restore_file(file: &Path, bytes: &[u8], meta: &StashedFile) -> Result<(), String> {
-    let parent = file.parent().unwrap_or(Path::new("/"));
-    if !parent.exists() {
-        std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
-        let _ = std::os::unix::fs::chown(parent, Some(meta.uid), Some(meta.gid));
-    }
-    write_atomic(file, bytes, meta.mode)
-        .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
-    std::os::unix::fs::chown(file, Some(meta.uid), Some(meta.gid))
-        .map_err(|e| format!("cannot give {} back to its owner: {e}", file.display()))
-}
-
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
     use crate::guard::logout::SystemRunner;
 
@@ -254,6 +248,43 @@ mod tests {
             !argv.contains("accessToken"),
             "the secret was in argv: {argv}"
         );
+    }
+
+    #[test]
+    fn a_linked_login_is_neither_taken_nor_written_through() {
+        let root = tempfile::tempdir().unwrap();
+        let paths = Paths::new(root.path(), Platform::Linux);
+        create_dir_with_mode(&paths.backup_dir(), 0o700).unwrap();
+        let mut config = ProxyConfig::new("http://127.0.0.1:9", 1);
+        config.os_user = Some("alice".into());
+        config.os_user_home = Some("/home/alice".into());
+        let claude = root.path().join("home/alice/.claude");
+        std::fs::create_dir_all(&claude).unwrap();
+        // A "login" that is a link to a file only root may read.
+        let shadow = root.path().join("shadow");
+        std::fs::write(&shadow, b"root:$6$secret").unwrap();
+        std::os::unix::fs::symlink(&shadow, claude.join(".credentials.json")).unwrap();
+        let runner = SystemRunner::default();
+        assert!(stash(&paths, &config, &runner).is_err());
+        assert!(
+            !stash_dir(&paths).join("login").exists(),
+            "nothing was copied"
+        );
+
+        // A kept login goes back into a directory, not through a link to one.
+        std::fs::remove_file(claude.join(".credentials.json")).unwrap();
+        std::fs::write(claude.join(".credentials.json"), b"mine").unwrap();
+        assert!(matches!(
+            stash(&paths, &config, &runner).unwrap(),
+            LoginMove::Stashed(_)
+        ));
+        std::fs::remove_dir(&claude).unwrap_or_else(|_| std::fs::remove_dir_all(&claude).unwrap());
+        let elsewhere = root.path().join("etc-cron.d");
+        std::fs::create_dir(&elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &claude).unwrap();
+        assert!(give_back(&paths, &config, &runner).is_err());
+        assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+        assert!(stash_dir(&paths).join("login").exists(), "still kept");
     }
 
     #[test]

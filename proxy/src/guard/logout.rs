@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use crate::config::ProxyConfig;
+use crate::guard::claude_home::{CREDENTIALS_FILE, ClaudeDir, LoginFileError};
 use crate::paths::{Paths, Platform};
 
 /// The keychain item Claude Code stores its login in on macOS.
@@ -121,7 +122,7 @@ pub fn log_out(
     paths: &Paths,
     config: &ProxyConfig,
     runner: &dyn CommandRunner,
-) -> Result<LogoutOutcome, String> {
+) -> Result<LogoutOutcome, LoginFileError> {
     let Some(user) = config.os_user.as_deref() else {
         return Ok(LogoutOutcome::NoUser);
     };
@@ -133,20 +134,24 @@ pub fn log_out(
                     .map(|a| a.home)
                     .ok_or_else(|| format!("cannot find the home directory of {user}"))?,
             };
-            remove_credentials_file(&paths.claude_credentials(&home))
+            remove_credentials_file(&paths.under_root(&home))
         }
-        Platform::MacOs => delete_keychain_item(user, runner),
+        Platform::MacOs => Ok(delete_keychain_item(user, runner)?),
     }
 }
 
-fn remove_credentials_file(path: &Path) -> Result<LogoutOutcome, String> {
-    match std::fs::remove_file(path) {
-        Ok(()) => Ok(LogoutOutcome::LoggedOut(format!(
+/// Removes `~/.claude/.credentials.json` without following anything the
+/// person linked (see [`ClaudeDir`]).
+fn remove_credentials_file(home: &Path) -> Result<LogoutOutcome, LoginFileError> {
+    let Some(dir) = ClaudeDir::open(home, false)? else {
+        return Ok(LogoutOutcome::AlreadyLoggedOut);
+    };
+    match dir.remove_login()? {
+        true => Ok(LogoutOutcome::LoggedOut(format!(
             "removed {}",
-            path.display()
+            home.join(".claude").join(CREDENTIALS_FILE).display()
         ))),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(LogoutOutcome::AlreadyLoggedOut),
-        Err(e) => Err(format!("cannot remove {}: {e}", path.display())),
+        false => Ok(LogoutOutcome::AlreadyLoggedOut),
     }
 }
 
@@ -213,6 +218,34 @@ mod tests {
     }
 
     #[test]
+    fn a_linked_claude_directory_is_refused_and_what_it_points_at_survives() {
+        // alice links ~/.claude to a directory she cannot write (here: a
+        // stand-in for root's or another person's); root must not delete
+        // the login there on her behalf.
+        let root = tempfile::tempdir().unwrap();
+        let paths = Paths::new(root.path(), Platform::Linux);
+        let victim = root.path().join("home/bob/.claude");
+        std::fs::create_dir_all(&victim).unwrap();
+        std::fs::write(victim.join(".credentials.json"), b"bob's").unwrap();
+        let alice = root.path().join("home/alice");
+        std::fs::create_dir_all(&alice).unwrap();
+        std::os::unix::fs::symlink(&victim, alice.join(".claude")).unwrap();
+
+        let error = log_out(
+            &paths,
+            &config("alice", Some("/home/alice")),
+            &SystemRunner::default(),
+        )
+        .unwrap_err();
+        assert!(error.planted().is_some(), "{error}");
+        assert!(error.to_string().contains("symbolic link"), "{error}");
+        assert_eq!(
+            std::fs::read(victim.join(".credentials.json")).unwrap(),
+            b"bob's"
+        );
+    }
+
+    #[test]
     fn macos_runs_security_as_the_user_until_no_item_is_left() {
         let root = tempfile::tempdir().unwrap();
         let paths = Paths::new(root.path(), Platform::MacOs);
@@ -261,7 +294,7 @@ mod tests {
         }
         let paths = Paths::new("/nonexistent", Platform::MacOs);
         let error = log_out(&paths, &config("alice", None), &Failing).unwrap_err();
-        assert!(error.contains("locked"), "{error}");
+        assert!(error.to_string().contains("locked"), "{error}");
         let mut nobody = config("alice", None);
         nobody.os_user = None;
         assert_eq!(

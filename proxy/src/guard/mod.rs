@@ -2,6 +2,7 @@
 //! setup writes, the managed-settings keys, the watchdog that restores and
 //! reports changes, and the kill switch's logout.
 
+pub mod claude_home;
 pub mod hooks;
 pub mod integrity;
 pub mod login;
