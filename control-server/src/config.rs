@@ -151,6 +151,11 @@ pub struct ServerConfig {
     /// credential over plain http. True for the real server; tests turn it
     /// off to stand for a remote device (every test peer is on loopback).
     pub loopback_is_local: bool,
+    /// Rows the background writer may hold before requests that add events
+    /// wait for room (then 503 with `Retry-After`).
+    pub event_queue_rows: usize,
+    /// How long such a request waits for room in the writer's queue.
+    pub event_queue_wait: Duration,
     pub clock: Clock,
 }
 
@@ -175,6 +180,8 @@ impl ServerConfig {
             last_seen_flush_interval: Duration::from_secs(5),
             secret_key: None,
             loopback_is_local: true,
+            event_queue_rows: 100_000,
+            event_queue_wait: Duration::from_secs(5),
             clock: Clock::system(),
         }
     }

@@ -116,6 +116,15 @@ impl Error {
         }
     }
 
+    /// 503 with `Retry-After`: the server cannot take this now (its event
+    /// queue is full, or the database failed for a moment); clients retry.
+    pub fn busy(message: impl Into<String>, retry_after: u64) -> Self {
+        Self {
+            retry_after: Some(retry_after.max(1)),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "busy", message)
+        }
+    }
+
     pub fn internal() -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -152,7 +152,14 @@ pub async fn serve(
     let (stop_sender, stop) = watch::channel(false);
     // The writer outlives the last request: it stops after the HTTP server.
     let (writer_stop, writer_stopped) = watch::channel(false);
-    let (writer, writer_task) = EventWriter::spawn(db.clone(), writer_stopped);
+    let metrics = metrics::Metrics::default();
+    let (writer, writer_task) = EventWriter::spawn(
+        db.clone(),
+        writer_stopped,
+        config.event_queue_rows,
+        config.event_queue_wait,
+        metrics.event_queue_rows.clone(),
+    );
     let state = AppState::new(Inner {
         login_limiter: FailureLimiter::new(config.login_max_failures, config.login_failure_window),
         register_limiter: FailureLimiter::new(
@@ -164,7 +171,7 @@ pub async fn serve(
         live,
         vault,
         hub: hub::Hub::default(),
-        metrics: metrics::Metrics::default(),
+        metrics,
         writer,
         shutdown: stop,
         local_addr,

@@ -3,6 +3,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -28,7 +29,7 @@ pub struct ReasonLabels {
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct EventLabels {
-    /// `accepted` or `duplicate`.
+    /// `accepted`, `duplicate` or `refused`.
     pub result: &'static str,
 }
 
@@ -39,6 +40,8 @@ pub struct Metrics {
     pub checks: Family<CheckLabels, Counter>,
     pub blocks: Family<ReasonLabels, Counter>,
     pub events: Family<EventLabels, Counter>,
+    /// Rows waiting for the background writer.
+    pub event_queue_rows: Gauge,
     /// Seconds spent deciding a check, inside the server.
     pub check_latency: Histogram,
 }
@@ -50,6 +53,7 @@ impl Default for Metrics {
         let checks = Family::<CheckLabels, Counter>::default();
         let blocks = Family::<ReasonLabels, Counter>::default();
         let events = Family::<EventLabels, Counter>::default();
+        let event_queue_rows = Gauge::default();
         // 10 µs to about 80 ms.
         let check_latency = Histogram::new(exponential_buckets(0.000_01, 2.0, 14));
         registry.register(
@@ -61,8 +65,13 @@ impl Default for Metrics {
         registry.register("blocks", "Denied prompts by reason", blocks.clone());
         registry.register(
             "events",
-            "Device events received, new or duplicate",
+            "Device events received: new, duplicate or refused",
             events.clone(),
+        );
+        registry.register(
+            "event_queue_rows",
+            "Event rows waiting for the database writer",
+            event_queue_rows.clone(),
         );
         registry.register(
             "check_duration_seconds",
@@ -75,6 +84,7 @@ impl Default for Metrics {
             checks,
             blocks,
             events,
+            event_queue_rows,
             check_latency,
         }
     }
@@ -86,6 +96,12 @@ impl Metrics {
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
         text
+    }
+
+    pub fn count_events(&self, result: &'static str, n: u64) {
+        if n > 0 {
+            self.events.get_or_create(&EventLabels { result }).inc_by(n);
+        }
     }
 
     pub fn count_check(&self, api: &'static str, allowed: bool, reason: Option<&'static str>) {

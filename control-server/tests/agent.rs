@@ -314,7 +314,7 @@ async fn offline_events_keep_their_day_and_future_ones_are_clamped() {
 }
 
 #[tokio::test]
-async fn bad_batches_are_refused_whole() {
+async fn bad_batches_are_refused_whole_and_bad_events_alone() {
     let server = TestServer::start().await;
     let (user_id, token) = server.user_with_proxy("Hal", json!([])).await;
     let now = Timestamp::now().to_string();
@@ -352,26 +352,44 @@ async fn bad_batches_are_refused_whole() {
         true,
         1,
     );
+    // An event that does not parse is refused alone, by its id.
     let (status, body) = server
         .agent(&token, "/events", json!({ "events": [good, broken] }))
         .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("invalid JSON"));
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["accepted"], 1);
+    assert_eq!(
+        body["refused"][0]["id"],
+        "00000000-0000-4000-8000-000000000999"
+    );
+    assert!(
+        body["refused"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("unreadable event"),
+        "{body}"
+    );
 
-    let (status, _) = server
+    // Without an id an event can be neither stored nor refused by name.
+    let (status, body) = server
         .agent(
             &token,
             "/events",
             json!({ "events": [{ "id": "not-a-uuid" }] }),
         )
         .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(
-        server
-            .events(&format!("user_id={user_id}"))
-            .await
-            .is_empty(),
-        "nothing stored"
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["code"], "invalid_event");
+    // Not a batch at all.
+    let (status, body) = server
+        .agent(&token, "/events", json!({ "events": "none" }))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("invalid JSON"));
+    assert_eq!(
+        server.events(&format!("user_id={user_id}")).await.len(),
+        1,
+        "only the good event is stored"
     );
 }
 

@@ -125,15 +125,20 @@ async fn count_reasons_estimates_and_credentials_are_stored_listed_and_sent_live
     assert_eq!(counted["output_tokens"], 7);
     assert_eq!(counted["credential"], "team");
 
-    // An unknown reason or credential is refused whole.
+    // An unknown reason or credential refuses that event alone, by id.
     let bad = event(
         "10000000-0000-4000-8000-000000000006",
         "s:3",
         true,
         json!({ "count_reason": "because" }),
     );
-    let (status, _) = server
+    let (status, answer) = server
         .agent(&token, "/events", json!({ "events": [bad] }))
         .await;
-    assert_eq!(status, 400);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["accepted"], 0);
+    assert_eq!(
+        answer["refused"][0]["id"],
+        "10000000-0000-4000-8000-000000000006"
+    );
 }

@@ -4,17 +4,19 @@
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
 use axum::http::{HeaderValue, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
+use ccgate_quota::limits::{MAX_BATCH_BYTES, MAX_KEY_BYTES};
 use ccgate_quota::wire::{
-    CheckRequest, CheckResponse, EventsRequest, EventsResponse, RegisterRequest, RegisterResponse,
-    SyncRequest, SyncResponse,
+    CheckRequest, CheckResponse, EventsResponse, RegisterRequest, RegisterResponse, SyncRequest,
+    SyncResponse,
 };
 use serde::Deserialize;
 
-use super::extract::{ClientIp, Json, OptionalJson, ProxyDevice};
+use super::extract::{ClientIp, Json, JsonBytes, OptionalJson, ProxyDevice};
 use crate::db;
 use crate::error::{Error, Result};
 use crate::model::{DeviceDetails, DeviceKind};
@@ -26,7 +28,12 @@ pub fn routes() -> Router<AppState> {
         .route("/register", post(register_device))
         .route("/sync", post(sync_device))
         .route("/check", post(check))
-        .route("/events", post(events))
+        // A batch is never larger than this, whatever MAX_BODY_BYTES says,
+        // so a device's full batch always fits (and nothing larger is read).
+        .route(
+            "/events",
+            post(events).layer(DefaultBodyLimit::max(MAX_BATCH_BYTES)),
+        )
         .route("/credential", post(send_credential))
         .route("/stream", get(super::stream::stream))
 }
@@ -102,7 +109,7 @@ pub fn publish_status(
     });
 }
 
-const MAX_KEY: usize = 200;
+const MAX_KEY: usize = MAX_KEY_BYTES;
 
 async fn check(
     State(state): State<AppState>,
@@ -124,6 +131,8 @@ async fn check(
             "model and session_id are at most {MAX_KEY} bytes"
         )));
     }
+    // A denial is stored: room for it first (or 503 when the queue is full).
+    let _room = state.writer.admit(1).await?;
     let started = Instant::now();
     let outcome = gate::check(
         &state,
@@ -158,12 +167,21 @@ async fn check(
     }))
 }
 
+/// `POST /events`: the body is read event by event (see [`ingest`]).
 async fn events(
     State(state): State<AppState>,
     auth: ProxyDevice,
-    Json(request): Json<EventsRequest>,
+    body: std::result::Result<JsonBytes, Error>,
 ) -> Result<JsonOut<EventsResponse>> {
-    ingest::ingest(&state, &auth.device, &auth.user, request)
+    let JsonBytes(bytes) = body.map_err(|error| {
+        if error.status == StatusCode::PAYLOAD_TOO_LARGE {
+            ingest::batch_bytes_error(None)
+        } else {
+            error
+        }
+    })?;
+    let batch = ingest::read_batch(&bytes)?;
+    ingest::ingest(&state, &auth.device, &auth.user, batch)
         .await
         .map(axum::Json)
 }

@@ -27,7 +27,7 @@ pub struct Json<T>(pub T);
 #[derive(Debug)]
 pub struct OptionalJson<T>(pub T);
 
-fn is_json(headers: &HeaderMap) -> bool {
+pub(crate) fn is_json(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -68,12 +68,29 @@ fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     })
 }
 
-fn wrong_type() -> Error {
+pub(crate) fn wrong_type() -> Error {
     Error::new(
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
         "unsupported_media_type",
         "expected Content-Type: application/json",
     )
+}
+
+/// The bytes of a JSON body, unparsed (415 for another type, 413 over the
+/// route's limit).
+#[derive(Debug)]
+pub struct JsonBytes(pub Bytes);
+
+impl FromRequest<AppState> for JsonBytes {
+    type Rejection = Error;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Error> {
+        let (json, bytes) = body_bytes(request, state).await?;
+        if !json {
+            return Err(wrong_type());
+        }
+        Ok(JsonBytes(bytes))
+    }
 }
 
 impl<T: DeserializeOwned> FromRequest<AppState> for Json<T> {

@@ -256,6 +256,8 @@ async fn check(
     let (device, user) = hook_device(&state, &headers, body.auth.auth_token.as_deref()).await?;
     let model = bounded("model", body.model)?.unwrap_or_else(|| "default".to_owned());
     let session_id = bounded("session_id", body.session_id)?;
+    // A denial is stored: room for it first (or 503 when the queue is full).
+    let _room = state.writer.admit(1).await?;
     let started = Instant::now();
     let outcome = gate::check(
         &state,

@@ -9,14 +9,14 @@ use super::{DbResult, corrupt};
 /// One stored event. `totals` is what it adds to the user's usage.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventRow {
-    /// The event's UUID (the device's idempotency key).
+    /// The event's UUID (the device's idempotency key: unique per device).
     pub id: String,
     pub user_id: i64,
     pub device_id: Option<i64>,
     /// When it happened (clamped by the server), ms.
     pub at: i64,
     pub received_at: i64,
-    /// `request`, `blocked`, `turn_released`, `tamper`.
+    /// `request`, `blocked`, `turn_released`, `tamper`, `delivery_fault`.
     pub event_type: String,
     pub model: Option<String>,
     pub family: Option<ModelFamily>,
@@ -34,52 +34,58 @@ pub struct EventRow {
     pub credential: Option<String>,
 }
 
-/// Inserts the rows in the caller's transaction, skipping ids already
-/// stored. Returns, per row, whether it was new.
+/// Inserts the rows in the caller's transaction, skipping ids this device
+/// already sent. Returns, per row, whether it was new.
 pub fn insert_new(conn: &Connection, rows: &[EventRow]) -> DbResult<Vec<bool>> {
+    rows.iter().map(|row| insert_row(conn, row)).collect()
+}
+
+/// Inserts one row unless its device already sent its id; true when new.
+/// Any other constraint the row breaks is an error (never a silent skip).
+pub fn insert_row(conn: &Connection, row: &EventRow) -> DbResult<bool> {
     let mut statement = conn.prepare_cached(
-        "INSERT OR IGNORE INTO events (id, user_id, device_id, at, received_at, type, model, family,
+        "INSERT INTO events (id, user_id, device_id, at, received_at, type, model, family,
              prompts, credits, input_tokens, output_tokens, cache_creation_input_tokens,
              cache_read_input_tokens, kind, turn_key, session_id, detail, count_reason, estimated,
              credential)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-             ?19, ?20, ?21)",
+             ?19, ?20, ?21)
+         ON CONFLICT (device_id, id) DO NOTHING",
     )?;
-    rows.iter()
-        .map(|row| {
-            let detail = row
-                .detail
-                .as_ref()
-                .map(serde_json::to_string)
-                .transpose()
-                .map_err(corrupt)?;
-            let t = &row.totals;
-            let changed = statement.execute(params![
-                row.id,
-                row.user_id,
-                row.device_id,
-                row.at,
-                row.received_at,
-                row.event_type,
-                row.model,
-                row.family.map(ModelFamily::as_str),
-                t.prompts as i64,
-                t.credits as i64,
-                t.input_tokens as i64,
-                t.output_tokens as i64,
-                t.cache_creation_input_tokens as i64,
-                t.cache_read_input_tokens as i64,
-                row.kind,
-                row.turn_key,
-                row.session_id,
-                detail,
-                row.count_reason,
-                row.estimated,
-                row.credential,
-            ])?;
-            Ok(changed == 1)
-        })
-        .collect()
+    let detail = row
+        .detail
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(corrupt)?;
+    let t = &row.totals;
+    // Counts are bounded on the way in (ccgate_quota::limits); a count that
+    // does not fit an SQLite integer is refused rather than stored negative.
+    let count = |n: u64| i64::try_from(n).map_err(|_| corrupt(format!("count {n} is too large")));
+    let changed = statement.execute(params![
+        row.id,
+        row.user_id,
+        row.device_id,
+        row.at,
+        row.received_at,
+        row.event_type,
+        row.model,
+        row.family.map(ModelFamily::as_str),
+        count(t.prompts)?,
+        count(t.credits)?,
+        count(t.input_tokens)?,
+        count(t.output_tokens)?,
+        count(t.cache_creation_input_tokens)?,
+        count(t.cache_read_input_tokens)?,
+        row.kind,
+        row.turn_key,
+        row.session_id,
+        detail,
+        row.count_reason,
+        row.estimated,
+        row.credential,
+    ])?;
+    Ok(changed == 1)
 }
 
 fn totals_at(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Totals> {

@@ -108,6 +108,35 @@ impl Db {
         .await
     }
 
+    /// Runs `work(tx, index)` for each index below `count`, each in a
+    /// transaction of its own on the writer connection, in one blocking
+    /// task: one failing item does not undo the others.
+    pub async fn write_each<T, F>(&self, count: usize, work: F) -> Vec<DbResult<T>>
+    where
+        T: Send + 'static,
+        F: Fn(&rusqlite::Transaction<'_>, usize) -> DbResult<T> + Send + 'static,
+    {
+        let writer = Arc::clone(&self.writer);
+        let outcome = tokio::task::spawn_blocking(move || {
+            let mut conn = writer.lock().unwrap_or_else(|p| p.into_inner());
+            (0..count)
+                .map(|index| {
+                    let tx =
+                        conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                    let value = work(&tx, index)?;
+                    tx.commit()?;
+                    Ok(value)
+                })
+                .collect::<Vec<DbResult<T>>>()
+        })
+        .await;
+        outcome.unwrap_or_else(|error| {
+            (0..count)
+                .map(|_| Err(DbError::Task(error.to_string())))
+                .collect()
+        })
+    }
+
     /// Runs `work` on a read-only connection.
     pub async fn read<T, F>(&self, work: F) -> DbResult<T>
     where
@@ -161,6 +190,25 @@ pub(crate) fn is_unique_violation(error: &rusqlite::Error) -> bool {
         rusqlite::Error::SqliteFailure(e, _)
             if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
     )
+}
+
+/// Whether `error` will happen again for the same data (a constraint, a
+/// value that does not fit) rather than pass on a retry (a full disk, a
+/// busy or locked database, an I/O error).
+pub fn is_permanent(error: &DbError) -> bool {
+    match error {
+        DbError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+            e.code,
+            rusqlite::ErrorCode::ConstraintViolation
+                | rusqlite::ErrorCode::TooBig
+                | rusqlite::ErrorCode::TypeMismatch
+        ),
+        DbError::Sqlite(rusqlite::Error::ToSqlConversionFailure(_))
+        | DbError::Corrupt(_)
+        | DbError::Conflict(_)
+        | DbError::NotFound(_) => true,
+        _ => false,
+    }
 }
 
 pub(crate) fn is_foreign_key_violation(error: &rusqlite::Error) -> bool {

@@ -1,7 +1,9 @@
 //! The check: may this prompt go out now? Decided from memory under the
 //! user's lock, and an allowed prompt is reserved under the same lock, so
 //! concurrent checks cannot all pass the last unit. Side effects that touch
-//! SQLite (the blocked event, counting lapsed hook reservations) are queued.
+//! SQLite (the blocked event, counting lapsed hook reservations) are queued
+//! on the background writer; the handlers take room in its queue before they
+//! call [`check`] (see [`crate::writer::EventWriter::admit`]).
 
 use ccgate_quota::wire::CountReason;
 use ccgate_quota::{Decision, GateKind, GateRequest, Layered, ModelFamily, UserStatus, evaluate};
@@ -14,6 +16,7 @@ use crate::live::devices::DeviceLive;
 use crate::live::reservations::{Reservation, ReservationKey};
 use crate::live::users::{UserLive, UserState};
 use crate::state::AppState;
+use crate::writer::PendingRow;
 
 pub struct CheckInput<'a> {
     pub device: &'a DeviceLive,
@@ -130,7 +133,7 @@ pub fn check(state: &AppState, user: &UserLive, input: CheckInput<'_>) -> CheckO
             })
         }),
         Some(denial) => {
-            state.writer.submit(EventRow {
+            state.writer.push(vec![PendingRow::from(EventRow {
                 id: Uuid::new_v4().to_string(),
                 user_id: user.id,
                 device_id: Some(input.device.id),
@@ -151,7 +154,7 @@ pub fn check(state: &AppState, user: &UserLive, input: CheckInput<'_>) -> CheckO
                 count_reason: None,
                 estimated: false,
                 credential: None,
-            });
+            })]);
             state.hub.publish("user_blocked", || {
                 json!({
                     "userId": user.id, "userName": user_name, "model": input.model,
@@ -232,7 +235,7 @@ fn record_counted(state: &AppState, user_id: i64, user_name: &str, counted: Vec<
                 "unreported": true,
             })
         });
-        state.writer.submit(row);
+        state.writer.push(vec![PendingRow::from(row)]);
     }
 }
 

@@ -1,80 +1,139 @@
-//! Events from devices: stored idempotently (one transaction per batch,
-//! `INSERT OR IGNORE` by UUID), then added to the in-memory usage index only
-//! where they were new, settling the reservations they answer.
+//! Events from devices. A batch is read event by event: an event that does
+//! not parse, or does not fit the wire limits (`ccgate_quota::limits`), is
+//! refused alone with its reason (the device quarantines it) and the rest
+//! are stored, so one odd event can never wedge a device's delivery. Only a
+//! batch over the count or byte limit is refused whole (413). Rows go
+//! through the background writer ([`crate::writer`]); the answer comes once
+//! they are committed, and only rows that were new reach the usage index
+//! and settle reservations (a replay counts nothing and settles nothing).
 
 use std::sync::Arc;
 
+use ccgate_quota::limits::{MAX_BATCH_BYTES, MAX_LABEL_BYTES, fit_text};
 use ccgate_quota::wire::{
-    AgentEvent, CountReason, CredentialUse, EventBody, EventsRequest, EventsResponse,
-    MAX_EVENTS_PER_BATCH,
+    AgentEvent, CountReason, CredentialUse, EventBody, EventsResponse, MAX_EVENTS_PER_BATCH,
+    RefusedEvent, SubscriptionUsage,
 };
 use ccgate_quota::{ModelFamily, Totals, UserStatus};
 use jiff::{SignedDuration, Timestamp};
+use serde::Deserialize;
 use serde_json::json;
+use serde_json::value::RawValue;
 use uuid::Uuid;
 
+use crate::db::audit::AuditEntry;
 use crate::db::events::EventRow;
 use crate::db::{self};
 use crate::error::{Error, Result};
 use crate::live::devices::DeviceLive;
 use crate::live::reservations::ReservationKey;
 use crate::live::users::UserLive;
-use crate::metrics::EventLabels;
 use crate::service::audit;
 use crate::state::AppState;
+use crate::writer::{PendingRow, RowResult};
 
-/// Longest free-text field kept from a device.
-const MAX_TEXT: usize = 16 * 1024;
-const MAX_KEY: usize = 200;
+/// Windows of a subscription report kept at most (Anthropic sends a few).
+const MAX_SUBSCRIPTION_WINDOWS: usize = 16;
+/// `Retry-After` when the database did not take every row of a batch.
+const RETRY_FAILED_SECS: u64 = 5;
 
-fn check_len(what: &str, value: Option<&str>, max: usize) -> Result<()> {
-    match value {
-        Some(text) if text.len() > max => Err(Error::bad_request(format!(
-            "{what} is longer than {max} bytes"
-        ))),
-        _ => Ok(()),
-    }
+/// A device's batch, read event by event.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// Events that parsed and fit the wire limits, in batch order.
+    pub events: Vec<AgentEvent>,
+    /// Events refused as they were read, with why.
+    pub refused: Vec<RefusedEvent>,
+    /// The subscription report, if it parsed (an unreadable one is dropped:
+    /// the next one replaces it anyway).
+    pub subscription: Option<SubscriptionUsage>,
 }
 
-fn validate(events: &[AgentEvent]) -> Result<()> {
-    if events.len() > MAX_EVENTS_PER_BATCH {
-        return Err(Error::new(
-            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-            "batch_too_large",
-            format!(
-                "a batch holds at most {MAX_EVENTS_PER_BATCH} events, this one has {}",
-                events.len()
-            ),
-        ));
+#[derive(Deserialize)]
+struct RawBatch<'a> {
+    #[serde(borrow)]
+    events: Vec<&'a RawValue>,
+    #[serde(default, borrow)]
+    subscription: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct EventId {
+    id: Uuid,
+}
+
+fn batch_too_large(message: String) -> Error {
+    Error::new(
+        axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+        "batch_too_large",
+        message,
+    )
+}
+
+/// The 413 of a batch whose body is over [`MAX_BATCH_BYTES`] (`bytes`, when known).
+pub fn batch_bytes_error(bytes: Option<usize>) -> Error {
+    let has = bytes.map_or_else(|| "more".to_owned(), |n| n.to_string());
+    batch_too_large(format!(
+        "an event batch holds at most {MAX_BATCH_BYTES} bytes of JSON, this one has {has}; \
+         send fewer events per batch"
+    ))
+}
+
+/// Reads an `EventsRequest` body event by event. Errors only for what
+/// concerns the whole batch: over the byte or count limit (413), not a
+/// batch at all, or an event without a readable id (400: it could be
+/// neither stored nor refused by name).
+pub fn read_batch(bytes: &[u8]) -> Result<Batch> {
+    if bytes.len() > MAX_BATCH_BYTES {
+        return Err(batch_bytes_error(Some(bytes.len())));
     }
-    for (index, event) in events.iter().enumerate() {
-        let field = |name: &str| format!("events[{index}].{name}");
-        match &event.body {
-            EventBody::Request(r) => {
-                check_len(&field("model"), Some(&r.model), MAX_KEY)?;
-                check_len(&field("turn_key"), r.turn_key.as_deref(), MAX_KEY)?;
-                check_len(&field("session_id"), r.session_id.as_deref(), MAX_KEY)?;
-                check_len(&field("stop_reason"), r.stop_reason.as_deref(), MAX_KEY)?;
-            }
-            EventBody::Blocked(b) => {
-                check_len(&field("model"), Some(&b.model), MAX_KEY)?;
-                check_len(&field("turn_key"), b.turn_key.as_deref(), MAX_KEY)?;
-                check_len(&field("message"), Some(&b.message), MAX_TEXT)?;
-            }
-            EventBody::TurnReleased { turn_key } => {
-                check_len(&field("turn_key"), Some(turn_key), MAX_KEY)?;
-            }
-            EventBody::Tamper(t) => {
-                check_len(&field("path"), Some(&t.path), MAX_TEXT)?;
-                check_len(&field("what"), Some(&t.what), MAX_KEY)?;
-                check_len(&field("detail"), t.detail.as_deref(), MAX_TEXT)?;
-            }
-            EventBody::DeliveryFault(f) => {
-                check_len(&field("reason"), Some(&f.reason), MAX_TEXT)?;
+    let raw: RawBatch<'_> = serde_json::from_slice(bytes).map_err(|error| {
+        Error::bad_request(format!("invalid JSON body: {error}")).with_code("invalid_json")
+    })?;
+    if raw.events.len() > MAX_EVENTS_PER_BATCH {
+        return Err(batch_too_large(format!(
+            "a batch holds at most {MAX_EVENTS_PER_BATCH} events, this one has {}",
+            raw.events.len()
+        )));
+    }
+    let mut batch = Batch::default();
+    for (index, value) in raw.events.iter().enumerate() {
+        match serde_json::from_str::<AgentEvent>(value.get()) {
+            Ok(event) => match event.wire_problem() {
+                None => batch.events.push(event),
+                Some(reason) => batch.refused.push(RefusedEvent {
+                    id: event.id,
+                    reason,
+                }),
+            },
+            Err(error) => {
+                let id = serde_json::from_str::<EventId>(value.get())
+                    .map_err(|_| {
+                        Error::bad_request(format!(
+                            "events[{index}] has no id (a UUID), so it can be neither stored nor \
+                             refused: {error}"
+                        ))
+                        .with_code("invalid_event")
+                    })?
+                    .id;
+                batch.refused.push(RefusedEvent {
+                    id,
+                    reason: format!("unreadable event: {error}"),
+                });
             }
         }
     }
-    Ok(())
+    batch.subscription = raw
+        .subscription
+        .filter(|value| value.get() != "null")
+        .and_then(|value| match serde_json::from_str(value.get()) {
+            Ok(usage) => Some(usage),
+            Err(error) => {
+                tracing::debug!(%error, "unreadable subscription report dropped");
+                None
+            }
+        });
+    Ok(batch)
 }
 
 /// Server time decides: an event keeps its own time only within
@@ -188,66 +247,107 @@ fn row_for(
     row
 }
 
-pub async fn ingest(
-    state: &AppState,
-    device: &Arc<DeviceLive>,
-    user: &Arc<UserLive>,
-    request: EventsRequest,
-) -> Result<EventsResponse> {
-    validate(&request.events)?;
-    let now = state.now();
-    let max_age = SignedDuration::try_from(state.config.max_event_age)
-        .unwrap_or(SignedDuration::from_hours(24 * 7));
-    let weights = state.live.settings().credit_weights;
-    let rows: Vec<EventRow> = request
-        .events
-        .iter()
-        .map(|event| {
-            let at = clamp_time(event.at, now, max_age, device.created_at);
-            row_for(event, user.id, device.id, at, now, |f| weights.weight(f))
+/// A subscription report made to fit: its time clamped like an event's (a
+/// report from the future would otherwise stay "newest" for good), its
+/// labels shortened, at most a few windows.
+pub fn fit_subscription(
+    mut usage: SubscriptionUsage,
+    now: Timestamp,
+    max_age: SignedDuration,
+    device_created: Timestamp,
+) -> SubscriptionUsage {
+    usage.observed_at = clamp_time(usage.observed_at, now, max_age, device_created);
+    let fit = |text: &mut Option<String>| {
+        if let Some(value) = text {
+            *value = fit_text(value, MAX_LABEL_BYTES);
+        }
+    };
+    fit(&mut usage.status);
+    fit(&mut usage.representative_claim);
+    usage.windows = std::mem::take(&mut usage.windows)
+        .into_iter()
+        .filter(|(name, _)| name.len() <= MAX_LABEL_BYTES)
+        .take(MAX_SUBSCRIPTION_WINDOWS)
+        .map(|(name, mut window)| {
+            fit(&mut window.status);
+            (name, window)
         })
         .collect();
-    let (device_id, user_id) = (device.id, user.id);
-    let subscription = request.subscription.clone();
-    let (rows, inserted, subscription_stored) = state
-        .db
-        .write(move |tx| {
-            let inserted = db::events::insert_new(tx, &rows)?;
-            for (row, _) in rows
-                .iter()
-                .zip(&inserted)
-                .filter(|(row, new)| **new && row.event_type == "tamper")
-            {
-                let entry = audit(
-                    now,
-                    "tamper",
-                    &format!("device:{device_id}"),
-                    Some(user_id),
-                    Some(device_id),
-                    row.detail.clone(),
-                );
-                db::audit::insert(tx, &entry)?;
-            }
-            let stored = match &subscription {
-                Some(usage) => db::utilization::store_if_newer(tx, usage, user_id, device_id)?,
-                None => false,
-            };
-            Ok((rows, inserted, stored))
-        })
-        .await?;
+    usage
+}
 
-    let accepted = inserted.iter().filter(|new| **new).count() as u32;
-    let duplicates = rows.len() as u32 - accepted;
-    let (policy_version, usage, user_name) = {
+/// The audit entry written with a new row, for events admins must see.
+fn audit_for(row: &EventRow, hostname: Option<&str>, now: Timestamp) -> Option<AuditEntry> {
+    let actor = format!("device:{}", row.device_id.unwrap_or_default());
+    let detail = match row.event_type.as_str() {
+        "tamper" => row.detail.clone(),
+        "delivery_fault" => {
+            let mut detail = row.detail.clone().unwrap_or_else(|| json!({}));
+            detail["hostname"] = json!(hostname);
+            Some(detail)
+        }
+        _ => return None,
+    };
+    Some(audit(
+        now,
+        &row.event_type,
+        &actor,
+        Some(row.user_id),
+        row.device_id,
+        detail,
+    ))
+}
+
+/// What the writer did with a batch's rows, once applied to the live state.
+struct Applied {
+    accepted: u32,
+    duplicates: u32,
+    refused: Vec<RefusedEvent>,
+    failed: usize,
+}
+
+/// Adds the new rows to the usage index, settles the reservations they
+/// answer, tells the admins. Runs once the rows are committed, whether or
+/// not the request still waits.
+fn apply(
+    state: &AppState,
+    device: &DeviceLive,
+    user: &UserLive,
+    results: Vec<(EventRow, RowResult)>,
+) -> Applied {
+    let mut applied = Applied {
+        accepted: 0,
+        duplicates: 0,
+        refused: Vec::new(),
+        failed: 0,
+    };
+    let mut new_rows = Vec::new();
+    for (row, result) in results {
+        match result {
+            RowResult::New => {
+                applied.accepted += 1;
+                new_rows.push(row);
+            }
+            RowResult::Duplicate => applied.duplicates += 1,
+            RowResult::Refused(reason) => {
+                tracing::warn!(event = %row.id, device = device.id, %reason, "event refused by the database");
+                if let Ok(id) = Uuid::parse_str(&row.id) {
+                    applied.refused.push(RefusedEvent { id, reason });
+                }
+            }
+            RowResult::Failed(_) => applied.failed += 1,
+        }
+    }
+    let user_name = {
         let mut guard = user.lock();
-        for (row, new) in rows.iter().zip(&inserted) {
-            if *new
-                && let (Some(family), false) = (row.family, row.totals.is_zero())
+        for row in &new_rows {
+            if let (Some(family), false) = (row.family, row.totals.is_zero())
                 && let Ok(at) = Timestamp::from_millisecond(row.at)
             {
                 guard.usage.add(at, family, row.totals);
             }
-            // Settling is idempotent, so replays settle too.
+            // Only a new event settles: a replay must not settle a
+            // reservation made after the event it repeats.
             let settles = match row.event_type.as_str() {
                 "request" => row.totals.prompts > 0,
                 "turn_released" => true,
@@ -260,55 +360,116 @@ pub async fn ingest(
                 });
             }
         }
-        (
-            guard.policy.policy.version,
-            guard.snapshot(now),
-            guard.row.name.clone(),
-        )
+        guard.row.name.clone()
     };
     state
         .metrics
-        .events
-        .get_or_create(&EventLabels { result: "accepted" })
-        .inc_by(u64::from(accepted));
+        .count_events("accepted", u64::from(applied.accepted));
     state
         .metrics
-        .events
-        .get_or_create(&EventLabels {
-            result: "duplicate",
+        .count_events("duplicate", u64::from(applied.duplicates));
+    publish(state, device, &user_name, new_rows.iter());
+    applied
+}
+
+pub async fn ingest(
+    state: &AppState,
+    device: &Arc<DeviceLive>,
+    user: &Arc<UserLive>,
+    batch: Batch,
+) -> Result<EventsResponse> {
+    let now = state.now();
+    let max_age = SignedDuration::try_from(state.config.max_event_age)
+        .unwrap_or(SignedDuration::from_hours(24 * 7));
+    let weights = state.live.settings().credit_weights;
+    let hostname = device.hostname();
+    let Batch {
+        events,
+        mut refused,
+        subscription,
+    } = batch;
+    let rows: Vec<PendingRow> = events
+        .iter()
+        .map(|event| {
+            let at = clamp_time(event.at, now, max_age, device.created_at);
+            let row = row_for(event, user.id, device.id, at, now, |f| weights.weight(f));
+            let audit = audit_for(&row, hostname.as_deref(), now);
+            PendingRow { row, audit }
         })
-        .inc_by(u64::from(duplicates));
-    publish(state, device, &user_name, &rows, &inserted);
-    if subscription_stored && let Some(usage) = &request.subscription {
-        state.hub.publish(
-            "subscription",
-            || json!({ "subscription": usage, "userId": user.id, "deviceId": device.id }),
-        );
+        .collect();
+
+    let subscription =
+        subscription.map(|usage| fit_subscription(usage, now, max_age, device.created_at));
+    if let Some(usage) = &subscription {
+        let (usage, user_id, device_id) = (usage.clone(), user.id, device.id);
+        let stored = state
+            .db
+            .write(move |tx| db::utilization::store_if_newer(tx, &usage, user_id, device_id))
+            .await?;
+        if stored {
+            state.hub.publish(
+                "subscription",
+                || json!({ "subscription": subscription, "userId": user.id, "deviceId": device.id }),
+            );
+        }
     }
+
+    let applied = if rows.is_empty() {
+        Applied {
+            accepted: 0,
+            duplicates: 0,
+            refused: Vec::new(),
+            failed: 0,
+        }
+    } else {
+        let ticket = state.writer.admit(rows.len()).await?;
+        let (answer, written) = tokio::sync::oneshot::channel();
+        let (state_now, device_now, user_now) =
+            (state.clone(), Arc::clone(device), Arc::clone(user));
+        ticket.submit_then(rows, move |results| {
+            let _ = answer.send(apply(&state_now, &device_now, &user_now, results));
+        });
+        written.await.map_err(|_| {
+            Error::busy(
+                "the server is shutting down; send the batch again",
+                RETRY_FAILED_SECS,
+            )
+        })?
+    };
+    refused.extend(applied.refused);
+    state.metrics.count_events("refused", refused.len() as u64);
+    if applied.failed > 0 {
+        // The stored ones come back as duplicates when the device retries.
+        return Err(Error::busy(
+            format!(
+                "the database did not take {} of these events; send the batch again",
+                applied.failed
+            ),
+            RETRY_FAILED_SECS,
+        ));
+    }
+    let (policy_version, usage) = {
+        let guard = user.lock();
+        (guard.policy.policy.version, guard.snapshot(now))
+    };
     Ok(EventsResponse {
-        refused: Vec::new(),
-        accepted,
-        duplicates,
+        refused,
+        accepted: applied.accepted,
+        duplicates: applied.duplicates,
         server_time: now,
         policy_version,
         usage,
     })
 }
 
-fn publish(
+fn publish<'a>(
     state: &AppState,
     device: &DeviceLive,
     user_name: &str,
-    rows: &[EventRow],
-    inserted: &[bool],
+    rows: impl Iterator<Item = &'a EventRow>,
 ) {
     let hostname = device.hostname();
-    for row in rows
-        .iter()
-        .zip(inserted)
-        .filter(|(_, new)| **new)
-        .map(|(row, _)| row)
-    {
+    for row in rows {
         let at = Timestamp::from_millisecond(row.at).ok();
         let base = json!({
             "userId": row.user_id, "userName": user_name, "model": row.model,
@@ -354,6 +515,10 @@ fn publish(
             "tamper" => state
                 .hub
                 .publish("tamper", || with(json!({ "detail": row.detail }))),
+            "delivery_fault" => state.hub.publish("delivery_fault", || {
+                let detail = row.detail.clone().unwrap_or_default();
+                with(json!({ "quarantined": detail["quarantined"], "reason": detail["reason"] }))
+            }),
             _ => {}
         }
     }
@@ -377,6 +542,8 @@ pub async fn hook_count(
     model: &str,
     session_id: Option<&str>,
 ) -> Result<HookCount> {
+    // Room first: once counted in memory, the row must be queued.
+    let ticket = state.writer.admit(1).await?;
     let now = state.now();
     let family = ModelFamily::from_model_id(model);
     let key = ReservationKey {
@@ -438,17 +605,9 @@ pub async fn hook_count(
         };
         (row, guard.row.name.clone())
     };
-    let stored = row.clone();
-    state
-        .db
-        .write(move |tx| db::events::insert_new(tx, std::slice::from_ref(&stored)))
-        .await?;
-    state
-        .metrics
-        .events
-        .get_or_create(&EventLabels { result: "accepted" })
-        .inc();
-    publish(state, device, &user_name, &[row], &[true]);
+    ticket.submit(vec![PendingRow::from(row.clone())]);
+    state.metrics.count_events("accepted", 1);
+    publish(state, device, &user_name, std::iter::once(&row));
     Ok(HookCount::Counted)
 }
 
