@@ -1,6 +1,7 @@
 //! Doctor's look at the machine CA: a CA certificate, valid now, whose name
-//! constraints permit api.anthropic.com and nothing else, and (when the key
-//! can be read) signed by the key next to it.
+//! constraints permit api.anthropic.com and nothing else (every IP range
+//! excluded), and (when the key can be read) signed by the key next to it.
+//! Setup makes a new CA when the one on disk fails this.
 
 use ccgate_proxy::ca::ANTHROPIC_HOST;
 use x509_parser::extensions::GeneralName;
@@ -45,6 +46,24 @@ pub fn check(cert_pem: &[u8], key_pem: Option<&str>) -> Result<String, String> {
             "its name constraints permit {permitted:?}, not only {ANTHROPIC_HOST}"
         ));
     }
+    // An IP range is written as address and mask: all zeroes is every address.
+    let excludes_every = |len: usize| {
+        constraints
+            .value
+            .excluded_subtrees
+            .iter()
+            .flatten()
+            .any(|subtree| {
+                matches!(subtree.base, GeneralName::IPAddress(range)
+                    if range.len() == len && range.iter().all(|&b| b == 0))
+            })
+    };
+    if !excludes_every(8) || !excludes_every(32) {
+        return Err(
+            "its name constraints do not exclude IP addresses: it could sign for any IP (an older ccgate made it; `ccgate setup` makes a new one)"
+                .to_owned(),
+        );
+    }
     if let Some(key_pem) = key_pem {
         let key = rcgen::KeyPair::from_pem(key_pem)
             .map_err(|e| format!("its key (ca.key) does not parse: {e}"))?;
@@ -84,6 +103,15 @@ mod tests {
         let open = params.self_signed(&key).unwrap();
         let error = check(open.pem().as_bytes(), None).unwrap_err();
         assert!(error.contains("no name constraints"), "{error}");
+
+        // What ccgate made before: DNS names constrained, IP addresses not.
+        params.name_constraints = Some(rcgen::NameConstraints {
+            permitted_subtrees: vec![rcgen::GeneralSubtree::DnsName(ANTHROPIC_HOST.into())],
+            excluded_subtrees: vec![],
+        });
+        let dns_only = params.self_signed(&key).unwrap();
+        let error = check(dns_only.pem().as_bytes(), None).unwrap_err();
+        assert!(error.contains("do not exclude IP"), "{error}");
         assert!(check(b"garbage", None).is_err());
     }
 }

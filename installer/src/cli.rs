@@ -75,6 +75,10 @@ pub struct SetupArgs {
     /// The daemon binary to install (default: ccgate-proxy next to ccgate).
     #[arg(long)]
     pub proxy_binary: Option<PathBuf>,
+    /// Accept a plain http:// server on another machine (the device token
+    /// and counts then cross the network unprotected).
+    #[arg(long)]
+    pub insecure: bool,
 }
 
 pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
@@ -89,6 +93,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
                 user: args.user,
                 no_service: args.no_service,
                 proxy_binary: args.proxy_binary,
+                insecure: args.insecure,
             };
             let outcome = setup::setup(&options, out).await?;
             Ok(match outcome.doctor.failures() {

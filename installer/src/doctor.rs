@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use ccgate_proxy::config::ProxyConfig;
+use ccgate_proxy::config::{ProxyConfig, plain_http_off_loopback};
 use ccgate_proxy::guard::integrity::{self, Item};
 use ccgate_proxy::guard::manifest::{Manifest, ServiceKind};
 use ccgate_proxy::guard::settings;
@@ -407,6 +407,19 @@ fn clock_fix() -> String {
 }
 
 async fn check_server(paths: &Paths, facts: &Facts, report: &mut DoctorReport) {
+    let url = match (&facts.status, &facts.config) {
+        (Ok(status), _) => Some(status.server_url.as_str()),
+        (Err(_), Some(config)) => Some(config.server_url()),
+        (Err(_), None) => None,
+    };
+    if let Some(url) = url.filter(|url| plain_http_off_loopback(url)) {
+        report.push(
+            "link",
+            Verdict::Warn,
+            format!("{url} is plain http: the device token and counts cross the network unprotected (set up with --insecure)"),
+            Some("when the server has https: sudo ccgate setup --server https://…".to_owned()),
+        );
+    }
     let new_code = |url: &str| {
         format!(
             "ask your ccgate admin for a new install code, then: sudo ccgate setup --code CODE --server {url}"

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ccgate_proxy::ca;
-use ccgate_proxy::config::{DEFAULT_PORT, ProxyConfig};
+use ccgate_proxy::config::{DEFAULT_PORT, ProxyConfig, plain_http_off_loopback};
 use ccgate_proxy::guard::manifest::{
     FileRecord, MANIFEST_VERSION, Manifest, Protected, ServiceKind, SettingsRecord,
 };
@@ -39,6 +39,8 @@ pub struct SetupOptions {
     pub no_service: bool,
     /// The daemon to install; default: `ccgate-proxy` next to this program.
     pub proxy_binary: Option<PathBuf>,
+    /// Accept a plain `http://` server on another machine.
+    pub insecure: bool,
 }
 
 #[derive(Debug)]
@@ -66,6 +68,8 @@ struct Plan {
     user: OsUser,
     binary: PathBuf,
     service: ServiceKind,
+    /// The server is plain http off this machine, and that was accepted.
+    insecure: bool,
     /// Managed settings as they are now.
     settings_now: Option<(Vec<u8>, u32)>,
     previous: Option<Previous>,
@@ -180,6 +184,12 @@ fn prepare(options: &SetupOptions) -> Result<Plan> {
         return Err(InstallError::NotRoot { command: "setup" });
     }
     let paths = Paths::for_current_os(&options.root);
+    if plain_http_off_loopback(&options.server) && !options.insecure {
+        return Err(InstallError::Invalid(format!(
+            "--server {} is plain http to another machine: this device's token and every count would cross the network unprotected. Use the server's https:// address; to accept the risk on a network you trust, add --insecure",
+            options.server.trim()
+        )));
+    }
     let server = ServerClient::new(&options.server)?;
     let previous_config = ProxyConfig::load(&paths.config_file()).ok();
     let port = options
@@ -252,6 +262,7 @@ fn prepare(options: &SetupOptions) -> Result<Plan> {
         user,
         binary,
         service,
+        insecure: options.insecure && plain_http_off_loopback(&options.server),
         settings_now,
         previous,
     })
@@ -371,10 +382,10 @@ async fn install(
     install_ca(paths, journal)?;
     let mut config = ProxyConfig::new(plan.server.url(), registration.device_id);
     if let Some(previous) = plan.previous.as_ref().and_then(|p| p.config.as_ref()) {
-        config.check_timeout_ms = previous.check_timeout_ms;
-        config.max_request_mb = previous.max_request_mb;
+        config.keep_tuning_of(previous);
     }
     config.listen = plan.listen;
+    config.allow_insecure_server = plan.insecure;
     config.os_user = Some(plan.user.name.clone());
     config.os_user_home = Some(plan.user.home.clone());
     journal.write(&paths.config_file(), config.to_toml().as_bytes(), 0o600)?;

@@ -6,8 +6,8 @@ use std::path::Path;
 
 use hudsucker::certificate_authority::RcgenAuthority;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, GeneralSubtree, IsCa, Issuer,
-    KeyPair, KeyUsagePurpose, NameConstraints,
+    BasicConstraints, CertificateParams, CidrSubnet, DistinguishedName, DnType, GeneralSubtree,
+    IsCa, Issuer, KeyPair, KeyUsagePurpose, NameConstraints,
 };
 
 use crate::fsutil::{self, write_atomic};
@@ -99,10 +99,7 @@ pub fn create(cert_path: &Path, key_path: &Path) -> Result<(), CaError> {
         KeyUsagePurpose::CrlSign,
         KeyUsagePurpose::DigitalSignature,
     ];
-    params.name_constraints = Some(NameConstraints {
-        permitted_subtrees: vec![GeneralSubtree::DnsName(ANTHROPIC_HOST.to_owned())],
-        excluded_subtrees: vec![],
-    });
+    params.name_constraints = Some(name_constraints());
     // Valid from yesterday (clock skew) for ten years.
     let today = jiff::Zoned::now().date();
     let from = today.yesterday().unwrap_or(today);
@@ -127,6 +124,20 @@ pub fn create(cert_path: &Path, key_path: &Path) -> Result<(), CaError> {
     write_atomic(key_path, key.serialize_pem().as_bytes(), 0o600).map_err(io("write", key_path))?;
     write_atomic(cert_path, cert.pem().as_bytes(), 0o644).map_err(io("write", cert_path))?;
     Ok(())
+}
+
+/// api.anthropic.com and nothing else. A DNS constraint says nothing about
+/// IP addresses, so every IPv4 and IPv6 range is excluded too: a leaf for
+/// `https://203.0.113.7/` signed by this CA must not verify (Node accepted
+/// one before).
+pub fn name_constraints() -> NameConstraints {
+    NameConstraints {
+        permitted_subtrees: vec![GeneralSubtree::DnsName(ANTHROPIC_HOST.to_owned())],
+        excluded_subtrees: vec![
+            GeneralSubtree::IpAddress(CidrSubnet::V4([0; 4], [0; 4])),
+            GeneralSubtree::IpAddress(CidrSubnet::V6([0; 16], [0; 16])),
+        ],
+    }
 }
 
 fn hostname() -> std::io::Result<String> {

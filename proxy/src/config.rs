@@ -30,8 +30,22 @@ pub struct ProxyConfig {
     #[serde(default = "default_check_timeout_ms")]
     pub check_timeout_ms: u64,
     /// Largest request body read for classification; larger ones are refused.
+    /// Anthropic's own limit for the Messages API is 32 MB.
     #[serde(default = "default_max_request_mb")]
     pub max_request_mb: u64,
+    /// Request bodies held in memory at once, all requests together (at
+    /// least one `max_request_mb`): a local process cannot push the daemon
+    /// out of memory by opening many large requests.
+    #[serde(default = "default_max_buffered_mb")]
+    pub max_buffered_mb: u64,
+    /// How long a request waits for room in that budget before a 503.
+    #[serde(default = "default_buffer_wait_ms")]
+    pub buffer_wait_ms: u64,
+    /// Talk to a server on another machine over plain http (`ccgate setup
+    /// --insecure`): the device token and every count cross the network
+    /// readable and changeable by anyone on the path.
+    #[serde(default)]
+    pub allow_insecure_server: bool,
 }
 
 fn default_listen() -> SocketAddr {
@@ -43,7 +57,15 @@ fn default_check_timeout_ms() -> u64 {
 }
 
 fn default_max_request_mb() -> u64 {
-    64
+    32
+}
+
+fn default_max_buffered_mb() -> u64 {
+    256
+}
+
+fn default_buffer_wait_ms() -> u64 {
+    20_000
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,7 +92,18 @@ impl ProxyConfig {
             os_user_home: None,
             check_timeout_ms: default_check_timeout_ms(),
             max_request_mb: default_max_request_mb(),
+            max_buffered_mb: default_max_buffered_mb(),
+            buffer_wait_ms: default_buffer_wait_ms(),
+            allow_insecure_server: false,
         }
+    }
+
+    /// Takes the tuning an admin set in an earlier config (setup re-runs).
+    pub fn keep_tuning_of(&mut self, previous: &Self) {
+        self.check_timeout_ms = previous.check_timeout_ms;
+        self.max_request_mb = previous.max_request_mb;
+        self.max_buffered_mb = previous.max_buffered_mb;
+        self.buffer_wait_ms = previous.buffer_wait_ms;
     }
 
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -102,6 +135,11 @@ impl ProxyConfig {
                 self.server_url
             ));
         }
+        if plain_http_off_loopback(url) && !self.allow_insecure_server {
+            return Err(format!(
+                "server_url {url} is plain http to another machine: the device token and the counts would cross the network unprotected. Use the server's https:// URL, or accept the risk with `ccgate setup --insecure`"
+            ));
+        }
         if !self.listen.ip().is_loopback() {
             return Err(format!(
                 "listen {} must be a loopback address: the proxy holds a CA key and must not serve the network",
@@ -120,6 +158,18 @@ impl ProxyConfig {
                 self.max_request_mb
             ));
         }
+        if !(1..=16 * 1024).contains(&self.max_buffered_mb) {
+            return Err(format!(
+                "max_buffered_mb {} must be between 1 and 16384",
+                self.max_buffered_mb
+            ));
+        }
+        if !(100..=300_000).contains(&self.buffer_wait_ms) {
+            return Err(format!(
+                "buffer_wait_ms {} must be between 100 and 300000",
+                self.buffer_wait_ms
+            ));
+        }
         Ok(())
     }
 
@@ -134,6 +184,36 @@ impl ProxyConfig {
     pub fn max_request_bytes(&self) -> usize {
         usize::try_from(self.max_request_mb * 1024 * 1024).unwrap_or(usize::MAX)
     }
+
+    /// The body budget in bytes: never less than one largest body.
+    pub fn max_buffered_bytes(&self) -> usize {
+        let mb = self.max_buffered_mb.max(self.max_request_mb);
+        usize::try_from(mb * 1024 * 1024).unwrap_or(usize::MAX)
+    }
+
+    pub fn buffer_wait(&self) -> Duration {
+        Duration::from_millis(self.buffer_wait_ms)
+    }
+}
+
+/// Whether `url` is `http://` to a host other than this machine's loopback
+/// (`localhost`, 127.0.0.0/8, `::1`). Unparseable URLs count as such.
+pub fn plain_http_off_loopback(url: &str) -> bool {
+    let Ok(url) = reqwest::Url::parse(url.trim()) else {
+        return true;
+    };
+    if url.scheme() != "http" {
+        return false;
+    }
+    let Some(host) = url.host_str() else {
+        return true;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.eq_ignore_ascii_case("localhost") {
+        return false;
+    }
+    host.parse::<std::net::IpAddr>()
+        .map_or(true, |ip| !ip.to_canonical().is_loopback())
 }
 
 /// Overrides read from the environment, for tests and diagnosis only.
@@ -186,6 +266,28 @@ mod tests {
     }
 
     #[test]
+    fn only_loopback_counts_as_safe_for_plain_http() {
+        for url in [
+            "http://127.0.0.1:3000",
+            "http://localhost",
+            "http://[::1]:80/",
+            "http://[::ffff:127.0.0.1]",
+            "https://x.example",
+        ] {
+            assert!(!plain_http_off_loopback(url), "{url}");
+        }
+        for url in [
+            "http://x.example",
+            "http://10.0.0.5",
+            "http://127.0.0.1.nip.io",
+            "http://[::ffff:10.0.0.1]",
+            "not a url",
+        ] {
+            assert!(plain_http_off_loopback(url), "{url}");
+        }
+    }
+
+    #[test]
     fn unknown_keys_and_bad_values_are_refused_clearly() {
         let dir = tempfile::tempdir().unwrap();
         let cases = [
@@ -198,12 +300,20 @@ mod tests {
                 "must be an http",
             ),
             (
-                "server_url = \"http://x.example\"\ndevice_id = 1\nlisten = \"0.0.0.0:47770\"\n",
+                "server_url = \"https://x.example\"\ndevice_id = 1\nlisten = \"0.0.0.0:47770\"\n",
                 "loopback",
             ),
             (
-                "server_url = \"http://x.example\"\ndevice_id = 1\ncheck_timeout_ms = 5\n",
+                "server_url = \"https://x.example\"\ndevice_id = 1\ncheck_timeout_ms = 5\n",
                 "between 100",
+            ),
+            (
+                "server_url = \"http://ccgate.example\"\ndevice_id = 1\n",
+                "--insecure",
+            ),
+            (
+                "server_url = \"http://10.0.0.5:8080\"\ndevice_id = 1\n",
+                "plain http",
             ),
             ("device_id = 1\n", "missing field"),
             ("server_url = [\n", "not valid"),
@@ -214,6 +324,9 @@ mod tests {
                 .to_string();
             assert!(error.contains(expected), "{text:?}: {error}");
         }
+        let accepted =
+            "server_url = \"http://ccgate.example\"\ndevice_id = 1\nallow_insecure_server = true\n";
+        assert!(ProxyConfig::load(&write(dir.path(), accepted)).is_ok());
         let missing = ProxyConfig::load(&dir.path().join("nope.toml")).unwrap_err();
         assert!(missing.to_string().contains("cannot read"));
     }

@@ -17,6 +17,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use http_body_util::combinators::BoxBody;
 use hudsucker::{Body, HttpContext, HttpHandler, RequestOrResponse};
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::classify::RequestFacts;
 use crate::credential::CredentialRefusal;
@@ -76,8 +77,9 @@ impl GateHandler {
                 "ccgate cannot read a compressed request body, so it cannot let it through.",
             );
         }
-        let bytes = match self.read_body(&parts, body).await {
-            Ok(bytes) => bytes,
+        // Held until the request is on its way: its body is in memory.
+        let (bytes, _room) = match self.read_body(&parts, body).await {
+            Ok(read) => read,
             Err(reply) => return reply,
         };
         if let Some(agent) = parts
@@ -181,15 +183,18 @@ impl GateHandler {
         &self,
         parts: &http::request::Parts,
         body: Body,
-    ) -> Result<Bytes, RequestOrResponse> {
+    ) -> Result<(Bytes, Option<OwnedSemaphorePermit>), RequestOrResponse> {
         let limit = self.shared.config.max_request_bytes();
         let declared = parts
             .headers
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok());
+        let Ok(room) = self.shared.body_budget.reserve(declared, limit).await else {
+            return Err(busy_reply());
+        };
         match read_body(body, limit, declared).await {
-            Ok(bytes) => Ok(bytes),
+            Ok(bytes) => Ok((bytes, room)),
             Err(BodyRead::TooLarge) => Err(error_reply(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "request_too_large",
@@ -264,6 +269,21 @@ impl GateHandler {
         };
         self.shared.store_event_in_background(event);
     }
+}
+
+/// Too many large requests at once: Claude Code retries a 503 by itself.
+fn busy_reply() -> RequestOrResponse {
+    let mut reply = error_reply(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "overloaded_error",
+        "ccgate is reading too many large requests at once; try again in a moment.",
+    );
+    if let RequestOrResponse::Response(response) = &mut reply {
+        response
+            .headers_mut()
+            .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    reply
 }
 
 /// A block of a request that counts as a new prompt for a reason the person

@@ -30,6 +30,7 @@ use crate::local::LocalEndpoints;
 use crate::outbox::Outbox;
 use crate::paths::Paths;
 use crate::policy::PolicyState;
+use crate::request_body::BodyBudget;
 use crate::routes::RefusalLog;
 use crate::tap::{Ending, EndingSink, OpenStreams};
 use crate::turns::Resolution;
@@ -132,6 +133,8 @@ pub struct Shared {
     pub integrity: IntegrityFlag,
     pub refusals: RefusalLog,
     pub local: LocalEndpoints,
+    /// Memory for request bodies being read, shared by all requests.
+    pub body_budget: BodyBudget,
     /// One prompt of a turn at a time through the gate.
     pub prompt_locks: KeyLocks,
     pub(crate) endings: EndingSink<Exchange>,
@@ -153,6 +156,7 @@ impl Shared {
     ) -> Self {
         let outbox = Outbox::default();
         let vault = CredentialVault::load(&paths, &ledger, config.device_id);
+        let body_budget = BodyBudget::new(config.max_buffered_bytes(), config.buffer_wait());
         Self {
             endings: EndingSink::new(endings, outbox.pending_writes_counter()),
             outbox,
@@ -173,6 +177,7 @@ impl Shared {
             integrity: IntegrityFlag::default(),
             refusals: RefusalLog::default(),
             local: LocalEndpoints::default(),
+            body_budget,
             prompt_locks: KeyLocks::default(),
             sync_wakeup: Notify::new(),
             hooks,
