@@ -162,6 +162,7 @@ pub async fn serve(
     );
     let state = AppState::new(Inner {
         login_limiter: FailureLimiter::new(config.login_max_failures, config.login_failure_window),
+        passwords: secrets::PasswordWork::default(),
         register_limiter: FailureLimiter::new(
             config.login_max_failures.max(10),
             config.login_failure_window,

@@ -102,6 +102,67 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
 }
 
 /// Compares two secrets without an early exit on the first difference.
+/// Bounds how many argon2id computations run at once: each holds about
+/// 19 MiB for its duration, so a burst of logins (from many addresses)
+/// queues here instead of growing the server's memory.
+#[derive(Debug)]
+pub struct PasswordWork {
+    permits: tokio::sync::Semaphore,
+    running: std::sync::atomic::AtomicUsize,
+    peak: std::sync::atomic::AtomicUsize,
+}
+
+/// Argon2 computations at once.
+pub const PASSWORD_WORK_PERMITS: usize = 2;
+
+impl Default for PasswordWork {
+    fn default() -> Self {
+        Self::new(PASSWORD_WORK_PERMITS)
+    }
+}
+
+impl PasswordWork {
+    pub fn new(permits: usize) -> Self {
+        Self {
+            permits: tokio::sync::Semaphore::new(permits.max(1)),
+            running: Default::default(),
+            peak: Default::default(),
+        }
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, PasswordError> {
+        use std::sync::atomic::Ordering;
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|e| PasswordError(e.to_string()))?;
+        let running = self.running.fetch_add(1, Ordering::AcqRel) + 1;
+        self.peak.fetch_max(running, Ordering::AcqRel);
+        let outcome = tokio::task::spawn_blocking(work).await;
+        self.running.fetch_sub(1, Ordering::AcqRel);
+        outcome.map_err(|e| PasswordError(e.to_string()))
+    }
+
+    /// [`verify_password`], waiting for a permit.
+    pub async fn verify(&self, password: String, phc: String) -> Result<bool, PasswordError> {
+        self.run(move || verify_password(&password, &phc)).await
+    }
+
+    /// [`hash_password`], waiting for a permit.
+    pub async fn hash(&self, password: String) -> Result<String, PasswordError> {
+        self.run(move || hash_password(&password)).await?
+    }
+
+    /// The most computations that ran at once so far.
+    pub fn peak(&self) -> usize {
+        self.peak.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
@@ -137,5 +198,19 @@ mod tests {
         assert!(verify_password("correct horse", &hash));
         assert!(!verify_password("wrong horse", &hash));
         assert!(!verify_password("correct horse", "not a hash"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn password_work_runs_at_most_its_permits_at_once() {
+        let work = std::sync::Arc::new(PasswordWork::new(2));
+        let hash = hash_password("a long password").unwrap();
+        let checks = (0..12).map(|i| {
+            let (work, hash) = (std::sync::Arc::clone(&work), hash.clone());
+            tokio::spawn(async move { work.verify(format!("guess {i}"), hash).await.unwrap() })
+        });
+        for check in checks {
+            assert!(!check.await.unwrap());
+        }
+        assert!(work.peak() >= 1 && work.peak() <= 2, "{}", work.peak());
     }
 }

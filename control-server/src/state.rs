@@ -30,6 +30,8 @@ pub struct Inner {
     pub metrics: Metrics,
     pub writer: EventWriter,
     pub login_limiter: FailureLimiter,
+    /// Bounds concurrent argon2id work (logins, password changes).
+    pub passwords: crate::secrets::PasswordWork,
     pub register_limiter: FailureLimiter,
     /// Turns true when the server shuts down; long-lived streams end then.
     pub shutdown: watch::Receiver<bool>,

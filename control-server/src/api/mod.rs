@@ -48,13 +48,14 @@ async fn not_found() -> Error {
     Error::not_found("no such endpoint")
 }
 
-/// Counts every request by route and status for `/metrics`.
+/// Counts every request by method, route and status for `/metrics`; the
+/// route is the matched template (a fixed set), never the path sent.
 async fn count_requests(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
-    let method = request.method().as_str().to_owned();
+    let method = crate::metrics::method_label(request.method());
     let response = next.run(request).await.into_response();
     state
         .metrics

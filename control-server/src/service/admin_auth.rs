@@ -47,18 +47,31 @@ pub struct LoggedIn {
     pub expires_at: Timestamp,
 }
 
+/// A stand-in hash verified for unknown names, so timing does not tell
+/// them apart from known ones.
+const UNKNOWN_ACCOUNT_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+
+/// Longest attempted username kept in the audit log.
+const MAX_LOGGED_USERNAME: usize = 64;
+
+/// Logs a user in. The attempt is reserved with the client's rate limit
+/// before the password is verified (so a burst of guesses is refused, not
+/// hashed), verification waits for a permit of [`crate::secrets::PasswordWork`],
+/// and a failure is written to the audit log (`login_failed`: the client's
+/// address and the username tried, never the password).
 pub async fn login(
     state: &AppState,
     client: IpAddr,
     username: Option<String>,
     password: String,
 ) -> Result<LoggedIn> {
-    if let Err(wait) = state.login_limiter.check(client) {
-        return Err(Error::too_many_requests(
+    let attempt = state.login_limiter.begin(client).map_err(|wait| {
+        Error::too_many_requests(
             format!("too many failed logins from this address; try again in {wait} s"),
             wait,
-        ));
-    }
+        )
+    })?;
+    let tried = username.clone();
     let username = username
         .map(|u| u.trim().to_owned())
         .filter(|u| !u.is_empty() && u != BUILTIN_ADMIN);
@@ -74,16 +87,32 @@ pub async fn login(
         })
         .await?;
     // Hashing happens even for unknown names, so timing does not tell them apart.
-    let verified = tokio::task::spawn_blocking(move || {
-        let hash = stored_hash.unwrap_or_else(|| "$argon2id$v=19$m=19456,t=2,p=1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".to_owned());
-        secrets::verify_password(&password, &hash)
-    })
-    .await
-    .map_err(|_| Error::internal())?;
+    let hash = stored_hash.unwrap_or_else(|| UNKNOWN_ACCOUNT_HASH.to_owned());
+    let verified = state.passwords.verify(password, hash).await?;
     if !verified {
-        state.login_limiter.record_failure(client);
+        let username: Option<String> = tried
+            .map(|name| name.trim().chars().take(MAX_LOGGED_USERNAME).collect())
+            .filter(|name: &String| !name.is_empty());
+        let entry = audit(
+            state.now(),
+            "login_failed",
+            &format!("client:{client}"),
+            None,
+            None,
+            Some(json!({ "client": client.to_string(), "username": username })),
+        );
+        if let Err(error) = state
+            .db
+            .write(move |tx| db::audit::insert(tx, &entry))
+            .await
+        {
+            tracing::warn!(%error, "could not record a failed login");
+        }
+        // Dropping the attempt records the failure.
+        drop(attempt);
         return Err(Error::unauthorized("wrong username or password").with_code("bad_credentials"));
     }
+    attempt.succeeded();
     let (account_id, role, name) = match &account {
         Some(account) => (Some(account.id), account.role, account.username.clone()),
         None => (None, Role::Admin, BUILTIN_ADMIN.to_owned()),

@@ -24,6 +24,35 @@ pub struct Registered {
     pub token: String,
 }
 
+/// `register_failed` in the audit log: the client's address, which API and
+/// why (never the code itself).
+async fn record_failure(state: &AppState, client: IpAddr, kind: DeviceKind, problem: CodeProblem) {
+    let reason = match problem {
+        CodeProblem::Unknown => "unknown",
+        CodeProblem::Used => "used",
+        CodeProblem::Expired => "expired",
+    };
+    let api = match kind {
+        DeviceKind::Proxy => "agent",
+        DeviceKind::Hook => "hook",
+    };
+    let entry = audit(
+        state.now(),
+        "register_failed",
+        &format!("client:{client}"),
+        None,
+        None,
+        Some(json!({ "client": client.to_string(), "api": api, "reason": reason })),
+    );
+    if let Err(error) = state
+        .db
+        .write(move |tx| db::audit::insert(tx, &entry))
+        .await
+    {
+        tracing::warn!(%error, "could not record a failed registration");
+    }
+}
+
 pub async fn register(
     state: &AppState,
     client: IpAddr,
@@ -31,14 +60,15 @@ pub async fn register(
     kind: DeviceKind,
     details: DeviceDetails,
 ) -> Result<Registered> {
-    if let Err(wait) = state.register_limiter.check(client) {
-        return Err(Error::too_many_requests(
+    let attempt = state.register_limiter.begin(client).map_err(|wait| {
+        Error::too_many_requests(
             format!("too many failed registrations from this address; try again in {wait} s"),
             wait,
-        ));
-    }
+        )
+    })?;
     let code = code.trim();
     if code.is_empty() {
+        attempt.succeeded();
         return Err(Error::bad_request("code is required"));
     }
     let token = secrets::new_token();
@@ -74,7 +104,9 @@ pub async fn register(
     let row = match redeemed {
         Ok(row) => row,
         Err(problem) => {
-            state.register_limiter.record_failure(client);
+            record_failure(state, client, kind, problem).await;
+            // Dropping the attempt counts the failure.
+            drop(attempt);
             return Err(match problem {
                 CodeProblem::Unknown => Error::not_found(
                     "unknown install code: check it, or ask your ccgate admin for a new one",
@@ -91,6 +123,7 @@ pub async fn register(
             });
         }
     };
+    attempt.succeeded();
     let user = state
         .live
         .user(row.user_id)

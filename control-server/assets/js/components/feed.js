@@ -15,6 +15,7 @@ const KINDS = {
   killed: ['✕', 'Killed'],
   status: ['⇄', 'Status'],
   tamper: ['⚠', 'Tamper'],
+  fault: ['⚠', 'Held back'],
   device: ['+', 'Device'],
   estimate: ['≈', 'Estimated'],
 };
@@ -39,6 +40,12 @@ function promptText(familyName, creditCost, { reason, estimated, usage }) {
   if (reason && reason !== 'new_prompt') parts.push(countReasonLabel(reason));
   if (estimated) parts.push(estimateText(usage));
   return parts.join(' · ');
+}
+
+function faultText(detail) {
+  const d = detail ?? {};
+  const n = d.quarantined ?? 0;
+  return `holds back ${number(n)} event${n === 1 ? '' : 's'} the server refused · ${d.reason ?? 'no reason given'}`;
 }
 
 function tamperText(detail) {
@@ -74,6 +81,8 @@ export function fromLive(message) {
       return { ...base, kind: 'status', text: `${message.oldStatus} → ${message.newStatus}` };
     case 'tamper':
       return { ...base, kind: 'tamper', text: tamperText(message.detail) };
+    case 'delivery_fault':
+      return { ...base, kind: 'fault', text: faultText(message) };
     case 'device_registered':
       return { ...base, kind: 'device', text: `registered ${message.hostname ?? 'a device'}` };
     default:
@@ -98,6 +107,7 @@ export function fromEvent(event, users) {
     return { ...base, kind: 'blocked', text: `${family(event.family)} · ${reasonLabel(event.detail?.reason)}` };
   }
   if (event.type === 'tamper') return { ...base, kind: 'tamper', text: tamperText(event.detail) };
+  if (event.type === 'delivery_fault') return { ...base, kind: 'fault', text: faultText(event.detail) };
   return null;
 }
 

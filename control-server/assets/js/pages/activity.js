@@ -10,6 +10,7 @@ import { credentialKindLabel } from '../rules.js';
 /** kind, icon, the filter's label, one entry's label. */
 const KINDS = [
   ['tamper', '⚠', 'Tamper alerts', 'Tamper alert'],
+  ['delivery_fault', '⚠', 'Events held back by devices', 'Events held back'],
   ['user_killed', '✕', 'Kills', 'Kill'],
   ['user_status_change', '⇄', 'Pauses and resumes', 'Status change'],
   ['user_updated', '✎', 'User changes', 'User changed'],
@@ -20,6 +21,8 @@ const KINDS = [
   ['tokens_rotated', '↻', 'Device tokens rotated', 'Device tokens rotated'],
   ['settings_changed', '⚙', 'Settings changes', 'Settings changed'],
   ['login', '→', 'Logins', 'Login'],
+  ['login_failed', '⊘', 'Failed logins', 'Failed login'],
+  ['register_failed', '⊘', 'Failed registrations', 'Failed registration'],
   ['token_created', '◆', 'API tokens created', 'API token created'],
   ['token_revoked', '◆', 'API tokens revoked', 'API token revoked'],
   ['account_created', '☺', 'Accounts added', 'Account added'],
@@ -34,6 +37,7 @@ const PAGE_SIZE = 50;
 const LIVE_KINDS = [
   'user_killed',
   'tamper',
+  'delivery_fault',
   'user_created',
   'user_updated',
   'user_deleted',
@@ -68,6 +72,12 @@ function describe(entry) {
       return `${d.old_status ?? '?'} → ${d.new_status ?? '?'}`;
     case 'login':
       return d.client ? `from ${d.client}` : '';
+    case 'login_failed':
+      return `${d.username ? `as ${d.username} ` : ''}from ${d.client ?? 'an unknown address'}`;
+    case 'register_failed':
+      return `${d.reason ?? 'unknown'} install code on the ${d.api === 'hook' ? 'hook' : 'agent'} API from ${d.client ?? 'an unknown address'}`;
+    case 'delivery_fault':
+      return `${d.hostname ?? 'a device'} holds back ${d.quarantined ?? '?'} event${d.quarantined === 1 ? '' : 's'}: ${d.reason ?? 'no reason given'}`;
     case 'device_registered':
       return `${d.hostname ?? 'a device'} (${d.kind ?? 'proxy'})`;
     case 'tokens_rotated':

@@ -62,9 +62,7 @@ pub async fn create(
         )));
     }
     let password = body.password;
-    let hash = tokio::task::spawn_blocking(move || secrets::hash_password(&password))
-        .await
-        .map_err(|_| Error::internal())??;
+    let hash = state.passwords.hash(password).await?;
     let now = state.now();
     let actor = admin.actor.clone();
     let role = body.role;

@@ -14,7 +14,6 @@ use crate::db::settings::TeamSettings;
 use crate::db::{self};
 use crate::error::{Error, Result};
 use crate::model::Role;
-use crate::secrets;
 use crate::service::audit;
 use crate::service::users::validate_time_zone;
 use crate::state::AppState;
@@ -134,9 +133,7 @@ pub async fn put_settings(
                     "admin_password must be at least {MIN_PASSWORD_LEN} characters"
                 )));
             }
-            let hash = tokio::task::spawn_blocking(move || secrets::hash_password(&password))
-                .await
-                .map_err(|_| Error::internal())??;
+            let hash = state.passwords.hash(password).await?;
             Some(hash)
         }
     };
