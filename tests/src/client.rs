@@ -6,6 +6,7 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
+#[derive(Clone)]
 pub struct ProxyClient {
     http: reqwest::Client,
     /// The credential header every request carries (`x-api-key` by default).
@@ -156,7 +157,7 @@ impl ProxyClient {
         &self,
         path: &str,
         headers: Vec<(String, String)>,
-        body: Vec<u8>,
+        body: impl Into<reqwest::Body>,
     ) -> reqwest::RequestBuilder {
         let mut builder = self
             .credentialed(self.http.post(format!("https://api.anthropic.com{path}")))
@@ -188,6 +189,17 @@ impl ProxyClient {
     pub async fn send_raw(&self, headers: Vec<(String, String)>, body: Vec<u8>) -> Answer {
         let request = self.messages_request(MESSAGES_PATH, headers, body);
         answer(request.send().await.expect("request through the proxy")).await
+    }
+
+    /// A Messages request whose body comes from `body` as it is produced
+    /// (no length given), as a slow or stalled client sends it.
+    pub async fn send_streamed(&self, body: reqwest::Body) -> Option<Answer> {
+        let response = self
+            .messages_request(MESSAGES_PATH, Vec::new(), body)
+            .send()
+            .await
+            .ok()?;
+        Some(answer(response).await)
     }
 
     /// Starts a streaming request and returns the open response.

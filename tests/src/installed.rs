@@ -76,6 +76,7 @@ impl InstalledMachine {
             user: Some("alice".to_owned()),
             no_service: true,
             proxy_binary: Some(self.proxy_binary.clone()),
+            insecure: false,
         }
     }
 

@@ -88,8 +88,13 @@ impl TestMachine {
 
     /// Points the server URL somewhere else (an outage relay, say).
     pub fn set_server_url(&self, server_url: &str) {
+        self.edit_config(|config| config.server_url = server_url.to_owned());
+    }
+
+    /// Changes the proxy's config file (before the proxy starts).
+    pub fn edit_config(&self, edit: impl FnOnce(&mut ProxyConfig)) {
         let mut config = ProxyConfig::load(&self.paths.config_file()).unwrap();
-        config.server_url = server_url.to_owned();
+        edit(&mut config);
         write_atomic(
             &self.paths.config_file(),
             config.to_toml().as_bytes(),

@@ -113,6 +113,58 @@ async fn a_kill_logs_alice_out_and_reinstating_lets_her_back_in() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_does_not_follow_a_linked_claude_directory_and_the_admins_see_it() {
+    let server = TestServer::start().await;
+    let upstream = FakeAnthropic::start().await;
+    let (user_id, code) = server.create_user("Alice", limits()).await;
+    let machine = InstalledMachine::prepare();
+    let (outcome, printed) = machine.setup(&server.url, Some(&code)).await;
+    outcome.unwrap_or_else(|e| panic!("{e}\n{printed}"));
+    let paths = &machine.paths;
+    // alice points ~/.claude at a directory that is not hers (bob's, or
+    // root's), hoping the root daemon deletes a login there.
+    let victim = paths.under_root("/home/bob/.claude");
+    std::fs::create_dir_all(&victim).unwrap();
+    std::fs::write(victim.join(".credentials.json"), b"bob's login").unwrap();
+    let claude = paths.under_root("/home/alice/.claude");
+    std::fs::remove_dir_all(&claude).ok();
+    std::os::unix::fs::symlink(&victim, &claude).unwrap();
+    let daemon = machine.start_daemon(&upstream).await;
+    assert!(eventually(WAIT, async || daemon.shared.policy().is_some()).await);
+
+    server
+        .put(&format!("/users/{user_id}"), json!({"status": "killed"}))
+        .await;
+    let reported = eventually(WAIT, async || {
+        let tampers = server
+            .get(&format!("/events?user_id={user_id}&type=tamper"))
+            .await;
+        tampers["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["detail"]["what"] == "login_link")
+    })
+    .await;
+    let tampers = server
+        .get(&format!("/events?user_id={user_id}&type=tamper"))
+        .await;
+    assert!(reported, "no tamper report: {tampers}");
+    assert!(
+        tampers.to_string().contains("/home/alice/.claude"),
+        "{tampers}"
+    );
+    assert_eq!(
+        std::fs::read(victim.join(".credentials.json")).unwrap(),
+        b"bob's login"
+    );
+    // The kill itself holds: nothing goes through.
+    let client = ProxyClient::new(daemon.address, &paths.ca_cert());
+    assert_eq!(client.send(&Turn::prompt("s", 1, "hi")).await.status, 400);
+    daemon.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_macos_a_kill_deletes_the_keychain_item_as_the_user() {
     let server = TestServer::start().await;
     let upstream = FakeAnthropic::start().await;

@@ -43,6 +43,23 @@ async fn a_dead_server_changes_nothing_and_says_what_to_check() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_http_server_elsewhere_is_refused_without_insecure() {
+    let machine = InstalledMachine::prepare();
+    let before = snapshot(machine.root());
+    // Refused before anything is sent: the address is never contacted.
+    for server in ["http://ccgate.example.test", "http://10.9.8.7:8080"] {
+        let (outcome, _) = machine.setup(server, Some("code")).await;
+        let failed = outcome.unwrap_err();
+        assert!(matches!(failed.cause, InstallError::Invalid(_)), "{failed}");
+        let message = failed.to_string();
+        assert!(message.contains("plain http"), "{message}");
+        assert!(message.contains("--insecure"), "{message}");
+        assert!(message.contains("Nothing was changed"), "{message}");
+    }
+    assert_eq!(snapshot(machine.root()), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_used_install_code_changes_nothing_and_asks_for_a_new_one() {
     let server = TestServer::start().await;
     let (_, code) = server.create_user("Alice", limits()).await;
