@@ -13,6 +13,10 @@ use crate::clock::Clock;
 /// Shortest admin password accepted.
 pub const MIN_PASSWORD_LEN: usize = 8;
 
+pub const DEFAULT_HEADER_READ_TIMEOUT_SECS: u64 = 10;
+pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 60;
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+
 /// Command-line flags, each also read from its environment variable.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(
@@ -53,6 +57,21 @@ pub struct Args {
     /// The failure window, in seconds.
     #[arg(long, env = "LOGIN_FAILURE_WINDOW_SECS", default_value_t = 900)]
     pub login_failure_window_secs: u64,
+    /// Seconds a client has to send a request's line and headers; the same
+    /// timer closes a kept-alive connection that sends no new request.
+    #[arg(long, env = "HEADER_READ_TIMEOUT_SECS", default_value_t = DEFAULT_HEADER_READ_TIMEOUT_SECS)]
+    pub header_read_timeout_secs: u64,
+    /// Seconds a connection may move no byte in either direction (a stalled
+    /// body, a client that stops reading) before it is closed; a request
+    /// body must arrive in full within it. Live streams send a ping every
+    /// 15 s and websockets every 30 s, so they stay open.
+    #[arg(long, env = "IDLE_TIMEOUT_SECS", default_value_t = DEFAULT_IDLE_TIMEOUT_SECS)]
+    pub idle_timeout_secs: u64,
+    /// Connections served at once (live streams and websockets included);
+    /// more wait in the listen backlog until one closes. Keep the process's
+    /// open-file limit above it.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
     /// Key that encrypts subscription credentials at rest: 64 hex characters
     /// (`openssl rand -hex 32`). Prefer the environment variable: other local
     /// users can read a flag in the process list. Back it up apart from the
@@ -94,6 +113,9 @@ impl Args {
         config.max_body_bytes = self.max_body_bytes;
         config.login_max_failures = self.login_max_failures;
         config.login_failure_window = Duration::from_secs(self.login_failure_window_secs);
+        config.header_read_timeout = Duration::from_secs(self.header_read_timeout_secs);
+        config.idle_timeout = Duration::from_secs(self.idle_timeout_secs);
+        config.max_connections = self.max_connections;
         config.secret_key = self
             .secret_key
             .map(|text| {
@@ -130,6 +152,14 @@ pub struct ServerConfig {
     /// Failed logins and failed registrations per client address per window.
     pub login_max_failures: u32,
     pub login_failure_window: Duration,
+    /// Time to send a request's head (and to start the next one on a
+    /// kept-alive connection).
+    pub header_read_timeout: Duration,
+    /// A connection that moves no byte for this long is closed; a request
+    /// body must arrive within it.
+    pub idle_timeout: Duration,
+    /// Connections served at once.
+    pub max_connections: usize,
     /// Usage held in memory for checks: enough for the longest window (a month).
     pub history_days: u32,
     /// Events older than this (by their own clock) are moved up to it.
@@ -172,6 +202,9 @@ impl ServerConfig {
             max_body_bytes: 1 << 20,
             login_max_failures: 5,
             login_failure_window: Duration::from_secs(15 * 60),
+            header_read_timeout: Duration::from_secs(DEFAULT_HEADER_READ_TIMEOUT_SECS),
+            idle_timeout: Duration::from_secs(DEFAULT_IDLE_TIMEOUT_SECS),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             history_days: 35,
             max_event_age: Duration::from_secs(7 * 24 * 3600),
             hook_count_dedupe: Duration::from_secs(10),
@@ -246,10 +279,18 @@ impl ServerConfig {
             ("install code TTL", self.install_code_ttl),
             ("session TTL", self.session_ttl),
             ("login failure window", self.login_failure_window),
+            (
+                "header read timeout (HEADER_READ_TIMEOUT_SECS)",
+                self.header_read_timeout,
+            ),
+            ("idle timeout (IDLE_TIMEOUT_SECS)", self.idle_timeout),
         ] {
             if value.is_zero() {
                 return Err(ConfigError(format!("the {name} must be more than zero")));
             }
+        }
+        if self.max_connections == 0 {
+            return Err(ConfigError("MAX_CONNECTIONS must be at least 1".to_owned()));
         }
         if self.max_body_bytes < 1024 {
             return Err(ConfigError(

@@ -16,6 +16,7 @@ pub mod clock;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod http;
 pub mod hub;
 pub mod key_file;
 pub mod live;
@@ -30,7 +31,6 @@ pub mod vault;
 pub mod writer;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use jiff::SignedDuration;
@@ -182,11 +182,12 @@ pub async fn serve(
     tracing::info!(address = %local_addr, "ccgate-server listening");
     let stop_sender = Arc::new(stop_sender);
     let signal = Arc::clone(&stop_sender);
-    let result = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
+    let limits = http::Limits {
+        header_read_timeout: state.config.header_read_timeout,
+        idle_timeout: state.config.idle_timeout,
+        max_connections: state.config.max_connections,
+    };
+    http::serve(listener, app, limits, async move {
         shutdown.await;
         tracing::info!("shutting down");
         // Streams and websockets end, so graceful shutdown does not wait on them.
@@ -198,5 +199,5 @@ pub async fn serve(
     tasks::flush_sightings(&state).await;
     let _ = writer_stop.send(true);
     let _ = writer_task.await;
-    result.map_err(ServerError::from)
+    Ok(())
 }

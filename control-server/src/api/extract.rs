@@ -40,25 +40,36 @@ pub(crate) fn is_json(headers: &HeaderMap) -> bool {
         .unwrap_or(false)
 }
 
+/// The body, read within the idle timeout (a body that trickles in is cut
+/// off with 408, so it cannot hold a connection for long).
 async fn body_bytes(request: Request, state: &AppState) -> Result<(bool, Bytes), Error> {
     let json = is_json(request.headers());
-    let bytes =
-        Bytes::from_request(request, state)
-            .await
-            .map_err(|rejection: BytesRejection| {
-                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    Error::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "body_too_large",
-                        format!(
-                            "request body is larger than {} bytes",
-                            state.config.max_body_bytes
-                        ),
-                    )
-                } else {
-                    Error::bad_request(format!("could not read the request body: {rejection}"))
-                }
-            })?;
+    let read = tokio::time::timeout(
+        state.config.idle_timeout,
+        Bytes::from_request(request, state),
+    )
+    .await
+    .map_err(|_| {
+        Error::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "the request body did not arrive in time",
+        )
+    })?;
+    let bytes = read.map_err(|rejection: BytesRejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Error::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!(
+                    "request body is larger than {} bytes",
+                    state.config.max_body_bytes
+                ),
+            )
+        } else {
+            Error::bad_request(format!("could not read the request body: {rejection}"))
+        }
+    })?;
     Ok((json, bytes))
 }
 

@@ -18,6 +18,8 @@ use crate::error::{Error, Result};
 use crate::service::admin_auth::{self, AuthVia, Principal};
 use crate::state::AppState;
 
+const PING_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
 pub fn routes() -> Router<AppState> {
     Router::new().route("/ws", get(upgrade))
 }
@@ -129,8 +131,16 @@ async fn relay(
     // A logout, a password change or a revoked token closes the socket.
     let every = state.config.live_session_recheck;
     let mut recheck = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    // A ping now and then finds peers that vanished (their slot among
+    // MAX_CONNECTIONS is freed when the write fails).
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
     loop {
         tokio::select! {
+            _ = ping.tick() => {
+                if socket.send(Message::Ping(Default::default())).await.is_err() {
+                    break;
+                }
+            }
             _ = recheck.tick() => {
                 if !still_valid(&state, &credential).await {
                     let note = json!({ "type": "session_ended" });
