@@ -132,11 +132,14 @@ impl GateHandler {
                 .resolve(&facts, &rules, self.shared.now())
         };
         let mut resolution = resolve();
-        // Copies of a prompt sent side by side: the first goes through the
-        // gate; the others wait for it, then find it reserved.
+        // One prompt of a session through the gate at a time. Copies of a
+        // prompt sent side by side wait for the first, then find it
+        // reserved; a side call (a title) sent while its session's prompt is
+        // at the gate waits, then finds the turn it belongs to.
         let _prompt_lock = match &resolution {
             Resolution::Prompt { key, .. } => {
-                let guard = self.shared.prompt_locks.lock(&key.base).await;
+                let lock = facts.session_id.as_deref().unwrap_or(&key.base);
+                let guard = self.shared.prompt_locks.lock(lock).await;
                 resolution = resolve();
                 Some(guard)
             }

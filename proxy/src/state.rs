@@ -135,7 +135,7 @@ pub struct Shared {
     pub local: LocalEndpoints,
     /// Memory for request bodies being read, shared by all requests.
     pub body_budget: BodyBudget,
-    /// One prompt of a turn at a time through the gate.
+    /// One prompt of a session at a time through the gate.
     pub prompt_locks: KeyLocks,
     pub(crate) endings: EndingSink<Exchange>,
     pub sync_wakeup: Notify,

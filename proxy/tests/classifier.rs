@@ -187,7 +187,7 @@ fn subscription_login_prompt_and_its_quota_probe() {
 }
 
 #[test]
-fn background_classifiers_and_titles_are_never_prompts() {
+fn background_classifiers_and_titles_of_a_seen_turn_are_never_prompts() {
     for file in [
         "bg_automode_classifier_cron",
         "bg_automode_classifier_handback_severity",
@@ -196,7 +196,11 @@ fn background_classifiers_and_titles_are_never_prompts() {
         "bg_title_haiku_i",
         "q5_i_title_background",
     ] {
-        assert_eq!(replay(&[step(file, Background)]), 0, "{file}");
+        let counted = replay_with(TurnRules::default(), &[file], &[step(file, Background)]);
+        assert_eq!(counted, 0, "{file}");
+        // Without a turn seen in its session, the label is only a claim (a
+        // fresh session id per call would make every call free): it counts.
+        assert_eq!(replay(&[step(file, Background)]), 1, "{file}");
     }
 }
 

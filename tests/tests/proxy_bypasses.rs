@@ -158,6 +158,46 @@ async fn subagents_and_background_calls_of_no_seen_turn_count() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_background_label_with_a_fresh_session_id_each_time_is_not_free() {
+    let scenario = Scenario::start(1).await;
+    let client = client(&scenario);
+    // Full-size requests, tools and all, each claiming to be a side call of
+    // a session nobody saw before.
+    let first = Turn::prompt("fresh-1", 1, "write my essay").class("auxiliary");
+    assert_eq!(client.send(&first).await.status, 200);
+    let second = Turn::prompt("fresh-2", 1, "and the next one").class("auxiliary");
+    let blocked = client.send(&second).await;
+    assert_eq!(blocked.status, 400, "{}", blocked.body);
+    assert_eq!(scenario.prompts_counted().await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prompt_whose_reply_failed_does_not_lend_its_turn_for_free() {
+    let scenario = Scenario::start(1).await;
+    let client = client(&scenario);
+    // A prompt Anthropic refuses: allowed by the gate, never counted.
+    scenario.upstream.push_reply(Reply::Error {
+        status: 400,
+        kind: "invalid_request_error".into(),
+        message: "max_tokens: too large".into(),
+    });
+    let prompt = Turn::prompt("s", 1, "refused on purpose");
+    assert_eq!(client.send(&prompt).await.status, 400);
+    // Work sent as that turn's subagent gets answered: the turn counts.
+    let work = Turn::prompt("s", 1, "the real question").class("subagent");
+    assert_eq!(client.send(&work).await.status, 200);
+    assert_eq!(scenario.prompts_counted().await, 1);
+    let requests = events(&scenario, "request").await;
+    let counted: Vec<&Value> = requests
+        .iter()
+        .filter(|e| e["count_reason"].is_string())
+        .collect();
+    assert_eq!(counted.len(), 1, "{requests:#?}");
+    assert_eq!(counted[0]["kind"], "subagent", "{requests:#?}");
+    assert_eq!(counted[0]["count_reason"], "new_prompt");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_started_turns_count_unless_the_team_frees_them() {
     let scenario = Scenario::start(3).await;
     let client = client(&scenario);

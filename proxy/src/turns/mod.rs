@@ -19,6 +19,8 @@
 //! reports and restores it with [`TurnTracker::restore_counted`].
 
 mod key;
+#[cfg(test)]
+mod properties;
 mod resolve;
 #[cfg(test)]
 mod tests;

@@ -68,11 +68,15 @@ impl TurnTracker {
                     _ => self.unconfirmed(&request, RequestKind::Compaction),
                 }
             }
+            // The label and the session id are the client's word: only a
+            // one-token quota probe is free without a turn seen in its
+            // session (a fresh session id per call must not buy anything).
+            Claim::Background if facts.shape.quota_probe => {
+                self.charge_session(&request, RequestKind::Background)
+            }
             Claim::Background => match self.session_turn(session) {
-                Some(base) if !facts.shape.quota_probe => {
-                    self.charge(&request, &base, RequestKind::Background)
-                }
-                _ => self.charge_session(&request, RequestKind::Background),
+                Some(base) => self.charge(&request, &base, RequestKind::Background),
+                None => self.unconfirmed(&request, RequestKind::Background),
             },
             Claim::Unlabelled => {
                 let key = format!("body:{}", facts.shape.fingerprint.to_hex());
@@ -231,6 +235,12 @@ impl TurnTracker {
             };
         }
         turn.used.requests += 1;
+        // The turn's prompt has not counted yet (its reply failed, or is
+        // still streaming): this request's success counts it, so a prompt
+        // whose own reply fails cannot lend its turn out for free.
+        if let Some(reason) = turn.current_pending() {
+            return Resolution::PromptRetry { key, kind, reason };
+        }
         Resolution::Charged { key, kind }
     }
 
