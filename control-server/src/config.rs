@@ -135,6 +135,31 @@ impl Args {
 #[error("{0}")]
 pub struct ConfigError(pub String);
 
+/// Whether `url` is plain http to another machine: not https, and its host
+/// is not `localhost` or a loopback address. Setup and the daemon refuse
+/// such a server unless given `--insecure`.
+pub fn plain_http_off_machine(url: &str) -> bool {
+    let Some(rest) = url.trim().strip_prefix("http://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let authority = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let host = if let Some(bracketed) = authority.strip_prefix('[') {
+        bracketed.split(']').next().unwrap_or_default()
+    } else {
+        authority.split(':').next().unwrap_or_default()
+    };
+    let host = host.to_ascii_lowercase();
+    let local = host == "localhost"
+        || host.ends_with(".localhost")
+        || host
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.to_canonical().is_loopback());
+    !local
+}
+
 /// Everything [`crate::serve`] needs besides its listener.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -242,6 +267,21 @@ impl ServerConfig {
         self.public_url
             .as_deref()
             .is_some_and(|url| url.starts_with("https://"))
+    }
+
+    /// The warning to log at start, if the server listens beyond loopback
+    /// while devices and admins reach it over plain http.
+    pub fn plain_http_warning(&self, bound: std::net::SocketAddr) -> Option<String> {
+        if bound.ip().to_canonical().is_loopback() || self.public_url_is_https() {
+            return None;
+        }
+        let url = self.public_url.as_deref().unwrap_or("not set");
+        Some(format!(
+            "ccgate-server listens on {bound}, beyond loopback, and PUBLIC_URL ({url}) is not \
+             https: install codes, device tokens, checks and admin logins would cross the network \
+             in plain http, readable and changeable on the way. Put it behind a TLS reverse proxy \
+             and set PUBLIC_URL=https://…; setup commands for plain http say --insecure"
+        ))
     }
 
     /// Whether cookies must be `Secure` (the server is reached over https).

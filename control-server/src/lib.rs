@@ -180,6 +180,9 @@ pub async fn serve(
     let housekeeping = tasks::spawn(state.clone());
     let app = api::router(state.clone());
     tracing::info!(address = %local_addr, "ccgate-server listening");
+    if let Some(warning) = state.config.plain_http_warning(local_addr) {
+        tracing::warn!("{warning}");
+    }
     let stop_sender = Arc::new(stop_sender);
     let signal = Arc::clone(&stop_sender);
     let limits = http::Limits {

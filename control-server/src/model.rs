@@ -36,6 +36,33 @@ impl FromStr for DeviceKind {
     }
 }
 
+/// What an install code is for: `ccgate setup` (the agent API), or
+/// migrating a claude-code-limiter machine (the hook API). Each API takes
+/// only its own kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CodeKind {
+    Setup,
+    Hook,
+}
+
+impl CodeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Setup => "setup",
+            Self::Hook => "hook",
+        }
+    }
+
+    /// The kind of code a device of `kind` registers with.
+    pub fn for_device(kind: DeviceKind) -> Self {
+        match kind {
+            DeviceKind::Proxy => Self::Setup,
+            DeviceKind::Hook => Self::Hook,
+        }
+    }
+}
+
 /// What an admin login or API token may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

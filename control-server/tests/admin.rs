@@ -353,7 +353,8 @@ async fn settings_are_validated_and_the_password_can_change() {
     assert_eq!(body["settings"]["team_name"], "Platform");
     assert_eq!(body["settings"]["time_zone"], "America/New_York");
     let (status, _) = server
-        .put_settings(json!({ "admin_password": "a new admin password" }))
+        .put_settings(json!({ "admin_password": "a new admin password",
+                              "current_password": ADMIN_PASSWORD }))
         .await;
     assert_eq!(status, StatusCode::OK);
     let response = server.login_response(None, ADMIN_PASSWORD).await;

@@ -695,3 +695,80 @@ async fn an_admin_changes_settings_creates_an_api_token_and_filters_the_activity
     );
     browser.close().await;
 }
+
+#[tokio::test]
+async fn an_admin_revokes_one_device_and_makes_a_hook_code_on_the_user_page() {
+    let _one = ONE_BROWSER.lock().await;
+    let server = TestServer::start().await;
+    let (user_id, code) = server.create_user("Rae", json!([])).await;
+    let (device_id, token, _) = server.register_proxy(&code, "rae-laptop").await;
+    let browser = Browser::start(&server.url, 1280, 900).await;
+    log_in_as_admin(&browser).await;
+    browser.open(&format!("/dashboard/users/{user_id}")).await;
+
+    // The device's revoke control is a real button, named in words, reached
+    // and pressed with the keyboard.
+    let selector = format!("[data-revoke-device=\"{device_id}\"]");
+    let button = browser.find(&selector).await;
+    assert_eq!(button.tag_name().await.unwrap(), "button");
+    assert_eq!(
+        button.attr("aria-label").await.unwrap().as_deref(),
+        Some("Revoke rae-laptop")
+    );
+    assert!(button.text().await.unwrap().contains("Revoke"));
+    browser
+        .eval(&format!(
+            "document.querySelector('{}').focus()",
+            selector.replace('\'', "\\'")
+        ))
+        .await;
+    assert_eq!(
+        browser
+            .eval(&format!(
+                "return document.activeElement === document.querySelector('{}')",
+                selector.replace('\'', "\\'")
+            ))
+            .await,
+        true
+    );
+    button.send_keys("\u{E007}").await.unwrap();
+    let dialog = browser.text("dialog[open]").await;
+    assert!(dialog.contains("Revoke rae-laptop?"), "{dialog}");
+    assert!(dialog.contains("no longer accepts"), "{dialog}");
+    browser.click("dialog[open] .button--danger").await;
+    browser
+        .wait_until(
+            "the device to leave the list",
+            &format!(
+                "return !document.querySelector('{}')",
+                selector.replace('\'', "\\'")
+            ),
+        )
+        .await;
+    let (status, _) = server.agent(&token, "/sync", json!({})).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "the token stopped working"
+    );
+
+    // Migrating a claude-code-limiter machine takes an explicit action.
+    browser.click("#hook-code").await;
+    browser.find("dialog[open]").await;
+    browser.click("dialog[open] .button--primary").await;
+    browser
+        .wait_until(
+            "the hook code",
+            "return document.getElementById('install-code')?.textContent.includes('claude-code-limiter')",
+        )
+        .await;
+    let hook_code = browser.text(".install-code__code").await;
+    let (status, body) = send(
+        server
+            .request(Method::POST, "/api/v1/register")
+            .json(&json!({ "code": hook_code })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    browser.close().await;
+}

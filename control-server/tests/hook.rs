@@ -25,7 +25,8 @@ async fn hook(
 }
 
 async fn hook_user(server: &TestServer, limits: Value) -> (i64, String) {
-    let (user_id, code) = server.create_user("Hook User", limits).await;
+    let (user_id, _) = server.create_user("Hook User", limits).await;
+    let code = server.hook_code(user_id).await;
     let (status, body) = hook(server, None, "/register", json!({ "code": code })).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     (user_id, body["auth_token"].as_str().unwrap().to_owned())
@@ -40,7 +41,8 @@ async fn register_sync_check_count_status_health_keep_the_peer_shapes() {
         { "type": "tokens", "window": "daily", "value": 1000000, "kind": "total" },
         { "type": "per_model", "model": "sonnet", "window": "rolling_5h", "value": 9 },
     ]);
-    let (user_id, code) = server.create_user("Lee", limits).await;
+    let (user_id, _) = server.create_user("Lee", limits).await;
+    let code = server.hook_code(user_id).await;
     let (status, reg) = hook(&server, None, "/register", json!({ "code": code })).await;
     assert_eq!(status, StatusCode::OK, "{reg}");
     let token = reg["auth_token"].as_str().unwrap().to_owned();

@@ -85,8 +85,17 @@ pub fn list_accounts(conn: &Connection) -> DbResult<Vec<Account>> {
     with_role(rows, |a, r| a.role = r)
 }
 
-pub fn delete_account(conn: &Connection, id: i64) -> DbResult<bool> {
-    Ok(conn.execute("DELETE FROM accounts WHERE id = ?1", [id])? > 0)
+/// Deletes an account (its sessions go with it) and revokes the API tokens
+/// it made; `None` when there is no such account, else how many tokens.
+pub fn delete_account(conn: &Connection, id: i64, now: i64) -> DbResult<Option<usize>> {
+    if conn.execute("DELETE FROM accounts WHERE id = ?1", [id])? == 0 {
+        return Ok(None);
+    }
+    let revoked = conn.execute(
+        "UPDATE api_tokens SET revoked_at = ?2 WHERE account_id = ?1 AND revoked_at IS NULL",
+        params![id, now],
+    )?;
+    Ok(Some(revoked))
 }
 
 /// A login session; `account_id` `None` is the built-in admin.
@@ -175,9 +184,13 @@ pub struct ApiToken {
     pub created_at: i64,
     pub last_used_at: Option<i64>,
     pub revoked_at: Option<i64>,
+    /// The named account that made it (also through a token of its own);
+    /// `None`: the built-in admin.
+    pub account_id: Option<i64>,
 }
 
-const TOKEN_COLUMNS: &str = "id, name, role, created_by, created_at, last_used_at, revoked_at";
+const TOKEN_COLUMNS: &str =
+    "id, name, role, created_by, created_at, last_used_at, revoked_at, account_id";
 
 fn token_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(ApiToken, String)> {
     Ok((
@@ -189,23 +202,32 @@ fn token_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(ApiToken, String
             created_at: row.get(4)?,
             last_used_at: row.get(5)?,
             revoked_at: row.get(6)?,
+            account_id: row.get(7)?,
         },
         row.get(2)?,
     ))
 }
 
-pub fn insert_api_token(
-    conn: &Connection,
-    name: &str,
-    token_hash: &str,
-    role: Role,
-    created_by: &str,
-    now: i64,
-) -> DbResult<ApiToken> {
+pub struct NewApiToken<'a> {
+    pub name: &'a str,
+    pub token_hash: &'a str,
+    pub role: Role,
+    pub created_by: &'a str,
+    pub account_id: Option<i64>,
+}
+
+pub fn insert_api_token(conn: &Connection, new: &NewApiToken<'_>, now: i64) -> DbResult<ApiToken> {
+    let NewApiToken {
+        name,
+        token_hash,
+        role,
+        created_by,
+        account_id,
+    } = *new;
     conn.execute(
-        "INSERT INTO api_tokens (name, token_hash, role, created_by, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![name, token_hash, role.as_str(), created_by, now],
+        "INSERT INTO api_tokens (name, token_hash, role, created_by, created_at, account_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![name, token_hash, role.as_str(), created_by, now, account_id],
     )?;
     Ok(ApiToken {
         id: conn.last_insert_rowid(),
@@ -215,6 +237,7 @@ pub fn insert_api_token(
         created_at: now,
         last_used_at: None,
         revoked_at: None,
+        account_id,
     })
 }
 

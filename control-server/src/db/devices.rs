@@ -3,7 +3,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{DbError, DbResult, corrupt, non_empty};
-use crate::model::{DeviceDetails, DeviceKind};
+use crate::model::{CodeKind, DeviceDetails, DeviceKind};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceRow {
@@ -57,16 +57,34 @@ fn query(conn: &Connection, filter: &str, args: impl rusqlite::Params) -> DbResu
     .collect()
 }
 
+/// Every device that was not revoked.
 pub fn list_all(conn: &Connection) -> DbResult<Vec<DeviceRow>> {
-    query(conn, "", [])
+    query(conn, "WHERE revoked_at IS NULL", [])
 }
 
 pub fn list_for_user(conn: &Connection, user_id: i64) -> DbResult<Vec<DeviceRow>> {
-    query(conn, "WHERE user_id = ?1", [user_id])
+    query(conn, "WHERE user_id = ?1 AND revoked_at IS NULL", [user_id])
 }
 
+/// A device that was not revoked.
 pub fn get(conn: &Connection, id: i64) -> DbResult<Option<DeviceRow>> {
-    Ok(query(conn, "WHERE id = ?1", [id])?.pop())
+    Ok(query(conn, "WHERE id = ?1 AND revoked_at IS NULL", [id])?.pop())
+}
+
+/// Revokes a device: its tokens are forgotten (no token hashes to
+/// `revoked:<id>`), its row and events stay. The row as it was, if it was
+/// a device that was not revoked yet.
+pub fn revoke(conn: &Connection, id: i64, now: i64) -> DbResult<Option<DeviceRow>> {
+    let Some(row) = get(conn, id)? else {
+        return Ok(None);
+    };
+    conn.execute(
+        "UPDATE devices SET revoked_at = ?2, token_hash = 'revoked:' || id,
+             pending_token_hash = NULL
+         WHERE id = ?1",
+        params![id, now],
+    )?;
+    Ok(Some(row))
 }
 
 pub fn update_details(conn: &Connection, id: i64, details: &DeviceDetails) -> DbResult<()> {
@@ -126,13 +144,15 @@ pub fn delete(conn: &Connection, id: i64) -> DbResult<bool> {
 pub fn insert_install_code(
     conn: &Connection,
     user_id: i64,
+    kind: CodeKind,
     code_hash: &str,
     created_at: i64,
     expires_at: i64,
 ) -> DbResult<()> {
     conn.execute(
-        "INSERT INTO install_codes (code_hash, user_id, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
-        params![code_hash, user_id, created_at, expires_at],
+        "INSERT INTO install_codes (code_hash, user_id, kind, created_at, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![code_hash, user_id, kind.as_str(), created_at, expires_at],
     )?;
     Ok(())
 }
@@ -141,6 +161,8 @@ pub fn insert_install_code(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CodeProblem {
     Unknown,
+    /// A code of the other kind (a setup code on the hook API, or the reverse).
+    WrongKind,
     Used,
     Expired,
 }
@@ -162,7 +184,7 @@ pub fn redeem_install_code(
 ) -> DbResult<Result<DeviceRow, CodeProblem>> {
     let code = conn
         .query_row(
-            "SELECT id, user_id, expires_at, used_at FROM install_codes WHERE code_hash = ?1",
+            "SELECT id, user_id, expires_at, used_at, kind FROM install_codes WHERE code_hash = ?1",
             [code_hash],
             |row| {
                 Ok((
@@ -170,13 +192,17 @@ pub fn redeem_install_code(
                     row.get::<_, i64>(1)?,
                     row.get::<_, i64>(2)?,
                     row.get::<_, Option<i64>>(3)?,
+                    row.get::<_, String>(4)?,
                 ))
             },
         )
         .optional()?;
-    let Some((code_id, user_id, expires_at, used_at)) = code else {
+    let Some((code_id, user_id, expires_at, used_at, kind)) = code else {
         return Ok(Err(CodeProblem::Unknown));
     };
+    if kind != CodeKind::for_device(device.kind).as_str() {
+        return Ok(Err(CodeProblem::WrongKind));
+    }
     if used_at.is_some() {
         return Ok(Err(CodeProblem::Used));
     }

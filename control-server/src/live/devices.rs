@@ -227,6 +227,20 @@ impl DeviceRegistry {
         true
     }
 
+    /// Forgets one device and every token it had (a revocation).
+    pub fn remove(&self, id: i64) -> Option<Arc<DeviceLive>> {
+        let device = self
+            .by_id
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id)?;
+        self.by_token
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, known| known.id != id);
+        Some(device)
+    }
+
     pub fn remove_user(&self, user_id: i64) {
         let removed: Vec<Arc<DeviceLive>> = {
             let mut by_id = self.by_id.write().unwrap_or_else(|p| p.into_inner());

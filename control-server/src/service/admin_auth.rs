@@ -37,6 +37,9 @@ pub struct Principal {
     /// Set for session logins (not API tokens).
     pub session: Option<Session>,
     pub username: Option<String>,
+    /// The named account behind the request (its session, or the account
+    /// that made its API token); `None`: the built-in admin.
+    pub account_id: Option<i64>,
 }
 
 pub struct LoggedIn {
@@ -190,6 +193,7 @@ pub async fn authenticate(
     Ok(match found {
         None => None,
         Some(Ok(session)) => Some(Principal {
+            account_id: session.account_id,
             role: session.role,
             actor: actor_of(session.username.as_deref()),
             via,
@@ -211,6 +215,7 @@ pub async fn authenticate(
                     .await?;
             }
             Some(Principal {
+                account_id: api_token.account_id,
                 role: api_token.role,
                 actor: format!("token:{}", api_token.name),
                 // An API token is never a cookie.

@@ -29,6 +29,7 @@ pub struct Registered {
 async fn record_failure(state: &AppState, client: IpAddr, kind: DeviceKind, problem: CodeProblem) {
     let reason = match problem {
         CodeProblem::Unknown => "unknown",
+        CodeProblem::WrongKind => "wrong_kind",
         CodeProblem::Used => "used",
         CodeProblem::Expired => "expired",
     };
@@ -112,6 +113,19 @@ pub async fn register(
                     "unknown install code: check it, or ask your ccgate admin for a new one",
                 )
                 .with_code("install_code_unknown"),
+                CodeProblem::WrongKind => Error::not_found(match kind {
+                    DeviceKind::Proxy => {
+                        "this install code is for moving a claude-code-limiter hook machine \
+                         (POST /api/v1/register), not for ccgate setup; ask your ccgate admin \
+                         for a new install code"
+                    }
+                    DeviceKind::Hook => {
+                        "this install code is for ccgate setup, not for a claude-code-limiter \
+                         hook client; ask your ccgate admin for a hook code (the user page's \
+                         \"Migrate a claude-code-limiter machine\")"
+                    }
+                })
+                .with_code("install_code_wrong_kind"),
                 CodeProblem::Used => Error::gone(
                     "install_code_used",
                     "this install code was already used; ask your ccgate admin for a new one",

@@ -12,7 +12,7 @@ use crate::db::users::{NewUser, UserChanges, UserRow};
 use crate::db::{self};
 use crate::error::{Error, Result};
 use crate::live::devices::DeviceLive;
-use crate::model::DeviceKind;
+use crate::model::{CodeKind, DeviceKind};
 use crate::secrets::{self, TokenHash};
 use crate::service::audit;
 use crate::state::AppState;
@@ -177,6 +177,7 @@ pub async fn create(state: &AppState, actor: &str, input: NewUserInput) -> Resul
             db::devices::insert_install_code(
                 tx,
                 user.id,
+                CodeKind::Setup,
                 &code_hash,
                 now.as_millisecond(),
                 expires_at.as_millisecond(),
@@ -362,10 +363,14 @@ pub async fn delete(state: &AppState, actor: &str, id: i64) -> Result<()> {
     Ok(())
 }
 
+/// A new install code of `kind` for user `id`: setup codes from "new
+/// install code", hook codes only from the explicit "migrate a
+/// claude-code-limiter machine" action.
 pub async fn new_install_code(
     state: &AppState,
     actor: &str,
     id: i64,
+    kind: CodeKind,
 ) -> Result<(String, Timestamp)> {
     if state.live.user(id).is_none() {
         return Err(Error::not_found(format!("no user with id {id}")));
@@ -381,6 +386,7 @@ pub async fn new_install_code(
             db::devices::insert_install_code(
                 tx,
                 id,
+                kind,
                 &code_hash,
                 now.as_millisecond(),
                 expires_at.as_millisecond(),
@@ -393,7 +399,7 @@ pub async fn new_install_code(
                     &actor_name,
                     Some(id),
                     None,
-                    None,
+                    Some(json!({ "kind": kind })),
                 ),
             )
         })
@@ -441,6 +447,52 @@ pub async fn rotate_tokens(state: &AppState, actor: &str, id: i64) -> Result<usi
     }
     user.notify();
     Ok(count)
+}
+
+/// Revokes one device: its token stops working at once (its live stream
+/// ends and its next call gets 401), its events stay. Unlike a rotation,
+/// nothing is handed to whoever holds the old token.
+pub async fn revoke_device(state: &AppState, actor: &str, id: i64) -> Result<i64> {
+    let now = state.now();
+    let actor_name = actor.to_owned();
+    let revoked = state
+        .db
+        .write(move |tx| {
+            let Some(row) = db::devices::revoke(tx, id, now.as_millisecond())? else {
+                return Ok(None);
+            };
+            let detail = json!({
+                "hostname": row.details.hostname, "kind": row.kind,
+                "os_user": row.details.os_user,
+            });
+            db::audit::insert(
+                tx,
+                &audit(
+                    now,
+                    "device_revoked",
+                    &actor_name,
+                    Some(row.user_id),
+                    Some(id),
+                    Some(detail),
+                ),
+            )?;
+            Ok(Some(row))
+        })
+        .await?
+        .ok_or_else(|| Error::not_found(format!("no device with id {id}")))?;
+    state.live.devices.remove(id);
+    let user_name = state.live.user(revoked.user_id).map(|user| {
+        // Its stream sees the device gone and ends.
+        user.notify();
+        user.lock().row.name.clone()
+    });
+    state.hub.publish("device_revoked", || {
+        json!({
+            "userId": revoked.user_id, "userName": user_name, "deviceId": id,
+            "hostname": revoked.details.hostname, "timestamp": now,
+        })
+    });
+    Ok(revoked.user_id)
 }
 
 /// A device used its replacement token: make it the only one.

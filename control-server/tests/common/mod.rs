@@ -256,6 +256,15 @@ impl TestServer {
         )
     }
 
+    /// A hook code for user `id` (`POST /api/admin/users/{id}/hook-code`):
+    /// the only kind the claude-code-limiter hook API takes.
+    pub async fn hook_code(&self, id: i64) -> String {
+        let path = format!("/api/admin/users/{id}/hook-code");
+        let (status, body) = self.admin_json(Method::POST, &path, None).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["install_code"].as_str().unwrap().to_owned()
+    }
+
     /// Registers a proxy with `code`; returns (device id, token, full answer).
     pub async fn register_proxy(&self, code: &str, hostname: &str) -> (i64, String, Value) {
         let (status, body) = self.register_proxy_raw(code, hostname).await;

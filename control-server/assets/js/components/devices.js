@@ -1,15 +1,48 @@
 // A user's devices: host, OS, Claude Code and ccgate versions, when last
-// seen, and whether online now.
+// seen, whether online now, and (for admins) revoking one device.
 
+import { del } from '../api.js';
 import { h } from '../dom.js';
 import { ago, dateTime } from '../format.js';
 import { onlineBadge } from './badge.js';
+import { confirmAction } from './dialog.js';
+import { attempt } from './notices.js';
+
+const hostName = (device) => device.hostname ?? `device ${device.id}`;
+
+/** A button that revokes `device` after a confirmation, then calls `onRevoked()`. */
+function revokeButton(device, onRevoked) {
+  const host = hostName(device);
+  const button = h(
+    'button',
+    {
+      type: 'button',
+      class: 'button button--quiet button--danger-text',
+      dataset: { revokeDevice: String(device.id) },
+      'aria-label': `Revoke ${host}`,
+    },
+    '✕ Revoke',
+  );
+  button.addEventListener('click', async () => {
+    const sure = await confirmAction({
+      title: `Revoke ${host}?`,
+      message: `${host} stops being accepted at once: its ccgate refuses every prompt and says this server no longer accepts the machine. Its usage history stays. To use it again, run sudo ccgate setup there with a new install code. (Rotating tokens is not the same: a rotated token goes to whoever holds the old one.)`,
+      confirm: `Revoke ${host}`,
+      danger: true,
+    });
+    if (!sure) return;
+    const answer = await attempt(() => del(`/devices/${device.id}`), `${host} was revoked.`);
+    if (answer) onRevoked?.();
+  });
+  return button;
+}
 
 function os(device) {
   return [device.os, device.os_version, device.arch].filter(Boolean).join(' ') || '—';
 }
 
-export function devicesTable(devices) {
+/** `onRevoked` set (admins only): each device gets a revoke button. */
+export function devicesTable(devices, { onRevoked } = {}) {
   if (!devices?.length) {
     return h(
       'p',
@@ -29,8 +62,8 @@ export function devicesTable(devices) {
         h(
           'tr',
           {},
-          ['Host', 'OS', 'Claude Code', 'Agent', 'Last seen', 'Status'].map((title) =>
-            h('th', { scope: 'col' }, title),
+          [...['Host', 'OS', 'Claude Code', 'Agent', 'Last seen', 'Status'], ...(onRevoked ? ['Actions'] : [])].map(
+            (title) => h('th', { scope: 'col' }, title),
           ),
         ),
       ),
@@ -44,7 +77,7 @@ export function devicesTable(devices) {
             h(
               'th',
               { scope: 'row' },
-              device.hostname ?? `device ${device.id}`,
+              hostName(device),
               device.os_user ? h('span', { class: 'muted' }, ` (${device.os_user})`) : null,
             ),
             h('td', {}, os(device)),
@@ -57,6 +90,7 @@ export function devicesTable(devices) {
               onlineBadge(device.online),
               device.token_rotation_pending ? h('span', { class: 'tag' }, 'new token pending') : null,
             ),
+            onRevoked ? h('td', {}, revokeButton(device, onRevoked)) : null,
           ),
         ),
       ),

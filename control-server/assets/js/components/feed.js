@@ -85,6 +85,8 @@ export function fromLive(message) {
       return { ...base, kind: 'fault', text: faultText(message) };
     case 'device_registered':
       return { ...base, kind: 'device', text: `registered ${message.hostname ?? 'a device'}` };
+    case 'device_revoked':
+      return { ...base, kind: 'device', text: `revoked ${message.hostname ?? 'a device'}` };
     default:
       return null;
   }

@@ -1,5 +1,6 @@
 // What an admin can do to a user: pause, resume, kill (after a
-// confirmation), a new install code, new device tokens, delete.
+// confirmation), a new install code, a code for moving a claude-code-limiter
+// machine, new device tokens, delete.
 
 import { del, post, put } from '../api.js';
 import { h } from '../dom.js';
@@ -10,7 +11,7 @@ function button(text, id, variant = '') {
   return h('button', { type: 'button', class: `button ${variant}`.trim(), id }, text);
 }
 
-/** `onChange(user)` after a status change; `onCode(answer)` with a new install code. */
+/** `onChange(user)` after a status change; `onCode(answer)` with a new install or hook code. */
 export function userActions(user, { onChange, onCode }) {
   const setStatus = async (status, success) => {
     const answer = await attempt(() => put(`/users/${user.id}`, { status }), success);
@@ -44,11 +45,22 @@ export function userActions(user, { onChange, onCode }) {
     const answer = await attempt(() => post(`/users/${user.id}/install-code`));
     if (answer) onCode(answer);
   });
+  const hook = button('Migrate a claude-code-limiter machine', 'hook-code');
+  hook.addEventListener('click', async () => {
+    const sure = await confirmAction({
+      title: `A hook code for ${user.name}?`,
+      message: `The code registers a machine that still runs claude-code-limiter’s hook, which reports its own counts (its user can change them). Use it only to move such a machine; for a new machine use “New install code” and ccgate setup.`,
+      confirm: 'Make a hook code',
+    });
+    if (!sure) return;
+    const answer = await attempt(() => post(`/users/${user.id}/hook-code`));
+    if (answer) onCode(answer);
+  });
   const rotate = button('Rotate device tokens', 'rotate-tokens');
   rotate.addEventListener('click', async () => {
     const sure = await confirmAction({
       title: 'Give every device a new token?',
-      message: `Each of ${user.name}’s ccgate devices receives a new token on its next sync, and the old one stops working once the new one is used.`,
+      message: `Each of ${user.name}’s ccgate devices receives a new token on its next sync, and the old one stops working once the new one is used. This is not a revocation: the new token goes to whoever holds the old one. To cut off a lost or stolen machine, revoke it in Devices.`,
       confirm: 'Rotate tokens',
     });
     if (!sure) return;
@@ -68,6 +80,6 @@ export function userActions(user, { onChange, onCode }) {
       location.assign('/dashboard');
     }
   });
-  actions.push(code, rotate, remove);
+  actions.push(code, hook, rotate, remove);
   return h('div', { class: 'actions', role: 'group', 'aria-label': `Actions for ${user.name}` }, actions);
 }

@@ -17,6 +17,7 @@ const KINDS = [
   ['user_created', '+', 'Users added', 'User added'],
   ['user_deleted', '−', 'Users deleted', 'User deleted'],
   ['device_registered', '⌂', 'Devices registered', 'Device registered'],
+  ['device_revoked', '✕', 'Devices revoked', 'Device revoked'],
   ['install_code_created', '#', 'Install codes', 'Install code'],
   ['tokens_rotated', '↻', 'Device tokens rotated', 'Device tokens rotated'],
   ['settings_changed', '⚙', 'Settings changes', 'Settings changed'],
@@ -42,6 +43,7 @@ const LIVE_KINDS = [
   'user_updated',
   'user_deleted',
   'device_registered',
+  'device_revoked',
   'subscription_changed',
 ];
 
@@ -79,7 +81,10 @@ function describe(entry) {
     case 'delivery_fault':
       return `${d.hostname ?? 'a device'} holds back ${d.quarantined ?? '?'} event${d.quarantined === 1 ? '' : 's'}: ${d.reason ?? 'no reason given'}`;
     case 'device_registered':
+    case 'device_revoked':
       return `${d.hostname ?? 'a device'} (${d.kind ?? 'proxy'})`;
+    case 'install_code_created':
+      return d.kind === 'hook' ? 'hook code (claude-code-limiter machine)' : 'setup code';
     case 'tokens_rotated':
       return `${d.devices ?? 0} devices`;
     case 'user_created':

@@ -91,17 +91,24 @@ function teamForm(settings) {
 }
 
 function passwordForm() {
+  const current = h('input', { id: 'current-password', type: 'password', autocomplete: 'current-password' });
   const first = h('input', { id: 'new-password', type: 'password', autocomplete: 'new-password', minlength: 8 });
   const second = h('input', { id: 'repeat-password', type: 'password', autocomplete: 'new-password' });
   return actionForm({
     id: 'password-form',
     submitLabel: 'Change password',
     success: 'Password changed. Other sessions of the built-in admin were logged out.',
-    children: [field('New password', first, 'At least 8 characters.'), field('Repeat it', second)],
+    children: [
+      field('Current password', current, 'The built-in admin’s password now.'),
+      field('New password', first, 'At least 8 characters.'),
+      field('Repeat it', second),
+    ],
     action: async () => {
+      if (!current.value) throw new Error('Enter the current password.');
       if (first.value.length < 8) throw new Error('The password needs at least 8 characters.');
       if (first.value !== second.value) throw new Error('The two passwords differ.');
-      await put('/settings', { admin_password: first.value });
+      await put('/settings', { admin_password: first.value, current_password: current.value });
+      current.value = '';
       first.value = '';
       second.value = '';
     },

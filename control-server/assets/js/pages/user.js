@@ -8,7 +8,7 @@ import { accessPanel, signInText } from '../components/access-panel.js';
 import { statusBadge } from '../components/badge.js';
 import { devicesTable } from '../components/devices.js';
 import { creditGauge } from '../components/gauge.js';
-import { installCodePanel } from '../components/install-code.js';
+import { hookCodePanel, installCodePanel } from '../components/install-code.js';
 import { LimitsPanel } from '../components/limits-panel.js';
 import { creditWindow, limitMeters, scheduleList, tokenTotal } from '../components/limits.js';
 import { FAMILY_STYLE } from '../components/patterns.js';
@@ -81,9 +81,11 @@ export async function render(main, { live }) {
   const devices = h('section', { class: 'panel', 'aria-labelledby': 'devices-title' });
 
   const showCode = (answer) => {
-    replace(codeHolder, installCodePanel(answer, user.name));
+    const panel = answer.kind === 'hook' ? hookCodePanel : installCodePanel;
+    replace(codeHolder, panel(answer, user.name));
     codeHolder.firstElementChild.focus();
   };
+  const reload = async () => show((await get(`/users/${id}`)).user);
   const show = (fresh) => {
     user = fresh;
     replace(
@@ -125,7 +127,11 @@ export async function render(main, { live }) {
           : h('p', { class: 'muted' }, 'No limits: every model may be used without restriction.'),
       ),
     );
-    replace(devices, h('h2', { id: 'devices-title', class: 'panel__title' }, 'Devices'), devicesTable(user.devices));
+    replace(
+      devices,
+      h('h2', { id: 'devices-title', class: 'panel__title' }, 'Devices'),
+      devicesTable(user.devices, canEdit() ? { onRevoked: reload } : {}),
+    );
   };
   show(user);
 

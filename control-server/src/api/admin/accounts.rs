@@ -90,19 +90,27 @@ pub async fn remove(
     Admin(admin): Admin,
     Path(id): Path<i64>,
 ) -> Result<StatusCode> {
-    let delete = |tx: &rusqlite::Transaction<'_>, id, _now| db::auth::delete_account(tx, id);
-    remove_logged(
-        &state,
-        &admin.actor,
-        id,
-        Removal {
-            action: "account_deleted",
-            detail_key: "account_id",
-            what: "account",
-            remove: delete,
-        },
-    )
-    .await
+    let now = state.now();
+    let actor = admin.actor.clone();
+    let removed = state
+        .db
+        .write(move |tx| {
+            let revoked = db::auth::delete_account(tx, id, now.as_millisecond())?;
+            if let Some(tokens) = revoked {
+                let detail = json!({ "account_id": id, "tokens_revoked": tokens });
+                db::audit::insert(
+                    tx,
+                    &audit(now, "account_deleted", &actor, None, None, Some(detail)),
+                )?;
+            }
+            Ok(revoked.is_some())
+        })
+        .await?;
+    if removed {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(Error::not_found(format!("no account with id {id}")))
+    }
 }
 
 /// Deleting or revoking one row: the audit entry it leaves, the 404 it gives.
@@ -188,11 +196,21 @@ pub async fn create_token(
     let now = state.now();
     let actor = admin.actor.clone();
     let role = body.role;
+    let account_id = admin.account_id;
     let token = state
         .db
         .write(move |tx| {
-            let token =
-                db::auth::insert_api_token(tx, &name, &hash, role, &actor, now.as_millisecond())?;
+            let token = db::auth::insert_api_token(
+                tx,
+                &db::auth::NewApiToken {
+                    name: &name,
+                    token_hash: &hash,
+                    role,
+                    created_by: &actor,
+                    account_id,
+                },
+                now.as_millisecond(),
+            )?;
             let detail = json!({ "token_id": token.id, "name": name, "role": role });
             db::audit::insert(
                 tx,

@@ -40,6 +40,8 @@ pub fn routes(state: AppState) -> Router<AppState> {
             get(users::get_one).put(users::update).delete(users::remove),
         )
         .route("/users/{id}/install-code", post(users::install_code))
+        .route("/users/{id}/hook-code", post(users::hook_code))
+        .route("/devices/{id}", delete(users::revoke_device))
         .route("/users/{id}/rotate-tokens", post(users::rotate_tokens))
         .route("/users/{id}/preview", post(users::preview))
         .route("/usage", get(reports::usage))

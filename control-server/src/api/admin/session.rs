@@ -32,9 +32,23 @@ fn cookie(state: &AppState, value: &str, max_age: i64) -> HeaderValue {
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
+/// Whether a request comes from a browser: browsers send `Origin` with
+/// every `fetch` POST and `Sec-Fetch-*` with every request, and page
+/// scripts can remove neither. Scripts (curl, reqwest) send none of them.
+fn from_browser(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::ORIGIN)
+        || headers.contains_key("sec-fetch-site")
+        || headers.contains_key("sec-fetch-mode")
+}
+
+/// `POST /login`. The session is set as an HttpOnly cookie. The answer
+/// carries the session token as `token` (the peer's shape) only for
+/// scripts: a browser's login keeps it from page scripts, which need only
+/// `csrf_token` (scripts that want a lasting credential use API tokens).
 pub async fn login(
     State(state): State<AppState>,
     ClientIp(client): ClientIp,
+    headers: HeaderMap,
     Json(body): Json<LoginBody>,
 ) -> Result<Response> {
     if body.password.is_empty() {
@@ -47,15 +61,17 @@ pub async fn login(
         .as_secs()
         .max(0);
     let team = state.live.settings().team_name.clone();
-    let mut response = axum::Json(json!({
-        "token": session.token,
+    let mut answer = json!({
         "team": team,
         "csrf_token": session.csrf_token,
         "role": session.role,
         "username": session.username,
         "expires_at": session.expires_at,
-    }))
-    .into_response();
+    });
+    if !from_browser(&headers) {
+        answer["token"] = json!(session.token);
+    }
+    let mut response = axum::Json(answer).into_response();
     response
         .headers_mut()
         .insert(header::SET_COOKIE, cookie(&state, &session.token, max_age));

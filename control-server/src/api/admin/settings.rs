@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::Admin;
-use crate::api::extract::Json;
+use crate::api::extract::{ClientIp, Json};
 use crate::config::MIN_PASSWORD_LEN;
 use crate::db::settings::TeamSettings;
 use crate::db::{self};
@@ -56,6 +56,9 @@ pub struct SettingsBody {
     personal_api_keys: Option<PersonalApiKeys>,
     #[serde(default)]
     admin_password: Option<String>,
+    /// The built-in admin's password now: required with `admin_password`.
+    #[serde(default)]
+    current_password: Option<String>,
 }
 
 /// The per-turn caps; a cap left out keeps its value.
@@ -85,9 +88,42 @@ impl TurnLimitsChange {
     }
 }
 
+/// The built-in admin's password is `current`, or 403. A wrong one counts
+/// as a failed login of the client (the same rate limit guards both).
+async fn check_current_password(
+    state: &AppState,
+    client: std::net::IpAddr,
+    current: Option<String>,
+) -> Result<()> {
+    let refused = |message: &str| Error::forbidden(message).with_code("current_password");
+    let Some(current) = current.filter(|p| !p.is_empty()) else {
+        return Err(refused(
+            "changing the admin password needs the current one (current_password)",
+        ));
+    };
+    let attempt = state.login_limiter.begin(client).map_err(|wait| {
+        Error::too_many_requests(
+            format!("too many wrong passwords from this address; try again in {wait} s"),
+            wait,
+        )
+    })?;
+    let stored = state
+        .db
+        .read(db::settings::admin_password_hash)
+        .await?
+        .ok_or_else(Error::internal)?;
+    if state.passwords.verify(current, stored).await? {
+        attempt.succeeded();
+        Ok(())
+    } else {
+        Err(refused("current_password is not the admin password"))
+    }
+}
+
 pub async fn put_settings(
     State(state): State<AppState>,
     Admin(admin): Admin,
+    ClientIp(client): ClientIp,
     Json(body): Json<SettingsBody>,
 ) -> Result<Out> {
     let mut settings = (*state.live.settings()).clone();
@@ -133,6 +169,7 @@ pub async fn put_settings(
                     "admin_password must be at least {MIN_PASSWORD_LEN} characters"
                 )));
             }
+            check_current_password(&state, client, body.current_password).await?;
             let hash = state.passwords.hash(password).await?;
             Some(hash)
         }

@@ -18,6 +18,7 @@ use crate::db::users::UserChanges;
 use crate::db::{self};
 use crate::error::{Error, Result};
 use crate::live::users::UserLive;
+use crate::model::CodeKind;
 use crate::service::users as service;
 use crate::state::AppState;
 
@@ -168,7 +169,36 @@ fn public_url(state: &AppState, headers: &HeaderMap) -> String {
 }
 
 fn setup_command(url: &str, code: &str) -> String {
-    format!("sudo ccgate setup --code {code} --server {url}")
+    let insecure = if crate::config::plain_http_off_machine(url) {
+        " --insecure"
+    } else {
+        ""
+    };
+    format!("sudo ccgate setup --code {code} --server {url}{insecure}")
+}
+
+/// Why the setup command is unsafe, when the server is reached over plain
+/// http from another machine (the dashboard shows it next to the command).
+fn setup_warning(url: &str) -> Option<String> {
+    crate::config::plain_http_off_machine(url).then(|| {
+        format!(
+            "{url} is plain http: the install code, the device token and every check and event \
+             would cross the network unencrypted, so anyone on the way could read them, take over \
+             the device or change what it is told. ccgate setup and the daemon refuse such a \
+             server unless given --insecure. Put the server behind https and set PUBLIC_URL."
+        )
+    })
+}
+
+/// The fields of an answer that hands out a setup code.
+fn setup_fields(url: &str, code: &str, expires_at: Timestamp) -> Map<String, Value> {
+    let mut fields = Map::new();
+    fields.insert("install_code".into(), json!(code));
+    fields.insert("install_code_expires_at".into(), json!(expires_at));
+    fields.insert("kind".into(), json!(CodeKind::Setup));
+    fields.insert("setup_command".into(), json!(setup_command(url, code)));
+    fields.insert("setup_warning".into(), json!(setup_warning(url)));
+    fields
 }
 
 pub async fn create(
@@ -193,16 +223,10 @@ pub async fn create(
     .await?;
     let url = public_url(&state, &headers);
     let user = find(&state, created.user.id)?;
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(json!({
-            "user": user_view(&state, &user, None),
-            "limits": created.user.rules,
-            "install_code": created.install_code,
-            "install_code_expires_at": created.code_expires_at,
-            "setup_command": setup_command(&url, &created.install_code),
-        })),
-    ))
+    let mut answer = setup_fields(&url, &created.install_code, created.code_expires_at);
+    answer.insert("user".into(), user_view(&state, &user, None));
+    answer.insert("limits".into(), json!(created.user.rules));
+    Ok((StatusCode::CREATED, axum::Json(Value::Object(answer))))
 }
 
 /// Absent → `None`; `null` or `""` → `Some(None)`; a value → `Some(Some(v))`.
@@ -297,15 +321,53 @@ pub async fn install_code(
     headers: HeaderMap,
     Path(id): Path<i64>,
 ) -> Result<(StatusCode, Out)> {
-    let (code, expires_at) = service::new_install_code(&state, &admin.actor, id).await?;
+    let (code, expires_at) =
+        service::new_install_code(&state, &admin.actor, id, CodeKind::Setup).await?;
     let url = public_url(&state, &headers);
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(Value::Object(setup_fields(&url, &code, expires_at))),
+    ))
+}
+
+/// `POST /users/{id}/hook-code`: a code for moving a machine that still runs
+/// claude-code-limiter's hook to this server (`POST /api/v1/register`). The
+/// hook API takes no other code: a hook device's counts come from its
+/// client, so only an admin's explicit choice makes one.
+pub async fn hook_code(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Result<(StatusCode, Out)> {
+    let (code, expires_at) =
+        service::new_install_code(&state, &admin.actor, id, CodeKind::Hook).await?;
+    let url = public_url(&state, &headers);
+    let body = serde_json::to_string(&json!({ "code": code })).unwrap_or_default();
     Ok((
         StatusCode::CREATED,
         axum::Json(json!({
             "install_code": code,
             "install_code_expires_at": expires_at,
-            "setup_command": setup_command(&url, &code),
+            "kind": CodeKind::Hook,
+            "server_url": url,
+            "register_command": format!(
+                "curl -sS -X POST {url}/api/v1/register -H 'Content-Type: application/json' -d '{body}'"
+            ),
+            "setup_warning": setup_warning(&url),
         })),
+    ))
+}
+
+/// `DELETE /devices/{id}`: revokes one device (see [`service::revoke_device`]).
+pub async fn revoke_device(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Path(id): Path<i64>,
+) -> Result<Out> {
+    let user_id = service::revoke_device(&state, &admin.actor, id).await?;
+    Ok(axum::Json(
+        json!({ "revoked": true, "id": id, "user_id": user_id }),
     ))
 }
 
