@@ -144,6 +144,10 @@ impl From<DbError> for Error {
         match error {
             DbError::Conflict(message) => Error::conflict(message),
             DbError::NotFound(message) => Error::not_found(message),
+            other if crate::db::is_transient(&other) => {
+                tracing::warn!(error = %other, "the database is unavailable for a moment");
+                Error::busy("the database is busy; try again shortly", 5)
+            }
             other => {
                 tracing::error!(error = %other, "database failure");
                 Error::internal()
@@ -169,5 +173,33 @@ impl IntoResponse for Error {
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sqlite(code: std::ffi::c_int) -> DbError {
+        DbError::Sqlite(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(code),
+            None,
+        ))
+    }
+
+    #[test]
+    fn a_database_that_is_busy_or_full_is_a_503_to_retry() {
+        for code in [
+            rusqlite::ffi::SQLITE_BUSY,
+            rusqlite::ffi::SQLITE_LOCKED,
+            rusqlite::ffi::SQLITE_FULL,
+            rusqlite::ffi::SQLITE_IOERR,
+        ] {
+            let error = Error::from(sqlite(code));
+            assert_eq!(error.status, StatusCode::SERVICE_UNAVAILABLE, "{code}");
+            assert!(error.retry_after.is_some());
+        }
+        let error = Error::from(sqlite(rusqlite::ffi::SQLITE_CONSTRAINT));
+        assert_eq!(error.status, StatusCode::INTERNAL_SERVER_ERROR);
     }
 }

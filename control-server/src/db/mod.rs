@@ -211,6 +211,23 @@ pub fn is_permanent(error: &DbError) -> bool {
     }
 }
 
+/// Whether `error` is the database being unavailable for a moment (busy,
+/// locked, full, an I/O error): the request may succeed when retried.
+pub fn is_transient(error: &DbError) -> bool {
+    matches!(
+        error,
+        DbError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) if matches!(
+            e.code,
+            rusqlite::ErrorCode::DatabaseBusy
+                | rusqlite::ErrorCode::DatabaseLocked
+                | rusqlite::ErrorCode::DiskFull
+                | rusqlite::ErrorCode::SystemIoFailure
+                | rusqlite::ErrorCode::OutOfMemory
+                | rusqlite::ErrorCode::CannotOpen
+        )
+    )
+}
+
 pub(crate) fn is_foreign_key_violation(error: &rusqlite::Error) -> bool {
     matches!(
         error,
