@@ -398,3 +398,20 @@ async fn subscription_reports_cannot_claim_the_future() {
         "{stored}"
     );
 }
+
+#[tokio::test]
+async fn a_full_batch_fits_whatever_max_body_bytes_says() {
+    let server = TestServer::start_with(|config| config.max_body_bytes = 4096).await;
+    let (_, token) = server.user_with_proxy("Jo", json!([])).await;
+    let events: Vec<Value> = (0..60)
+        .map(|i| request_event(&id(700 + i), &now(), "claude-haiku-4-5", "t", false, 1))
+        .collect();
+    let batch = json!({ "events": events });
+    assert!(batch.to_string().len() > 4096);
+    let (status, answer) = server.agent(&token, "/events", batch).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["accepted"], 60);
+    // Other endpoints keep the limit.
+    let (status, _) = server.post_user(json!({ "name": "x".repeat(5000) })).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+}
