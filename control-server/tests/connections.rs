@@ -89,3 +89,23 @@ async fn a_stalled_body_is_cut_off_after_the_idle_timeout() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_kept_alive_connection_serves_requests_then_closes_when_idle() {
+    let server = TestServer::start_with(|config| {
+        config.header_read_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let mut stream = TcpStream::connect(address(&server)).await.unwrap();
+    let request = b"GET /healthz HTTP/1.1\r\nHost: ccgate\r\n\r\n";
+    for _ in 0..3 {
+        stream.write_all(request).await.unwrap();
+        let mut buffer = [0u8; 1024];
+        let n = stream.read(&mut buffer).await.unwrap();
+        let answer = String::from_utf8_lossy(&buffer[..n]);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.ends_with("{\"status\":\"ok\"}"), "{answer}");
+    }
+    // No next request: the header-read timer closes it.
+    assert_eq!(closed_by_server(stream).await, "");
+}
