@@ -5,7 +5,7 @@
 //! host is tunnelled untouched.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ccgate_quota::wire::{
@@ -19,7 +19,7 @@ use http_body_util::combinators::BoxBody;
 use hudsucker::{Body, HttpContext, HttpHandler, RequestOrResponse};
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::classify::RequestFacts;
+use crate::classify::{LastUser, RequestFacts};
 use crate::credential::CredentialRefusal;
 use crate::gate::Verdict;
 use crate::meter::Reading;
@@ -30,9 +30,13 @@ use crate::state::{Exchange, Shared};
 use crate::tap::{Ending, TapBody};
 use crate::turns::Resolution;
 
+/// How long a tool result waits for its session's replies to be recorded:
+/// far longer than the race it covers (an fsync), short enough that a
+/// forged result behind a long stream is not held up for long.
+const REPLY_SETTLE_WAIT: Duration = Duration::from_secs(5);
+
 pub use crate::local::SYNC_PATH;
 
-#[derive(Clone)]
 pub struct GateHandler {
     shared: Arc<Shared>,
     /// Refuse to tunnel any other host (tests must not reach the internet).
@@ -40,6 +44,17 @@ pub struct GateHandler {
     /// Set by `handle_request` for the reply to meter (hudsucker clones the
     /// handler per request, so this belongs to one request).
     exchange: Option<(Exchange, Instant)>,
+}
+
+/// hudsucker clones the handler for each request: a clone starts empty.
+impl Clone for GateHandler {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+            refuse_other_hosts: self.refuse_other_hosts,
+            exchange: None,
+        }
+    }
 }
 
 impl Drop for GateHandler {
@@ -131,7 +146,11 @@ impl GateHandler {
                 .accounting
                 .resolve(&facts, &rules, self.shared.now())
         };
+        let session = facts.session_id.as_deref().unwrap_or("-");
         let mut resolution = resolve();
+        if self.awaits_its_reply(&resolution, &facts, session).await {
+            resolution = resolve();
+        }
         // One prompt of a session through the gate at a time. Copies of a
         // prompt sent side by side wait for the first, then find it
         // reserved; a side call (a title) sent while its session's prompt is
@@ -170,6 +189,7 @@ impl GateHandler {
                         decided_offline,
                         credential,
                         request_bytes: bytes.len(),
+                        open: self.shared.open_replies.open(session),
                     },
                     started,
                 ));
@@ -180,6 +200,39 @@ impl GateHandler {
                 Request::from_parts(parts, Body::from(Full::new(bytes))).into()
             }
         }
+    }
+
+    /// A tool result the books cannot place while a reply of its session
+    /// is still being recorded waits for that reply (see
+    /// [`crate::open_replies`]); returns whether it waited.
+    async fn awaits_its_reply(
+        &self,
+        resolution: &Resolution,
+        facts: &RequestFacts,
+        session: &str,
+    ) -> bool {
+        let unplaced = matches!(
+            resolution,
+            Resolution::Prompt {
+                reason: CountReason::Unconfirmed,
+                ..
+            }
+        ) && matches!(
+            facts.shape.last_user,
+            LastUser::ToolResults { .. } | LastUser::TypedDuringTurn { .. }
+        );
+        if !unplaced || !self.shared.open_replies.any_open(session) {
+            return false;
+        }
+        if !self
+            .shared
+            .open_replies
+            .settled(session, REPLY_SETTLE_WAIT)
+            .await
+        {
+            tracing::debug!("a tool result waited {REPLY_SETTLE_WAIT:?} for its session's replies");
+        }
+        true
     }
 
     async fn read_body(

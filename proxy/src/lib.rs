@@ -24,6 +24,7 @@ pub mod live;
 pub mod local;
 pub mod local_usage;
 pub mod meter;
+pub mod open_replies;
 pub mod os;
 pub mod outbox;
 pub mod paths;

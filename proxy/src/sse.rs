@@ -64,6 +64,9 @@ impl SseParser {
 
     /// Feeds bytes; calls `on_event(name, data)` for each complete wanted event.
     pub fn feed(&mut self, mut chunk: &[u8], on_event: &mut impl FnMut(&str, &[u8])) {
+        if chunk.is_empty() {
+            return;
+        }
         if self.after_cr && chunk.first() == Some(&b'\n') {
             chunk = &chunk[1..];
         }
@@ -194,6 +197,21 @@ mod tests {
             });
         }
         events
+    }
+
+    /// Found by the property test: an empty chunk between `\r` and `\n`
+    /// (hyper may pass on empty data frames) made the `\n` a blank line,
+    /// ending the event before its data.
+    #[test]
+    fn an_empty_chunk_between_cr_and_lf_changes_nothing() {
+        let mut parser = SseParser::new(wanted, |_| false);
+        let mut events = Vec::new();
+        for chunk in [&b"event: message_start\r"[..], b"", b"\ndata: {}\r\n\r\n"] {
+            parser.feed(chunk, &mut |name, data| {
+                events.push((name.to_owned(), String::from_utf8_lossy(data).into_owned()))
+            });
+        }
+        assert_eq!(events, [("message_start".to_owned(), "{}".to_owned())]);
     }
 
     #[test]

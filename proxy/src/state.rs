@@ -27,6 +27,7 @@ use crate::key_locks::KeyLocks;
 use crate::ledger::Ledger;
 use crate::link::ServerLink;
 use crate::local::LocalEndpoints;
+use crate::open_replies::{OpenReplies, OpenReply};
 use crate::outbox::Outbox;
 use crate::paths::Paths;
 use crate::policy::PolicyState;
@@ -36,7 +37,7 @@ use crate::tap::{Ending, EndingSink, OpenStreams};
 use crate::turns::Resolution;
 
 /// What a request carries from the gate to the recorder.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Exchange {
     pub model: String,
     pub family: ModelFamily,
@@ -47,6 +48,8 @@ pub struct Exchange {
     pub credential: Option<CredentialUse>,
     /// The request body's size, for an estimate when no usage comes back.
     pub request_bytes: usize,
+    /// Open until the recorder has settled this reply (dropped with it).
+    pub open: OpenReply,
 }
 
 /// The cached last sync, restored after a restart.
@@ -137,6 +140,8 @@ pub struct Shared {
     pub body_budget: BodyBudget,
     /// One prompt of a session at a time through the gate.
     pub prompt_locks: KeyLocks,
+    /// Replies forwarded and not yet in the books, per session.
+    pub open_replies: Arc<OpenReplies>,
     pub(crate) endings: EndingSink<Exchange>,
     pub sync_wakeup: Notify,
     pub hooks: Box<dyn Hooks>,
@@ -179,6 +184,7 @@ impl Shared {
             local: LocalEndpoints::default(),
             body_budget,
             prompt_locks: KeyLocks::default(),
+            open_replies: Arc::default(),
             sync_wakeup: Notify::new(),
             hooks,
         }

@@ -41,6 +41,14 @@ pub enum Reply {
         input: Value,
         usage: Usage,
     },
+    /// A Bash tool call whose stream holds its last events (message_delta
+    /// and message_stop) until `hold` is notified: the client has the tool
+    /// call's id before the proxy has seen the reply end.
+    HeldToolUse {
+        command: String,
+        usage: Usage,
+        hold: Arc<tokio::sync::Notify>,
+    },
     /// An HTTP error reply in the API's shape.
     Error {
         status: u16,
@@ -92,9 +100,10 @@ impl Reply {
     /// The usage this reply reports to the client (what a meter should see).
     pub fn reported_usage(&self) -> Usage {
         match self {
-            Self::Text { usage, .. } | Self::ToolUse { usage, .. } | Self::Gated { usage, .. } => {
-                *usage
-            }
+            Self::Text { usage, .. }
+            | Self::ToolUse { usage, .. }
+            | Self::HeldToolUse { usage, .. }
+            | Self::Gated { usage, .. } => *usage,
             // Only message_start's counts went out before the failure.
             Self::MidStreamError { usage } | Self::Drop { usage } => Usage {
                 output_tokens: 1,
@@ -561,6 +570,11 @@ fn json_message(reply: &Reply, model: &str, number: u64) -> Value {
             "tool_use",
             *usage,
         ),
+        Reply::HeldToolUse { command, usage, .. } => (
+            json!([{"type": "tool_use", "id": format!("toolu_fake_{number}"), "name": "Bash", "input": {"command": command}}]),
+            "tool_use",
+            *usage,
+        ),
         Reply::Text { text, usage, .. } => {
             (json!([{"type": "text", "text": text}]), "end_turn", *usage)
         }
@@ -598,6 +612,7 @@ async fn write_stream(
     let usage = match &reply {
         Reply::Text { usage, .. }
         | Reply::ToolUse { usage, .. }
+        | Reply::HeldToolUse { usage, .. }
         | Reply::MidStreamError { usage }
         | Reply::Drop { usage }
         | Reply::Gated { usage, .. } => *usage,
@@ -656,14 +671,16 @@ async fn write_stream(
             "end_turn"
         }
         Reply::ToolUse { name, input, .. } => {
-            let _ = send(event("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use", "id": format!("toolu_fake_{number}"), "name": name, "input": {}}}))).await;
-            let delta = json!({"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": input.to_string()}});
-            let _ = send(event("content_block_delta", delta)).await;
-            let _ = send(event(
-                "content_block_stop",
-                json!({"type": "content_block_stop", "index": 0}),
-            ))
-            .await;
+            for frame in tool_use_block(name, input, number) {
+                let _ = send(frame).await;
+            }
+            "tool_use"
+        }
+        Reply::HeldToolUse { command, hold, .. } => {
+            for frame in tool_use_block("Bash", &json!({"command": command}), number) {
+                let _ = send(frame).await;
+            }
+            hold.notified().await;
             "tool_use"
         }
         Reply::MidStreamError { .. } => {
@@ -690,6 +707,18 @@ async fn write_stream(
     let delta = json!({"type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": null}, "usage": {"output_tokens": usage.output_tokens}});
     let _ = send(event("message_delta", delta)).await;
     let _ = send(event("message_stop", json!({"type": "message_stop"}))).await;
+}
+
+/// A tool_use content block, as three SSE events.
+fn tool_use_block(name: &str, input: &Value, number: u64) -> [Bytes; 3] {
+    let start = json!({"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use", "id": format!("toolu_fake_{number}"), "name": name, "input": {}}});
+    let delta = json!({"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": input.to_string()}});
+    let stop = json!({"type": "content_block_stop", "index": 0});
+    [
+        event("content_block_start", start),
+        event("content_block_delta", delta),
+        event("content_block_stop", stop),
+    ]
 }
 
 fn split_text(text: &str, pieces: usize) -> Vec<String> {

@@ -73,6 +73,67 @@ async fn a_prompt_with_a_tool_loop_counts_once_with_exact_tokens() {
     assert_eq!(sent[0].headers["x-claude-code-session-id"], "sess-1");
 }
 
+/// The soak's double count: Claude Code sends a tool's result as soon as it
+/// has the reply's last byte, which can be before the proxy has recorded
+/// that reply (and learnt its tool call). Here the result goes out while the
+/// reply is still open, the same race made certain: it must continue the
+/// turn, not count a second prompt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tool_result_sent_before_its_reply_is_recorded_continues_the_turn() {
+    use futures_util::StreamExt;
+    let s = setup(opus_per_day(5)).await;
+    let hold = std::sync::Arc::new(tokio::sync::Notify::new());
+    s.upstream.push_reply(Reply::HeldToolUse {
+        command: "echo lab".into(),
+        usage: Usage::new(10, 5, 0, 0),
+        hold: hold.clone(),
+    });
+    let turn = Turn::prompt("sess-1", 1, "please run echo lab");
+    let mut stream = s.client.open(&turn).await.bytes_stream();
+    let mut received = String::new();
+    let id = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Some(at) = received.find("toolu_fake_") {
+                let digits = received[at + 11..]
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .count();
+                if received[at + 11 + digits..].starts_with('"') {
+                    return received[at..at + 11 + digits].to_owned();
+                }
+            }
+            let chunk = stream.next().await.expect("stream open").expect("chunk");
+            received.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    })
+    .await
+    .expect("the tool call reached the client");
+    let continuation = {
+        let client = s.client.clone();
+        let request = turn.with_tool_result(&id);
+        tokio::spawn(async move { client.send(&request).await })
+    };
+    // Before the fix the result went to Anthropic at once, as a new prompt.
+    let forwarded_early = ccgate_tests::eventually(Duration::from_secs(2), async || {
+        s.upstream.messages_requests().len() == 2
+    })
+    .await;
+    hold.notify_one();
+    while let Some(Ok(chunk)) = stream.next().await {
+        received.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(received.contains("message_stop"), "{received}");
+    let second = continuation.await.unwrap();
+    assert_eq!(second.status, 200, "{}", second.body);
+    assert_eq!(second.text(), "The tool said lab. Done.");
+    assert!(delivered(&s).await);
+    let usage = s.server.usage_today(s.user_id).await;
+    assert_eq!(
+        usage.prompts, 1,
+        "the tool result was counted as a prompt (forwarded before its reply ended: {forwarded_early})"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_the_limit_the_proxy_answers_400_with_the_full_message() {
     let s = setup(opus_per_day(1)).await;
