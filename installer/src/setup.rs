@@ -162,7 +162,12 @@ fn advice(cause: &InstallError, options: &SetupOptions) -> String {
             "Check that {url} is the ccgate server (open {url}/healthz) and that this machine can reach it, then run the same command again."
         ),
         InstallError::Refused { code, .. } => match code.as_deref() {
-            Some("install_code_used" | "install_code_expired" | "install_code_unknown") => format!(
+            Some(
+                "install_code_used"
+                | "install_code_expired"
+                | "install_code_unknown"
+                | "install_code_wrong_kind",
+            ) => format!(
                 "Ask your ccgate admin for a new install code, then run: sudo ccgate setup --code NEW_CODE --server {server}"
             ),
             _ => "Ask your ccgate admin; the server's message above says why.".to_owned(),

@@ -25,6 +25,13 @@ pub enum LinkError {
         "the ccgate server did not accept this device's token (device removed or token revoked)"
     )]
     Unauthorized,
+    /// The server is overloaded (or its disk full) and asked to come back.
+    #[error("the ccgate server is busy ({status}), retry in {retry_after:?}: {message}")]
+    Busy {
+        status: u16,
+        retry_after: Duration,
+        message: String,
+    },
     #[error("the ccgate server refused the request ({status}): {message}")]
     Rejected { status: u16, message: String },
     #[error("the ccgate server sent an unreadable answer: {0}")]
@@ -40,7 +47,36 @@ impl LinkError {
     pub fn server_answered(&self) -> bool {
         !matches!(self, Self::Unreachable(_))
     }
+
+    /// How long the server asked to be left alone (`Retry-After`), if it did.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Busy { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        }
+    }
 }
+
+/// The longest `Retry-After` obeyed: a server (or a proxy in front of it)
+/// asking for hours would otherwise silence the device.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// `Retry-After` in seconds (the HTTP-date form is not used by ccgate-server).
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let seconds: u64 = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
+}
+
+/// Idle connections to the server are closed before the server's own idle
+/// timeout (10 s for a connection that has not sent a request), so a
+/// request never goes out on a connection the server is closing.
+const POOL_IDLE: Duration = Duration::from_secs(5);
 
 pub struct ServerLink {
     http: reqwest::Client,
@@ -53,7 +89,7 @@ impl ServerLink {
     pub fn new(server_url: &str, token: String, token_file: PathBuf) -> Self {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
-            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_idle_timeout(POOL_IDLE)
             .tcp_nodelay(true)
             .user_agent(concat!("ccgate-proxy/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -168,10 +204,20 @@ async fn check_status(response: reqwest::Response) -> Result<reqwest::Response, 
     if status == reqwest::StatusCode::UNAUTHORIZED {
         return Err(LinkError::Unauthorized);
     }
+    let asked_wait = retry_after(response.headers());
     let text = response.text().await.unwrap_or_default();
     let message = serde_json::from_str::<ApiError>(&text)
         .map(|e| e.error)
         .unwrap_or_else(|_| text.chars().take(200).collect());
+    let busy = status == reqwest::StatusCode::SERVICE_UNAVAILABLE
+        || status == reqwest::StatusCode::TOO_MANY_REQUESTS;
+    if let (true, Some(retry_after)) = (busy, asked_wait) {
+        return Err(LinkError::Busy {
+            status: status.as_u16(),
+            retry_after,
+            message,
+        });
+    }
     if status.is_server_error() {
         // A proxy in front of a dead server answers 502/503: as good as down.
         return Err(LinkError::Unreachable(format!("{status}: {message}")));
@@ -206,6 +252,34 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    async fn status_of(status: u16, retry_after: Option<&str>) -> LinkError {
+        let mut response = http::Response::builder().status(status);
+        if let Some(value) = retry_after {
+            response = response.header("retry-after", value);
+        }
+        let response = response.body(r#"{"error":"busy"}"#.to_owned()).unwrap();
+        check_status(reqwest::Response::from(response))
+            .await
+            .unwrap_err()
+    }
+
+    #[tokio::test]
+    async fn a_busy_server_is_left_alone_as_long_as_it_asks() {
+        let busy = status_of(503, Some("2")).await;
+        assert_eq!(busy.retry_after(), Some(Duration::from_secs(2)));
+        assert!(busy.server_answered());
+        let slow_down = status_of(429, Some("5")).await;
+        assert_eq!(slow_down.retry_after(), Some(Duration::from_secs(5)));
+        // Hours are not obeyed: the device would go quiet for them.
+        let greedy = status_of(503, Some("86400")).await;
+        assert_eq!(greedy.retry_after(), Some(MAX_RETRY_AFTER));
+        // Without the header (or with a date) a 503 is a server down.
+        let down = status_of(503, None).await;
+        assert!(matches!(down, LinkError::Unreachable(_)), "{down:?}");
+        let dated = status_of(503, Some("Wed, 21 Oct 2026 07:28:00 GMT")).await;
+        assert_eq!(dated.retry_after(), None);
+    }
 
     #[test]
     fn secrets_travel_only_over_https_or_loopback() {

@@ -38,8 +38,9 @@ pub async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
                     continue;
                 }
                 Ok(false) => break,
-                Err(()) => {
-                    let wait = backoff.next_delay();
+                Err(asked) => {
+                    // The server's Retry-After, when it gave one, is the least wait.
+                    let wait = backoff.next_delay().max(asked.unwrap_or_default());
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}
                         _ = crate::stopped(&mut shutdown) => return,
@@ -98,8 +99,9 @@ impl Batch {
     }
 }
 
-/// Sends the oldest pending events; `Ok(true)` when something was delivered.
-async fn send_one_batch(shared: &Arc<Shared>) -> Result<bool, ()> {
+/// Sends the oldest pending events; `Ok(true)` when something was
+/// delivered; on failure, the wait the server asked for (if any).
+async fn send_one_batch(shared: &Arc<Shared>) -> Result<bool, Option<Duration>> {
     let mut batch = Batch::new();
     for event in shared.outbox.unsaved() {
         if !batch.push(event, None) {
@@ -107,12 +109,14 @@ async fn send_one_batch(shared: &Arc<Shared>) -> Result<bool, ()> {
         }
     }
     let room = MAX_EVENTS_PER_BATCH.saturating_sub(batch.events.len());
-    let stored = blocking(shared, move |shared| shared.ledger.unacked(room)).await?;
+    let stored = blocking(shared, move |shared| shared.ledger.unacked(room))
+        .await
+        .map_err(|()| None)?;
     let stored = match stored {
         Ok(stored) => stored,
         Err(error) => {
             tracing::error!("cannot read the ledger: {error}");
-            return Err(());
+            return Err(None);
         }
     };
     if !stored.damaged.is_empty() {
@@ -143,7 +147,7 @@ async fn send_one_batch(shared: &Arc<Shared>) -> Result<bool, ()> {
             }
             tracing::warn!("events not delivered, will retry: {error}");
             shared.link_health.failed(&error);
-            Err(())
+            Err(error.retry_after())
         }
     }
 }

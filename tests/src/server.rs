@@ -105,6 +105,10 @@ impl TestServer {
         self.admin(reqwest::Method::PUT, path, Some(body)).await
     }
 
+    pub async fn delete(&self, path: &str) -> Value {
+        self.admin(reqwest::Method::DELETE, path, None).await
+    }
+
     pub async fn post(&self, path: &str, body: Value) -> Value {
         self.admin(reqwest::Method::POST, path, Some(body)).await
     }

@@ -84,6 +84,33 @@ async fn a_used_install_code_changes_nothing_and_asks_for_a_new_one() {
     assert_eq!(snapshot(second.root()), before);
 }
 
+/// A code made to move a claude-code-limiter hook machine is not an
+/// install code: setup refuses it, changes nothing and says what to ask for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hook_code_is_refused_by_setup_with_advice() {
+    let server = TestServer::start().await;
+    let (user_id, _) = server.create_user("Alice", limits()).await;
+    let hook = server
+        .post(&format!("/users/{user_id}/hook-code"), json!({}))
+        .await;
+    let hook_code = hook["install_code"].as_str().expect("hook code");
+    let machine = InstalledMachine::prepare();
+    let before = snapshot(machine.root());
+    let (outcome, _) = machine.setup(&server.url, Some(hook_code)).await;
+    let failed = outcome.unwrap_err();
+    let InstallError::Refused {
+        code: error_code, ..
+    } = &failed.cause
+    else {
+        panic!("{failed}");
+    };
+    assert_eq!(error_code.as_deref(), Some("install_code_wrong_kind"));
+    let message = failed.to_string();
+    assert!(message.contains("not for ccgate setup"), "{message}");
+    assert!(message.contains("--code NEW_CODE"), "{message}");
+    assert_eq!(snapshot(machine.root()), before);
+}
+
 /// Makes a directory unwritable even for root (immutable), for the life of
 /// the value.
 struct ReadOnly(std::path::PathBuf);

@@ -197,6 +197,37 @@ async fn the_kill_switch_cuts_a_running_reply_and_blocks_the_rest() {
     );
 }
 
+/// Revoking one device (not its person): its next prompt is refused with a
+/// message that says the server no longer accepts it, and never reaches
+/// Anthropic; the person's other work is not the proxy's to decide.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_device_refuses_prompts_and_says_why() {
+    let server = TestServer::start().await;
+    let upstream = FakeAnthropic::start().await;
+    let (_, code) = server.create_user("Alice", opus_per_day(5)).await;
+    let machine = TestMachine::register(&server.url, &code).await;
+    let proxy = machine.start_proxy(&upstream).await;
+    let client = ProxyClient::new(proxy.address, &machine.paths.ca_cert());
+    assert!(eventually(WAIT, async || proxy.shared.policy().is_some()).await);
+    assert_eq!(client.send(&Turn::prompt("s", 1, "one")).await.status, 200);
+
+    server
+        .delete(&format!("/devices/{}", machine.device_id))
+        .await;
+    let refused = client.send(&Turn::prompt("s", 2, "two")).await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    let message = refused.error_message();
+    assert!(
+        message.contains("no longer accepts this machine") && message.contains("revoked"),
+        "{message}"
+    );
+    assert_eq!(upstream.messages_requests().len(), 1);
+    assert!(
+        eventually(WAIT, async || proxy.shared.link_health.get().unauthorized).await,
+        "the proxy's health shows the server refusing it"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offline_two_sessions_cannot_both_take_the_last_prompt() {
     let server = TestServer::start().await;
