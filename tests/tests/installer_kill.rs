@@ -30,14 +30,20 @@ fn limits() -> serde_json::Value {
     json!([{"type": "per_model", "model": "opus", "window": "daily", "value": 10}])
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_kill_logs_alice_out_and_reinstating_lets_her_back_in() {
+/// A server, a fake upstream, and a machine set up for Alice.
+async fn alice_set_up() -> (TestServer, FakeAnthropic, i64, InstalledMachine) {
     let server = TestServer::start().await;
     let upstream = FakeAnthropic::start().await;
     let (user_id, code) = server.create_user("Alice", limits()).await;
     let machine = InstalledMachine::prepare();
     let (outcome, printed) = machine.setup(&server.url, Some(&code)).await;
     outcome.unwrap_or_else(|e| panic!("{e}\n{printed}"));
+    (server, upstream, user_id, machine)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_logs_alice_out_and_reinstating_lets_her_back_in() {
+    let (server, upstream, user_id, machine) = alice_set_up().await;
     let paths = &machine.paths;
     let credentials = paths.claude_credentials(Path::new("/home/alice"));
     let token_before = std::fs::read(paths.device_token()).unwrap();
@@ -114,12 +120,7 @@ async fn a_kill_logs_alice_out_and_reinstating_lets_her_back_in() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kill_does_not_follow_a_linked_claude_directory_and_the_admins_see_it() {
-    let server = TestServer::start().await;
-    let upstream = FakeAnthropic::start().await;
-    let (user_id, code) = server.create_user("Alice", limits()).await;
-    let machine = InstalledMachine::prepare();
-    let (outcome, printed) = machine.setup(&server.url, Some(&code)).await;
-    outcome.unwrap_or_else(|e| panic!("{e}\n{printed}"));
+    let (server, upstream, user_id, machine) = alice_set_up().await;
     let paths = &machine.paths;
     // alice points ~/.claude at a directory that is not hers (bob's, or
     // root's), hoping the root daemon deletes a login there.

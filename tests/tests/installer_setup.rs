@@ -9,7 +9,7 @@ use std::process::Command;
 
 use ccgate_installer::error::InstallError;
 use ccgate_installer::service;
-use ccgate_installer::setup::SetupOptions;
+use ccgate_installer::setup::{SetupFailed, SetupOptions};
 use ccgate_proxy::config::ProxyConfig;
 use ccgate_proxy::guard::manifest::Manifest;
 use ccgate_proxy::paths::{Paths, Platform};
@@ -59,6 +59,16 @@ async fn a_plain_http_server_elsewhere_is_refused_without_insecure() {
     assert_eq!(snapshot(machine.root()), before);
 }
 
+/// The server's error code of a refused setup.
+fn refusal_code(failed: &SetupFailed) -> &str {
+    match &failed.cause {
+        InstallError::Refused {
+            code: Some(code), ..
+        } => code,
+        _ => panic!("{failed}"),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_used_install_code_changes_nothing_and_asks_for_a_new_one() {
     let server = TestServer::start().await;
@@ -71,13 +81,8 @@ async fn a_used_install_code_changes_nothing_and_asks_for_a_new_one() {
     let before = snapshot(second.root());
     let (outcome, _) = second.setup(&server.url, Some(&code)).await;
     let failed = outcome.unwrap_err();
-    let InstallError::Refused {
-        code: error_code, ..
-    } = &failed.cause
-    else {
-        panic!("{failed}");
-    };
-    assert_eq!(error_code.as_deref(), Some("install_code_used"));
+    let error_code = refusal_code(&failed);
+    assert_eq!(error_code, "install_code_used");
     let message = failed.to_string();
     assert!(message.contains("already used"), "{message}");
     assert!(message.contains("new install code"), "{message}");
@@ -98,13 +103,8 @@ async fn a_hook_code_is_refused_by_setup_with_advice() {
     let before = snapshot(machine.root());
     let (outcome, _) = machine.setup(&server.url, Some(hook_code)).await;
     let failed = outcome.unwrap_err();
-    let InstallError::Refused {
-        code: error_code, ..
-    } = &failed.cause
-    else {
-        panic!("{failed}");
-    };
-    assert_eq!(error_code.as_deref(), Some("install_code_wrong_kind"));
+    let error_code = refusal_code(&failed);
+    assert_eq!(error_code, "install_code_wrong_kind");
     let message = failed.to_string();
     assert!(message.contains("not for ccgate setup"), "{message}");
     assert!(message.contains("--code NEW_CODE"), "{message}");

@@ -250,14 +250,20 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_linked_login_is_neither_taken_nor_written_through() {
+    /// A Linux machine in a temporary root whose governed person is alice.
+    fn alices_linux_machine() -> (tempfile::TempDir, Paths, ProxyConfig) {
         let root = tempfile::tempdir().unwrap();
         let paths = Paths::new(root.path(), Platform::Linux);
         create_dir_with_mode(&paths.backup_dir(), 0o700).unwrap();
         let mut config = ProxyConfig::new("http://127.0.0.1:9", 1);
         config.os_user = Some("alice".into());
         config.os_user_home = Some("/home/alice".into());
+        (root, paths, config)
+    }
+
+    #[test]
+    fn a_linked_login_is_neither_taken_nor_written_through() {
+        let (root, paths, config) = alices_linux_machine();
         let claude = root.path().join("home/alice/.claude");
         std::fs::create_dir_all(&claude).unwrap();
         // A "login" that is a link to a file only root may read.
@@ -289,12 +295,7 @@ mod tests {
 
     #[test]
     fn the_persons_login_leaves_their_home_and_comes_back_unchanged() {
-        let root = tempfile::tempdir().unwrap();
-        let paths = Paths::new(root.path(), Platform::Linux);
-        create_dir_with_mode(&paths.backup_dir(), 0o700).unwrap();
-        let mut config = ProxyConfig::new("http://127.0.0.1:9", 1);
-        config.os_user = Some("alice".into());
-        config.os_user_home = Some("/home/alice".into());
+        let (root, paths, config) = alices_linux_machine();
         let file = paths.claude_credentials(Path::new("/home/alice"));
         std::fs::create_dir_all(file.parent().unwrap()).unwrap();
         write_atomic(
