@@ -295,7 +295,7 @@ mod tests {
 
     #[test]
     fn the_persons_login_leaves_their_home_and_comes_back_unchanged() {
-        let (root, paths, config) = alices_linux_machine();
+        let (_root, paths, config) = alices_linux_machine();
         let file = paths.claude_credentials(Path::new("/home/alice"));
         std::fs::create_dir_all(file.parent().unwrap()).unwrap();
         write_atomic(
