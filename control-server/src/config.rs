@@ -3,7 +3,7 @@
 //! runs with.
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ccgate_quota::seal::SealKey;
@@ -38,6 +38,11 @@ pub struct Args {
     /// [default: http://<host>:<port> of the admin's request].
     #[arg(long, env = "PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// Release bundle served to developer machines by /install.sh
+    /// [default: `agent` beside the server binary; without one, the
+    /// ccgate and ccgate-proxy beside it].
+    #[arg(long, env = "AGENT_DIR")]
+    pub agent_dir: Option<PathBuf>,
     /// How long an allowed check holds its prompt when no event settles it.
     #[arg(long, env = "RESERVATION_TTL_SECS", default_value_t = 1800)]
     pub reservation_ttl_secs: u64,
@@ -107,6 +112,9 @@ impl Args {
         let mut config = ServerConfig::new(self.data_dir);
         config.admin_password = std::env::var("ADMIN_PASSWORD").ok();
         config.public_url = self.public_url;
+        if let Some(dir) = self.agent_dir {
+            config.agent_dir = dir;
+        }
         config.reservation_ttl = Duration::from_secs(self.reservation_ttl_secs);
         config.install_code_ttl = Duration::from_secs(self.install_code_ttl_hours * 3600);
         config.session_ttl = Duration::from_secs(self.session_ttl_hours * 3600);
@@ -160,6 +168,14 @@ pub fn plain_http_off_machine(url: &str) -> bool {
     !local
 }
 
+/// The directory of the running binary (`.` if it cannot be told).
+fn own_dir() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
 /// Everything [`crate::serve`] needs besides its listener.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -174,6 +190,11 @@ pub struct ServerConfig {
     pub install_code_ttl: Duration,
     pub session_ttl: Duration,
     pub max_body_bytes: usize,
+    /// The release bundle of agent binaries (`AGENT_DIR`).
+    pub agent_dir: PathBuf,
+    /// Where `ccgate` and `ccgate-proxy` are looked for without a bundle:
+    /// the server binary's directory.
+    pub binaries_dir: PathBuf,
     /// Failed logins and failed registrations per client address per window.
     pub login_max_failures: u32,
     pub login_failure_window: Duration,
@@ -225,6 +246,8 @@ impl ServerConfig {
             install_code_ttl: Duration::from_secs(7 * 24 * 3600),
             session_ttl: Duration::from_secs(7 * 24 * 3600),
             max_body_bytes: 1 << 20,
+            agent_dir: own_dir().join("agent"),
+            binaries_dir: own_dir(),
             login_max_failures: 5,
             login_failure_window: Duration::from_secs(15 * 60),
             header_read_timeout: Duration::from_secs(DEFAULT_HEADER_READ_TIMEOUT_SECS),

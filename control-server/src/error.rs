@@ -31,6 +31,9 @@ pub enum ServerError {
     SecretKey(String),
     #[error("serving HTTP: {0}")]
     Io(String),
+    /// `AGENT_DIR` holds a release bundle that does not check out.
+    #[error("agent bundle: {0}")]
+    AgentBundle(#[from] crate::agent_bundle::BundleError),
 }
 
 impl From<ConfigError> for ServerError {

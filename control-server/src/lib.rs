@@ -11,6 +11,7 @@
 //! # }
 //! ```
 
+pub mod agent_bundle;
 pub mod api;
 pub mod clock;
 pub mod config;
@@ -149,6 +150,20 @@ pub async fn serve(
             .map_err(|e| ServerError::Io(e.to_string()))??
     };
     let (db, live, vault) = opened;
+    let agent = {
+        let (agent_dir, binaries_dir) = (config.agent_dir.clone(), config.binaries_dir.clone());
+        tokio::task::spawn_blocking(move || {
+            agent_bundle::AgentBundle::find(&agent_dir, &binaries_dir)
+        })
+        .await
+        .map_err(|e| ServerError::Io(e.to_string()))??
+    };
+    match &agent {
+        Some(bundle) => tracing::info!("install script serves {}", bundle.describe()),
+        None => tracing::warn!(
+            "no agent binaries to serve: /install.sh answers that none are here (set AGENT_DIR to a release bundle, or put ccgate and ccgate-proxy beside ccgate-server)"
+        ),
+    }
     let (stop_sender, stop) = watch::channel(false);
     // The writer outlives the last request: it stops after the HTTP server.
     let (writer_stop, writer_stopped) = watch::channel(false);
@@ -176,6 +191,7 @@ pub async fn serve(
         writer,
         shutdown: stop,
         local_addr,
+        agent,
     });
     let housekeeping = tasks::spawn(state.clone());
     let app = api::router(state.clone());

@@ -36,6 +36,8 @@ pub struct Inner {
     /// Turns true when the server shuts down; long-lived streams end then.
     pub shutdown: watch::Receiver<bool>,
     pub local_addr: SocketAddr,
+    /// The agent binaries served to developer machines, if any.
+    pub agent: Option<crate::agent_bundle::AgentBundle>,
 }
 
 impl AppState {

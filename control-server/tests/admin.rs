@@ -193,7 +193,7 @@ async fn users_are_created_changed_and_deleted() {
     let code = created["install_code"].as_str().unwrap();
     assert_eq!(
         created["setup_command"],
-        format!("sudo ccgate setup --code {code} --server https://ccgate.example.com")
+        format!("curl -fsSL https://ccgate.example.com/install.sh | sudo sh -s -- --code {code}")
     );
     assert!(created["limits"][0]["id"].is_i64());
 

@@ -94,7 +94,10 @@ async fn an_admin_adds_a_user_edits_limits_watches_the_feed_and_kills() {
     assert!(code.starts_with("CCG-"), "{code}");
     assert_eq!(
         command,
-        format!("sudo ccgate setup --code {code} --server {}", server.url)
+        format!(
+            "curl -fsSL {}/install.sh | sudo sh -s -- --code {code}",
+            server.url
+        )
     );
     let (_, users) = server.admin_get("/api/admin/users").await;
     let user = &users["users"][0];

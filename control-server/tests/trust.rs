@@ -74,7 +74,7 @@ async fn the_setup_command_says_insecure_for_plain_http_to_another_machine() {
     let remote = setup_answer(Some("http://ccgate.example.com:3000"), None).await;
     let command = remote["setup_command"].as_str().unwrap();
     assert!(
-        command.contains("--server http://ccgate.example.com:3000")
+        command.starts_with("curl -fsSL http://ccgate.example.com:3000/install.sh |")
             && command.ends_with(" --insecure"),
         "{command}"
     );
@@ -89,7 +89,8 @@ async fn the_setup_command_says_insecure_for_plain_http_to_another_machine() {
     let lan = setup_answer(None, Some("10.1.2.3:3000")).await;
     let command = lan["setup_command"].as_str().unwrap();
     assert!(
-        command.contains("--server http://10.1.2.3:3000 --insecure"),
+        command.starts_with("curl -fsSL http://10.1.2.3:3000/install.sh |")
+            && command.ends_with(" --insecure"),
         "{command}"
     );
     for fine in [

@@ -7,6 +7,7 @@
 //! | `/api/admin` | the dashboard and scripts | [`admin`] |
 //! | `/ws` | live events for admins | [`ws`] |
 //! | `/healthz`, `/metrics` | operations | [`ops`] |
+//! | `/install.sh`, `/downloads/<file>` | developer machines | [`install`] |
 //! | `/dashboard` | the web UI (assets) | [`dashboard`] |
 
 pub mod admin;
@@ -14,12 +15,14 @@ pub mod agent;
 pub mod dashboard;
 pub mod extract;
 pub mod hook;
+pub mod install;
 pub mod ops;
 pub mod stream;
 pub mod ws;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderMap, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 
@@ -34,6 +37,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/admin", admin::routes(state.clone()))
         .merge(ws::routes())
         .merge(ops::routes())
+        .merge(install::routes())
         .merge(dashboard::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
@@ -42,6 +46,22 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .with_state(state)
+}
+
+/// Where devices reach this server: PUBLIC_URL, else the admin's own address.
+pub(crate) fn public_url(state: &AppState, headers: &HeaderMap) -> String {
+    if let Some(url) = &state.config.public_url {
+        return url.clone();
+    }
+    headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| {
+            h.chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
+        })
+        .map(|host| format!("http://{host}"))
+        .unwrap_or_else(|| format!("http://{}", state.local_addr))
 }
 
 async fn not_found() -> Error {

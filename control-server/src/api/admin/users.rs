@@ -3,7 +3,7 @@
 //! token rotation, and a preview of proposed limits.
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use ccgate_quota::{
     AgentTurns, CompiledPolicy, GateKind, GateRequest, Layered, ModelFamily, UsageReport,
     UserStatus, evaluate,
@@ -14,6 +14,7 @@ use serde_json::{Map, Value, json};
 
 use super::{Admin, ts};
 use crate::api::extract::{Json, OptionalJson};
+use crate::api::public_url;
 use crate::db::users::UserChanges;
 use crate::db::{self};
 use crate::error::{Error, Result};
@@ -152,29 +153,15 @@ pub struct CreateBody {
     agent_turns: Option<AgentTurns>,
 }
 
-/// Where devices reach this server: PUBLIC_URL, else the admin's own address.
-fn public_url(state: &AppState, headers: &HeaderMap) -> String {
-    if let Some(url) = &state.config.public_url {
-        return url.clone();
-    }
-    headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .filter(|h| {
-            h.chars()
-                .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
-        })
-        .map(|host| format!("http://{host}"))
-        .unwrap_or_else(|| format!("http://{}", state.local_addr))
-}
-
+/// The line a person pastes on a developer machine: the server's install
+/// script, which fetches and checks the binaries, then runs setup.
 fn setup_command(url: &str, code: &str) -> String {
     let insecure = if crate::config::plain_http_off_machine(url) {
         " --insecure"
     } else {
         ""
     };
-    format!("sudo ccgate setup --code {code} --server {url}{insecure}")
+    format!("curl -fsSL {url}/install.sh | sudo sh -s -- --code {code}{insecure}")
 }
 
 /// Why the setup command is unsafe, when the server is reached over plain
