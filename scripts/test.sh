@@ -24,4 +24,6 @@ if [ -n "${CCGATE_NEEDS_CHROMIUM:-}" ] || [ -d control-server/assets ]; then
   install_debian_packages
 fi
 
+# The install-script tests download these binaries from the test server.
+cargo build -p ccgate -p ccgate-proxy
 cargo test --workspace "$@"
