@@ -1,6 +1,7 @@
 //! Test support shared by the end-to-end tests: the fake Anthropic upstream
 //! and helpers that start the real parts in-process.
 
+pub mod bundle;
 pub mod claude_cli;
 pub mod client;
 pub mod installed;

@@ -28,9 +28,25 @@ impl TestServer {
         server
     }
 
+    /// A fresh server whose configuration `tweak` changes first.
+    pub async fn start_with(tweak: impl FnOnce(&mut ccgate_server::ServerConfig)) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut server = Self::launch(dir.path(), None, tweak).await;
+        server._dir = Some(dir);
+        server
+    }
+
     /// Starts on `data_dir` (a restart when it holds a database), on
     /// `address` if given.
     pub async fn start_in(data_dir: &Path, address: Option<std::net::SocketAddr>) -> Self {
+        Self::launch(data_dir, address, |_| {}).await
+    }
+
+    async fn launch(
+        data_dir: &Path,
+        address: Option<std::net::SocketAddr>,
+        tweak: impl FnOnce(&mut ccgate_server::ServerConfig),
+    ) -> Self {
         let listener = TcpListener::bind(address.unwrap_or_else(|| "127.0.0.1:0".parse().unwrap()))
             .await
             .expect("bind server");
@@ -38,6 +54,7 @@ impl TestServer {
         let mut config = ccgate_server::ServerConfig::new(data_dir);
         config.admin_password = Some(ADMIN_PASSWORD.to_owned());
         config.public_url = Some(format!("http://{address}"));
+        tweak(&mut config);
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             ccgate_server::serve(config, listener, async {
