@@ -12,13 +12,9 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use ccgate_quota::release::{AgentRelease, VERSION_FILE, file_name, parse_sums};
+pub use ccgate_quota::release::{PROGRAMS, SIGNATURE_FILE, SUMS_FILE, this_platform};
 use sha2::{Digest, Sha256};
-
-/// The list of checksums, as served.
-pub const SUMS_FILE: &str = "SHA256SUMS";
-const VERSION_FILE: &str = "VERSION";
-/// The programs a developer machine needs.
-pub const PROGRAMS: [&str; 2] = ["ccgate", "ccgate-proxy"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
@@ -46,16 +42,12 @@ pub enum BundleSource {
 pub struct AgentBundle {
     pub source: BundleSource,
     pub dir: PathBuf,
-    /// The agent version the bundle holds.
-    pub version: String,
-    /// File name as served → where it is and its SHA-256.
-    files: BTreeMap<String, BundleFile>,
-}
-
-#[derive(Debug)]
-struct BundleFile {
-    path: PathBuf,
-    sha256: String,
+    /// What devices are told of it at each sync.
+    pub release: AgentRelease,
+    /// File name as served → where it is.
+    paths: BTreeMap<String, PathBuf>,
+    /// The release signature over `SHA256SUMS`, if the bundle has one.
+    signature: Option<String>,
 }
 
 impl AgentBundle {
@@ -77,106 +69,105 @@ impl AgentBundle {
             path: sums_path.clone(),
             line,
         })?;
-        let mut files = BTreeMap::new();
-        for (file, sha256) in listed {
-            let path = dir.join(&file);
-            if sha256_file(&path)? != sha256 {
+        let mut paths = BTreeMap::new();
+        for (file, sha256) in &listed {
+            let path = dir.join(file);
+            if sha256_file(&path)? != *sha256 {
                 return Err(BundleError::Mismatch {
                     dir: dir.to_owned(),
-                    file,
+                    file: file.clone(),
                 });
             }
-            files.insert(file, BundleFile { path, sha256 });
+            paths.insert(file.clone(), path);
         }
         let version = read_text(&dir.join(VERSION_FILE))
             .map(|v| v.trim().to_owned())
             .unwrap_or_else(|_| "unknown".to_owned());
+        let signature_path = dir.join(SIGNATURE_FILE);
+        let signature = if signature_path.is_file() {
+            Some(read_text(&signature_path)?)
+        } else {
+            None
+        };
         Ok(Self {
             source: BundleSource::Release,
             dir: dir.to_owned(),
-            version,
-            files,
+            release: AgentRelease {
+                version,
+                files: listed,
+                signed: signature.is_some(),
+            },
+            paths,
+            signature,
         })
     }
 
     fn beside_server(dir: &Path) -> Result<Option<Self>, BundleError> {
         let platform = this_platform();
-        let mut files = BTreeMap::new();
+        let (mut files, mut paths) = (BTreeMap::new(), BTreeMap::new());
         for program in PROGRAMS {
             let path = dir.join(program);
             if !path.is_file() {
                 return Ok(None);
             }
-            let sha256 = sha256_file(&path)?;
-            files.insert(format!("{program}-{platform}"), BundleFile { path, sha256 });
+            let name = file_name(program, &platform);
+            files.insert(name.clone(), sha256_file(&path)?);
+            paths.insert(name, path);
         }
         Ok(Some(Self {
             source: BundleSource::BesideServer,
             dir: dir.to_owned(),
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-            files,
+            release: AgentRelease {
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                files,
+                signed: false,
+            },
+            paths,
+            signature: None,
         }))
     }
 
     /// `SHA256SUMS` as served.
     pub fn sums(&self) -> String {
-        self.files
+        self.release
+            .files
             .iter()
-            .map(|(name, file)| format!("{}  {name}\n", file.sha256))
+            .map(|(name, sha256)| format!("{sha256}  {name}\n"))
             .collect()
+    }
+
+    /// `SHA256SUMS.minisig`, if the bundle is signed.
+    pub fn signature(&self) -> Option<&str> {
+        self.signature.as_deref()
     }
 
     /// The path of a listed file; `None` for anything not listed (no path
     /// from a request ever reaches the file system).
     pub fn path_of(&self, file: &str) -> Option<&Path> {
-        self.files.get(file).map(|file| file.path.as_path())
+        self.paths.get(file).map(PathBuf::as_path)
     }
 
     /// What the log and `/install.sh` say about where the binaries come from.
     pub fn describe(&self) -> String {
         match self.source {
             BundleSource::Release => format!(
-                "agent {} from the release bundle in {}",
-                self.version,
-                self.dir.display()
+                "agent {} from the release bundle in {}{}",
+                self.release.version,
+                self.dir.display(),
+                if self.signature.is_some() {
+                    ""
+                } else {
+                    " (unsigned: devices will not update to it)"
+                }
             ),
             BundleSource::BesideServer => format!(
                 "agent {} for {} only, taken from beside the server binary in {} (no release bundle; set AGENT_DIR to one for other platforms)",
-                self.version,
+                self.release.version,
                 this_platform(),
                 self.dir.display()
             ),
         }
     }
-}
-
-/// This build's platform as the install script names it (`linux-x86_64`).
-pub fn this_platform() -> String {
-    // Rust's names are the script's: `linux`/`macos`, `x86_64`/`aarch64`.
-    format!("{}-{}", std::env::consts::OS, std::env::consts::ARCH)
-}
-
-/// Parses sha256sum's output format; `Err(line number)` on a bad line.
-fn parse_sums(text: &str) -> Result<BTreeMap<String, String>, usize> {
-    let mut files = BTreeMap::new();
-    for (index, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let (sum, file) = line.split_once(char::is_whitespace).ok_or(index + 1)?;
-        let file = file.trim_start().trim_start_matches('*');
-        let valid_sum = sum.len() == 64 && sum.bytes().all(|b| b.is_ascii_hexdigit());
-        let valid_name = !file.is_empty()
-            && file
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-            && !file.starts_with('.');
-        if !valid_sum || !valid_name {
-            return Err(index + 1);
-        }
-        files.insert(file.to_owned(), sum.to_ascii_lowercase());
-    }
-    Ok(files)
 }
 
 fn read_text(path: &Path) -> Result<String, BundleError> {
@@ -209,26 +200,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sums_take_only_plain_names_and_real_digests() {
-        let sum = "a".repeat(64);
-        let files = parse_sums(&format!(
-            "{sum}  ccgate-linux-x86_64\n{sum} *ccgate-proxy-linux-x86_64\n"
-        ))
-        .unwrap();
-        assert_eq!(files.len(), 2);
-        assert_eq!(files["ccgate-proxy-linux-x86_64"], sum);
-        for bad in [
-            format!("{sum}  ../etc/passwd"),
-            format!("{sum}  .hidden"),
-            format!("{sum}  dir/file"),
-            "abc  ccgate".to_owned(),
-            "no-space-here".to_owned(),
-        ] {
-            assert!(parse_sums(&bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
     fn a_release_bundle_is_checked_at_load_and_serves_only_what_it_lists() {
         let dir = tempfile::tempdir().unwrap();
         let file = "ccgate-linux-x86_64";
@@ -238,7 +209,8 @@ mod tests {
         std::fs::write(dir.path().join(SUMS_FILE), format!("{sum}  {file}\n")).unwrap();
         std::fs::write(dir.path().join(VERSION_FILE), "1.2.3\n").unwrap();
         let bundle = AgentBundle::release(dir.path()).unwrap();
-        assert_eq!(bundle.version, "1.2.3");
+        assert_eq!(bundle.release.version, "1.2.3");
+        assert!(!bundle.release.signed);
         assert_eq!(bundle.path_of(file), Some(dir.path().join(file).as_path()));
         assert_eq!(bundle.path_of("other"), None);
         assert_eq!(bundle.path_of(SUMS_FILE), None);

@@ -48,6 +48,11 @@ impl AppState {
     pub fn now(&self) -> Timestamp {
         self.config.clock.now()
     }
+
+    /// The agent release devices are told about, if the server has one.
+    pub fn agent_release(&self) -> Option<&ccgate_quota::release::AgentRelease> {
+        self.agent.as_ref().map(|bundle| &bundle.release)
+    }
 }
 
 impl Deref for AppState {

@@ -322,6 +322,7 @@ async fn register(plan: &Plan, options: &SetupOptions) -> Result<Registration> {
         os_user: Some(plan.user.name.clone()),
         claude_version: None,
         agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+        agent_build: None,
     };
     match plan.server.register(code, device).await {
         Ok(registered) => Ok(Registration {

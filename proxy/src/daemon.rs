@@ -87,6 +87,9 @@ fn device_info(config: &ProxyConfig, paths: &Paths) -> DeviceInfo {
         os_user: config.os_user.clone(),
         claude_version: None,
         agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+        // The installed daemon's bytes: what the server compares with its
+        // release (a daemon run from elsewhere reports the installed one).
+        agent_build: crate::fsutil::sha256_file(&paths.daemon_binary()).ok(),
     }
 }
 

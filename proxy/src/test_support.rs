@@ -22,5 +22,6 @@ pub fn policy(rules: serde_json::Value) -> Policy {
         turn_limits: Default::default(),
         personal_api_keys: Default::default(),
         credential: Default::default(),
+        auto_update: true,
     }
 }

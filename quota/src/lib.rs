@@ -6,6 +6,7 @@ pub mod limits;
 mod message;
 pub mod model;
 pub mod policy;
+pub mod release;
 pub mod report;
 pub mod rules;
 pub mod seal;

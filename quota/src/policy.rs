@@ -199,6 +199,14 @@ pub struct Policy {
     pub personal_api_keys: PersonalApiKeys,
     #[serde(default)]
     pub credential: CredentialMode,
+    /// Whether devices install the server's signed agent release by
+    /// themselves (the team's setting; on unless turned off).
+    #[serde(default = "on")]
+    pub auto_update: bool,
+}
+
+fn on() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

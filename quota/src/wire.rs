@@ -44,6 +44,10 @@ pub struct DeviceInfo {
     pub claude_version: Option<String>,
     /// ccgate's own version.
     pub agent_version: String,
+    /// SHA-256 (hex) of the running daemon binary: what the server compares
+    /// with its release to tell whether the device is behind.
+    #[serde(default)]
+    pub agent_build: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,6 +82,10 @@ pub struct SyncResponse {
     /// working as soon as the new one is used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub new_device_token: Option<String>,
+    /// The agent release the server serves, if any; a daemon with
+    /// auto-update on installs it when it is signed by a key it trusts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_release: Option<crate::release::AgentRelease>,
 }
 
 /// Asks whether a new prompt may go out. An allowed answer reserves the

@@ -34,6 +34,7 @@ fn policy(time_zone: &str, rules: Vec<Rule>) -> CompiledPolicy {
         turn_limits: Default::default(),
         personal_api_keys: Default::default(),
         credential: Default::default(),
+        auto_update: true,
     })
     .unwrap()
 }

@@ -32,6 +32,7 @@ impl TestMachine {
                 arch: "x86_64".into(),
                 os_user: Some("alice".into()),
                 agent_version: "test".into(),
+                agent_build: None,
                 ..DeviceInfo::default()
             },
         };

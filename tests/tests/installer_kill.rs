@@ -182,6 +182,7 @@ async fn on_macos_a_kill_deletes_the_keychain_item_as_the_user() {
                 os: "macos".into(),
                 arch: "aarch64".into(),
                 agent_version: "test".into(),
+                agent_build: None,
                 ..DeviceInfo::default()
             },
         })

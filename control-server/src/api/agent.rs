@@ -53,7 +53,12 @@ async fn register_device(
         DeviceDetails::from(&request.device),
     )
     .await?;
-    let sync = sync::sync_response(&registered.device, &registered.user, state.now());
+    let sync = sync::sync_response(
+        &registered.device,
+        &registered.user,
+        state.agent_release(),
+        state.now(),
+    );
     Ok(axum::Json(RegisterResponse {
         device_id: registered.device.id,
         device_token: registered.token,
@@ -88,7 +93,8 @@ async fn sync_device(
     if let Some(info) = &request.device {
         update_device_details(&state, &auth.device, DeviceDetails::from(info)).await?;
     }
-    let response = sync::sync_response(&auth.device, &auth.user, state.now());
+    let response =
+        sync::sync_response(&auth.device, &auth.user, state.agent_release(), state.now());
     publish_status(&state, &auth.device, &response.policy, None);
     Ok(axum::Json(response))
 }

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use super::public_url;
-use crate::agent_bundle::SUMS_FILE;
+use crate::agent_bundle::{SIGNATURE_FILE, SUMS_FILE};
 use crate::error::{Error, Result};
 use crate::state::AppState;
 
@@ -55,6 +55,17 @@ async fn download(State(state): State<AppState>, Path(file): Path<String>) -> Re
         )
         .with_code("no_agent_bundle")
     })?;
+    if file == SIGNATURE_FILE {
+        let signature = bundle.signature().ok_or_else(|| {
+            Error::not_found("this server's agent bundle is not signed")
+                .with_code("unsigned_agent_bundle")
+        })?;
+        return Ok((
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            signature.to_owned(),
+        )
+            .into_response());
+    }
     if file == SUMS_FILE {
         return Ok((
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],

@@ -60,7 +60,12 @@ pub async fn stream(
         // A deleted user (or device) ends the stream; the proxy then finds its token refused.
         let user = cursor.state.live.user(cursor.user_id)?;
         cursor.state.live.devices.get(cursor.open.0.id)?;
-        let payload = sync_response(&cursor.open.0, &user, cursor.state.now());
+        let payload = sync_response(
+            &cursor.open.0,
+            &user,
+            cursor.state.agent_release(),
+            cursor.state.now(),
+        );
         let event = Event::default().event("sync").json_data(&payload).ok()?;
         Some((Ok(event), cursor))
     });

@@ -20,6 +20,8 @@ pub struct TeamSettings {
     pub turn_limits: TurnLimits,
     /// In team-credential mode, whether a person's own API key may pass.
     pub personal_api_keys: PersonalApiKeys,
+    /// Whether devices install the served agent release by themselves.
+    pub auto_update: bool,
     /// The policy version at which these settings last changed.
     pub version: u64,
 }
@@ -34,6 +36,7 @@ impl Default for TeamSettings {
             agent_turns: AgentTurns::default(),
             turn_limits: TurnLimits::default(),
             personal_api_keys: PersonalApiKeys::default(),
+            auto_update: true,
             version: 0,
         }
     }
@@ -88,6 +91,12 @@ pub fn load(conn: &Connection) -> DbResult<TeamSettings> {
             Some(text) => enum_from_text(&text)?,
             None => defaults.personal_api_keys,
         },
+        auto_update: match get(conn, "auto_update")?.as_deref() {
+            Some("true") => true,
+            Some("false") => false,
+            Some(other) => return Err(corrupt(format!("auto_update is {other:?}"))),
+            None => defaults.auto_update,
+        },
         version: get(conn, "settings_version")?
             .map(|v| v.parse().map_err(corrupt))
             .transpose()?
@@ -119,6 +128,7 @@ pub fn save(conn: &Connection, settings: &TeamSettings) -> DbResult<()> {
         "personal_api_keys",
         &enum_to_text(&settings.personal_api_keys)?,
     )?;
+    set(conn, "auto_update", &settings.auto_update.to_string())?;
     set(conn, "settings_version", &settings.version.to_string())?;
     Ok(())
 }

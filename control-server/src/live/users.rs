@@ -136,6 +136,7 @@ pub fn compile_policy(
         turn_limits: settings.turn_limits,
         personal_api_keys: settings.personal_api_keys,
         credential: subscriptions.credential_mode(row.subscription_id),
+        auto_update: settings.auto_update,
     };
     for zone in zones.into_iter().flatten() {
         if ccgate_quota::rules::validate_time_zone(&zone).is_ok() {

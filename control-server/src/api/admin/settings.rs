@@ -29,6 +29,7 @@ fn settings_json(settings: &TeamSettings) -> Value {
         "agent_turns": settings.agent_turns,
         "turn_limits": settings.turn_limits,
         "personal_api_keys": settings.personal_api_keys,
+        "auto_update": settings.auto_update,
         "version": settings.version,
     })
 }
@@ -54,6 +55,9 @@ pub struct SettingsBody {
     turn_limits: Option<TurnLimitsChange>,
     #[serde(default)]
     personal_api_keys: Option<PersonalApiKeys>,
+    /// Whether devices install the served agent release by themselves.
+    #[serde(default)]
+    auto_update: Option<bool>,
     #[serde(default)]
     admin_password: Option<String>,
     /// The built-in admin's password now: required with `admin_password`.
@@ -156,6 +160,9 @@ pub async fn put_settings(
     if let Some(personal_api_keys) = body.personal_api_keys {
         settings.personal_api_keys = personal_api_keys;
     }
+    if let Some(auto_update) = body.auto_update {
+        settings.auto_update = auto_update;
+    }
     let password_hash = match body.admin_password {
         None => None,
         Some(password) => {
@@ -187,7 +194,7 @@ pub async fn put_settings(
         "team_name": body.team_name, "time_zone": body.time_zone,
         "credit_weights": body.credit_weights, "unidentified_clients": body.unidentified_clients,
         "agent_turns": body.agent_turns, "turn_limits": body.turn_limits,
-        "personal_api_keys": body.personal_api_keys,
+        "personal_api_keys": body.personal_api_keys, "auto_update": body.auto_update,
         "admin_password_changed": password_hash.is_some(),
     });
     let saved = state
