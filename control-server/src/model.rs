@@ -111,6 +111,9 @@ pub struct DeviceDetails {
     pub os_version: Option<String>,
     pub claude_version: Option<String>,
     pub agent_version: Option<String>,
+    /// SHA-256 of the installed daemon binary (proxies only).
+    #[serde(default)]
+    pub agent_build: Option<String>,
 }
 
 impl From<&ccgate_quota::wire::DeviceInfo> for DeviceDetails {
@@ -124,6 +127,7 @@ impl From<&ccgate_quota::wire::DeviceInfo> for DeviceDetails {
             os_version: info.os_version.clone(),
             claude_version: info.claude_version.clone(),
             agent_version: some(&info.agent_version),
+            agent_build: info.agent_build.clone(),
         }
     }
 }
@@ -141,6 +145,7 @@ impl DeviceDetails {
             &mut self.os_version,
             &mut self.claude_version,
             &mut self.agent_version,
+            &mut self.agent_build,
         ] {
             if let Some(value) = field
                 && value.len() > Self::MAX_FIELD

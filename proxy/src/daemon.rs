@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use ccgate_quota::wire::DeviceInfo;
@@ -198,6 +199,7 @@ pub async fn start(
         tokio::spawn(crate::housekeeping::run(shared.clone(), stop_rx.clone())),
         tokio::spawn(crate::guard::watchdog::run(shared.clone(), stop_rx.clone())),
         tokio::spawn(crate::credential_task::run(shared.clone(), stop_rx.clone())),
+        tokio::spawn(crate::update::run(shared.clone(), stop_rx.clone())),
     ];
     let recorder = tokio::spawn(crate::recorder::run(
         shared.clone(),
@@ -229,14 +231,30 @@ pub async fn serve(
     options: DaemonOptions,
     listener: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), DaemonError> {
+) -> Result<Exit, DaemonError> {
     let daemon = start(options, listener).await?;
     let stop = daemon.stop_handle();
+    let mut restart = daemon.shared.updates.restart_requested();
     tokio::spawn(async move {
-        shutdown.await;
+        tokio::select! {
+            () = shutdown => {}
+            _ = restart.wait_for(Option::is_some) => {}
+        }
         let _ = stop.send(true);
     });
-    daemon.wait().await
+    let restart = daemon.shared.updates.restart_requested();
+    daemon.wait().await?;
+    let into = restart.borrow().clone();
+    Ok(into.map_or(Exit::Stopped, Exit::Restart))
+}
+
+/// How the daemon ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exit {
+    /// Asked to stop.
+    Stopped,
+    /// An update is in place: run this binary (with the same arguments).
+    Restart(PathBuf),
 }
 
 /// Restores the cached policy, the usage recorded since its snapshot and the

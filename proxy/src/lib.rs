@@ -41,6 +41,7 @@ pub mod tap;
 #[cfg(test)]
 mod test_support;
 pub mod turns;
+pub mod update;
 pub mod upstream;
 
 /// Resolves once the daemon's stop signal is set (or its sender is gone).

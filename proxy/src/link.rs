@@ -77,6 +77,9 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
 /// timeout (10 s for a connection that has not sent a request), so a
 /// request never goes out on a connection the server is closing.
 const POOL_IDLE: Duration = Duration::from_secs(5);
+/// The largest release file downloaded (a debug build is well under it).
+const MAX_DOWNLOAD_BYTES: u64 = 512 << 20;
+const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(300);
 
 pub struct ServerLink {
     http: reqwest::Client,
@@ -183,6 +186,33 @@ impl ServerLink {
     }
 
     /// Opens the live stream (server-sent events); the caller reads it.
+    /// A file of the server's agent release (`/downloads/<file>`).
+    pub async fn download(&self, file: &str) -> Result<bytes::Bytes, LinkError> {
+        let response = self
+            .http
+            .get(format!("{}/downloads/{file}", self.server_url()))
+            .timeout(DOWNLOAD_TIMEOUT)
+            .send()
+            .await
+            .map_err(|e| LinkError::Unreachable(error_chain(&e)))?;
+        let response = check_status(response).await?;
+        if response.content_length().unwrap_or(0) > MAX_DOWNLOAD_BYTES {
+            return Err(LinkError::BadAnswer(format!(
+                "{file} is larger than {MAX_DOWNLOAD_BYTES} bytes"
+            )));
+        }
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| LinkError::Unreachable(error_chain(&e)))?;
+        if bytes.len() as u64 > MAX_DOWNLOAD_BYTES {
+            return Err(LinkError::BadAnswer(format!(
+                "{file} is larger than {MAX_DOWNLOAD_BYTES} bytes"
+            )));
+        }
+        Ok(bytes)
+    }
+
     pub async fn open_stream(&self) -> Result<reqwest::Response, LinkError> {
         let response = self
             .http

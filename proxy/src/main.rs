@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use ccgate_proxy::config::UpstreamOverrides;
-use ccgate_proxy::daemon::{DaemonOptions, serve};
+use ccgate_proxy::daemon::{DaemonOptions, Exit, serve};
 use ccgate_proxy::guard::GuardHooks;
 use ccgate_proxy::paths::Paths;
 use clap::Parser;
@@ -41,9 +41,27 @@ fn main() -> anyhow::Result<()> {
     let mut options = DaemonOptions::new(paths);
     options.overrides = UpstreamOverrides::from_env();
     options.hooks = Box::new(GuardHooks::system());
-    runtime
+    let exit = runtime
         .block_on(serve(options, None, shutdown_signal()))
-        .context("ccgate-proxy stopped")
+        .context("ccgate-proxy stopped")?;
+    drop(runtime);
+    match exit {
+        Exit::Stopped => Ok(()),
+        Exit::Restart(binary) => restart_into(&binary),
+    }
+}
+
+/// Runs the updated binary in this process (same pid, so the service
+/// manager, the pid file and `--daemon`'s detachment stay as they are).
+fn restart_into(binary: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt;
+    let args: Vec<std::ffi::OsString> = std::env::args_os()
+        .skip(1)
+        .filter(|arg| arg != "--daemon")
+        .collect();
+    tracing::info!(binary = %binary.display(), "restarting into the updated daemon");
+    let error = std::process::Command::new(binary).args(args).exec();
+    Err(error).with_context(|| format!("cannot run the updated daemon {}", binary.display()))
 }
 
 /// Forks into the background before any thread exists (daemonize's rule).

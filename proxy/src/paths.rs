@@ -108,6 +108,17 @@ impl Paths {
         self.under_root("/usr/local/lib/ccgate/ccgate-proxy")
     }
 
+    /// The `ccgate` command, where the install script puts it.
+    pub fn cli_binary(&self) -> PathBuf {
+        self.under_root("/usr/local/bin/ccgate")
+    }
+
+    /// Release keys an admin trusts besides the one built in (one minisign
+    /// public key per line; root-owned, not writable by others).
+    pub fn release_keys(&self) -> PathBuf {
+        self.state_dir().join("release-keys.pub")
+    }
+
     pub fn service_file(&self) -> PathBuf {
         match self.platform {
             Platform::Linux => self.under_root("/etc/systemd/system/ccgate-proxy.service"),

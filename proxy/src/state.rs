@@ -142,6 +142,8 @@ pub struct Shared {
     pub prompt_locks: KeyLocks,
     /// Replies forwarded and not yet in the books, per session.
     pub open_replies: Arc<OpenReplies>,
+    /// The server's agent release and the updater's progress.
+    pub updates: crate::update::Updates,
     pub(crate) endings: EndingSink<Exchange>,
     pub sync_wakeup: Notify,
     pub hooks: Box<dyn Hooks>,
@@ -185,6 +187,7 @@ impl Shared {
             body_budget,
             prompt_locks: KeyLocks::default(),
             open_replies: Arc::default(),
+            updates: crate::update::Updates::default(),
             sync_wakeup: Notify::new(),
             hooks,
         }
@@ -264,6 +267,7 @@ impl Shared {
     /// `included_seq`: the ledger events the server had when it answered.
     pub fn apply_sync(self: &Arc<Self>, sync: SyncResponse, included_seq: i64, react: bool) {
         self.policy_state.set_server_time(sync.server_time);
+        self.updates.offer(sync.agent_release.clone());
         if let Some(token) = &sync.new_device_token {
             match self.link.replace_token(token) {
                 Ok(()) if react => self.hooks.token_rotated(self),

@@ -100,6 +100,11 @@ impl AgentEvent {
             EventBody::DeliveryFault(f) => {
                 fit(&mut f.reason, MAX_TEXT_BYTES);
             }
+            EventBody::AgentUpdate(u) => {
+                fit(&mut u.from_version, MAX_LABEL_BYTES);
+                fit(&mut u.to_version, MAX_LABEL_BYTES);
+                fit(&mut u.detail, MAX_TEXT_BYTES);
+            }
         }
     }
 
@@ -129,6 +134,9 @@ impl AgentEvent {
                 .or_else(|| long("what", &t.what, MAX_KEY_BYTES))
                 .or_else(|| long_opt("detail", &t.detail, MAX_TEXT_BYTES)),
             EventBody::DeliveryFault(f) => long("reason", &f.reason, MAX_TEXT_BYTES),
+            EventBody::AgentUpdate(u) => long("from_version", &u.from_version, MAX_LABEL_BYTES)
+                .or_else(|| long("to_version", &u.to_version, MAX_LABEL_BYTES))
+                .or_else(|| long("detail", &u.detail, MAX_TEXT_BYTES)),
         }
     }
 }

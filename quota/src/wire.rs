@@ -334,6 +334,28 @@ pub struct DeliveryFault {
     pub reason: String,
 }
 
+/// What became of an agent release the server offered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpdateOutcome {
+    /// Installed; the daemon restarts into it.
+    Installed,
+    /// Not installed (bad signature, checksum, download, disk): the old
+    /// version keeps running.
+    Failed,
+}
+
+/// The daemon tried to install the server's agent release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentUpdate {
+    pub from_version: String,
+    /// The version offered (as signed, when the signature was read).
+    pub to_version: String,
+    pub outcome: UpdateOutcome,
+    /// Why it failed, or what was installed.
+    pub detail: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum EventBody {
@@ -345,6 +367,7 @@ pub enum EventBody {
     },
     Tamper(TamperEvent),
     DeliveryFault(DeliveryFault),
+    AgentUpdate(AgentUpdate),
 }
 
 /// An event with its idempotency key. `at` is the device's clock corrected

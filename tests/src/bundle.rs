@@ -23,6 +23,33 @@ pub fn built_binary(name: &str) -> PathBuf {
     path
 }
 
+/// A signed bundle (as `ccgate-release bundle` makes it) of this
+/// workspace's builds, each changed by `patch` first: appending bytes makes
+/// a different build that still runs.
+pub fn write_signed_bundle(
+    dir: &Path,
+    version: &str,
+    secret_key: &str,
+    patch: impl Fn(&str, &mut Vec<u8>),
+) {
+    let sources = tempfile::tempdir().expect("temp dir");
+    let binaries: Vec<ccgate_release::Binary> = PROGRAMS
+        .iter()
+        .map(|program| {
+            let mut bytes = std::fs::read(built_binary(program)).expect("built binary");
+            patch(program, &mut bytes);
+            let path = sources.path().join(program);
+            std::fs::write(&path, &bytes).expect("patched binary");
+            ccgate_release::Binary {
+                program: (*program).to_owned(),
+                platform: this_platform(),
+                path,
+            }
+        })
+        .collect();
+    ccgate_release::make_bundle(dir, version, &binaries, secret_key).expect("signed bundle");
+}
+
 /// Writes a release bundle of this workspace's builds into `dir`;
 /// `patch` may change a program's bytes (a different version, a tampered
 /// file) before the checksums are taken.

@@ -42,7 +42,8 @@ impl TestServer {
         Self::launch(data_dir, address, |_| {}).await
     }
 
-    async fn launch(
+    /// Starts on `data_dir` and `address` (a restart) with `tweak` applied.
+    pub async fn launch(
         data_dir: &Path,
         address: Option<std::net::SocketAddr>,
         tweak: impl FnOnce(&mut ccgate_server::ServerConfig),

@@ -9,7 +9,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use ccgate_server::agent_bundle::this_platform;
-use ccgate_tests::bundle::write_bundle;
+use ccgate_tests::bundle::{write_bundle, write_signed_bundle};
 use ccgate_tests::claude_cli::ClaudeCli;
 use ccgate_tests::eventually;
 use ccgate_tests::installed::{InstalledMachine, snapshot};
@@ -169,4 +169,125 @@ async fn a_binary_that_does_not_match_its_checksum_installs_nothing() {
         Some(0),
         "no device was registered: {user}"
     );
+}
+
+/// The device's entry on its user's page.
+async fn device_of(server: &TestServer, user_id: i64) -> serde_json::Value {
+    server.get(&format!("/users/{user_id}")).await["user"]["devices"][0].clone()
+}
+
+/// v1 installed by the pasted line; the server then serves a signed v2
+/// and the device is on it by itself, manifest and backup included; a v3
+/// signed by a key the machine does not trust is refused and reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_release_installs_itself_and_a_badly_signed_one_is_refused() {
+    let (public, secret) = ccgate_release::generate_keypair().unwrap();
+    let v1 = tempfile::tempdir().unwrap();
+    write_signed_bundle(v1.path(), "0.1.0", &secret, |_, _| {});
+    let data = tempfile::tempdir().unwrap();
+    let server = TestServer::launch(data.path(), None, |config| {
+        config.agent_dir = v1.path().to_owned();
+    })
+    .await;
+    let upstream = FakeAnthropic::start().await;
+    let (user_id, code) = server.create_user("Alice", opus_per_day(5)).await;
+    let machine = InstalledMachine::prepare();
+    let (ok, printed) = pasted_line(&server, &code, &machine).await;
+    assert!(ok, "{printed}");
+    // The admin trusts the team's release key on this machine.
+    let keys = machine.paths.release_keys();
+    std::fs::write(&keys, &public).unwrap();
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut daemon = start_installed_daemon(&machine, &upstream);
+    assert!(eventually(WAIT, async || has_policy(machine.port).await).await);
+    assert!(
+        eventually(WAIT, async || device_of(&server, user_id).await["update"]
+            == "current")
+        .await,
+        "{}",
+        device_of(&server, user_id).await
+    );
+
+    // The server is restarted with a v2 bundle: a different build, signed.
+    let v2 = tempfile::tempdir().unwrap();
+    write_signed_bundle(v2.path(), "0.2.0", &secret, |_, bytes| {
+        bytes.extend_from_slice(b"\nccgate test build 0.2.0\n");
+    });
+    let daemon_file = format!("ccgate-proxy-{}", this_platform());
+    let v2_daemon = std::fs::read(v2.path().join(&daemon_file)).unwrap();
+    let v2_build = ccgate_server::agent_bundle::sha256_file(&v2.path().join(&daemon_file)).unwrap();
+    let address = server.address;
+    server.stop().await;
+    let server = TestServer::launch(data.path(), Some(address), |config| {
+        config.agent_dir = v2.path().to_owned();
+    })
+    .await;
+    let on_v2 = eventually(Duration::from_secs(60), async || {
+        let device = device_of(&server, user_id).await;
+        device["agent_build"] == v2_build.as_str() && device["update"] == "current"
+    })
+    .await;
+    assert!(on_v2, "{}", device_of(&server, user_id).await);
+    assert_eq!(
+        std::fs::read(machine.paths.daemon_binary()).unwrap(),
+        v2_daemon
+    );
+    let cli = std::fs::read(machine.root().join("usr/local/bin/ccgate")).unwrap();
+    assert!(cli.ends_with(b"ccgate test build 0.2.0\n"));
+    // The watchdog knows the new binary as ccgate's own.
+    let manifest = ccgate_proxy::guard::manifest::Manifest::load(&machine.paths)
+        .unwrap()
+        .expect("manifest");
+    let record = manifest
+        .record(ccgate_proxy::guard::manifest::Protected::DaemonBinary)
+        .expect("daemon record");
+    assert_eq!(record.sha256, v2_build);
+    let backup = ccgate_proxy::guard::manifest::Protected::DaemonBinary.backup_path(&machine.paths);
+    assert_eq!(std::fs::read(backup).unwrap(), v2_daemon);
+    let updates = server.events(user_id, "agent_update").await;
+    assert!(
+        updates
+            .iter()
+            .any(|e| e["detail"]["outcome"] == "installed" && e["detail"]["to_version"] == "0.2.0"),
+        "{updates:?}"
+    );
+    // The restarted daemon still meters.
+    let run = ClaudeCli::with_env(machine.managed_env())
+        .print("say hi", &[])
+        .await;
+    assert_eq!(run.code, Some(0), "{run:#?}");
+
+    // v3, signed by a key this machine does not trust.
+    let (_, stranger) = ccgate_release::generate_keypair().unwrap();
+    let v3 = tempfile::tempdir().unwrap();
+    write_signed_bundle(v3.path(), "0.3.0", &stranger, |_, bytes| {
+        bytes.extend_from_slice(b"\nnot from the team\n");
+    });
+    server.stop().await;
+    let server = TestServer::launch(data.path(), Some(address), |config| {
+        config.agent_dir = v3.path().to_owned();
+    })
+    .await;
+    let refused = eventually(Duration::from_secs(60), async || {
+        server
+            .events(user_id, "agent_update")
+            .await
+            .iter()
+            .any(|e| e["detail"]["outcome"] == "failed" && e["detail"]["to_version"] == "0.3.0")
+    })
+    .await;
+    let updates = server.events(user_id, "agent_update").await;
+    assert!(refused, "{updates:?}");
+    assert!(
+        updates.iter().any(|e| e["detail"]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("not signed by a key this machine trusts"))),
+        "{updates:?}"
+    );
+    assert_eq!(
+        std::fs::read(machine.paths.daemon_binary()).unwrap(),
+        v2_daemon
+    );
+    assert_eq!(device_of(&server, user_id).await["update"], "behind");
+    daemon.kill().await.ok();
 }

@@ -18,7 +18,7 @@ pub struct DeviceRow {
 }
 
 const COLUMNS: &str = "id, user_id, kind, token_hash, pending_token_hash, hostname, os, arch, \
-     os_user, os_version, claude_version, agent_version, created_at, last_seen_at";
+     os_user, os_version, claude_version, agent_version, created_at, last_seen_at, agent_build";
 
 fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(DeviceRow, String)> {
     Ok((
@@ -36,6 +36,7 @@ fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(DeviceRow, String)> {
                 os_version: row.get(9)?,
                 claude_version: row.get(10)?,
                 agent_version: row.get(11)?,
+                agent_build: row.get(14)?,
             },
             created_at: row.get(12)?,
             last_seen_at: row.get(13)?,
@@ -93,7 +94,8 @@ pub fn update_details(conn: &Connection, id: i64, details: &DeviceDetails) -> Db
         "UPDATE devices SET
             hostname = COALESCE(?2, hostname), os = COALESCE(?3, os), arch = COALESCE(?4, arch),
             os_user = COALESCE(?5, os_user), os_version = COALESCE(?6, os_version),
-            claude_version = COALESCE(?7, claude_version), agent_version = COALESCE(?8, agent_version)
+            claude_version = COALESCE(?7, claude_version), agent_version = COALESCE(?8, agent_version),
+            agent_build = COALESCE(?9, agent_build)
          WHERE id = ?1",
         params![
             id,
@@ -104,6 +106,7 @@ pub fn update_details(conn: &Connection, id: i64, details: &DeviceDetails) -> Db
             non_empty(&details.os_version),
             non_empty(&details.claude_version),
             non_empty(&details.agent_version),
+            non_empty(&details.agent_build),
         ],
     )?;
     Ok(())
@@ -212,8 +215,8 @@ pub fn redeem_install_code(
     let details = device.details;
     conn.execute(
         "INSERT INTO devices (user_id, kind, token_hash, hostname, os, arch, os_user, os_version,
-                              claude_version, agent_version, created_at, last_seen_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
+                              claude_version, agent_version, created_at, last_seen_at, agent_build)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12)",
         params![
             user_id,
             device.kind.as_str(),
@@ -226,6 +229,7 @@ pub fn redeem_install_code(
             non_empty(&details.claude_version),
             non_empty(&details.agent_version),
             now,
+            non_empty(&details.agent_build),
         ],
     )?;
     let device_id = conn.last_insert_rowid();

@@ -97,6 +97,7 @@ impl DeviceLive {
         merge(&mut details.os_version, &update.os_version);
         merge(&mut details.claude_version, &update.claude_version);
         merge(&mut details.agent_version, &update.agent_version);
+        merge(&mut details.agent_build, &update.agent_build);
     }
 
     /// The replacement token still to be delivered, if any.

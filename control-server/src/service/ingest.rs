@@ -243,6 +243,13 @@ fn row_for(
             row.event_type = "delivery_fault".to_owned();
             row.detail = Some(json!({ "quarantined": f.quarantined, "reason": f.reason }));
         }
+        EventBody::AgentUpdate(u) => {
+            row.event_type = "agent_update".to_owned();
+            row.detail = Some(json!({
+                "from_version": u.from_version, "to_version": u.to_version,
+                "outcome": u.outcome, "detail": u.detail,
+            }));
+        }
     }
     row
 }
@@ -281,7 +288,7 @@ fn audit_for(row: &EventRow, hostname: Option<&str>, now: Timestamp) -> Option<A
     let actor = format!("device:{}", row.device_id.unwrap_or_default());
     let detail = match row.event_type.as_str() {
         "tamper" => row.detail.clone(),
-        "delivery_fault" => {
+        "delivery_fault" | "agent_update" => {
             let mut detail = row.detail.clone().unwrap_or_else(|| json!({}));
             detail["hostname"] = json!(hostname);
             Some(detail)
@@ -519,6 +526,9 @@ fn publish<'a>(
                 let detail = row.detail.clone().unwrap_or_default();
                 with(json!({ "quarantined": detail["quarantined"], "reason": detail["reason"] }))
             }),
+            "agent_update" => state
+                .hub
+                .publish("agent_update", || with(json!({ "detail": row.detail }))),
             _ => {}
         }
     }

@@ -63,7 +63,9 @@ fn user_view(state: &AppState, user: &UserLive, last_active: Option<i64>) -> Val
                 "id": device.id, "kind": device.kind, "hostname": details.hostname,
                 "os": details.os, "arch": details.arch, "os_user": details.os_user,
                 "os_version": details.os_version, "claude_version": details.claude_version,
-                "agent_version": details.agent_version, "created_at": device.created_at,
+                "agent_version": details.agent_version, "agent_build": details.agent_build,
+                "update": update_state(state.agent_release(), &details),
+                "created_at": device.created_at,
                 "last_seen_at": device.last_seen_ms().and_then(ts),
                 "online": device.online(now_ms, online_ms),
                 "token_rotation_pending": device.pending_token().is_some(),
@@ -151,6 +153,33 @@ pub struct CreateBody {
     /// `null` or absent: the team's setting.
     #[serde(default)]
     agent_turns: Option<AgentTurns>,
+}
+
+/// Whether a device runs the agent release this server serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+enum DeviceUpdate {
+    /// Its daemon is the release's build for its platform.
+    Current,
+    /// The release has a different build for its platform.
+    Behind,
+    /// The device did not say what it runs, or the release has no build
+    /// for its platform.
+    Unknown,
+}
+
+fn update_state(
+    release: Option<&ccgate_quota::release::AgentRelease>,
+    details: &crate::model::DeviceDetails,
+) -> Option<DeviceUpdate> {
+    let release = release?;
+    let platform = format!("{}-{}", details.os.as_deref()?, details.arch.as_deref()?);
+    let served = release.sha256_of(ccgate_quota::release::DAEMON, &platform);
+    Some(match (served, details.agent_build.as_deref()) {
+        (Some(served), Some(running)) if served == running => DeviceUpdate::Current,
+        (Some(_), Some(_)) => DeviceUpdate::Behind,
+        _ => DeviceUpdate::Unknown,
+    })
 }
 
 /// The line a person pastes on a developer machine: the server's install
