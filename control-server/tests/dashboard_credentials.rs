@@ -134,6 +134,22 @@ async fn an_admin_enrols_rotates_assigns_and_deletes_a_subscription() {
         120
     );
 
+    // Agent updates off, saved as chosen.
+    let shown = browser
+        .eval("return document.querySelector('#auto-update').value")
+        .await;
+    assert_eq!(shown, "on", "on unless turned off");
+    browser
+        .find("#auto-update")
+        .await
+        .select_by_value("off")
+        .await
+        .unwrap();
+    browser.click("#updates-form button[type=submit]").await;
+    notice(&browser, "Agent updates saved").await;
+    let (_, settings) = server.admin_get("/api/admin/settings").await;
+    assert_eq!(settings["settings"]["auto_update"], false);
+
     // Assign it on the user page, with an agent-turns override.
     browser.open(&format!("/dashboard/users/{user_id}")).await;
     let choices = browser

@@ -94,3 +94,49 @@ async fn a_release_bundle_that_does_not_check_out_stops_the_start() {
     assert!(matches!(error, ServerError::AgentBundle(_)), "{error}");
     assert!(error.to_string().contains("does not match"), "{error}");
 }
+
+#[tokio::test]
+async fn devices_are_told_the_release_and_whether_to_install_it_and_shown_behind_or_current() {
+    let tree = build_tree();
+    let server = TestServer::start_with(|config| {
+        config.binaries_dir = tree.path().to_owned();
+        config.agent_dir = tree.path().join("agent");
+    })
+    .await;
+    let (user_id, token) = server.user_with_proxy("Rae", serde_json::json!([])).await;
+    let (status, sync) = server.agent(&token, "/sync", serde_json::json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    let name = format!("ccgate-proxy-{}", this_platform());
+    let build = sha256_file(&tree.path().join("ccgate-proxy")).unwrap();
+    assert_eq!(
+        sync["agent_release"]["files"][&name],
+        build.as_str(),
+        "{sync}"
+    );
+    assert_eq!(sync["agent_release"]["signed"], false);
+    assert_eq!(sync["policy"]["auto_update"], true, "on unless turned off");
+
+    // A device that says what it runs is current or behind.
+    let (os, arch) = this_platform()
+        .split_once('-')
+        .map(|(o, a)| (o.to_owned(), a.to_owned()))
+        .unwrap();
+    let report = |agent_build: &str| {
+        serde_json::json!({"device": {"hostname": "rae-laptop", "os": os, "arch": arch,
+            "agent_version": "0.1.0", "agent_build": agent_build}})
+    };
+    server.agent(&token, "/sync", report(&"0".repeat(64))).await;
+    assert_eq!(server.user(user_id).await["devices"][0]["update"], "behind");
+    server.agent(&token, "/sync", report(&build)).await;
+    assert_eq!(
+        server.user(user_id).await["devices"][0]["update"],
+        "current"
+    );
+
+    let (status, _) = server
+        .put_settings(serde_json::json!({"auto_update": false}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, sync) = server.agent(&token, "/sync", serde_json::json!({})).await;
+    assert_eq!(sync["policy"]["auto_update"], false);
+}

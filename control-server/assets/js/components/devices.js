@@ -1,5 +1,6 @@
-// A user's devices: host, OS, Claude Code and ccgate versions, when last
-// seen, whether online now, and (for admins) revoking one device.
+// A user's devices: host, OS, Claude Code and ccgate versions (and whether
+// the machine is behind the release the server serves), when last seen,
+// whether online now, and (for admins) revoking one device.
 
 import { del } from '../api.js';
 import { h } from '../dom.js';
@@ -35,6 +36,20 @@ function revokeButton(device, onRevoked) {
     if (answer) onRevoked?.();
   });
   return button;
+}
+
+/** What the update state (`device.update`) says next to the version. */
+const UPDATE_TAGS = {
+  behind: ['update pending', 'The server serves a newer ccgate build than this machine runs.'],
+  unknown: ['build unknown', 'This machine did not say which ccgate build it runs.'],
+};
+
+function agentCell(device) {
+  const tag = UPDATE_TAGS[device.update];
+  return [
+    device.agent_version ?? '—',
+    tag ? h('span', { class: 'tag', title: tag[1], dataset: { update: device.update } }, tag[0]) : null,
+  ];
 }
 
 function os(device) {
@@ -82,7 +97,7 @@ export function devicesTable(devices, { onRevoked } = {}) {
             ),
             h('td', {}, os(device)),
             h('td', {}, device.claude_version ?? '—'),
-            h('td', {}, device.kind === 'hook' ? 'hook client' : (device.agent_version ?? '—')),
+            h('td', {}, device.kind === 'hook' ? 'hook client' : agentCell(device)),
             h('td', { title: dateTime(device.last_seen_at) }, ago(device.last_seen_at)),
             h(
               'td',

@@ -6,6 +6,7 @@
 import { del, get, post, put } from '../api.js';
 import { copyField } from '../components/copy.js';
 import { countingForm } from '../components/counting-form.js';
+import { updatesForm } from '../components/updates-form.js';
 import { confirmAction } from '../components/dialog.js';
 import { actionForm, field } from '../components/form.js';
 import { attempt } from '../components/notices.js';
@@ -314,6 +315,7 @@ export async function render(main, { live }) {
       { class: 'settings' },
       panel('team-title', 'Team', teamForm(settings)),
       panel('counting-title', 'Counting rules', countingForm(settings)),
+      panel('updates-title', 'Agent updates', updatesForm(settings)),
       subscriptions.element,
       canEdit()
         ? panel(
