@@ -79,6 +79,15 @@ pub struct SetupArgs {
     /// and counts then cross the network unprotected).
     #[arg(long)]
     pub insecure: bool,
+    /// The network's HTTP proxy, when this machine reaches the internet only
+    /// through one (http://HOST:PORT): the daemon reaches Anthropic and the
+    /// server through it.
+    #[arg(long, value_name = "URL")]
+    pub upstream_proxy: Option<String>,
+    /// A CA certificate (PEM) to trust besides the public roots, for a
+    /// proxy that inspects TLS.
+    #[arg(long, value_name = "FILE")]
+    pub extra_ca: Option<PathBuf>,
 }
 
 pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
@@ -93,6 +102,8 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
                 user: args.user,
                 no_service: args.no_service,
                 proxy_binary: args.proxy_binary,
+                upstream_proxy: args.upstream_proxy,
+                extra_ca: args.extra_ca,
                 insecure: args.insecure,
             };
             let outcome = setup::setup(&options, out).await?;

@@ -1,6 +1,7 @@
 //! The installer's calls to the control server: registering the device,
 //! and the checks doctor makes (reachable, token accepted, clock).
 
+use std::path::Path;
 use std::time::Duration;
 
 use ccgate_quota::wire::{
@@ -25,18 +26,53 @@ pub enum TokenCheck {
 
 impl ServerClient {
     pub fn new(url: &str) -> Result<Self> {
+        Self::through(url, None, None)
+    }
+
+    /// A client that reaches the server through the network's HTTP proxy
+    /// (`http://HOST:PORT`) and trusts `extra_ca` (PEM) besides the public
+    /// roots, as the daemon will.
+    pub fn through(url: &str, proxy: Option<&str>, extra_ca: Option<&Path>) -> Result<Self> {
         let url = url.trim().trim_end_matches('/').to_owned();
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(InstallError::Invalid(format!(
                 "--server {url:?} must be the ccgate server's http:// or https:// URL"
             )));
         }
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(15))
-            .user_agent(concat!("ccgate/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .expect("HTTP client builds");
+            .user_agent(concat!("ccgate/", env!("CARGO_PKG_VERSION")));
+        // Like the daemon: a server on this machine is reached directly.
+        let proxy = proxy.filter(|_| !ccgate_proxy::link::on_this_machine(&url));
+        builder =
+            match proxy {
+                Some(proxy) => builder.proxy(reqwest::Proxy::all(proxy).map_err(|e| {
+                    InstallError::Invalid(format!("--upstream-proxy {proxy:?}: {e}"))
+                })?),
+                None => builder.no_proxy(),
+            };
+        if let Some(path) = extra_ca {
+            let pem = std::fs::read(path).map_err(|e| {
+                InstallError::Invalid(format!("--extra-ca {}: {e}", path.display()))
+            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                InstallError::Invalid(format!(
+                    "--extra-ca {}: not PEM certificates: {e}",
+                    path.display()
+                ))
+            })?;
+            if certs.is_empty() {
+                return Err(InstallError::Invalid(format!(
+                    "--extra-ca {}: no certificate in it",
+                    path.display()
+                )));
+            }
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder.build().expect("HTTP client builds");
         Ok(Self { http, url })
     }
 

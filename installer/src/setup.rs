@@ -41,6 +41,12 @@ pub struct SetupOptions {
     pub proxy_binary: Option<PathBuf>,
     /// Accept a plain `http://` server on another machine.
     pub insecure: bool,
+    /// The network's HTTP proxy (`http://HOST:PORT`) for Anthropic and the
+    /// server; `None` keeps an earlier install's.
+    pub upstream_proxy: Option<String>,
+    /// A CA (PEM) a TLS-inspecting proxy signs with; `None` keeps an
+    /// earlier install's.
+    pub extra_ca: Option<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -70,9 +76,28 @@ struct Plan {
     service: ServiceKind,
     /// The server is plain http off this machine, and that was accepted.
     insecure: bool,
+    /// The network's proxy and extra CA the daemon is to use.
+    upstream_proxy: Option<String>,
+    extra_ca: Option<ExtraCa>,
     /// Managed settings as they are now.
     settings_now: Option<(Vec<u8>, u32)>,
     previous: Option<Previous>,
+}
+
+/// The CA a TLS-inspecting proxy signs with.
+enum ExtraCa {
+    /// Given to this setup: copied into ccgate's directory.
+    New(PathBuf),
+    /// Installed before, kept.
+    Kept(PathBuf),
+}
+
+impl ExtraCa {
+    fn path(&self) -> &Path {
+        match self {
+            Self::New(path) | Self::Kept(path) => path,
+        }
+    }
 }
 
 /// An earlier install on this machine.
@@ -195,8 +220,23 @@ fn prepare(options: &SetupOptions) -> Result<Plan> {
             options.server.trim()
         )));
     }
-    let server = ServerClient::new(&options.server)?;
     let previous_config = ProxyConfig::load(&paths.config_file()).ok();
+    let kept = previous_config.as_ref();
+    let upstream_proxy = options
+        .upstream_proxy
+        .clone()
+        .or_else(|| kept.and_then(|c| c.upstream_proxy.clone()));
+    ccgate_proxy::egress::Egress::new(upstream_proxy.as_deref())
+        .map_err(|e| InstallError::Invalid(format!("--upstream-proxy: {e}")))?;
+    let extra_ca = match &options.extra_ca {
+        Some(path) => Some(ExtraCa::New(path.clone())),
+        None => kept.and_then(|c| c.extra_ca.clone()).map(ExtraCa::Kept),
+    };
+    let server = ServerClient::through(
+        &options.server,
+        upstream_proxy.as_deref(),
+        extra_ca.as_ref().map(ExtraCa::path),
+    )?;
     let port = options
         .port
         .or(previous_config.as_ref().map(|c| c.listen.port()))
@@ -268,6 +308,8 @@ fn prepare(options: &SetupOptions) -> Result<Plan> {
         binary,
         service,
         insecure: options.insecure && plain_http_off_loopback(&options.server),
+        upstream_proxy,
+        extra_ca,
         settings_now,
         previous,
     })
@@ -392,6 +434,16 @@ async fn install(
     }
     config.listen = plan.listen;
     config.allow_insecure_server = plan.insecure;
+    config.upstream_proxy = plan.upstream_proxy.clone();
+    config.extra_ca = match &plan.extra_ca {
+        Some(ExtraCa::New(source)) => {
+            let installed = paths.extra_ca();
+            journal.copy(source, &installed, 0o644)?;
+            Some(installed)
+        }
+        Some(ExtraCa::Kept(path)) => Some(path.clone()),
+        None => None,
+    };
     config.os_user = Some(plan.user.name.clone());
     config.os_user_home = Some(plan.user.home.clone());
     journal.write(&paths.config_file(), config.to_toml().as_bytes(), 0o600)?;

@@ -46,6 +46,14 @@ pub struct ProxyConfig {
     /// readable and changeable by anyone on the path.
     #[serde(default)]
     pub allow_insecure_server: bool,
+    /// The network's HTTP proxy (`http://HOST:PORT`), when this machine
+    /// reaches the internet only through one (`ccgate setup --upstream-proxy`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_proxy: Option<String>,
+    /// A CA (PEM) trusted besides the public roots, for a TLS-inspecting
+    /// proxy (`ccgate setup --extra-ca`); root-owned, guarded like the config.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra_ca: Option<PathBuf>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -95,6 +103,8 @@ impl ProxyConfig {
             max_buffered_mb: default_max_buffered_mb(),
             buffer_wait_ms: default_buffer_wait_ms(),
             allow_insecure_server: false,
+            upstream_proxy: None,
+            extra_ca: None,
         }
     }
 

@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 
 use crate::ca::{CaError, MachineCa};
 use crate::config::{ConfigError, ProxyConfig, UpstreamOverrides};
+use crate::egress::Egress;
 use crate::handler::GateHandler;
 use crate::ledger::{Ledger, LedgerError};
 use crate::link::ServerLink;
@@ -37,6 +38,8 @@ pub enum DaemonError {
     Ledger(#[from] LedgerError),
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    #[error(transparent)]
+    Egress(#[from] crate::egress::BadProxyUrl),
     #[error("cannot listen on {address}: {source}")]
     Listen {
         address: SocketAddr,
@@ -94,6 +97,26 @@ fn device_info(config: &ProxyConfig, paths: &Paths) -> DeviceInfo {
     }
 }
 
+/// The extra CA for the server link too (a TLS-inspecting proxy sees both).
+fn server_roots(
+    extra_ca: Option<&std::path::Path>,
+) -> Result<Vec<reqwest::Certificate>, DaemonError> {
+    let Some(path) = extra_ca else {
+        return Ok(Vec::new());
+    };
+    upstream::read_certificates(path)?
+        .iter()
+        .map(|der| {
+            reqwest::Certificate::from_der(der).map_err(|e| {
+                DaemonError::Upstream(UpstreamError::CaFile {
+                    path: path.display().to_string(),
+                    message: e.to_string(),
+                })
+            })
+        })
+        .collect()
+}
+
 /// A daemon running in this process (tests and `main`).
 pub struct RunningDaemon {
     pub address: SocketAddr,
@@ -141,7 +164,9 @@ pub async fn start(
     let token = read_token(&paths)?;
     let ca = MachineCa::load_or_create(&paths)?;
     let ledger = Ledger::open(&paths.state_db())?;
-    let connector = upstream::connector(&options.overrides)?;
+    let egress = Egress::new(config.upstream_proxy.as_deref())?;
+    let connector = upstream::connector(&options.overrides, &egress, config.extra_ca.as_deref())?;
+    let extra_roots = server_roots(config.extra_ca.as_deref())?;
     let listener = match listener {
         Some(listener) => listener,
         None => TcpListener::bind(config.listen)
@@ -164,7 +189,13 @@ pub async fn start(
     }
 
     let (endings_tx, endings_rx) = mpsc::unbounded_channel();
-    let link = ServerLink::new(config.server_url(), token, paths.device_token());
+    let link = ServerLink::through(
+        config.server_url(),
+        token,
+        paths.device_token(),
+        &egress,
+        &extra_roots,
+    );
     let device = device_info(&config, &paths);
     let shared = Arc::new(Shared::new(
         paths,

@@ -267,6 +267,36 @@ impl GateHandler {
         }
     }
 
+    /// A CONNECT to another host, tunnelled untouched through the network's
+    /// proxy (hudsucker would dial it directly, which such a network refuses).
+    fn tunnel_through_egress(&self, mut request: Request<Body>) -> RequestOrResponse {
+        let Some(authority) = request.uri().authority().map(ToString::to_string) else {
+            return error_reply(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "CONNECT without a target",
+            );
+        };
+        let egress = self.shared.egress.clone();
+        let upgrade = hyper::upgrade::on(&mut request);
+        tokio::spawn(async move {
+            match upgrade.await {
+                Ok(upgraded) => {
+                    let client = hyper_util::rt::TokioIo::new(upgraded);
+                    if let Err(error) = egress.tunnel(client, &authority).await {
+                        tracing::debug!(%authority, "tunnel through the upstream proxy ended: {error}");
+                    }
+                }
+                Err(error) => tracing::warn!(%authority, "CONNECT upgrade failed: {error}"),
+            }
+        });
+        Response::builder()
+            .status(StatusCode::OK)
+            .body(Body::empty())
+            .expect("response builds")
+            .into()
+    }
+
     /// Claude Code's other calls: the credential swapped in (team mode), else untouched.
     fn forward(&self, mut request: Request<Body>) -> RequestOrResponse {
         let policy = self.shared.policy();
@@ -383,6 +413,9 @@ impl HttpHandler for GateHandler {
                     .body(Body::empty())
                     .expect("response builds")
                     .into();
+            }
+            if !anthropic && !self.shared.egress.is_direct() {
+                return self.tunnel_through_egress(request);
             }
             return request.into();
         }

@@ -11,6 +11,7 @@ pub mod config;
 pub mod credential;
 pub mod credential_task;
 pub mod daemon;
+pub mod egress;
 pub mod fsutil;
 pub mod gate;
 pub mod guard;

@@ -1,5 +1,6 @@
 //! The proxy's client of the agent API (`/api/agent/v1/*`).
 
+use crate::egress::Egress;
 use std::path::PathBuf;
 use std::sync::RwLock;
 use std::time::Duration;
@@ -57,6 +58,20 @@ impl LinkError {
     }
 }
 
+/// Whether `url`'s host is this machine (reached without a proxy).
+pub fn on_this_machine(url: &str) -> bool {
+    let host = reqwest::Url::parse(url).ok().and_then(|url| {
+        url.host_str()
+            .map(|h| h.trim_matches(['[', ']']).to_owned())
+    });
+    host.is_some_and(|host| {
+        host.eq_ignore_ascii_case("localhost")
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.to_canonical().is_loopback())
+    })
+}
+
 /// The longest `Retry-After` obeyed: a server (or a proxy in front of it)
 /// asking for hours would otherwise silence the device.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
@@ -90,13 +105,34 @@ pub struct ServerLink {
 
 impl ServerLink {
     pub fn new(server_url: &str, token: String, token_file: PathBuf) -> Self {
-        let http = reqwest::Client::builder()
+        Self::through(server_url, token, token_file, &Egress::default(), &[])
+    }
+
+    /// A link that reaches a server off this machine through `egress`'s
+    /// proxy, trusting `extra_roots` (PEM certificates) besides the public ones.
+    pub fn through(
+        server_url: &str,
+        token: String,
+        token_file: PathBuf,
+        egress: &Egress,
+        extra_roots: &[reqwest::Certificate],
+    ) -> Self {
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .pool_idle_timeout(POOL_IDLE)
             .tcp_nodelay(true)
-            .user_agent(concat!("ccgate-proxy/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .expect("HTTP client builds");
+            .user_agent(concat!("ccgate-proxy/", env!("CARGO_PKG_VERSION")));
+        // Only the configured proxy counts, never the environment's.
+        builder = match egress.proxy_url() {
+            Some(url) if !on_this_machine(server_url) => {
+                builder.proxy(reqwest::Proxy::all(&url).expect("Egress gives a valid proxy URL"))
+            }
+            _ => builder.no_proxy(),
+        };
+        for root in extra_roots {
+            builder = builder.add_root_certificate(root.clone());
+        }
+        let http = builder.build().expect("HTTP client builds");
         Self {
             http,
             base: format!("{}{AGENT_API_PREFIX}", server_url.trim_end_matches('/')),

@@ -113,6 +113,11 @@ impl Paths {
         self.under_root("/usr/local/bin/ccgate")
     }
 
+    /// The CA of the network's TLS-inspecting proxy, if setup was given one.
+    pub fn extra_ca(&self) -> PathBuf {
+        self.state_dir().join("extra-ca.pem")
+    }
+
     /// Release keys an admin trusts besides the one built in (one minisign
     /// public key per line; root-owned, not writable by others).
     pub fn release_keys(&self) -> PathBuf {

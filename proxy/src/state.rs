@@ -144,6 +144,8 @@ pub struct Shared {
     pub open_replies: Arc<OpenReplies>,
     /// The server's agent release and the updater's progress.
     pub updates: crate::update::Updates,
+    /// How other hosts are reached (the network's proxy, if it has one).
+    pub egress: crate::egress::Egress,
     pub(crate) endings: EndingSink<Exchange>,
     pub sync_wakeup: Notify,
     pub hooks: Box<dyn Hooks>,
@@ -164,6 +166,9 @@ impl Shared {
         let outbox = Outbox::default();
         let vault = CredentialVault::load(&paths, &ledger, config.device_id);
         let body_budget = BodyBudget::new(config.max_buffered_bytes(), config.buffer_wait());
+        // `daemon::start` refused a bad proxy URL before this.
+        let egress =
+            crate::egress::Egress::new(config.upstream_proxy.as_deref()).unwrap_or_default();
         Self {
             endings: EndingSink::new(endings, outbox.pending_writes_counter()),
             outbox,
@@ -188,6 +193,7 @@ impl Shared {
             prompt_locks: KeyLocks::default(),
             open_replies: Arc::default(),
             updates: crate::update::Updates::default(),
+            egress,
             sync_wakeup: Notify::new(),
             hooks,
         }

@@ -77,6 +77,8 @@ impl InstalledMachine {
             no_service: true,
             proxy_binary: Some(self.proxy_binary.clone()),
             insecure: false,
+            upstream_proxy: None,
+            extra_ca: None,
         }
     }
 
