@@ -51,6 +51,11 @@ enum Command {
         /// The platform the binaries are for (default: this machine's).
         #[arg(long)]
         platform: Option<String>,
+        /// Binaries of several platforms in one bundle, as PLATFORM=DIR
+        /// (e.g. linux-aarch64=artifacts/linux-aarch64); replaces
+        /// --binaries-dir and --platform.
+        #[arg(long = "from", value_name = "PLATFORM=DIR")]
+        from: Vec<String>,
     },
 }
 
@@ -93,21 +98,36 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             out,
             binaries_dir,
             platform,
+            from,
         } => {
             let secret = std::fs::read_to_string(&key)
                 .with_context(|| format!("reading {}", key.display()))?;
-            let platform = platform.unwrap_or_else(this_platform);
-            let binaries: Vec<Binary> = PROGRAMS
+            let sources: Vec<(String, PathBuf)> = if from.is_empty() {
+                vec![(platform.unwrap_or_else(this_platform), binaries_dir)]
+            } else {
+                from.iter()
+                    .map(|pair| {
+                        pair.split_once('=')
+                            .map(|(p, dir)| (p.to_owned(), PathBuf::from(dir)))
+                            .with_context(|| format!("--from {pair:?} is not PLATFORM=DIR"))
+                    })
+                    .collect::<anyhow::Result<_>>()?
+            };
+            let binaries: Vec<Binary> = sources
                 .iter()
-                .map(|program| Binary {
-                    program: (*program).to_owned(),
-                    platform: platform.clone(),
-                    path: binaries_dir.join(program),
+                .flat_map(|(platform, dir)| {
+                    PROGRAMS.iter().map(move |program| Binary {
+                        program: (*program).to_owned(),
+                        platform: platform.clone(),
+                        path: dir.join(program),
+                    })
                 })
                 .collect();
             make_bundle(&out, &version, &binaries, &secret)?;
+            let platforms: Vec<&str> = sources.iter().map(|(p, _)| p.as_str()).collect();
             println!(
-                "signed bundle {version} for {platform} in {}",
+                "signed bundle {version} for {} in {}",
+                platforms.join(", "),
                 out.display()
             );
         }
