@@ -38,7 +38,10 @@ async fn behind_a_corporate_proxy_everything_goes_through_it() {
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", String::from_utf8_lossy(&printed)));
     let config = ProxyConfig::load(&machine.paths.config_file()).unwrap();
-    assert_eq!(config.upstream_proxy.as_deref(), Some(corporate.url().as_str()));
+    assert_eq!(
+        config.upstream_proxy.as_deref(),
+        Some(corporate.url().as_str())
+    );
     let installed_ca = machine.paths.extra_ca();
     assert_eq!(config.extra_ca.as_deref(), Some(installed_ca.as_path()));
     assert_eq!(
@@ -57,7 +60,11 @@ async fn behind_a_corporate_proxy_everything_goes_through_it() {
     let client = ProxyClient::new(proxy.address, &machine.paths.ca_cert());
     let answer = client.send(&Turn::prompt("s", 1, "hello")).await;
     assert_eq!(answer.status, 200, "{}", answer.body);
-    assert!(corporate.anthropic_tunnels() >= 1, "{:?}", corporate.connects());
+    assert!(
+        corporate.anthropic_tunnels() >= 1,
+        "{:?}",
+        corporate.connects()
+    );
     assert!(ccgate_tests::settled(&proxy, WAIT).await);
     assert_eq!(server.usage_today(user_id).await.prompts, 1);
 
@@ -76,7 +83,10 @@ async fn behind_a_corporate_proxy_everything_goes_through_it() {
         String::from_utf8_lossy(&answer[..read])
     );
     let asked = eventually(WAIT, async || {
-        corporate.connects().iter().any(|t| t == "other.invalid:443")
+        corporate
+            .connects()
+            .iter()
+            .any(|t| t == "other.invalid:443")
     })
     .await;
     assert!(asked, "{:?}", corporate.connects());
