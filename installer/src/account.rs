@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use ccgate_proxy::paths::{Paths, Platform};
+use ccgate_machine::paths::{Paths, Platform};
 
 use crate::error::{InstallError, Result};
 
@@ -39,7 +39,7 @@ pub fn resolve(paths: &Paths, explicit: Option<&str>) -> Result<OsUser> {
 /// `<root>/etc/passwd`, else the platform's usual place.
 fn home_of(paths: &Paths, name: &str) -> PathBuf {
     if paths.is_system_root()
-        && let Some(account) = ccgate_proxy::os::lookup_user(name)
+        && let Some(account) = ccgate_machine::os::lookup_user(name)
     {
         return account.home;
     }

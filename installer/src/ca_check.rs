@@ -3,7 +3,7 @@
 //! excluded), and (when the key can be read) signed by the key next to it.
 //! Setup makes a new CA when the one on disk fails this.
 
-use ccgate_proxy::ca::ANTHROPIC_HOST;
+use ccgate_machine::ca::ANTHROPIC_HOST;
 use x509_parser::extensions::GeneralName;
 use x509_parser::pem::parse_x509_pem;
 
@@ -85,7 +85,7 @@ mod tests {
     fn the_machine_ca_passes_and_an_unconstrained_one_fails() {
         let dir = tempfile::tempdir().unwrap();
         let (cert, key) = (dir.path().join("ca.pem"), dir.path().join("ca.key"));
-        ccgate_proxy::ca::create(&cert, &key).unwrap();
+        ccgate_machine::ca::create(&cert, &key).unwrap();
         let cert_pem = std::fs::read(&cert).unwrap();
         let key_pem = std::fs::read_to_string(&key).unwrap();
         let ok = check(&cert_pem, Some(&key_pem)).unwrap();

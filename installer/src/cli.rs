@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use ccgate_proxy::paths::Paths;
+use ccgate_machine::paths::Paths;
 use clap::{Args, Parser, Subcommand};
 
 use crate::setup::SetupOptions;

@@ -4,12 +4,12 @@
 
 use std::fmt::Write as _;
 
-use ccgate_proxy::config::{ProxyConfig, plain_http_off_loopback};
+use ccgate_machine::config::{ProxyConfig, plain_http_off_loopback};
+use ccgate_machine::local_api::StatusReport;
+use ccgate_machine::manifest::{Manifest, ServiceKind};
+use ccgate_machine::paths::{Paths, Platform};
+use ccgate_machine::settings;
 use ccgate_proxy::guard::integrity::{self, Item};
-use ccgate_proxy::guard::manifest::{Manifest, ServiceKind};
-use ccgate_proxy::guard::settings;
-use ccgate_proxy::paths::{Paths, Platform};
-use ccgate_proxy::status::StatusReport;
 
 use crate::server::{ServerClient, TokenCheck};
 use crate::{ca_check, local, service};
@@ -166,7 +166,7 @@ fn check_delivery(paths: &Paths, facts: &Facts, report: &mut DoctorReport) {
 }
 
 fn check_install(paths: &Paths, facts: &Facts, report: &mut DoctorReport) {
-    let root = ccgate_proxy::os::is_root();
+    let root = ccgate_machine::os::is_root();
     match (&facts.config, &facts.manifest) {
         (Some(config), Some(manifest)) => {
             report.push(
@@ -495,7 +495,7 @@ async fn check_server(paths: &Paths, facts: &Facts, report: &mut DoctorReport) {
         return;
     }
     report.push("server", Verdict::Pass, format!("{url} reachable"), None);
-    let token = match ccgate_proxy::daemon::read_token(paths) {
+    let token = match ccgate_machine::token::read_token(paths) {
         Ok(token) => token,
         Err(error) => {
             report.push(

@@ -4,8 +4,8 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use ccgate_proxy::fsutil::write_atomic;
-use ccgate_proxy::guard::manifest::copy_atomic;
+use ccgate_machine::fsutil::write_atomic;
+use ccgate_machine::manifest::copy_atomic;
 
 use crate::error::{InstallError, Result};
 

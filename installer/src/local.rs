@@ -4,10 +4,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use ccgate_proxy::config::{DEFAULT_PORT, ProxyConfig};
-use ccgate_proxy::handler::SYNC_PATH;
-use ccgate_proxy::paths::Paths;
-use ccgate_proxy::status::{STATUS_PATH, StatusReport};
+use ccgate_machine::config::{DEFAULT_PORT, ProxyConfig};
+use ccgate_machine::local_api::SYNC_PATH;
+use ccgate_machine::local_api::{STATUS_PATH, StatusReport};
+use ccgate_machine::paths::Paths;
 
 use crate::error::{InstallError, Result};
 

@@ -44,7 +44,7 @@ impl ServerClient {
             .timeout(Duration::from_secs(15))
             .user_agent(concat!("ccgate/", env!("CARGO_PKG_VERSION")));
         // Like the daemon: a server on this machine is reached directly.
-        let proxy = proxy.filter(|_| !ccgate_proxy::link::on_this_machine(&url));
+        let proxy = proxy.filter(|_| !ccgate_machine::config::on_this_machine(&url));
         builder =
             match proxy {
                 Some(proxy) => builder.proxy(reqwest::Proxy::all(proxy).map_err(|e| {

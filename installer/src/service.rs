@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ccgate_proxy::guard::manifest::ServiceKind;
-use ccgate_proxy::paths::{Paths, Platform};
+use ccgate_machine::manifest::ServiceKind;
+use ccgate_machine::paths::{Paths, Platform};
 
 use crate::error::{InstallError, Result};
 
@@ -208,7 +208,7 @@ pub fn detached_pid(paths: &Paths) -> Option<u32> {
         .trim()
         .parse()
         .ok()?;
-    ccgate_proxy::os::process_alive(pid).then_some(pid)
+    ccgate_machine::os::process_alive(pid).then_some(pid)
 }
 
 /// Stops the daemon. Stopping what is not running is not an error.
@@ -227,11 +227,11 @@ pub fn stop(kind: ServiceKind, paths: &Paths) -> Result<()> {
         }
         ServiceKind::Detached => {
             if let Some(pid) = detached_pid(paths) {
-                ccgate_proxy::os::terminate(pid).map_err(|e| {
+                ccgate_machine::os::terminate(pid).map_err(|e| {
                     InstallError::Service(format!("cannot stop the daemon (pid {pid}): {e}"))
                 })?;
                 let deadline = Instant::now() + Duration::from_secs(15);
-                while ccgate_proxy::os::process_alive(pid) {
+                while ccgate_machine::os::process_alive(pid) {
                     if Instant::now() > deadline {
                         return Err(InstallError::Service(format!(
                             "the daemon (pid {pid}) did not stop within 15 s"

@@ -8,13 +8,13 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ccgate_proxy::ca;
-use ccgate_proxy::config::{DEFAULT_PORT, ProxyConfig, plain_http_off_loopback};
-use ccgate_proxy::guard::manifest::{
+use ccgate_machine::ca;
+use ccgate_machine::config::{DEFAULT_PORT, ProxyConfig, plain_http_off_loopback};
+use ccgate_machine::manifest::{
     FileRecord, MANIFEST_VERSION, Manifest, Protected, ServiceKind, SettingsRecord,
 };
-use ccgate_proxy::guard::settings;
-use ccgate_proxy::paths::Paths;
+use ccgate_machine::paths::Paths;
+use ccgate_machine::settings;
 use ccgate_quota::wire::DeviceInfo;
 
 use crate::account::{self, OsUser};
@@ -210,7 +210,7 @@ fn advice(cause: &InstallError, options: &SetupOptions) -> String {
 }
 
 fn prepare(options: &SetupOptions) -> Result<Plan> {
-    if !ccgate_proxy::os::is_root() {
+    if !ccgate_machine::os::is_root() {
         return Err(InstallError::NotRoot { command: "setup" });
     }
     let paths = Paths::for_current_os(&options.root);
@@ -261,7 +261,7 @@ fn prepare(options: &SetupOptions) -> Result<Plan> {
     let settings_path = paths.managed_settings();
     let settings_now = match std::fs::read(&settings_path) {
         Ok(bytes) => {
-            let mode = ccgate_proxy::fsutil::mode_of(&settings_path)
+            let mode = ccgate_machine::fsutil::mode_of(&settings_path)
                 .map_err(InstallError::io("read", &settings_path))?;
             Some((bytes, mode))
         }
@@ -296,7 +296,7 @@ fn prepare(options: &SetupOptions) -> Result<Plan> {
     }
     let previous = Previous {
         config: previous_config,
-        token: ccgate_proxy::daemon::read_token(&paths).ok(),
+        token: ccgate_machine::token::read_token(&paths).ok(),
         manifest: Manifest::load(&paths).ok().flatten(),
     };
     let previous = (previous.config.is_some() || previous.manifest.is_some()).then_some(previous);
@@ -357,7 +357,7 @@ async fn register(plan: &Plan, options: &SetupOptions) -> Result<Registration> {
         });
     };
     let device = DeviceInfo {
-        hostname: ccgate_proxy::os::hostname(),
+        hostname: ccgate_machine::os::hostname(),
         os: plan.paths.platform().as_str().to_owned(),
         arch: std::env::consts::ARCH.to_owned(),
         os_version: None,

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use ccgate_proxy::status::StatusReport;
+use ccgate_machine::local_api::StatusReport;
 use ccgate_quota::{
     LimitUsage, Metric, ModelFamily, UsageReport, UserStatus, in_duration, thousands,
 };

@@ -5,20 +5,20 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use ccgate_proxy::config::ProxyConfig;
-use ccgate_proxy::fsutil::write_atomic;
+use ccgate_machine::config::ProxyConfig;
+use ccgate_machine::fsutil::write_atomic;
+use ccgate_machine::manifest::{Manifest, ServiceKind};
+use ccgate_machine::paths::{Paths, Platform};
+use ccgate_machine::settings::{self, Unmerged};
 use ccgate_proxy::guard::login::{self, LoginMove};
 use ccgate_proxy::guard::logout::SystemRunner;
-use ccgate_proxy::guard::manifest::{Manifest, ServiceKind};
-use ccgate_proxy::guard::settings::{self, Unmerged};
-use ccgate_proxy::paths::{Paths, Platform};
 
 use crate::error::{InstallError, Result};
 use crate::{local, service};
 
 /// Uninstalls; returns what could not be removed (empty when all went).
 pub async fn uninstall(root: &Path, out: &mut dyn Write) -> Result<Vec<String>> {
-    if !ccgate_proxy::os::is_root() {
+    if !ccgate_machine::os::is_root() {
         return Err(InstallError::NotRoot {
             command: "uninstall",
         });

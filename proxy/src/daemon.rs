@@ -30,8 +30,8 @@ use crate::upstream::{self, UpstreamError};
 pub enum DaemonError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("cannot read the device token {path}: {message}")]
-    Token { path: String, message: String },
+    #[error(transparent)]
+    Token(#[from] ccgate_machine::token::TokenError),
     #[error(transparent)]
     Ca(#[from] CaError),
     #[error(transparent)]
@@ -65,22 +65,7 @@ impl DaemonOptions {
     }
 }
 
-/// Reads the device token: 64 hex characters (256 bits).
-pub fn read_token(paths: &Paths) -> Result<String, DaemonError> {
-    let path = paths.device_token();
-    let error = |message: String| DaemonError::Token {
-        path: path.display().to_string(),
-        message,
-    };
-    let token = std::fs::read_to_string(&path).map_err(|e| error(e.to_string()))?;
-    let token = token.trim().to_owned();
-    if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(error(
-            "not a ccgate device token (64 hex characters)".into(),
-        ));
-    }
-    Ok(token)
-}
+pub use ccgate_machine::token::read_token;
 
 fn device_info(config: &ProxyConfig, paths: &Paths) -> DeviceInfo {
     DeviceInfo {

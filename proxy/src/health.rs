@@ -5,22 +5,9 @@ use std::sync::Mutex;
 
 use ccgate_quota::wire::SubscriptionUsage;
 use jiff::Timestamp;
-use serde::{Deserialize, Serialize};
 
 use crate::link::LinkError;
-
-/// How the link to the server is doing, for `ccgate status` and `doctor`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct ServerHealth {
-    pub reachable: bool,
-    pub last_contact_at: Option<Timestamp>,
-    pub last_sync_at: Option<Timestamp>,
-    pub last_error: Option<String>,
-    /// The live stream is open (policy changes arrive within a second).
-    pub live_link: bool,
-    /// The server refused this device's token.
-    pub unauthorized: bool,
-}
+pub use ccgate_machine::local_api::ServerHealth;
 
 #[derive(Debug, Default)]
 pub struct LinkHealth {

@@ -3,16 +3,18 @@
 //! Messages API call by the turn model, gates new prompts, meters every
 //! reply and keeps a durable ledger of what it saw.
 
+// The machine's layout and ccgate's own files live in ccgate-machine, shared
+// with the installer; re-exported under their old paths.
+pub use ccgate_machine::{config, fsutil, os, paths};
+
 pub mod accounting;
 pub mod backoff;
 pub mod ca;
 pub mod classify;
-pub mod config;
 pub mod credential;
 pub mod credential_task;
 pub mod daemon;
 pub mod egress;
-pub mod fsutil;
 pub mod gate;
 pub mod guard;
 pub mod handler;
@@ -26,9 +28,7 @@ pub mod local;
 pub mod local_usage;
 pub mod meter;
 pub mod open_replies;
-pub mod os;
 pub mod outbox;
-pub mod paths;
 pub mod policy;
 pub mod recorder;
 pub mod replies;

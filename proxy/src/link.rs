@@ -58,19 +58,7 @@ impl LinkError {
     }
 }
 
-/// Whether `url`'s host is this machine (reached without a proxy).
-pub fn on_this_machine(url: &str) -> bool {
-    let host = reqwest::Url::parse(url).ok().and_then(|url| {
-        url.host_str()
-            .map(|h| h.trim_matches(['[', ']']).to_owned())
-    });
-    host.is_some_and(|host| {
-        host.eq_ignore_ascii_case("localhost")
-            || host
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.to_canonical().is_loopback())
-    })
-}
+pub use ccgate_machine::config::on_this_machine;
 
 /// The longest `Retry-After` obeyed: a server (or a proxy in front of it)
 /// asking for hours would otherwise silence the device.

@@ -14,11 +14,8 @@ use hudsucker::{Body, RequestOrResponse};
 
 use crate::replies::{error_reply, json_reply};
 use crate::state::Shared;
-use crate::status::StatusReport;
 
-pub const STATUS_PATH: &str = "/ccgate/status";
-/// Asks the daemon to sync with the server now (`ccgate sync`).
-pub const SYNC_PATH: &str = "/ccgate/sync";
+pub use ccgate_machine::local_api::{STATUS_PATH, SYNC_PATH};
 /// Local sync wake-ups are taken at most this often.
 pub const SYNC_EVERY: Duration = Duration::from_secs(2);
 
@@ -38,7 +35,7 @@ impl LocalEndpoints {
         }
         match (request.method(), request.uri().path()) {
             (&Method::GET, STATUS_PATH) => {
-                json_reply(StatusCode::OK, &StatusReport::collect(shared))
+                json_reply(StatusCode::OK, &crate::status::collect(shared))
             }
             // Harmless, so no auth; but not a way to hammer the server.
             (&Method::POST, SYNC_PATH) => {

@@ -12,7 +12,7 @@ use http::{Method, Uri};
 use jiff::{SignedDuration, Timestamp};
 
 /// The one host ccgate intercepts.
-pub const ANTHROPIC_HOST: &str = "api.anthropic.com";
+pub use ccgate_machine::ca::ANTHROPIC_HOST;
 
 /// What the proxy does with an allowed request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -122,6 +122,6 @@ async fn a_record_that_does_not_read_is_set_aside_reported_and_the_rest_flows() 
         .await;
     assert_eq!(faults.len(), 1, "{faults:?}");
     assert_eq!(faults[0]["detail"]["quarantined"], 1);
-    let status = ccgate_proxy::status::StatusReport::collect(&scenario.proxy.shared);
+    let status = ccgate_proxy::status::collect(&scenario.proxy.shared);
     assert_eq!(status.quarantined_events, 1);
 }

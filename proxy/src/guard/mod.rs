@@ -7,8 +7,7 @@ pub mod hooks;
 pub mod integrity;
 pub mod login;
 pub mod logout;
-pub mod manifest;
-pub mod settings;
+pub use ccgate_machine::{manifest, settings};
 pub mod watchdog;
 
 pub use hooks::GuardHooks;

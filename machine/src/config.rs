@@ -209,7 +209,7 @@ impl ProxyConfig {
 /// Whether `url` is `http://` to a host other than this machine's loopback
 /// (`localhost`, 127.0.0.0/8, `::1`). Unparseable URLs count as such.
 pub fn plain_http_off_loopback(url: &str) -> bool {
-    let Ok(url) = reqwest::Url::parse(url.trim()) else {
+    let Ok(url) = url::Url::parse(url.trim()) else {
         return true;
     };
     if url.scheme() != "http" {
@@ -224,6 +224,20 @@ pub fn plain_http_off_loopback(url: &str) -> bool {
     }
     host.parse::<std::net::IpAddr>()
         .map_or(true, |ip| !ip.to_canonical().is_loopback())
+}
+
+/// Whether `url`'s host is this machine (reached without a proxy).
+pub fn on_this_machine(url: &str) -> bool {
+    let host = url::Url::parse(url).ok().and_then(|url| {
+        url.host_str()
+            .map(|h| h.trim_matches(['[', ']']).to_owned())
+    });
+    host.is_some_and(|host| {
+        host.eq_ignore_ascii_case("localhost")
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.to_canonical().is_loopback())
+    })
 }
 
 /// Overrides read from the environment, for tests and diagnosis only.
