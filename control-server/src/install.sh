@@ -4,7 +4,8 @@
 #   curl -fsSL @SERVER_URL@/install.sh | sudo sh -s -- --code CODE [ccgate setup flags]
 #
 # Downloads ccgate and ccgate-proxy for this machine from that server,
-# checks them against the server's SHA256SUMS, installs them root-owned in
+# checks them against the server's SHA256SUMS (and, when this machine
+# trusts a release key, the signature over it), installs them root-owned in
 # /usr/local/bin (under --root DIR if given) and runs `ccgate setup` with
 # the code, this server and every other flag given. A failed check changes
 # nothing; running it again upgrades.
@@ -85,8 +86,23 @@ for program in ccgate ccgate-proxy; do
   actual=$(sha256 "$work/$program")
   [ "$actual" = "$expected" ] || fail "$file does not match the server's checksum (expected $expected, got $actual); nothing was installed"
 done
-
+chmod 0755 "$work/ccgate" "$work/ccgate-proxy"
+signature=''
+if fetch SHA256SUMS.minisig "$work/SHA256SUMS.minisig" 2>/dev/null; then
+  signature="$work/SHA256SUMS.minisig"
+fi
 bin="${root%/}/usr/local/bin"
+# The signature is checked with the keys this machine trusts, before
+# anything is installed, by the ccgate already installed here if there is
+# one (a server cannot hand it a checker that says yes), else by the one
+# just downloaded.
+checker="$work/ccgate"
+[ -x "$bin/ccgate" ] && checker="$bin/ccgate"
+if ! "$checker" --root "$root" verify-release --sums "$work/SHA256SUMS" \
+    ${signature:+--signature "$signature"} --dir "$work" >&2; then
+  fail "the release does not check out; nothing was installed"
+fi
+
 mkdir -p "$bin"
 for program in ccgate ccgate-proxy; do
   # Copied beside its place, then renamed over it: a running copy is never
@@ -99,4 +115,5 @@ done
 say "installed ccgate and ccgate-proxy in $bin"
 
 eval "set -- $passed"
-exec "$bin/ccgate" setup --code "$code" --server "$SERVER" "$@"
+# Not exec: the trap removes the download directory afterwards.
+"$bin/ccgate" setup --code "$code" --server "$SERVER" "$@"

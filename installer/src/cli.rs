@@ -46,6 +46,20 @@ pub enum Command {
     },
     /// Remove ccgate and give the managed settings back (root).
     Uninstall,
+    /// Check a downloaded release before it is installed (the install script
+    /// runs this): signed by a key this machine trusts, binaries as signed.
+    #[command(hide = true)]
+    VerifyRelease {
+        /// The server's SHA256SUMS.
+        #[arg(long)]
+        sums: PathBuf,
+        /// Its SHA256SUMS.minisig, if the server has one.
+        #[arg(long)]
+        signature: Option<PathBuf>,
+        /// The directory holding the downloaded `ccgate` and `ccgate-proxy`.
+        #[arg(long)]
+        dir: PathBuf,
+    },
     /// Check every part of the install; each failure comes with its fix.
     Doctor {
         #[arg(long)]
@@ -142,6 +156,33 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
                     writeln!(out, "problem: {problem}")?;
                 }
                 Ok(ExitCode::FAILURE)
+            }
+        }
+        Command::VerifyRelease {
+            sums,
+            signature,
+            dir,
+        } => {
+            use crate::verify_release::{Checked, verify_release};
+            match verify_release(&paths, &sums, signature.as_deref(), &dir) {
+                Ok(Checked::Signed { version }) => {
+                    writeln!(
+                        out,
+                        "release {version} is signed with a key this machine trusts"
+                    )?;
+                    Ok(ExitCode::SUCCESS)
+                }
+                Ok(Checked::NoTrustedKey) => {
+                    writeln!(
+                        out,
+                        "no release key is trusted on this machine yet: the binaries were checked against the server's SHA256SUMS only"
+                    )?;
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(why) => {
+                    writeln!(out, "the release does not check out: {why}")?;
+                    Ok(ExitCode::FAILURE)
+                }
             }
         }
         Command::Doctor { port } => {

@@ -14,3 +14,4 @@ pub mod service;
 pub mod setup;
 pub mod status;
 pub mod uninstall;
+pub mod verify_release;

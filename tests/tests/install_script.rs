@@ -244,12 +244,19 @@ async fn a_signed_release_installs_itself_and_a_badly_signed_one_is_refused() {
     assert_eq!(record.sha256, v2_build);
     let backup = ccgate_proxy::guard::manifest::Protected::DaemonBinary.backup_path(&machine.paths);
     assert_eq!(std::fs::read(backup).unwrap(), v2_daemon);
-    let updates = server.events(user_id, "agent_update").await;
-    assert!(
-        updates
+    // Stored before the restart, delivered by the new process.
+    let reported = eventually(WAIT, async || {
+        server
+            .events(user_id, "agent_update")
+            .await
             .iter()
-            .any(|e| e["detail"]["outcome"] == "installed" && e["detail"]["to_version"] == "0.2.0"),
-        "{updates:?}"
+            .any(|e| e["detail"]["outcome"] == "installed" && e["detail"]["to_version"] == "0.2.0")
+    })
+    .await;
+    assert!(
+        reported,
+        "{:?}",
+        server.events(user_id, "agent_update").await
     );
     // The restarted daemon still meters.
     let run = ClaudeCli::with_env(machine.managed_env())
@@ -290,4 +297,39 @@ async fn a_signed_release_installs_itself_and_a_badly_signed_one_is_refused() {
     );
     assert_eq!(device_of(&server, user_id).await["update"], "behind");
     daemon.kill().await.ok();
+}
+
+/// A machine that already trusts the team's release key (an admin put it
+/// in place, or it is built into the released binaries) installs only a
+/// bundle signed with it: one signed by another key, or not signed at all,
+/// installs nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_trusted_key_only_a_bundle_signed_with_it_installs() {
+    let (team_key, _) = ccgate_release::generate_keypair().unwrap();
+    let (_, stranger) = ccgate_release::generate_keypair().unwrap();
+    let forged = tempfile::tempdir().unwrap();
+    write_signed_bundle(forged.path(), "0.1.0", &stranger, |_, _| {});
+    let unsigned = tempfile::tempdir().unwrap();
+    write_bundle(unsigned.path(), "0.1.0", |_, _| {});
+    for (bundle, why) in [
+        (forged.path(), "not signed by a key this machine trusts"),
+        (unsigned.path(), "is not signed"),
+    ] {
+        let server = TestServer::start_with(|config| config.agent_dir = bundle.to_owned()).await;
+        let (user_id, code) = server.create_user("Alice", opus_per_day(5)).await;
+        let machine = InstalledMachine::prepare();
+        let keys = machine.paths.release_keys();
+        std::fs::create_dir_all(keys.parent().unwrap()).unwrap();
+        std::fs::write(&keys, &team_key).unwrap();
+        std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let before = snapshot(machine.root());
+
+        let (ok, printed) = pasted_line(&server, &code, &machine).await;
+        assert!(!ok, "{printed}");
+        assert!(printed.contains(why), "{printed}");
+        assert!(printed.contains("nothing was installed"), "{printed}");
+        assert_eq!(snapshot(machine.root()), before, "nothing changed");
+        let user = server.get(&format!("/users/{user_id}")).await;
+        assert_eq!(user["user"]["devices"].as_array().map(Vec::len), Some(0));
+    }
 }
