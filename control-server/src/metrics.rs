@@ -1,5 +1,8 @@
 //! Prometheus metrics (`GET /metrics`).
 
+use std::sync::atomic::AtomicU64;
+
+use ccgate_quota::wire::SubscriptionUsage;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -51,6 +54,13 @@ pub struct EventLabels {
     pub result: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WindowLabels {
+    pub subscription: String,
+    /// As in the headers: `5h`, `7d`, `7d_opus`, ….
+    pub window: String,
+}
+
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
@@ -62,6 +72,8 @@ pub struct Metrics {
     pub event_queue_rows: Gauge,
     /// Seconds spent deciding a check, inside the server.
     pub check_latency: Histogram,
+    pub utilization: Family<WindowLabels, Gauge<f64, AtomicU64>>,
+    pub window_resets: Family<WindowLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -96,8 +108,22 @@ impl Default for Metrics {
             "Time to decide a check",
             check_latency.clone(),
         );
+        let utilization = Family::<WindowLabels, Gauge<f64, AtomicU64>>::default();
+        let window_resets = Family::<WindowLabels, Gauge>::default();
+        registry.register(
+            "subscription_utilization_ratio",
+            "A subscription's utilization of one window as Anthropic last reported it (1 is the limit)",
+            utilization.clone(),
+        );
+        registry.register(
+            "subscription_window_resets_at_seconds",
+            "When a subscription's window resets (Unix time)",
+            window_resets.clone(),
+        );
         Self {
             registry,
+            utilization,
+            window_resets,
             http_requests,
             checks,
             blocks,
@@ -109,6 +135,31 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Replaces the subscription gauges with each one's newest figures.
+    pub fn set_subscriptions<'a>(
+        &self,
+        subscriptions: impl IntoIterator<Item = (&'a str, &'a SubscriptionUsage)>,
+    ) {
+        self.utilization.clear();
+        self.window_resets.clear();
+        for (name, usage) in subscriptions {
+            for (window, figures) in &usage.windows {
+                let labels = WindowLabels {
+                    subscription: name.to_owned(),
+                    window: window.clone(),
+                };
+                if let Some(value) = figures.utilization {
+                    self.utilization.get_or_create(&labels).set(value);
+                }
+                if let Some(at) = figures.resets_at {
+                    self.window_resets
+                        .get_or_create(&labels)
+                        .set(at.as_second());
+                }
+            }
+        }
+    }
+
     pub fn encode(&self) -> String {
         let mut text = String::new();
         // Writing to a String cannot fail.

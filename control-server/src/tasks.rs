@@ -1,6 +1,6 @@
 //! Periodic housekeeping: lapse reservations, write device sightings,
 //! prune the usage index past the longest window, drop expired sessions
-//! and stale rate-limit entries.
+//! and stale rate-limit entries, thin the utilization history.
 
 use std::time::Duration;
 
@@ -77,5 +77,29 @@ async fn prune(state: &AppState) {
         .await
     {
         tracing::warn!(%error, "could not delete expired sessions");
+    }
+    keep_utilization_history(state, now_ms).await;
+}
+
+/// Thins subscription utilization older than a day to one point per five
+/// minutes, and forgets it past the retention setting.
+pub async fn keep_utilization_history(state: &AppState, now_ms: i64) {
+    const DAY_MS: i64 = 24 * 3600 * 1000;
+    const BUCKET_MS: i64 = 5 * 60 * 1000;
+    let retention_ms = i64::from(state.live.settings().utilization_retention_days) * DAY_MS;
+    let result = state
+        .db
+        .write(move |tx| {
+            let pruned = db::utilization::prune(tx, now_ms - retention_ms)?;
+            let thinned = db::utilization::thin(tx, now_ms - DAY_MS, BUCKET_MS)?;
+            Ok((pruned, thinned))
+        })
+        .await;
+    match result {
+        Ok((pruned, thinned)) if pruned + thinned > 0 => {
+            tracing::info!(pruned, thinned, "utilization history kept to its retention");
+        }
+        Ok(_) => {}
+        Err(error) => tracing::warn!(%error, "could not thin the utilization history"),
     }
 }

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use ccgate_quota::wire::SubscriptionUsage;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
@@ -28,6 +29,7 @@ use tokio::time::Instant;
 
 use crate::db::audit::AuditEntry;
 use crate::db::events::EventRow;
+use crate::db::utilization::SubscriptionClaim;
 use crate::db::{self, Db, DbError};
 use crate::error::Error;
 
@@ -45,11 +47,24 @@ const RETRY_AFTER_SECS: u64 = 2;
 pub struct PendingRow {
     pub row: EventRow,
     pub audit: Option<AuditEntry>,
+    /// A request's subscription and the utilization its reply carried.
+    pub subscription: Option<RequestSubscription>,
+}
+
+/// What a request event says about its subscription, stored with it.
+#[derive(Debug, Clone)]
+pub struct RequestSubscription {
+    pub claim: SubscriptionClaim,
+    pub utilization: Option<SubscriptionUsage>,
 }
 
 impl From<EventRow> for PendingRow {
     fn from(row: EventRow) -> Self {
-        Self { row, audit: None }
+        Self {
+            row,
+            audit: None,
+            subscription: None,
+        }
     }
 }
 
@@ -346,13 +361,28 @@ async fn run(
     }
 }
 
-/// Stores one row and, when it is new, its audit entry.
+/// Stores one row and, when it is new, its audit entry, its subscription
+/// and the utilization observed with it.
 fn store(tx: &rusqlite::Transaction<'_>, pending: &PendingRow) -> db::DbResult<bool> {
-    let new = db::events::insert_row(tx, &pending.row)?;
-    if new && let Some(entry) = &pending.audit {
+    let row = &pending.row;
+    let new = db::events::insert_row(tx, row)?;
+    if !new {
+        return Ok(false);
+    }
+    if let Some(entry) = &pending.audit {
         db::audit::insert(tx, entry)?;
     }
-    Ok(new)
+    if let (Some(request), Some(device_id)) = (&pending.subscription, row.device_id) {
+        let subscription =
+            db::utilization::resolve(tx, row.user_id, &request.claim, row.received_at)?;
+        if let Some(subscription_id) = subscription {
+            db::utilization::tag_event(tx, device_id, &row.id, subscription_id)?;
+            if let Some(usage) = &request.utilization {
+                db::utilization::record(tx, subscription_id, row.user_id, device_id, usage)?;
+            }
+        }
+    }
+    Ok(true)
 }
 
 fn result_of(outcome: Result<bool, DbError>) -> RowResult {

@@ -364,19 +364,29 @@ async fn a_replayed_event_does_not_settle_a_reservation_made_after_it() {
 }
 
 #[tokio::test]
-async fn subscription_reports_cannot_claim_the_future() {
+async fn utilization_observations_cannot_claim_the_future() {
     let server = TestServer::start().await;
     let (_, token) = server.user_with_proxy("Ida", json!([])).await;
     let now = server.clock.now();
-    let report = |observed: Timestamp, utilization: f64| {
-        json!({ "events": [], "subscription": {
-            "observed_at": observed, "windows": { "5h": { "utilization": utilization } } } })
+    let observed_request = |n: u32, observed: Timestamp, utilization: f64| {
+        let mut event = request_event(
+            &id(900 + n),
+            &now.to_string(),
+            "claude-sonnet-4-5",
+            "t",
+            false,
+            1,
+        );
+        event["account"] = json!("acct-ida");
+        event["utilization"] = json!({
+            "observed_at": observed, "windows": { "5h": { "utilization": utilization } } });
+        json!({ "events": [event] })
     };
     let (status, answer) = server
         .agent(
             &token,
             "/events",
-            report(now + SignedDuration::from_hours(24 * 365), 0.99),
+            observed_request(1, now + SignedDuration::from_hours(24 * 365), 0.99),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
@@ -387,10 +397,14 @@ async fn subscription_reports_cannot_claim_the_future() {
         .parse()
         .unwrap();
     assert!(observed <= server.clock.now(), "clamped to now: {stored}");
-    // A real observation a moment later replaces it.
+    // A real observation a moment later is the newest.
     server.clock.advance(SignedDuration::from_secs(5));
     server
-        .agent(&token, "/events", report(server.clock.now(), 0.25))
+        .agent(
+            &token,
+            "/events",
+            observed_request(2, server.clock.now(), 0.25),
+        )
         .await;
     let (_, stored) = server.admin_get("/api/admin/subscription").await;
     assert_eq!(

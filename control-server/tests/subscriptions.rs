@@ -44,12 +44,15 @@ async fn enrolment_answers_the_hint_and_the_kind_never_the_credential() {
     assert_eq!(
         keys(created),
         [
+            "account_uuid",
             "created_at",
             "credential_hint",
             "credential_version",
             "id",
             "kind",
+            "latest",
             "name",
+            "origin",
             "updated_at",
             "users"
         ]
@@ -59,6 +62,7 @@ async fn enrolment_answers_the_hint_and_the_kind_never_the_credential() {
     assert_eq!(created["credential_hint"], "wxyz");
     assert_eq!(created["credential_version"], 1);
     assert_eq!(created["users"], 0);
+    assert_eq!(created["origin"], "enrolled");
     let id = created["id"].as_i64().unwrap();
 
     // An API key, its kind given; the list is ordered by name.

@@ -188,6 +188,8 @@ impl GateHandler {
                         stream: facts.stream,
                         decided_offline,
                         credential,
+                        account: facts.account.clone(),
+                        utilization: None,
                         request_bytes: bytes.len(),
                         open: self.shared.open_replies.open(session),
                     },
@@ -463,7 +465,7 @@ impl HttpHandler for GateHandler {
         _ctx: &HttpContext,
         response: Response<Body>,
     ) -> Response<Body> {
-        let Some((exchange, started)) = self.exchange.take() else {
+        let Some((mut exchange, started)) = self.exchange.take() else {
             return response;
         };
         let headers = response
@@ -471,7 +473,10 @@ impl HttpHandler for GateHandler {
             .iter()
             .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)));
         if let Some(usage) = SubscriptionUsage::from_headers(headers, self.shared.now()) {
-            self.shared.subscription.observe(usage);
+            // Kept with the request's event (the history and its share of
+            // the window) and as the latest figure (status, old servers).
+            self.shared.subscription.observe(usage.clone());
+            exchange.utilization = Some(usage);
         }
         let status = response.status().as_u16();
         let content_type = response

@@ -43,39 +43,25 @@ impl LinkHealth {
     }
 }
 
-/// The latest subscription utilization seen in Anthropic's headers, and
-/// whether the server has it yet.
+/// The latest subscription utilization seen in Anthropic's headers (for
+/// `ccgate status`; the server gets each one with its request's event).
 #[derive(Debug, Default)]
 pub struct SubscriptionSeen {
-    slot: Mutex<(Option<SubscriptionUsage>, bool)>,
+    slot: Mutex<Option<SubscriptionUsage>>,
 }
 
 impl SubscriptionSeen {
     pub fn observe(&self, usage: SubscriptionUsage) {
         let mut slot = self.slot.lock().expect("subscription lock");
         if slot
-            .0
             .as_ref()
             .is_none_or(|old| old.observed_at <= usage.observed_at)
         {
-            *slot = (Some(usage), true);
+            *slot = Some(usage);
         }
     }
 
     pub fn latest(&self) -> Option<SubscriptionUsage> {
-        self.slot.lock().expect("subscription lock").0.clone()
-    }
-
-    /// The utilization not yet sent, marking it sent.
-    pub fn take_unsent(&self) -> Option<SubscriptionUsage> {
-        let mut slot = self.slot.lock().expect("subscription lock");
-        std::mem::take(&mut slot.1)
-            .then(|| slot.0.clone())
-            .flatten()
-    }
-
-    pub fn resend(&self) {
-        let mut slot = self.slot.lock().expect("subscription lock");
-        slot.1 = slot.0.is_some();
+        self.slot.lock().expect("subscription lock").clone()
     }
 }

@@ -142,6 +142,8 @@ impl Shared {
                 count_reason: counted.as_ref().and(reason),
                 estimated,
                 credential: exchange.credential,
+                utilization: exchange.utilization.clone().map(Box::new),
+                account: exchange.account.clone(),
             }),
         };
         tracing::debug!(

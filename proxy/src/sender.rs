@@ -8,9 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ccgate_quota::limits::{MAX_BATCH_BYTES, MAX_EVENTS_PER_BATCH};
-use ccgate_quota::wire::{
-    AgentEvent, DeliveryFault, EventBody, EventsRequest, EventsResponse, SubscriptionUsage,
-};
+use ccgate_quota::wire::{AgentEvent, DeliveryFault, EventBody, EventsRequest, EventsResponse};
 use jiff::Timestamp;
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -20,7 +18,7 @@ use crate::state::Shared;
 
 /// How often the sender looks for work even without a wake-up.
 const IDLE_POLL: Duration = Duration::from_secs(5);
-/// Room kept in a batch for its envelope and the subscription report.
+/// Room kept in a batch for its envelope.
 const ENVELOPE_BYTES: usize = 8 * 1024;
 
 pub async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
@@ -127,13 +125,13 @@ async fn send_one_batch(shared: &Arc<Shared>) -> Result<bool, Option<Duration>> 
             break;
         }
     }
-    let subscription = shared.subscription.take_unsent();
-    if batch.events.is_empty() && subscription.is_none() {
+    if batch.events.is_empty() {
         return Ok(false);
     }
+    // Utilization travels inside the request events it came with.
     let request = EventsRequest {
         events: std::mem::take(&mut batch.events),
-        subscription: subscription.map(fit_subscription),
+        subscription: None,
     };
     match shared.link.send_events(&request).await {
         Ok(answer) => {
@@ -142,9 +140,6 @@ async fn send_one_batch(shared: &Arc<Shared>) -> Result<bool, Option<Duration>> 
             Ok(true)
         }
         Err(error) => {
-            if request.subscription.is_some() {
-                shared.subscription.resend();
-            }
             tracing::warn!("events not delivered, will retry: {error}");
             shared.link_health.failed(&error);
             Err(error.retry_after())
@@ -267,28 +262,6 @@ async fn report_fault(shared: &Arc<Shared>, reason: &str) {
         }),
     };
     shared.store_event_in_background(event);
-}
-
-/// The report as the server may take it (its texts within the limits).
-fn fit_subscription(mut usage: SubscriptionUsage) -> SubscriptionUsage {
-    use ccgate_quota::limits::{MAX_KEY_BYTES, fit_text};
-    let fit = |slot: &mut Option<String>| {
-        if let Some(text) = slot {
-            *text = fit_text(text, MAX_KEY_BYTES);
-        }
-    };
-    fit(&mut usage.status);
-    fit(&mut usage.representative_claim);
-    usage.windows = usage
-        .windows
-        .into_iter()
-        .take(32)
-        .map(|(name, mut window)| {
-            fit(&mut window.status);
-            (fit_text(&name, MAX_KEY_BYTES), window)
-        })
-        .collect();
-    usage
 }
 
 /// Runs ledger work (it fsyncs) off the async workers.

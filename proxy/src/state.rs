@@ -11,7 +11,7 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use ccgate_quota::wire::{CredentialUse, DeviceInfo, SyncResponse};
+use ccgate_quota::wire::{CredentialUse, DeviceInfo, SubscriptionUsage, SyncResponse};
 use ccgate_quota::{CompiledPolicy, ModelFamily, Policy, UsageReport, UserStatus};
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -46,6 +46,10 @@ pub struct Exchange {
     pub stream: bool,
     pub decided_offline: bool,
     pub credential: Option<CredentialUse>,
+    /// The account the request named (personal logins).
+    pub account: Option<String>,
+    /// The subscription's utilization in the reply's headers.
+    pub utilization: Option<SubscriptionUsage>,
     /// The request body's size, for an estimate when no usage comes back.
     pub request_bytes: usize,
     /// Open until the recorder has settled this reply (dropped with it).

@@ -14,7 +14,9 @@ pub const MAX_KEY_BYTES: usize = 200;
 pub const MAX_TEXT_BYTES: usize = 16 * 1024;
 /// Short labels: stop reasons.
 pub const MAX_LABEL_BYTES: usize = 64;
-/// Events in one batch.
+/// Utilization windows kept per observation (`5h`, `7d`, `7d_opus`, …).
+pub const MAX_SUBSCRIPTION_WINDOWS: usize = 16;
+/// Events per batch.
 pub const MAX_EVENTS_PER_BATCH: usize = 500;
 /// Bytes of one batch's JSON (the server's body limit is larger).
 pub const MAX_BATCH_BYTES: usize = 512 * 1024;
@@ -77,6 +79,10 @@ impl AgentEvent {
                 fit_opt(&mut r.turn_key, MAX_KEY_BYTES);
                 fit_opt(&mut r.session_id, MAX_KEY_BYTES);
                 fit_opt(&mut r.stop_reason, MAX_LABEL_BYTES);
+                fit_opt(&mut r.account, MAX_KEY_BYTES);
+                if let Some(usage) = &mut r.utilization {
+                    usage.fit_to_wire();
+                }
                 for n in [
                     &mut r.usage.input_tokens,
                     &mut r.usage.output_tokens,
@@ -122,6 +128,14 @@ impl AgentEvent {
                 .or_else(|| long_opt("turn_key", &r.turn_key, MAX_KEY_BYTES))
                 .or_else(|| long_opt("session_id", &r.session_id, MAX_KEY_BYTES))
                 .or_else(|| long_opt("stop_reason", &r.stop_reason, MAX_LABEL_BYTES))
+                .or_else(|| long_opt("account", &r.account, MAX_KEY_BYTES))
+                .or_else(|| {
+                    r.utilization.as_ref().and_then(|usage| {
+                        let mut fitted = usage.clone();
+                        fitted.fit_to_wire();
+                        (fitted != *usage).then(|| "utilization is over the limits".to_owned())
+                    })
+                })
                 .or_else(|| {
                     (!usage_fits(&r.usage))
                         .then(|| format!("a token count is above {MAX_TOKENS_PER_REQUEST}"))
@@ -165,6 +179,8 @@ mod tests {
                 count_reason: None,
                 estimated: false,
                 credential: None,
+                utilization: None,
+                account: None,
             }),
         }
     }

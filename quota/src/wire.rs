@@ -267,7 +267,7 @@ impl std::ops::AddAssign for TokenUsage {
 }
 
 /// One `POST /v1/messages` (or other metered call) that reached Anthropic.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RequestEvent {
     pub model: String,
     pub kind: RequestKind,
@@ -298,6 +298,15 @@ pub struct RequestEvent {
     pub estimated: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credential: Option<CredentialUse>,
+    /// The subscription's utilization in this reply's headers (Anthropic's
+    /// figure: the client cannot change it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub utilization: Option<Box<SubscriptionUsage>>,
+    /// The account the request named (`account_uuid` in its metadata) under
+    /// a personal login. Claude Code's claim: it only says which history the
+    /// utilization above belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
 }
 
 /// A request ccgate answered itself with a block.
@@ -356,7 +365,7 @@ pub struct AgentUpdate {
     pub detail: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum EventBody {
     Request(RequestEvent),
@@ -372,7 +381,7 @@ pub enum EventBody {
 
 /// An event with its idempotency key. `at` is the device's clock corrected
 /// by the offset seen at the last sync; the server clamps it to sane bounds.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AgentEvent {
     pub id: Uuid,
     pub at: Timestamp,
@@ -446,9 +455,25 @@ pub struct SubscriptionUsage {
     /// By window name as in the headers: `5h`, `7d`, `7d_sonnet`, ….
     #[serde(default)]
     pub windows: BTreeMap<String, UtilizationWindow>,
+    /// `overage-status`: whether extra usage beyond the plan is allowed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overage_status: Option<String>,
+    /// `overage-disabled-reason` (or `overage-reason`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overage_reason: Option<String>,
+    /// `fallback` / `fallback-percentage`: the cheaper model Claude Code may
+    /// fall back to near a limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
+    /// Every other `…-unified-*` header, by the rest of its name, so that a
+    /// new one shows up without a release.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub other: BTreeMap<String, String>,
 }
 
 pub const UNIFIED_HEADER_PREFIX: &str = "anthropic-ratelimit-unified-";
+/// Unknown headers kept per observation (a reply cannot fill memory).
+const MAX_OTHER_HEADERS: usize = 16;
 
 impl SubscriptionUsage {
     /// Reads the unified rate-limit headers; `None` when there are none.
@@ -463,6 +488,10 @@ impl SubscriptionUsage {
             representative_claim: None,
             resets_at: None,
             windows: BTreeMap::new(),
+            overage_status: None,
+            overage_reason: None,
+            fallback: None,
+            other: BTreeMap::new(),
         };
         let mut seen = false;
         for (name, value) in headers {
@@ -486,16 +515,26 @@ impl SubscriptionUsage {
                 "status" => usage.status = Some(value.to_owned()),
                 "representative-claim" => usage.representative_claim = Some(value.to_owned()),
                 "reset" => usage.resets_at = parse_epoch(value),
-                _ => {
-                    let Some((window, field)) = rest.rsplit_once('-') else {
+                "overage-status" => usage.overage_status = Some(value.to_owned()),
+                "overage-disabled-reason" | "overage-reason" => {
+                    usage.overage_reason = Some(value.to_owned())
+                }
+                "fallback" | "fallback-percentage" => usage.fallback = Some(value.to_owned()),
+                other => {
+                    let window_field = other
+                        .rsplit_once('-')
+                        .filter(|(_, field)| matches!(*field, "utilization" | "reset" | "status"));
+                    let Some((window, field)) = window_field else {
+                        if usage.other.len() < MAX_OTHER_HEADERS {
+                            usage.other.insert(other.to_owned(), value.to_owned());
+                        }
                         continue;
                     };
                     let entry = usage.windows.entry(window.to_owned()).or_default();
                     match field {
                         "utilization" => entry.utilization = value.parse().ok(),
                         "reset" => entry.resets_at = parse_epoch(value),
-                        "status" => entry.status = Some(value.to_owned()),
-                        _ => {}
+                        _ => entry.status = Some(value.to_owned()),
                     }
                 }
             }
@@ -504,6 +543,52 @@ impl SubscriptionUsage {
             .windows
             .retain(|_, w| *w != UtilizationWindow::default());
         seen.then_some(usage)
+    }
+}
+
+/// The two windows every plan has.
+pub const FIVE_HOUR: &str = "5h";
+pub const SEVEN_DAY: &str = "7d";
+
+impl SubscriptionUsage {
+    pub fn five_hour(&self) -> Option<&UtilizationWindow> {
+        self.windows.get(FIVE_HOUR)
+    }
+
+    pub fn seven_day(&self) -> Option<&UtilizationWindow> {
+        self.windows.get(SEVEN_DAY)
+    }
+
+    /// Shortens every text to the wire limits and keeps at most
+    /// [`crate::limits::MAX_SUBSCRIPTION_WINDOWS`] windows (the proxy does
+    /// this before sending, the server again on receipt).
+    pub fn fit_to_wire(&mut self) {
+        use crate::limits::{MAX_LABEL_BYTES, MAX_SUBSCRIPTION_WINDOWS, fit_text};
+        let fit = |slot: &mut Option<String>| {
+            if let Some(text) = slot {
+                *text = fit_text(text, MAX_LABEL_BYTES);
+            }
+        };
+        fit(&mut self.status);
+        fit(&mut self.representative_claim);
+        fit(&mut self.overage_status);
+        fit(&mut self.overage_reason);
+        fit(&mut self.fallback);
+        self.windows = std::mem::take(&mut self.windows)
+            .into_iter()
+            .filter(|(name, _)| name.len() <= MAX_LABEL_BYTES)
+            .take(MAX_SUBSCRIPTION_WINDOWS)
+            .map(|(name, mut window)| {
+                fit(&mut window.status);
+                (name, window)
+            })
+            .collect();
+        self.other = std::mem::take(&mut self.other)
+            .into_iter()
+            .filter(|(name, _)| name.len() <= MAX_LABEL_BYTES)
+            .take(MAX_OTHER_HEADERS)
+            .map(|(name, value)| (name, fit_text(&value, MAX_LABEL_BYTES)))
+            .collect();
     }
 }
 
@@ -547,7 +632,60 @@ mod tests {
         );
         assert_eq!(usage.windows["7d"].utilization, Some(0.4));
         assert!(!usage.windows.contains_key("fallback"));
+        assert_eq!(usage.fallback.as_deref(), Some("0.5"));
+        assert_eq!(usage.five_hour().unwrap().utilization, Some(0.82));
         assert!(SubscriptionUsage::from_headers([("content-type", "x")], now).is_none());
+    }
+
+    #[test]
+    fn model_buckets_overage_and_unknown_headers_are_kept() {
+        let now: Timestamp = "2026-11-22T10:00:00Z".parse().unwrap();
+        let headers = [
+            ("anthropic-ratelimit-unified-7d_opus-utilization", "0.61"),
+            ("anthropic-ratelimit-unified-7d_opus-reset", "1795800000"),
+            ("anthropic-ratelimit-unified-overage-status", "rejected"),
+            (
+                "anthropic-ratelimit-unified-overage-disabled-reason",
+                "org_level_disabled",
+            ),
+            ("anthropic-ratelimit-unified-5h-surpassed-threshold", "0.9"),
+            ("anthropic-ratelimit-unified-brand-new", "yes"),
+        ];
+        let usage = SubscriptionUsage::from_headers(headers, now).unwrap();
+        assert_eq!(usage.windows["7d_opus"].utilization, Some(0.61));
+        assert_eq!(usage.overage_status.as_deref(), Some("rejected"));
+        assert_eq!(usage.overage_reason.as_deref(), Some("org_level_disabled"));
+        assert_eq!(usage.other["5h-surpassed-threshold"], "0.9");
+        assert_eq!(usage.other["brand-new"], "yes");
+        assert!(!usage.windows.contains_key("overage"));
+    }
+
+    #[test]
+    fn a_fitted_observation_stays_within_the_limits() {
+        let now: Timestamp = "2026-11-22T10:00:00Z".parse().unwrap();
+        let long = "x".repeat(10_000);
+        let mut headers: Vec<(String, String)> = (0..100)
+            .map(|i| {
+                (
+                    format!("anthropic-ratelimit-unified-w{i}-status"),
+                    long.clone(),
+                )
+            })
+            .collect();
+        headers.push(("anthropic-ratelimit-unified-status".into(), long.clone()));
+        let mut usage = SubscriptionUsage::from_headers(
+            headers.iter().map(|(n, v)| (n.as_str(), v.as_str())),
+            now,
+        )
+        .unwrap();
+        usage.fit_to_wire();
+        assert!(usage.windows.len() <= crate::limits::MAX_SUBSCRIPTION_WINDOWS);
+        assert!(usage.status.unwrap().len() <= crate::limits::MAX_LABEL_BYTES);
+        assert!(usage.windows.values().all(|w| {
+            w.status
+                .as_ref()
+                .is_none_or(|s| s.len() <= crate::limits::MAX_LABEL_BYTES)
+        }));
     }
 
     #[test]

@@ -69,6 +69,9 @@ impl Answer {
 
 /// Where Claude Code sends its Messages requests.
 const MESSAGES_PATH: &str = "/v1/messages?beta=true";
+/// The subscription account every lab request names, as Claude Code does
+/// under an OAuth login (`account_uuid` in `metadata.user_id`).
+pub const LAB_ACCOUNT: &str = "5e1ab000-0000-4000-8000-00000000acc7";
 
 /// Reads a whole response.
 async fn answer(response: reqwest::Response) -> Answer {
@@ -344,7 +347,7 @@ impl Turn {
             "stream": self.stream,
             "system": [{"type": "text", "text": billing}, {"type": "text", "text": "You are Claude Code."}],
             "messages": messages,
-            "metadata": {"user_id": json!({"device_id": "d", "account_uuid": "", "session_id": self.session}).to_string()},
+            "metadata": {"user_id": json!({"device_id": "d", "account_uuid": LAB_ACCOUNT, "session_id": self.session}).to_string()},
         })
     }
 }

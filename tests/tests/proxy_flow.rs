@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use ccgate_tests::client::{ProxyClient, Turn};
+use ccgate_tests::client::{LAB_ACCOUNT, ProxyClient, Turn};
 use ccgate_tests::eventually;
 use ccgate_tests::machine::TestMachine;
 use ccgate_tests::server::TestServer;
@@ -347,6 +347,20 @@ async fn subscription_utilization_reaches_the_server() {
     })
     .await;
     assert!(seen, "{}", s.server.get("/subscription").await);
+    // Kept with the account the request named, as that subscription's history.
+    let subscriptions = s.server.get("/subscriptions").await;
+    let account = &subscriptions["subscriptions"][0];
+    assert_eq!(account["account_uuid"], LAB_ACCOUNT, "{subscriptions}");
+    assert_eq!(account["origin"], "seen");
+    assert_eq!(account["latest"]["windows"]["7d"]["utilization"], 0.17);
+    let history = s
+        .server
+        .get(&format!(
+            "/subscriptions/{}/history?range=3h",
+            account["id"]
+        ))
+        .await;
+    assert_eq!(history["points"][0]["five_hour"], 0.42, "{history}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

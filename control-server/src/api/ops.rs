@@ -7,6 +7,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use serde_json::json;
 
+use crate::db;
 use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -20,6 +21,27 @@ async fn healthz() -> axum::Json<serde_json::Value> {
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    // The subscription gauges are read at scrape time: the database has them.
+    let figures = state
+        .db
+        .read(|conn| {
+            let names: std::collections::HashMap<i64, String> = db::subscriptions::list(conn)?
+                .into_iter()
+                .map(|row| (row.id, row.name))
+                .collect();
+            let latest = db::utilization::latest(conn)?;
+            Ok(latest
+                .into_iter()
+                .filter_map(|(id, usage)| Some((names.get(&id)?.clone(), usage)))
+                .collect::<Vec<_>>())
+        })
+        .await;
+    match figures {
+        Ok(figures) => state
+            .metrics
+            .set_subscriptions(figures.iter().map(|(name, usage)| (name.as_str(), usage))),
+        Err(error) => tracing::warn!(%error, "subscription gauges not updated"),
+    }
     (
         [(
             header::CONTENT_TYPE,

@@ -22,6 +22,8 @@ pub struct TeamSettings {
     pub personal_api_keys: PersonalApiKeys,
     /// Whether devices install the served agent release by themselves.
     pub auto_update: bool,
+    /// Days of subscription utilization history kept (thinned after a day).
+    pub utilization_retention_days: u32,
     /// The policy version at which these settings last changed.
     pub version: u64,
 }
@@ -37,10 +39,13 @@ impl Default for TeamSettings {
             turn_limits: TurnLimits::default(),
             personal_api_keys: PersonalApiKeys::default(),
             auto_update: true,
+            utilization_retention_days: DEFAULT_UTILIZATION_RETENTION_DAYS,
             version: 0,
         }
     }
 }
+
+pub const DEFAULT_UTILIZATION_RETENTION_DAYS: u32 = 90;
 
 fn get(conn: &Connection, key: &str) -> DbResult<Option<String>> {
     Ok(conn
@@ -97,6 +102,10 @@ pub fn load(conn: &Connection) -> DbResult<TeamSettings> {
             Some(other) => return Err(corrupt(format!("auto_update is {other:?}"))),
             None => defaults.auto_update,
         },
+        utilization_retention_days: get(conn, "utilization_retention_days")?
+            .map(|v| v.parse().map_err(corrupt))
+            .transpose()?
+            .unwrap_or(defaults.utilization_retention_days),
         version: get(conn, "settings_version")?
             .map(|v| v.parse().map_err(corrupt))
             .transpose()?
@@ -129,6 +138,11 @@ pub fn save(conn: &Connection, settings: &TeamSettings) -> DbResult<()> {
         &enum_to_text(&settings.personal_api_keys)?,
     )?;
     set(conn, "auto_update", &settings.auto_update.to_string())?;
+    set(
+        conn,
+        "utilization_retention_days",
+        &settings.utilization_retention_days.to_string(),
+    )?;
     set(conn, "settings_version", &settings.version.to_string())?;
     Ok(())
 }

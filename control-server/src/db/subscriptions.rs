@@ -7,11 +7,24 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{DbError, DbResult, enum_from_text, enum_to_text, is_unique_violation};
 
+/// Where a subscription came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubscriptionOrigin {
+    /// Enrolled with its credential for team-credential mode.
+    Enrolled,
+    /// An account named by personal-login traffic: no credential.
+    Seen,
+}
+
 /// A subscription as admins see it: no credential, its last four characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubscriptionRow {
     pub id: i64,
     pub name: String,
+    pub origin: SubscriptionOrigin,
+    /// The account's id as Claude Code names it (seen subscriptions).
+    pub account_uuid: Option<String>,
     pub kind: CredentialKind,
     pub credential_hint: String,
     /// Grows with every rotation.
@@ -39,13 +52,16 @@ pub struct NewCredential {
 }
 
 const COLUMNS: &str = "s.id, s.name, s.kind, s.credential_hint, s.credential_version, \
-     (SELECT COUNT(*) FROM users u WHERE u.subscription_id = s.id), s.created_at, s.updated_at";
+     (SELECT COUNT(*) FROM users u WHERE COALESCE(u.subscription_id, u.seen_subscription_id) = s.id), \
+     s.created_at, s.updated_at, s.origin, s.account_uuid";
 
-fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(SubscriptionRow, String)> {
+fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(SubscriptionRow, String, String)> {
     Ok((
         SubscriptionRow {
             id: row.get(0)?,
             name: row.get(1)?,
+            origin: SubscriptionOrigin::Enrolled,
+            account_uuid: row.get(9)?,
             kind: CredentialKind::OauthToken,
             credential_hint: row.get(3)?,
             credential_version: row.get::<_, i64>(4)?.max(0) as u64,
@@ -54,11 +70,15 @@ fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(SubscriptionRow, Strin
             updated_at: row.get(7)?,
         },
         row.get(2)?,
+        row.get(8)?,
     ))
 }
 
-fn finish((mut subscription, kind): (SubscriptionRow, String)) -> DbResult<SubscriptionRow> {
+fn finish(
+    (mut subscription, kind, origin): (SubscriptionRow, String, String),
+) -> DbResult<SubscriptionRow> {
     subscription.kind = enum_from_text(&kind)?;
+    subscription.origin = enum_from_text(&origin)?;
     Ok(subscription)
 }
 

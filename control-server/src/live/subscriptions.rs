@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use ccgate_quota::{CredentialKind, CredentialMode};
 
-use crate::db::subscriptions::SubscriptionRow;
+use crate::db::subscriptions::{SubscriptionOrigin, SubscriptionRow};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubscriptionEntry {
@@ -32,10 +32,13 @@ pub struct SubscriptionDirectory {
 }
 
 impl SubscriptionDirectory {
+    /// Only enrolled subscriptions: a seen account has no credential to
+    /// hand out, so nobody can be assigned to one.
     pub fn from_rows(rows: &[SubscriptionRow]) -> Self {
         Self {
             entries: rows
                 .iter()
+                .filter(|row| row.origin == SubscriptionOrigin::Enrolled)
                 .map(|row| (row.id, SubscriptionEntry::from(row)))
                 .collect(),
         }
@@ -48,7 +51,9 @@ impl SubscriptionDirectory {
     /// The directory with `row` added or replaced.
     pub fn with(&self, row: &SubscriptionRow) -> Self {
         let mut next = self.clone();
-        next.entries.insert(row.id, SubscriptionEntry::from(row));
+        if row.origin == SubscriptionOrigin::Enrolled {
+            next.entries.insert(row.id, SubscriptionEntry::from(row));
+        }
         next
     }
 

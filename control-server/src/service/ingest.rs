@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use ccgate_quota::limits::{MAX_BATCH_BYTES, MAX_LABEL_BYTES, fit_text};
+use ccgate_quota::limits::MAX_BATCH_BYTES;
 use ccgate_quota::wire::{
     AgentEvent, CountReason, CredentialUse, EventBody, EventsResponse, MAX_EVENTS_PER_BATCH,
     RefusedEvent, SubscriptionUsage,
@@ -23,6 +23,7 @@ use uuid::Uuid;
 
 use crate::db::audit::AuditEntry;
 use crate::db::events::EventRow;
+use crate::db::utilization::SubscriptionClaim;
 use crate::db::{self};
 use crate::error::{Error, Result};
 use crate::live::devices::DeviceLive;
@@ -30,10 +31,8 @@ use crate::live::reservations::ReservationKey;
 use crate::live::users::UserLive;
 use crate::service::audit;
 use crate::state::AppState;
-use crate::writer::{PendingRow, RowResult};
+use crate::writer::{PendingRow, RequestSubscription, RowResult};
 
-/// Windows of a subscription report kept at most (Anthropic sends a few).
-const MAX_SUBSCRIPTION_WINDOWS: usize = 16;
 /// `Retry-After` when the database did not take every row of a batch.
 const RETRY_FAILED_SECS: u64 = 5;
 
@@ -264,23 +263,40 @@ pub fn fit_subscription(
     device_created: Timestamp,
 ) -> SubscriptionUsage {
     usage.observed_at = clamp_time(usage.observed_at, now, max_age, device_created);
-    let fit = |text: &mut Option<String>| {
-        if let Some(value) = text {
-            *value = fit_text(value, MAX_LABEL_BYTES);
-        }
-    };
-    fit(&mut usage.status);
-    fit(&mut usage.representative_claim);
-    usage.windows = std::mem::take(&mut usage.windows)
-        .into_iter()
-        .filter(|(name, _)| name.len() <= MAX_LABEL_BYTES)
-        .take(MAX_SUBSCRIPTION_WINDOWS)
-        .map(|(name, mut window)| {
-            fit(&mut window.status);
-            (name, window)
-        })
-        .collect();
+    usage.fit_to_wire();
     usage
+}
+
+/// What a request event says about its subscription: the team's credential
+/// (the daemon swapped it in) or the account a personal login named.
+fn request_subscription(event: &AgentEvent) -> Option<RequestSubscription> {
+    let EventBody::Request(request) = &event.body else {
+        return None;
+    };
+    let claim = match (&request.credential, &request.account) {
+        (Some(CredentialUse::Team), _) => SubscriptionClaim::Team,
+        (Some(CredentialUse::PersonalApiKey), _) => return None,
+        (_, Some(account)) => SubscriptionClaim::Account(account.clone()),
+        (_, None) => return None,
+    };
+    Some(RequestSubscription {
+        claim,
+        utilization: request.utilization.as_deref().cloned(),
+    })
+}
+
+impl RequestSubscription {
+    fn fit(
+        mut self,
+        now: Timestamp,
+        max_age: SignedDuration,
+        device_created: Timestamp,
+    ) -> RequestSubscription {
+        self.utilization = self
+            .utilization
+            .map(|usage| fit_subscription(usage, now, max_age, device_created));
+        self
+    }
 }
 
 /// The audit entry written with a new row, for events admins must see.
@@ -401,24 +417,28 @@ pub async fn ingest(
             let at = clamp_time(event.at, now, max_age, device.created_at);
             let row = row_for(event, user.id, device.id, at, now, |f| weights.weight(f));
             let audit = audit_for(&row, hostname.as_deref(), now);
-            PendingRow { row, audit }
+            let subscription = request_subscription(event)
+                .map(|request| request.fit(now, max_age, device.created_at));
+            PendingRow {
+                row,
+                audit,
+                subscription,
+            }
         })
         .collect();
 
-    let subscription =
-        subscription.map(|usage| fit_subscription(usage, now, max_age, device.created_at));
-    if let Some(usage) = &subscription {
-        let (usage, user_id, device_id) = (usage.clone(), user.id, device.id);
-        let stored = state
+    // An agent from before issue 11 reports its latest figure beside the
+    // events: kept for the person's subscription.
+    if let Some(usage) = subscription {
+        let usage = fit_subscription(usage, now, max_age, device.created_at);
+        let (user_id, device_id) = (user.id, device.id);
+        state
             .db
-            .write(move |tx| db::utilization::store_if_newer(tx, &usage, user_id, device_id))
+            .write(move |tx| db::utilization::record_for_user(tx, user_id, device_id, &usage))
             .await?;
-        if stored {
-            state.hub.publish(
-                "subscription",
-                || json!({ "subscription": subscription, "userId": user.id, "deviceId": device.id }),
-            );
-        }
+        state
+            .hub
+            .publish("subscription", || json!({ "userId": user.id }));
     }
 
     let applied = if rows.is_empty() {

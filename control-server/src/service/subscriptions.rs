@@ -9,7 +9,7 @@
 use ccgate_quota::CredentialKind;
 use serde_json::json;
 
-use crate::db::subscriptions::{NewCredential, SubscriptionRow};
+use crate::db::subscriptions::{NewCredential, SubscriptionOrigin, SubscriptionRow};
 use crate::db::users::UserRow;
 use crate::db::{self, DbResult};
 use crate::error::{Error, Result};
@@ -188,6 +188,14 @@ pub async fn update(
         .transpose()?;
     let _serial = state.live.lock_subscription_changes().await;
     let current = get(state, id).await?;
+    if credential.is_some() && current.origin == SubscriptionOrigin::Seen {
+        return Err(Error::bad_request(format!(
+            "{} was seen in personal-login traffic: ccgate holds no credential for it; \
+             enrol the subscription's token as a new subscription instead",
+            current.name
+        ))
+        .with_code("seen_subscription"));
+    }
     let rotation = match credential {
         Some((credential, kind)) => {
             let kind = resolve_kind(&credential, kind, Some(current.kind))?;

@@ -101,6 +101,9 @@ pub struct RequestFacts {
     pub compaction_header: bool,
     pub billing: Option<Billing>,
     pub shape: BodyShape,
+    /// `account_uuid` in `metadata.user_id`: the subscription's account
+    /// under a personal login (empty under an API key: then `None`).
+    pub account: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -140,6 +143,8 @@ struct Metadata {
 struct MetadataUser {
     #[serde(default)]
     session_id: Option<String>,
+    #[serde(default)]
+    account_uuid: Option<String>,
 }
 
 fn header(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -172,12 +177,14 @@ impl RequestFacts {
             .system
             .and_then(first_system_text)
             .and_then(|text| Billing::parse(&text));
-        let metadata_session = parsed
+        let metadata_user = parsed
             .metadata
             .and_then(|m| m.user_id)
-            .and_then(|user| serde_json::from_str::<MetadataUser>(&user).ok())
-            .and_then(|user| user.session_id)
-            .filter(|s| !s.is_empty());
+            .and_then(|user| serde_json::from_str::<MetadataUser>(&user).ok());
+        let (metadata_session, account) = metadata_user.map_or((None, None), |user| {
+            let present = |text: Option<String>| text.filter(|s| !s.trim().is_empty());
+            (present(user.session_id), present(user.account_uuid))
+        });
         let has_tools = parsed.tools.is_some_and(|t| t.get() != "[]");
         Ok(Self {
             model,
@@ -190,6 +197,7 @@ impl RequestFacts {
             compaction_header: headers.contains_key("x-claude-code-compaction"),
             billing,
             shape: read_shape(parsed.messages, parsed.max_tokens, has_tools),
+            account,
         })
     }
 

@@ -166,3 +166,18 @@ fn compaction_and_the_quota_probe_have_shapes() {
     );
     assert!(probe.shape.quota_probe);
 }
+
+#[test]
+fn the_account_comes_from_metadata_and_an_empty_one_is_none() {
+    let body = |account: &str| {
+        let user =
+            serde_json::json!({"device_id": "d", "account_uuid": account, "session_id": "s"});
+        serde_json::json!({"model": "claude-opus-4-5", "metadata": {"user_id": user.to_string()}})
+    };
+    let named = facts(&[], body("4b1f9c2e-7a3d"));
+    assert_eq!(named.account.as_deref(), Some("4b1f9c2e-7a3d"));
+    assert_eq!(named.session_id.as_deref(), Some("s"));
+    assert_eq!(facts(&[], body("")).account, None);
+    let without = facts(&[], serde_json::json!({"model": "claude-opus-4-5"}));
+    assert_eq!(without.account, None);
+}

@@ -10,6 +10,7 @@ mod session;
 mod settings;
 mod subscriptions;
 mod users;
+mod utilization;
 
 use axum::Router;
 use axum::extract::{FromRequestParts, Request, State};
@@ -58,6 +59,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
                 .put(subscriptions::update)
                 .delete(subscriptions::remove),
         )
+        .route("/subscriptions/{id}/history", get(utilization::history))
         .route(
             "/settings",
             get(settings::get_settings).put(settings::put_settings),

@@ -217,7 +217,13 @@ pub async fn audit(State(state): State<AppState>, Query(query): Query<AuditQuery
     Ok(axum::Json(json!({ "entries": items, "next_before": next })))
 }
 
+/// The newest observation of any subscription (the overview's figure before
+/// there were several; `/subscriptions` has each one's).
 pub async fn subscription(State(state): State<AppState>) -> Result<Out> {
     let latest = state.db.read(db::utilization::latest).await?;
-    Ok(axum::Json(json!({ "subscription": latest })))
+    let newest = latest
+        .into_iter()
+        .map(|(_, usage)| usage)
+        .max_by_key(|usage| usage.observed_at);
+    Ok(axum::Json(json!({ "subscription": newest })))
 }

@@ -30,6 +30,7 @@ fn settings_json(settings: &TeamSettings) -> Value {
         "turn_limits": settings.turn_limits,
         "personal_api_keys": settings.personal_api_keys,
         "auto_update": settings.auto_update,
+        "utilization_retention_days": settings.utilization_retention_days,
         "version": settings.version,
     })
 }
@@ -58,6 +59,9 @@ pub struct SettingsBody {
     /// Whether devices install the served agent release by themselves.
     #[serde(default)]
     auto_update: Option<bool>,
+    /// Days of subscription utilization history kept.
+    #[serde(default)]
+    utilization_retention_days: Option<u32>,
     #[serde(default)]
     admin_password: Option<String>,
     /// The built-in admin's password now: required with `admin_password`.
@@ -163,6 +167,14 @@ pub async fn put_settings(
     if let Some(auto_update) = body.auto_update {
         settings.auto_update = auto_update;
     }
+    if let Some(days) = body.utilization_retention_days {
+        if !(1..=3650).contains(&days) {
+            return Err(Error::bad_request(
+                "utilization_retention_days must be between 1 and 3650",
+            ));
+        }
+        settings.utilization_retention_days = days;
+    }
     let password_hash = match body.admin_password {
         None => None,
         Some(password) => {
@@ -195,6 +207,7 @@ pub async fn put_settings(
         "credit_weights": body.credit_weights, "unidentified_clients": body.unidentified_clients,
         "agent_turns": body.agent_turns, "turn_limits": body.turn_limits,
         "personal_api_keys": body.personal_api_keys, "auto_update": body.auto_update,
+        "utilization_retention_days": body.utilization_retention_days,
         "admin_password_changed": password_hash.is_some(),
     });
     let saved = state

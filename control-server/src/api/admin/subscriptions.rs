@@ -2,15 +2,19 @@
 //! enrol, list, rename, rotate, delete. Answers carry the name, kind and
 //! last four characters of the credential, never the credential.
 
+use std::collections::HashMap;
+
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use ccgate_quota::CredentialKind;
+use ccgate_quota::wire::SubscriptionUsage;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use super::{Admin, ts};
 use crate::api::extract::Json;
-use crate::db::subscriptions::SubscriptionRow;
+use crate::db;
+use crate::db::subscriptions::{SubscriptionOrigin, SubscriptionRow};
 use crate::error::Result;
 use crate::service::subscriptions::{self as service, Change, Enrolment};
 use crate::state::AppState;
@@ -20,6 +24,12 @@ use crate::vault::Credential;
 pub struct SubscriptionView {
     pub id: i64,
     pub name: String,
+    /// `enrolled` (its credential is held for team-credential mode) or
+    /// `seen` (an account personal-login traffic named).
+    pub origin: SubscriptionOrigin,
+    pub account_uuid: Option<String>,
+    /// Anthropic's newest utilization figures for it.
+    pub latest: Option<SubscriptionUsage>,
     pub kind: CredentialKind,
     /// The credential's last four characters.
     pub credential_hint: String,
@@ -36,6 +46,9 @@ impl From<SubscriptionRow> for SubscriptionView {
         Self {
             id: row.id,
             name: row.name,
+            origin: row.origin,
+            account_uuid: row.account_uuid,
+            latest: None,
             kind: row.kind,
             credential_hint: row.credential_hint,
             credential_version: row.credential_version,
@@ -68,10 +81,32 @@ fn one(row: SubscriptionRow) -> axum::Json<OneSubscription> {
     })
 }
 
+/// Each subscription's view with its newest observation.
+async fn with_latest(
+    state: &AppState,
+    rows: Vec<SubscriptionRow>,
+) -> Result<Vec<SubscriptionView>> {
+    let mut latest: HashMap<i64, SubscriptionUsage> = state
+        .db
+        .read(db::utilization::latest)
+        .await?
+        .into_iter()
+        .collect();
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let id = row.id;
+            let mut view = SubscriptionView::from(row);
+            view.latest = latest.remove(&id);
+            view
+        })
+        .collect())
+}
+
 pub async fn list(State(state): State<AppState>) -> Result<axum::Json<Subscriptions>> {
     let rows = service::list(&state).await?;
     Ok(axum::Json(Subscriptions {
-        subscriptions: rows.into_iter().map(SubscriptionView::from).collect(),
+        subscriptions: with_latest(&state, rows).await?,
     }))
 }
 
@@ -79,7 +114,9 @@ pub async fn get_one(
     State(state): State<AppState>,
     Path(id): Path<i64>,
 ) -> Result<axum::Json<OneSubscription>> {
-    Ok(one(service::get(&state, id).await?))
+    let row = service::get(&state, id).await?;
+    let subscription = with_latest(&state, vec![row]).await?.remove(0);
+    Ok(axum::Json(OneSubscription { subscription }))
 }
 
 #[derive(Debug, Deserialize)]
