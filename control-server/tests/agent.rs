@@ -403,6 +403,18 @@ async fn five_hour_utilization(server: &TestServer) -> Value {
 async fn tamper_and_subscription_reports_are_stored() {
     let server = TestServer::start().await;
     let (user_id, token) = server.user_with_proxy("Ivy", json!([])).await;
+    // A report beside the events (an agent from before issue 11) is kept for
+    // the person's subscription.
+    let team = server
+        .create_subscription(
+            "Team Max",
+            "sk-ant-oat01-Zq4cRkT8vYw2mN7pL0sX9dF3hJ6gB1aE5uI-8oKtYrWn-wxyz",
+        )
+        .await;
+    let (status, body) = server
+        .put_user(user_id, json!({ "subscription_id": team }))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     let observed = Timestamp::now();
     let body = json!({
         "events": [{ "id": "44444444-4444-4444-8444-444444444444", "at": observed,

@@ -19,6 +19,7 @@ use serde::Deserialize;
 use super::extract::{ClientIp, Json, JsonBytes, OptionalJson, ProxyDevice};
 use crate::db;
 use crate::error::{Error, Result};
+use crate::hub::event::{Activity, LiveEvent};
 use crate::model::{DeviceDetails, DeviceKind};
 use crate::service::{credential, gate, ingest, register, sync};
 use crate::state::AppState;
@@ -106,12 +107,18 @@ pub fn publish_status(
     policy: &ccgate_quota::Policy,
     model: Option<&str>,
 ) {
-    state.hub.publish("user_status", || {
-        serde_json::json!({
-            "userId": policy.user.id, "userName": policy.user.name, "status": policy.status,
-            "model": model, "hostname": device.hostname(), "deviceId": device.id,
-            "timestamp": state.now(),
-        })
+    state.hub.publish(|| LiveEvent::UserStatus {
+        activity: Activity {
+            user_id: policy.user.id,
+            user_name: Some(policy.user.name.clone()),
+            device_id: Some(device.id),
+            hostname: device.hostname(),
+            model: model.map(str::to_owned),
+            family: None,
+            session_id: None,
+            timestamp: Some(state.now()),
+        },
+        status: policy.status,
     });
 }
 

@@ -15,6 +15,7 @@ use tokio::sync::broadcast::error::RecvError;
 use super::admin::{principal_from, session_cookie};
 use super::extract::bearer;
 use crate::error::{Error, Result};
+use crate::hub::Published;
 use crate::service::admin_auth::{self, AuthVia, Principal};
 use crate::state::AppState;
 
@@ -114,7 +115,7 @@ async fn relay(
     state: AppState,
     principal: Principal,
     credential: Credential,
-    mut events: tokio::sync::broadcast::Receiver<std::sync::Arc<str>>,
+    mut events: tokio::sync::broadcast::Receiver<std::sync::Arc<Published>>,
 ) {
     let hello = json!({
         "type": "connected", "role": principal.role, "actor": principal.actor,
@@ -149,8 +150,8 @@ async fn relay(
                 }
             }
             event = events.recv() => match event {
-                Ok(text) => {
-                    if socket.send(Message::Text(text.as_ref().into())).await.is_err() {
+                Ok(published) => {
+                    if socket.send(Message::Text(published.json().as_ref().into())).await.is_err() {
                         break;
                     }
                 }

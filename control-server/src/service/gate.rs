@@ -12,6 +12,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::db::events::EventRow;
+use crate::hub::event::{Activity, LiveEvent};
 use crate::live::devices::DeviceLive;
 use crate::live::reservations::{Reservation, ReservationKey};
 use crate::live::users::{UserLive, UserState};
@@ -123,15 +124,18 @@ pub fn check(state: &AppState, user: &UserLive, input: CheckInput<'_>) -> CheckO
         )
     };
     record_counted(state, user.id, &user_name, counted);
-    let hostname = || input.device.hostname();
+    let activity = || Activity {
+        user_id: user.id,
+        user_name: Some(user_name.clone()),
+        device_id: Some(input.device.id),
+        hostname: input.device.hostname(),
+        model: Some(input.model.to_owned()),
+        family: Some(family),
+        session_id: input.session_id.map(str::to_owned),
+        timestamp: Some(now),
+    };
     match &outcome.decision.denial {
-        None => state.hub.publish("user_check", || {
-            json!({
-                "userId": user.id, "userName": user_name, "model": input.model,
-                "family": family, "hostname": hostname(), "sessionId": input.session_id,
-                "deviceId": input.device.id, "timestamp": now,
-            })
-        }),
+        None => state.hub.publish(|| LiveEvent::UserCheck(activity())),
         Some(denial) => {
             state.writer.push(vec![PendingRow::from(EventRow {
                 id: Uuid::new_v4().to_string(),
@@ -155,12 +159,10 @@ pub fn check(state: &AppState, user: &UserLive, input: CheckInput<'_>) -> CheckO
                 estimated: false,
                 credential: None,
             })]);
-            state.hub.publish("user_blocked", || {
-                json!({
-                    "userId": user.id, "userName": user_name, "model": input.model,
-                    "family": family, "hostname": hostname(), "reason": denial.reason,
-                    "message": denial.message, "deviceId": input.device.id, "timestamp": now,
-                })
+            state.hub.publish(|| LiveEvent::UserBlocked {
+                activity: activity(),
+                reason: Some(denial.reason),
+                message: denial.message.clone(),
             });
         }
     }
@@ -226,14 +228,21 @@ fn count_reservation(
 /// Queues counted hook prompts for storage and tells the admins.
 fn record_counted(state: &AppState, user_id: i64, user_name: &str, counted: Vec<CountedPrompt>) {
     for CountedPrompt { row } in counted {
-        state.hub.publish("user_counted", || {
-            json!({
-                "userId": user_id, "userName": user_name, "model": row.model,
-                "family": row.family, "creditCost": row.totals.credits,
-                "sessionId": row.session_id, "deviceId": row.device_id,
-                "timestamp": Timestamp::from_millisecond(row.at).ok(),
-                "unreported": true,
-            })
+        state.hub.publish(|| LiveEvent::UserCounted {
+            activity: Activity {
+                user_id,
+                user_name: Some(user_name.to_owned()),
+                device_id: row.device_id,
+                hostname: None,
+                model: row.model.clone(),
+                family: row.family,
+                session_id: row.session_id.clone(),
+                timestamp: Timestamp::from_millisecond(row.at).ok(),
+            },
+            tokens: None,
+            credit_cost: row.totals.credits,
+            count_reason: row.count_reason.clone(),
+            unreported: true,
         });
         state.writer.push(vec![PendingRow::from(row)]);
     }

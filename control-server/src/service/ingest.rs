@@ -26,6 +26,7 @@ use crate::db::events::EventRow;
 use crate::db::utilization::SubscriptionClaim;
 use crate::db::{self};
 use crate::error::{Error, Result};
+use crate::hub::event::{Activity, LiveEvent, TokenFigures};
 use crate::live::devices::DeviceLive;
 use crate::live::reservations::ReservationKey;
 use crate::live::users::UserLive;
@@ -432,15 +433,21 @@ pub async fn ingest(
     if let Some(usage) = subscription {
         let usage = fit_subscription(usage, now, max_age, device.created_at);
         let (user_id, device_id) = (user.id, device.id);
-        state
+        let stored = state
             .db
             .write(move |tx| db::utilization::record_for_user(tx, user_id, device_id, &usage))
             .await?;
-        state
-            .hub
-            .publish("subscription", || json!({ "userId": user.id }));
+        if stored {
+            publish_utilization(state, user.id, now);
+        }
     }
 
+    let observed = rows.iter().any(|pending| {
+        pending
+            .subscription
+            .as_ref()
+            .is_some_and(|s| s.utilization.is_some())
+    });
     let applied = if rows.is_empty() {
         Applied {
             accepted: 0,
@@ -463,6 +470,9 @@ pub async fn ingest(
             )
         })?
     };
+    if observed && applied.accepted > 0 {
+        publish_utilization(state, user.id, now);
+    }
     refused.extend(applied.refused);
     state.metrics.count_events("refused", refused.len() as u64);
     if applied.failed > 0 {
@@ -489,6 +499,15 @@ pub async fn ingest(
     })
 }
 
+/// A subscription's utilization was observed: dashboards refresh, the
+/// attribution and the alerts look again.
+fn publish_utilization(state: &AppState, user_id: i64, now: Timestamp) {
+    state.hub.publish(|| LiveEvent::Utilization {
+        user_id,
+        timestamp: now,
+    });
+}
+
 fn publish<'a>(
     state: &AppState,
     device: &DeviceLive,
@@ -497,58 +516,68 @@ fn publish<'a>(
 ) {
     let hostname = device.hostname();
     for row in rows {
-        let at = Timestamp::from_millisecond(row.at).ok();
-        let base = json!({
-            "userId": row.user_id, "userName": user_name, "model": row.model,
-            "family": row.family, "hostname": hostname, "deviceId": device.id,
-            "sessionId": row.session_id, "timestamp": at,
-        });
-        let with = |extra: serde_json::Value| {
-            let mut value = base.clone();
-            if let (Some(target), serde_json::Value::Object(more)) = (value.as_object_mut(), extra)
-            {
-                target.extend(more);
-            }
-            value
+        let activity = || Activity {
+            user_id: row.user_id,
+            user_name: Some(user_name.to_owned()),
+            device_id: Some(device.id),
+            hostname: hostname.clone(),
+            model: row.model.clone(),
+            family: row.family,
+            session_id: row.session_id.clone(),
+            timestamp: Timestamp::from_millisecond(row.at).ok(),
         };
+        let detail = || row.detail.clone().unwrap_or_default();
         match row.event_type.as_str() {
             "request" => {
                 let t = row.totals;
-                let tokens = json!({
-                    "input_tokens": t.input_tokens, "output_tokens": t.output_tokens,
-                    "cache_creation_input_tokens": t.cache_creation_input_tokens,
-                    "cache_read_input_tokens": t.cache_read_input_tokens,
-                    "estimated": row.estimated, "credential": row.credential,
-                    "counted": t.prompts > 0,
-                });
-                state.hub.publish("usage", || {
-                    let mut fields = with(tokens.clone());
-                    fields["kind"] = json!(row.kind);
-                    fields
+                let tokens = TokenFigures {
+                    input_tokens: t.input_tokens,
+                    output_tokens: t.output_tokens,
+                    cache_creation_input_tokens: t.cache_creation_input_tokens,
+                    cache_read_input_tokens: t.cache_read_input_tokens,
+                    estimated: row.estimated,
+                    credential: row.credential.clone(),
+                    counted: t.prompts > 0,
+                };
+                state.hub.publish(|| LiveEvent::Usage {
+                    activity: activity(),
+                    tokens: tokens.clone(),
+                    kind: row.kind.clone(),
                 });
                 if t.prompts > 0 {
-                    state.hub.publish("user_counted", || {
-                        let mut fields = with(tokens.clone());
-                        fields["creditCost"] = json!(t.credits);
-                        fields["countReason"] = json!(row.count_reason);
-                        fields
+                    state.hub.publish(|| LiveEvent::UserCounted {
+                        activity: activity(),
+                        tokens: Some(tokens),
+                        credit_cost: t.credits,
+                        count_reason: row.count_reason.clone(),
+                        unreported: false,
                     });
                 }
             }
-            "blocked" => state.hub.publish("user_blocked", || {
-                let detail = row.detail.clone().unwrap_or_default();
-                with(json!({ "reason": detail["reason"], "message": detail["message"] }))
+            "blocked" => state.hub.publish(|| {
+                let detail = detail();
+                LiveEvent::UserBlocked {
+                    activity: activity(),
+                    reason: serde_json::from_value(detail["reason"].clone()).ok(),
+                    message: detail["message"].as_str().unwrap_or_default().to_owned(),
+                }
             }),
-            "tamper" => state
-                .hub
-                .publish("tamper", || with(json!({ "detail": row.detail }))),
-            "delivery_fault" => state.hub.publish("delivery_fault", || {
-                let detail = row.detail.clone().unwrap_or_default();
-                with(json!({ "quarantined": detail["quarantined"], "reason": detail["reason"] }))
+            "tamper" => state.hub.publish(|| LiveEvent::Tamper {
+                activity: activity(),
+                detail: row.detail.clone(),
             }),
-            "agent_update" => state
-                .hub
-                .publish("agent_update", || with(json!({ "detail": row.detail }))),
+            "delivery_fault" => state.hub.publish(|| {
+                let detail = detail();
+                LiveEvent::DeliveryFault {
+                    activity: activity(),
+                    quarantined: detail["quarantined"].as_u64(),
+                    reason: detail["reason"].as_str().map(str::to_owned),
+                }
+            }),
+            "agent_update" => state.hub.publish(|| LiveEvent::AgentUpdate {
+                activity: activity(),
+                detail: row.detail.clone(),
+            }),
             _ => {}
         }
     }

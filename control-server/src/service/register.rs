@@ -10,6 +10,7 @@ use serde_json::json;
 use crate::db::devices::{CodeProblem, NewDevice};
 use crate::db::{self};
 use crate::error::{Error, Result};
+use crate::hub::event::{DeviceRef, LiveEvent};
 use crate::live::devices::DeviceLive;
 use crate::live::users::UserLive;
 use crate::model::{DeviceDetails, DeviceKind};
@@ -153,11 +154,15 @@ pub async fn register(
     ));
     state.live.devices.insert(Arc::clone(&device));
     let user_name = user.lock().row.name.clone();
-    state.hub.publish("device_registered", || {
-        json!({
-            "userId": user.id, "userName": user_name, "deviceId": device.id,
-            "kind": kind, "hostname": device.hostname(), "timestamp": now,
-        })
+    state.hub.publish(|| LiveEvent::DeviceRegistered {
+        device: DeviceRef {
+            user_id: user.id,
+            user_name: Some(user_name.clone()),
+            device_id: device.id,
+            hostname: device.hostname(),
+            timestamp: now,
+        },
+        kind,
     });
     Ok(Registered {
         device,

@@ -13,6 +13,7 @@ use crate::db::subscriptions::{NewCredential, SubscriptionOrigin, SubscriptionRo
 use crate::db::users::UserRow;
 use crate::db::{self, DbResult};
 use crate::error::{Error, Result};
+use crate::hub::event::{LiveEvent, SubscriptionAction, UserRef};
 use crate::service::audit;
 use crate::state::AppState;
 use crate::vault::Credential;
@@ -160,7 +161,7 @@ pub async fn create(
         .await?;
     let directory = state.live.subscriptions().with(&row);
     state.live.replace_subscriptions(directory, Vec::new());
-    publish(state, &row, "created");
+    publish(state, &row, SubscriptionAction::Created);
     Ok(row)
 }
 
@@ -251,7 +252,7 @@ pub async fn update(
     let directory = state.live.subscriptions().with(&row);
     announce_users(state, &affected);
     state.live.replace_subscriptions(directory, affected);
-    publish(state, &row, "updated");
+    publish(state, &row, SubscriptionAction::Updated);
     Ok(row)
 }
 
@@ -284,7 +285,7 @@ pub async fn delete(state: &AppState, actor: &str, id: i64) -> Result<()> {
     let directory = state.live.subscriptions().without(id);
     announce_users(state, &affected);
     state.live.replace_subscriptions(directory, affected);
-    publish(state, &row, "deleted");
+    publish(state, &row, SubscriptionAction::Deleted);
     Ok(())
 }
 
@@ -316,12 +317,13 @@ fn describe(row: &SubscriptionRow) -> serde_json::Value {
     })
 }
 
-fn publish(state: &AppState, row: &SubscriptionRow, action: &str) {
-    let now = state.now();
-    state.hub.publish("subscription_changed", || {
-        json!({
-            "subscriptionId": row.id, "name": row.name, "action": action, "timestamp": now,
-        })
+fn publish(state: &AppState, row: &SubscriptionRow, action: SubscriptionAction) {
+    let timestamp = state.now();
+    state.hub.publish(|| LiveEvent::SubscriptionChanged {
+        subscription_id: row.id,
+        name: row.name.clone(),
+        action,
+        timestamp,
     });
 }
 
@@ -329,8 +331,13 @@ fn publish(state: &AppState, row: &SubscriptionRow, action: &str) {
 fn announce_users(state: &AppState, rows: &[UserRow]) {
     let now = state.now();
     for row in rows {
-        state.hub.publish("user_updated", || {
-            json!({ "userId": row.id, "userName": row.name, "status": row.status, "timestamp": now })
+        state.hub.publish(|| LiveEvent::UserUpdated {
+            user: UserRef {
+                user_id: row.id,
+                user_name: Some(row.name.clone()),
+                timestamp: now,
+            },
+            status: row.status,
         });
     }
 }

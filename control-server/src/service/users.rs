@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use crate::db::users::{NewUser, UserChanges, UserRow};
 use crate::db::{self};
 use crate::error::{Error, Result};
+use crate::hub::event::{DeviceRef, LiveEvent, UserRef};
 use crate::live::devices::DeviceLive;
 use crate::model::{CodeKind, DeviceKind};
 use crate::secrets::{self, TokenHash};
@@ -201,10 +202,14 @@ pub async fn create(state: &AppState, actor: &str, input: NewUserInput) -> Resul
         })
         .await?;
     state.live.put_user(user.clone());
-    state.hub.publish(
-        "user_created",
-        || json!({ "userId": user.id, "userName": user.name, "slug": user.slug, "timestamp": now }),
-    );
+    state.hub.publish(|| LiveEvent::UserCreated {
+        user: UserRef {
+            user_id: user.id,
+            user_name: Some(user.name.clone()),
+            timestamp: now,
+        },
+        slug: user.slug.clone(),
+    });
     Ok(Created {
         user,
         install_code: code,
@@ -314,22 +319,23 @@ pub async fn update(
     }
     state.live.put_user(row.clone());
     let name = row.name.clone();
-    state.hub.publish(
-        "user_updated",
-        || json!({ "userId": id, "userName": name, "status": row.status, "timestamp": now }),
-    );
+    let user = UserRef {
+        user_id: id,
+        user_name: Some(name),
+        timestamp: now,
+    };
+    state.hub.publish(|| LiveEvent::UserUpdated {
+        user: user.clone(),
+        status: row.status,
+    });
     if row.status != old.status {
-        state.hub.publish("user_status_change", || {
-            json!({
-                "userId": id, "userName": row.name, "oldStatus": old.status,
-                "newStatus": row.status, "timestamp": now,
-            })
+        state.hub.publish(|| LiveEvent::UserStatusChange {
+            user: user.clone(),
+            old_status: old.status,
+            new_status: row.status,
         });
         if row.status == UserStatus::Killed {
-            state.hub.publish(
-                "user_killed",
-                || json!({ "userId": id, "userName": row.name, "timestamp": now }),
-            );
+            state.hub.publish(|| LiveEvent::UserKilled(user.clone()));
         }
     }
     Ok(row)
@@ -357,9 +363,10 @@ pub async fn delete(state: &AppState, actor: &str, id: i64) -> Result<()> {
         return Err(Error::not_found(format!("no user with id {id}")));
     }
     state.live.remove_user(id);
-    state
-        .hub
-        .publish("user_deleted", || json!({ "userId": id, "timestamp": now }));
+    state.hub.publish(|| LiveEvent::UserDeleted {
+        user_id: id,
+        timestamp: now,
+    });
     Ok(())
 }
 
@@ -486,10 +493,13 @@ pub async fn revoke_device(state: &AppState, actor: &str, id: i64) -> Result<i64
         user.notify();
         user.lock().row.name.clone()
     });
-    state.hub.publish("device_revoked", || {
-        json!({
-            "userId": revoked.user_id, "userName": user_name, "deviceId": id,
-            "hostname": revoked.details.hostname, "timestamp": now,
+    state.hub.publish(|| {
+        LiveEvent::DeviceRevoked(DeviceRef {
+            user_id: revoked.user_id,
+            user_name,
+            device_id: id,
+            hostname: revoked.details.hostname.clone(),
+            timestamp: now,
         })
     });
     Ok(revoked.user_id)
