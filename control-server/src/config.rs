@@ -232,6 +232,11 @@ pub struct ServerConfig {
     pub event_queue_rows: usize,
     /// How long such a request waits for room in the writer's queue.
     pub event_queue_wait: Duration,
+    /// How often the alert engine looks at standing conditions (silent
+    /// devices, credentials near expiry, windows that reset).
+    pub alert_tick: Duration,
+    /// Retries of an alert delivery.
+    pub alert_retry: ccgate_alerts::RetryPolicy,
     pub clock: Clock,
 }
 
@@ -263,6 +268,8 @@ impl ServerConfig {
             loopback_is_local: true,
             event_queue_rows: 100_000,
             event_queue_wait: Duration::from_secs(5),
+            alert_tick: Duration::from_secs(60),
+            alert_retry: ccgate_alerts::RetryPolicy::default(),
             clock: Clock::system(),
         }
     }

@@ -12,6 +12,7 @@
 //! ```
 
 pub mod agent_bundle;
+pub mod alerts;
 pub mod api;
 pub mod clock;
 pub mod config;
@@ -192,8 +193,10 @@ pub async fn serve(
         shutdown: stop,
         local_addr,
         agent,
+        alerts: alerts::Alerts::new().map_err(|e| ServerError::Io(e.to_string()))?,
     });
     let housekeeping = tasks::spawn(state.clone());
+    let alert_engine = tokio::spawn(alerts::engine::run(state.clone()));
     let app = api::router(state.clone());
     tracing::info!(address = %local_addr, "ccgate-server listening");
     if let Some(warning) = state.config.plain_http_warning(local_addr) {
@@ -215,6 +218,7 @@ pub async fn serve(
     .await;
     let _ = stop_sender.send(true);
     let _ = housekeeping.await;
+    let _ = alert_engine.await;
     tasks::flush_sightings(&state).await;
     let _ = writer_stop.send(true);
     let _ = writer_task.await;

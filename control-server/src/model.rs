@@ -160,3 +160,36 @@ impl DeviceDetails {
         self
     }
 }
+
+/// The two windows of Anthropic's subscription limits every plan has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanWindow {
+    FiveHour,
+    SevenDay,
+}
+
+impl PlanWindow {
+    /// The window's name in the headers (`5h`, `7d`).
+    pub fn header_name(self) -> &'static str {
+        match self {
+            Self::FiveHour => ccgate_quota::wire::FIVE_HOUR,
+            Self::SevenDay => ccgate_quota::wire::SEVEN_DAY,
+        }
+    }
+
+    /// How it reads in a sentence.
+    pub fn phrase(self) -> &'static str {
+        match self {
+            Self::FiveHour => "5-hour",
+            Self::SevenDay => "weekly",
+        }
+    }
+
+    pub fn length(self) -> jiff::SignedDuration {
+        match self {
+            Self::FiveHour => jiff::SignedDuration::from_hours(5),
+            Self::SevenDay => jiff::SignedDuration::from_hours(24 * 7),
+        }
+    }
+}

@@ -38,6 +38,7 @@ pub struct Inner {
     pub local_addr: SocketAddr,
     /// The agent binaries served to developer machines, if any.
     pub agent: Option<crate::agent_bundle::AgentBundle>,
+    pub alerts: crate::alerts::Alerts,
 }
 
 impl AppState {

@@ -8,6 +8,7 @@ use ccgate_quota::seal::{SealError, SealKey};
 
 /// What every sealed subscription credential is bound to.
 pub const CREDENTIAL_CONTEXT: &[u8] = b"ccgate subscription credential";
+pub const CHANNEL_CONTEXT: &[u8] = b"ccgate alert channel";
 
 /// A subscription's credential in plain text. `Debug` shows no part of it;
 /// it has no `Serialize` and no `Display`.
@@ -68,6 +69,16 @@ impl Vault {
 
     pub fn seal(&self, credential: &Credential) -> Vec<u8> {
         self.key.seal(credential.0.as_bytes(), CREDENTIAL_CONTEXT)
+    }
+
+    /// Seals an alert channel's settings (they hold webhook URLs, tokens
+    /// and passwords).
+    pub fn seal_channel(&self, config: &[u8]) -> Vec<u8> {
+        self.key.seal(config, CHANNEL_CONTEXT)
+    }
+
+    pub fn open_channel(&self, sealed: &[u8]) -> Result<Vec<u8>, SealError> {
+        self.key.open(sealed, CHANNEL_CONTEXT)
     }
 
     pub fn open(&self, sealed: &[u8]) -> Result<Credential, SealError> {

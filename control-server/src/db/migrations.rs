@@ -13,6 +13,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0005_revocation_and_code_kinds.sql"),
     include_str!("migrations/0006_agent_build.sql"),
     include_str!("migrations/0007_utilization_history.sql"),
+    include_str!("migrations/0008_alerts.sql"),
 ];
 
 pub fn run(conn: &mut Connection) -> Result<(), DbError> {

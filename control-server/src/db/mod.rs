@@ -3,6 +3,7 @@
 //! connection on the blocking pool: [`Db::write`] on the single writer,
 //! [`Db::read`] on one of a few readers (WAL lets them run beside the writer).
 
+pub mod alerts;
 pub mod audit;
 pub mod auth;
 pub mod devices;

@@ -25,6 +25,8 @@ pub struct SubscriptionRow {
     pub origin: SubscriptionOrigin,
     /// The account's id as Claude Code names it (seen subscriptions).
     pub account_uuid: Option<String>,
+    /// When the held credential was enrolled or last rotated (ms).
+    pub credential_set_at: Option<i64>,
     pub kind: CredentialKind,
     pub credential_hint: String,
     /// Grows with every rotation.
@@ -53,7 +55,7 @@ pub struct NewCredential {
 
 const COLUMNS: &str = "s.id, s.name, s.kind, s.credential_hint, s.credential_version, \
      (SELECT COUNT(*) FROM users u WHERE COALESCE(u.subscription_id, u.seen_subscription_id) = s.id), \
-     s.created_at, s.updated_at, s.origin, s.account_uuid";
+     s.created_at, s.updated_at, s.origin, s.account_uuid, s.credential_set_at";
 
 fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(SubscriptionRow, String, String)> {
     Ok((
@@ -62,6 +64,7 @@ fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(SubscriptionRow, Strin
             name: row.get(1)?,
             origin: SubscriptionOrigin::Enrolled,
             account_uuid: row.get(9)?,
+            credential_set_at: row.get(10)?,
             kind: CredentialKind::OauthToken,
             credential_hint: row.get(3)?,
             credential_version: row.get::<_, i64>(4)?.max(0) as u64,
@@ -123,8 +126,8 @@ pub fn insert(
 ) -> DbResult<SubscriptionRow> {
     conn.execute(
         "INSERT INTO subscriptions (name, kind, credential, credential_hint, credential_version,
-             created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, 1, ?5, ?5)",
+             created_at, updated_at, credential_set_at)
+         VALUES (?1, ?2, ?3, ?4, 1, ?5, ?5, ?5)",
         params![
             name,
             enum_to_text(&credential.kind)?,
@@ -155,7 +158,8 @@ pub fn rename(conn: &Connection, id: i64, name: &str, now: i64) -> DbResult<()> 
 pub fn rotate(conn: &Connection, id: i64, credential: &NewCredential, now: i64) -> DbResult<()> {
     let changed = conn.execute(
         "UPDATE subscriptions SET kind = ?2, credential = ?3, credential_hint = ?4,
-             credential_version = credential_version + 1, updated_at = ?5
+             credential_version = credential_version + 1, updated_at = ?5,
+             credential_set_at = ?5
          WHERE id = ?1",
         params![
             id,

@@ -157,6 +157,34 @@ pub enum LiveEvent {
         kind: DeviceKind,
     },
     DeviceRevoked(DeviceRef),
+    /// Anthropic refused the team credential a device used (401/403).
+    #[serde(rename_all = "camelCase")]
+    CredentialRefused {
+        #[serde(flatten)]
+        activity: Activity,
+        subscription_id: i64,
+        status: u16,
+    },
+    /// An alert rule fired.
+    #[serde(rename_all = "camelCase")]
+    AlertFired {
+        alert_id: i64,
+        rule_id: i64,
+        severity: String,
+        title: String,
+        message: String,
+        timestamp: Timestamp,
+    },
+    /// One attempt to deliver an alert (or a channel test) to a channel.
+    #[serde(rename_all = "camelCase")]
+    AlertDelivery {
+        alert_id: Option<i64>,
+        channel_id: i64,
+        attempt: u32,
+        ok: bool,
+        detail: String,
+        timestamp: Timestamp,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

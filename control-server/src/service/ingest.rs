@@ -362,7 +362,7 @@ fn apply(
             RowResult::Failed(_) => applied.failed += 1,
         }
     }
-    let user_name = {
+    let (user_name, subscription_id) = {
         let mut guard = user.lock();
         for row in &new_rows {
             if let (Some(family), false) = (row.family, row.totals.is_zero())
@@ -384,7 +384,7 @@ fn apply(
                 });
             }
         }
-        guard.row.name.clone()
+        (guard.row.name.clone(), guard.row.subscription_id)
     };
     state
         .metrics
@@ -392,7 +392,7 @@ fn apply(
     state
         .metrics
         .count_events("duplicate", u64::from(applied.duplicates));
-    publish(state, device, &user_name, new_rows.iter());
+    publish(state, device, &user_name, subscription_id, new_rows.iter());
     applied
 }
 
@@ -512,6 +512,7 @@ fn publish<'a>(
     state: &AppState,
     device: &DeviceLive,
     user_name: &str,
+    subscription_id: Option<i64>,
     rows: impl Iterator<Item = &'a EventRow>,
 ) {
     let hostname = device.hostname();
@@ -544,6 +545,15 @@ fn publish<'a>(
                     tokens: tokens.clone(),
                     kind: row.kind.clone(),
                 });
+                let status = detail()["status"].as_u64().unwrap_or_default();
+                let team = row.credential.as_deref() == Some(credential_name(CredentialUse::Team));
+                if let (true, 401 | 403, Some(subscription_id)) = (team, status, subscription_id) {
+                    state.hub.publish(|| LiveEvent::CredentialRefused {
+                        activity: activity(),
+                        subscription_id,
+                        status: status as u16,
+                    });
+                }
                 if t.prompts > 0 {
                     state.hub.publish(|| LiveEvent::UserCounted {
                         activity: activity(),
@@ -666,7 +676,7 @@ pub async fn hook_count(
     };
     ticket.submit(vec![PendingRow::from(row.clone())]);
     state.metrics.count_events("accepted", 1);
-    publish(state, device, &user_name, std::iter::once(&row));
+    publish(state, device, &user_name, None, std::iter::once(&row));
     Ok(HookCount::Counted)
 }
 

@@ -5,6 +5,7 @@
 //! ever sent, so browsers keep other origins out.
 
 mod accounts;
+mod alerts;
 mod reports;
 mod session;
 mod settings;
@@ -60,6 +61,24 @@ pub fn routes(state: AppState) -> Router<AppState> {
                 .delete(subscriptions::remove),
         )
         .route("/subscriptions/{id}/history", get(utilization::history))
+        .route(
+            "/alerts/channels",
+            get(alerts::channels).post(alerts::create_channel),
+        )
+        .route(
+            "/alerts/channels/{id}",
+            axum::routing::put(alerts::update_channel).delete(alerts::delete_channel),
+        )
+        .route("/alerts/channels/{id}/test", post(alerts::test_channel))
+        .route(
+            "/alerts/rules",
+            get(alerts::rules).post(alerts::create_rule),
+        )
+        .route(
+            "/alerts/rules/{id}",
+            axum::routing::put(alerts::update_rule).delete(alerts::delete_rule),
+        )
+        .route("/alerts/log", get(alerts::log))
         .route(
             "/settings",
             get(settings::get_settings).put(settings::put_settings),

@@ -11,6 +11,7 @@ use super::ts;
 use crate::db;
 use crate::db::utilization::ObservationPoint;
 use crate::error::{Error, Result};
+use crate::model::PlanWindow;
 use crate::service::subscriptions as service;
 use crate::state::AppState;
 
@@ -50,14 +51,6 @@ impl HistoryRange {
 pub struct HistoryQuery {
     #[serde(default)]
     range: Option<String>,
-}
-
-/// The two windows every plan has.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PlanWindow {
-    FiveHour,
-    SevenDay,
 }
 
 #[derive(Debug, Serialize)]
