@@ -145,6 +145,27 @@ fn render_report(out: &mut String, report: &UsageReport, now: Timestamp) {
     } else {
         let _ = writeln!(out, "{table}");
     }
+    for share in &report.shares {
+        let window = share.window.phrase();
+        let resets = share
+            .resets_at
+            .map(|at| format!(", frees up {}", when(at, &zone, now)))
+            .unwrap_or_default();
+        let _ = match share.used_bp {
+            Some(used) => writeln!(
+                out,
+                "Share of the team's {window} window: {} of {} % allowed {}{resets}",
+                format_args!("{} %", (used + 50) / 100),
+                share.percent,
+                progress_bar(u64::from(used), u64::from(share.percent) * 100),
+            ),
+            None => writeln!(
+                out,
+                "Share of the team's {window} window: at most {} % (no estimate yet)",
+                share.percent
+            ),
+        };
+    }
     for schedule in &report.schedules {
         let model = schedule.family.map_or("all models", ModelFamily::as_str);
         let change = schedule

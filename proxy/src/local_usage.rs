@@ -157,6 +157,7 @@ mod tests {
         let snapshot = UsageSnapshot {
             as_of: at("2026-03-01T10:30:00Z"),
             windows: vec![SnapshotWindow { since: day, usage }],
+            shares: Vec::new(),
         };
         local.set_snapshot(snapshot, 1);
         assert_eq!(
@@ -203,6 +204,7 @@ mod tests {
         let snapshot = UsageSnapshot {
             as_of: at("2026-03-01T10:00:00Z"),
             windows: vec![SnapshotWindow { since: day, usage }],
+            shares: Vec::new(),
         };
         local.set_snapshot(snapshot, 7);
         assert_eq!(

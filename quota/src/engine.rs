@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 use crate::message;
 use crate::model::ModelFamily;
 use crate::policy::{CompiledPolicy, UserStatus};
-use crate::report::{LimitUsage, Metric, UsageReport, measure, schedule_state};
+use crate::report::{
+    LimitUsage, Metric, ShareLimit, UsageReport, measure, schedule_state, share_limit,
+};
 use crate::rules::RuleSpec;
 use crate::usage::UsageSource;
 
@@ -52,6 +54,8 @@ pub enum DenyReason {
     /// In team-credential mode: the request carried some other credential,
     /// or the team credential is not available.
     Credential,
+    /// Over a `share` rule: too much of the subscription's own window.
+    Share,
 }
 
 impl DenyReason {
@@ -68,6 +72,7 @@ impl DenyReason {
             Self::Integrity => "integrity",
             Self::PathNotAllowed => "path_not_allowed",
             Self::Credential => "credential",
+            Self::Share => "share",
         }
     }
 }
@@ -104,6 +109,7 @@ pub(crate) enum Breach {
         opens_at: Option<Timestamp>,
     },
     Limit(LimitUsage),
+    Share(ShareLimit),
 }
 
 pub fn evaluate(
@@ -127,6 +133,7 @@ pub fn evaluate(
                 },
                 line.resets_at.or(line.frees_at),
             ),
+            Breach::Share(share) => (DenyReason::Share, share.resets_at),
         };
         Denial {
             reason,
@@ -178,6 +185,17 @@ fn find_breach(
             .find(|line| line.remaining.is_some_and(|left| left < cost));
         if let Some(line) = short_of_credits {
             return Some(Breach::Limit(line));
+        }
+        let over_share = applicable()
+            .filter_map(|(_, (rule, _))| match rule.spec {
+                RuleSpec::Share { window, percent } => {
+                    Some(share_limit(rule, window, percent, usage))
+                }
+                _ => None,
+            })
+            .find(ShareLimit::exceeded);
+        if let Some(share) = over_share {
+            return Some(Breach::Share(share));
         }
     }
     applicable()

@@ -10,6 +10,7 @@ pub mod release;
 pub mod report;
 pub mod rules;
 pub mod seal;
+pub mod share;
 pub mod usage;
 pub mod window;
 pub mod wire;
@@ -21,7 +22,10 @@ pub use policy::{
     AgentTurns, CompiledPolicy, CredentialKind, CredentialMode, PersonalApiKeys, Policy,
     PolicyError, TurnLimits, UnidentifiedClients, UserRef, UserStatus,
 };
-pub use report::{LimitUsage, Metric, ScheduleState, UsageReport};
+pub use report::{LimitUsage, Metric, ScheduleState, ShareLimit, UsageReport};
 pub use rules::{Limit, Rule, RuleError, RuleSpec, TokenKind};
-pub use usage::{Layered, PerFamily, Reserved, Totals, UsageIndex, UsageSnapshot, UsageSource};
+pub use share::{ShareWindow, WindowShare};
+pub use usage::{
+    Layered, PerFamily, Reserved, Totals, UsageIndex, UsageSnapshot, UsageSource, WithShares,
+};
 pub use window::{Window, WindowBounds};

@@ -74,6 +74,22 @@ pub(crate) fn block_message(
             }
         }
         Breach::Limit(line) => write_limit_breach(&mut text, line, family, cost, now, &policy.tz),
+        Breach::Share(share) => {
+            let used = share.used_bp.unwrap_or_default();
+            let _ = write!(
+                text,
+                "You have used {} % of the team's {} window; the limit is {} %",
+                (used + 50) / 100,
+                share.window.phrase(),
+                share.percent
+            );
+            match share.resets_at {
+                Some(at) => {
+                    let _ = write!(text, "; it frees up {}.", when(at, now, &policy.tz));
+                }
+                None => text.push('.'),
+            }
+        }
     }
     text.push('\n');
     let _ = write!(text, "{name}'s usage: ");

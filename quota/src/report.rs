@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::{CreditWeights, ModelFamily};
 use crate::policy::{CompiledPolicy, UserRef, UserStatus};
 use crate::rules::{Rule, RuleSpec, TokenKind};
+use crate::share::ShareWindow;
 use crate::usage::{PerFamily, Totals, UsageSource};
 use crate::window::Window;
 
@@ -51,6 +52,26 @@ pub struct ScheduleState {
     pub next_change: Option<Timestamp>,
 }
 
+/// A `share` rule with the person's estimated share of its window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShareLimit {
+    pub rule: Rule,
+    pub window: ShareWindow,
+    /// The cap, in percent of the window.
+    pub percent: u32,
+    /// The share used, in hundredths of a percent; `None` until the server
+    /// has an estimate.
+    pub used_bp: Option<u32>,
+    /// When the subscription's window resets.
+    pub resets_at: Option<Timestamp>,
+}
+
+impl ShareLimit {
+    pub fn exceeded(&self) -> bool {
+        self.used_bp.is_some_and(|used| used >= self.percent * 100)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsageReport {
     pub generated_at: Timestamp,
@@ -62,6 +83,8 @@ pub struct UsageReport {
     pub today: PerFamily<Totals>,
     pub limits: Vec<LimitUsage>,
     pub schedules: Vec<ScheduleState>,
+    #[serde(default)]
+    pub shares: Vec<ShareLimit>,
 }
 
 impl UsageReport {
@@ -73,6 +96,7 @@ impl UsageReport {
         }
         let mut limits = Vec::new();
         let mut schedules = Vec::new();
+        let mut shares = Vec::new();
         for (rule, zone) in policy.rules() {
             match &rule.spec {
                 RuleSpec::TimeOfDay {
@@ -87,6 +111,9 @@ impl UsageReport {
                         next_change,
                     });
                 }
+                RuleSpec::Share { window, percent } => {
+                    shares.push(share_limit(rule, *window, *percent, usage));
+                }
                 _ => limits.extend(measure(rule, zone, usage, now)),
             }
         }
@@ -99,6 +126,7 @@ impl UsageReport {
             today,
             limits,
             schedules,
+            shares,
         }
     }
 
@@ -132,7 +160,24 @@ impl UsageReport {
     }
 }
 
-/// Measures a counting rule (every type but time_of_day) at `now`.
+/// A `share` rule against the person's estimated share of its window.
+pub(crate) fn share_limit(
+    rule: &Rule,
+    window: ShareWindow,
+    percent: u32,
+    usage: &impl UsageSource,
+) -> ShareLimit {
+    let share = usage.window_share(window);
+    ShareLimit {
+        rule: rule.clone(),
+        window,
+        percent,
+        used_bp: share.map(|s| s.used_bp),
+        resets_at: share.and_then(|s| s.resets_at),
+    }
+}
+
+/// Measures a counting rule (every type but time_of_day and share) at `now`.
 pub(crate) fn measure(
     rule: &Rule,
     zone: &TimeZone,
@@ -152,7 +197,7 @@ pub(crate) fn measure(
             limit,
             kind,
         } => (*model, *window, *limit, Metric::Tokens(*kind)),
-        RuleSpec::TimeOfDay { .. } => return None,
+        RuleSpec::TimeOfDay { .. } | RuleSpec::Share { .. } => return None,
     };
     let bounds = window.bounds(now, zone);
     let totals = usage.totals_since(family, bounds.start);

@@ -9,6 +9,7 @@ use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
 
 use crate::model::ModelFamily;
+use crate::share::ShareWindow;
 use crate::window::Window;
 
 /// A rule's `value`: `-1` unlimited, `0` forbidden, `n > 0` at most `n`.
@@ -107,6 +108,9 @@ pub enum RuleSpec {
         end: Time,
         tz: Option<String>,
     },
+    /// At most `percent` of one of the subscription's own windows, by the
+    /// server's estimate of each person's share of it.
+    Share { window: ShareWindow, percent: u32 },
 }
 
 impl RuleSpec {
@@ -116,6 +120,7 @@ impl RuleSpec {
             Self::Credits { .. } => "credits",
             Self::Tokens { .. } => "tokens",
             Self::TimeOfDay { .. } => "time_of_day",
+            Self::Share { .. } => "share",
         }
     }
 
@@ -125,7 +130,7 @@ impl RuleSpec {
             Self::PerModel { model, .. }
             | Self::Tokens { model, .. }
             | Self::TimeOfDay { model, .. } => *model,
-            Self::Credits { .. } => None,
+            Self::Credits { .. } | Self::Share { .. } => None,
         }
     }
 
@@ -139,7 +144,7 @@ impl RuleSpec {
             Self::PerModel { window, .. }
             | Self::Credits { window, .. }
             | Self::Tokens { window, .. } => Some(*window),
-            Self::TimeOfDay { .. } => None,
+            Self::TimeOfDay { .. } | Self::Share { .. } => None,
         }
     }
 }
@@ -161,7 +166,7 @@ impl Rule {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RuleError {
-    #[error("unknown rule type {0:?} (expected per_model, credits, tokens or time_of_day)")]
+    #[error("unknown rule type {0:?} (expected per_model, credits, tokens, time_of_day or share)")]
     UnknownType(String),
     #[error("value must be -1 (unlimited), 0 (forbidden) or a positive number, got {0}")]
     BadValue(i64),
@@ -185,6 +190,10 @@ pub enum RuleError {
     EmptySchedule(String),
     #[error("unknown time zone {0:?} (expected an IANA name such as Europe/Berlin)")]
     UnknownTimeZone(String),
+    #[error("a share rule's value is a percentage of the window from 1 to 100, got {0}")]
+    BadShare(i64),
+    #[error(transparent)]
+    ShareWindow(#[from] crate::share::UnknownShareWindow),
 }
 
 /// The flat JSON shape of a rule (claude-code-limiter's, plus `kind`).
@@ -313,6 +322,19 @@ impl TryFrom<RawRule> for Rule {
                     tz,
                 }
             }
+            "share" => {
+                let value = raw.value.ok_or(RuleError::MissingValue("share"))?;
+                let percent = u32::try_from(value)
+                    .ok()
+                    .filter(|p| (1..=100).contains(p))
+                    .ok_or(RuleError::BadShare(value))?;
+                let window = raw
+                    .window
+                    .as_deref()
+                    .ok_or(RuleError::MissingWindow("share"))?
+                    .parse()?;
+                RuleSpec::Share { window, percent }
+            }
             other => return Err(RuleError::UnknownType(other.to_owned())),
         };
         Ok(Rule { id: raw.id, spec })
@@ -340,6 +362,10 @@ impl From<Rule> for RawRule {
                 raw.schedule_start = Some(format_time_of_day(start));
                 raw.schedule_end = Some(format_time_of_day(end));
                 raw.schedule_tz = tz;
+            }
+            RuleSpec::Share { window, percent } => {
+                raw.window = Some(window.to_string());
+                raw.value = Some(i64::from(percent));
             }
         }
         raw
@@ -381,6 +407,11 @@ impl fmt::Display for Rule {
                 format_time_of_day(*end),
                 tz.as_deref().map(|t| format!(" {t}")).unwrap_or_default()
             ),
+            RuleSpec::Share { window, percent } => write!(
+                f,
+                "at most {percent} % of the subscription's {} window",
+                window.phrase()
+            ),
         }
     }
 }
@@ -392,6 +423,28 @@ mod tests {
 
     fn parse(value: serde_json::Value) -> Result<Rule, String> {
         serde_json::from_value(value).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn share_rules_read_and_write_as_the_api_shows_them() {
+        let text = json!({"type": "share", "window": "five_hour", "value": 40});
+        let rule = parse(text).unwrap();
+        assert_eq!(
+            rule.spec,
+            RuleSpec::Share {
+                window: ShareWindow::FiveHour,
+                percent: 40
+            }
+        );
+        let back = serde_json::to_value(&rule).unwrap();
+        assert_eq!(
+            (back["window"].clone(), back["value"].clone()),
+            (json!("five_hour"), json!(40))
+        );
+        assert!(parse(json!({"type": "share", "window": "five_hour", "value": 0})).is_err());
+        assert!(parse(json!({"type": "share", "window": "five_hour", "value": 101})).is_err());
+        assert!(parse(json!({"type": "share", "window": "daily", "value": 40})).is_err());
+        assert!(parse(json!({"type": "share", "value": 40})).is_err());
     }
 
     #[test]

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::ModelFamily;
 use crate::rules::TokenKind;
+use crate::share::{ShareWindow, WindowShare};
 use crate::wire::TokenUsage;
 
 /// Prompts, credits and tokens added up over some events.
@@ -162,6 +163,30 @@ pub trait UsageSource {
     fn oldest_since(&self, _family: Option<ModelFamily>, _since: Timestamp) -> Option<Timestamp> {
         None
     }
+
+    /// The person's share of one of the subscription's windows, when the
+    /// server has estimated it.
+    fn window_share(&self, _window: ShareWindow) -> Option<WindowShare> {
+        None
+    }
+}
+
+/// A source with the person's shares of the subscription's windows.
+#[derive(Debug, Clone, Copy)]
+pub struct WithShares<'a, S>(pub S, pub &'a [WindowShare]);
+
+impl<S: UsageSource> UsageSource for WithShares<'_, S> {
+    fn totals_since(&self, family: Option<ModelFamily>, since: Timestamp) -> Totals {
+        self.0.totals_since(family, since)
+    }
+
+    fn oldest_since(&self, family: Option<ModelFamily>, since: Timestamp) -> Option<Timestamp> {
+        self.0.oldest_since(family, since)
+    }
+
+    fn window_share(&self, window: ShareWindow) -> Option<WindowShare> {
+        crate::share::find(self.1, window).or_else(|| self.0.window_share(window))
+    }
 }
 
 /// Two sources added together (a snapshot and the events after it, say).
@@ -181,6 +206,12 @@ impl<A: UsageSource, B: UsageSource> UsageSource for Layered<A, B> {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
+    }
+
+    fn window_share(&self, window: ShareWindow) -> Option<WindowShare> {
+        self.0
+            .window_share(window)
+            .or_else(|| self.1.window_share(window))
     }
 }
 
@@ -206,6 +237,10 @@ impl<S: UsageSource> UsageSource for Option<S> {
     fn oldest_since(&self, family: Option<ModelFamily>, since: Timestamp) -> Option<Timestamp> {
         self.as_ref().and_then(|s| s.oldest_since(family, since))
     }
+
+    fn window_share(&self, window: ShareWindow) -> Option<WindowShare> {
+        self.as_ref().and_then(|s| s.window_share(window))
+    }
 }
 
 impl<S: UsageSource + ?Sized> UsageSource for &S {
@@ -215,6 +250,10 @@ impl<S: UsageSource + ?Sized> UsageSource for &S {
 
     fn oldest_since(&self, family: Option<ModelFamily>, since: Timestamp) -> Option<Timestamp> {
         (**self).oldest_since(family, since)
+    }
+
+    fn window_share(&self, window: ShareWindow) -> Option<WindowShare> {
+        (**self).window_share(window)
     }
 }
 
@@ -372,6 +411,9 @@ pub struct SnapshotWindow {
 pub struct UsageSnapshot {
     pub as_of: Timestamp,
     pub windows: Vec<SnapshotWindow>,
+    /// The person's estimated shares of the subscription's windows.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shares: Vec<WindowShare>,
 }
 
 impl UsageSnapshot {
@@ -392,6 +434,7 @@ impl UsageSnapshot {
                     usage: source.per_family_since(since),
                 })
                 .collect(),
+            shares: Vec::new(),
         }
     }
 
@@ -426,6 +469,10 @@ impl UsageSource for UsageSnapshot {
         self.covering(since)
             .map(|w| w.usage.select(family))
             .unwrap_or_default()
+    }
+
+    fn window_share(&self, window: ShareWindow) -> Option<WindowShare> {
+        crate::share::find(&self.shares, window)
     }
 }
 

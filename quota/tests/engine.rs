@@ -63,7 +63,11 @@ fn record(usage: &mut UsageIndex, when: &str, family: ModelFamily, n: u64) {
     );
 }
 
-fn reason(policy: &CompiledPolicy, usage: &UsageIndex, request: GateRequest) -> Option<DenyReason> {
+fn reason(
+    policy: &CompiledPolicy,
+    usage: &impl ccgate_quota::UsageSource,
+    request: GateRequest,
+) -> Option<DenyReason> {
     evaluate(policy, usage, request).denial.map(|d| d.reason)
 }
 
@@ -527,4 +531,67 @@ fn policies_with_a_bad_time_zone_are_refused() {
             .to_string()
             .contains("Moon/Base")
     );
+}
+
+#[test]
+fn a_share_rule_blocks_prompts_over_the_persons_part_of_the_window() {
+    use ccgate_quota::{ShareWindow, WindowShare, WithShares};
+    let p = policy(
+        "Europe/Berlin",
+        rules(json!([{"type": "share", "window": "five_hour", "value": 40}])),
+    );
+    let usage = UsageIndex::new();
+    let now = "2026-03-03T12:00:00Z";
+    let resets = at("2026-03-03T14:10:00Z");
+    let share = |fraction| {
+        [WindowShare::from_fraction(
+            ShareWindow::FiveHour,
+            fraction,
+            Some(resets),
+        )]
+    };
+
+    // No estimate yet: nothing to hold against the person.
+    assert_eq!(reason(&p, &usage, prompt(ModelFamily::Opus, now)), None);
+    let under = share(0.39);
+    assert_eq!(
+        reason(
+            &p,
+            &WithShares(&usage, &under),
+            prompt(ModelFamily::Opus, now)
+        ),
+        None
+    );
+    let over = share(0.41);
+    let decision = evaluate(
+        &p,
+        &WithShares(&usage, &over),
+        prompt(ModelFamily::Opus, now),
+    );
+    let denial = decision.denial.expect("over the share");
+    assert_eq!(denial.reason, DenyReason::Share);
+    assert_eq!(denial.retry_at, Some(resets));
+    assert!(
+        denial.message.contains(
+            "You have used 41 % of the team's 5-hour window; the limit is 40 %; it frees up"
+        ),
+        "{}",
+        denial.message
+    );
+    assert!(
+        denial.message.contains("15:10"),
+        "local time: {}",
+        denial.message
+    );
+    // A continuation of a counted turn is not a new prompt: it passes.
+    let continuation = GateRequest {
+        kind: GateKind::Continuation,
+        ..prompt(ModelFamily::Opus, now)
+    };
+    assert_eq!(reason(&p, &WithShares(&usage, &over), continuation), None);
+    // The report shows the rule with the share.
+    let report = UsageReport::build(&p, &WithShares(&usage, &over), at(now));
+    assert_eq!(report.shares.len(), 1);
+    assert!(report.shares[0].exceeded());
+    assert_eq!(report.shares[0].used_bp, Some(4100));
 }

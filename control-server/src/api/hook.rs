@@ -65,7 +65,8 @@ fn peer_rules(rules: &[Rule]) -> Vec<Value> {
                 PEER_WINDOWS.contains(window)
             }
             RuleSpec::TimeOfDay { .. } => true,
-            RuleSpec::Tokens { .. } => false,
+            // The peer's hook knows neither.
+            RuleSpec::Tokens { .. } | RuleSpec::Share { .. } => false,
         })
         .filter_map(|rule| {
             let mut value = serde_json::to_value(rule).ok()?;
@@ -345,7 +346,7 @@ async fn status(State(state): State<AppState>, headers: HeaderMap) -> Result<Out
             "remaining": line.remaining.map_or(-1, |r| i64::try_from(r).unwrap_or(i64::MAX)),
         });
     }
-    let usage_source = ccgate_quota::Layered(&guard.usage, &guard.reservations);
+    let usage_source = guard.source();
     let mut usage = Map::new();
     for window in PEER_WINDOWS {
         let start = window.bounds(now, &guard.policy.tz).start;

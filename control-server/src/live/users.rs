@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
 use ccgate_quota::{
-    CompiledPolicy, Layered, ModelFamily, Policy, UsageIndex, UsageReport, UsageSnapshot, UserRef,
-    Window,
+    CompiledPolicy, Layered, ModelFamily, Policy, UsageIndex, UsageReport, UsageSnapshot,
+    UsageSource, UserRef, Window, WindowShare, WithShares,
 };
 use jiff::Timestamp;
 use tokio::sync::watch;
@@ -33,6 +33,9 @@ pub struct UserState {
     pub reservations: Reservations,
     /// Hook `count`s without a reservation, by (device, session, family), for dedupe.
     pub recent_hook_counts: HashMap<(i64, String, ModelFamily), Timestamp>,
+    /// The person's estimated shares of their subscription's windows
+    /// (kept by [`crate::service::shares`]).
+    pub shares: Vec<WindowShare>,
 }
 
 impl UserLive {
@@ -51,6 +54,7 @@ impl UserLive {
                 usage,
                 reservations: Reservations::default(),
                 recent_hook_counts: HashMap::new(),
+                shares: Vec::new(),
             }),
             changes: watch::Sender::new(0),
         }
@@ -94,12 +98,20 @@ impl UserState {
                 .rules()
                 .filter_map(|(rule, zone)| rule.spec.window().map(|w| w.bounds(now, zone).start)),
         );
-        UsageSnapshot::capture(&self.usage, starts, now)
+        let mut snapshot = UsageSnapshot::capture(&self.usage, starts, now);
+        snapshot.shares = self.shares.clone();
+        snapshot
+    }
+
+    /// Everything the gate and reports count: recorded usage, pending
+    /// prompts, and the shares of the subscription's windows.
+    pub fn source(&self) -> impl UsageSource + '_ {
+        WithShares(Layered(&self.usage, &self.reservations), &self.shares)
     }
 
     /// Usage against every rule, pending prompts included.
     pub fn report(&self, now: Timestamp) -> UsageReport {
-        UsageReport::build(&self.policy, &Layered(&self.usage, &self.reservations), now)
+        UsageReport::build(&self.policy, &self.source(), now)
     }
 }
 

@@ -6,7 +6,7 @@
 //! call [`check`] (see [`crate::writer::EventWriter::admit`]).
 
 use ccgate_quota::wire::CountReason;
-use ccgate_quota::{Decision, GateKind, GateRequest, Layered, ModelFamily, UserStatus, evaluate};
+use ccgate_quota::{Decision, GateKind, GateRequest, ModelFamily, UserStatus, evaluate};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
 use uuid::Uuid;
@@ -88,7 +88,7 @@ pub fn check(state: &AppState, user: &UserLive, input: CheckInput<'_>) -> CheckO
         }
         let decision = evaluate(
             &user_state.policy,
-            &Layered(&user_state.usage, &user_state.reservations),
+            &user_state.source(),
             GateRequest {
                 family,
                 kind: GateKind::Prompt,

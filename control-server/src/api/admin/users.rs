@@ -5,8 +5,8 @@
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use ccgate_quota::{
-    AgentTurns, CompiledPolicy, GateKind, GateRequest, Layered, ModelFamily, UsageReport,
-    UserStatus, evaluate,
+    AgentTurns, CompiledPolicy, GateKind, GateRequest, ModelFamily, UsageReport, UserStatus,
+    evaluate,
 };
 use jiff::Timestamp;
 use serde::{Deserialize, Deserializer};
@@ -424,7 +424,7 @@ pub async fn preview(
     }
     let compiled =
         CompiledPolicy::new(policy).map_err(|error| Error::bad_request(error.to_string()))?;
-    let usage = Layered(&guard.usage, &guard.reservations);
+    let usage = guard.source();
     let report = UsageReport::build(&compiled, &usage, now);
     let mut decisions = Map::new();
     for family in ModelFamily::ALL {
