@@ -22,9 +22,12 @@ function subscriptionSelect(user, subscriptions) {
     'select',
     { id: 'user-subscription' },
     h('option', { value: '' }, PERSONAL),
-    subscriptions.map((s) =>
-      h('option', { value: String(s.id) }, `${s.name} (${credentialKindLabel(s.kind)} …${s.credential_hint})`),
-    ),
+    // Accounts seen in traffic have no credential to hand out.
+    subscriptions
+      .filter((s) => s.origin !== 'seen')
+      .map((s) =>
+        h('option', { value: String(s.id) }, `${s.name} (${credentialKindLabel(s.kind)} …${s.credential_hint})`),
+      ),
   );
   control.value = user.subscription_id === null ? '' : String(user.subscription_id);
   return control;

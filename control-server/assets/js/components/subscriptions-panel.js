@@ -1,9 +1,10 @@
 // Settings → Subscriptions: the subscriptions whose credential the server
-// holds (team-credential mode). Each shows its name, kind, the credential's
-// last four characters, its version and how many people use it. Admins add
-// one (the credential goes in a password field, is sent once and never
-// shown again), rotate its credential, rename it, or delete it after a
-// confirmation. Viewers see the list only.
+// holds (team-credential mode), and the accounts seen in personal-login
+// traffic. Each shows its name, kind, the credential's last four characters,
+// its version and how many people use it. Admins add one (the credential
+// goes in a password field, is sent once and never shown again), rotate its
+// credential, rename it, or delete it after a confirmation; a seen account
+// has no credential and can only be renamed. Viewers see the list only.
 
 import { del, get, post, put } from '../api.js';
 import { h, replace } from '../dom.js';
@@ -28,8 +29,11 @@ function credentialInput(id) {
   });
 }
 
-/** `…wxyz`, read as "ends in wxyz". */
+const isSeen = (subscription) => subscription.origin === 'seen';
+
+/** `…wxyz`, read as "ends in wxyz"; a seen account has none. */
 function hint(subscription) {
+  if (isSeen(subscription)) return h('span', { class: 'muted' }, 'none held');
   return h(
     'span',
     { class: 'credential-hint' },
@@ -65,7 +69,8 @@ export class SubscriptionsPanel {
         'The team’s Claude logins, held by this server. A person assigned to one uses it through ccgate and never ' +
           'sees it. Make a long-lived token with ',
         h('code', {}, 'claude setup-token'),
-        ' and paste it here: only its last four characters are shown again.',
+        ' and paste it here: only its last four characters are shown again. Accounts people sign in to with ' +
+          'their own login appear here too, as “seen in traffic”: they can be renamed, nothing more.',
       ),
       this.list,
       this.editor,
@@ -106,9 +111,11 @@ export class SubscriptionsPanel {
               'tr',
               { dataset: { subscriptionId: s.id } },
               h('th', { scope: 'row' }, s.name),
-              h('td', {}, credentialKindLabel(s.kind)),
+              h('td', {}, isSeen(s) ? 'seen in traffic' : credentialKindLabel(s.kind)),
               h('td', {}, hint(s)),
-              h('td', { title: `changed ${dateTime(s.updated_at)}` }, `v${s.credential_version}`),
+              isSeen(s)
+                ? h('td', {}, '—')
+                : h('td', { title: `changed ${dateTime(s.updated_at)}` }, `v${s.credential_version}`),
               h('td', {}, people(s.users)),
               canEdit()
                 ? h(
@@ -118,8 +125,8 @@ export class SubscriptionsPanel {
                       'div',
                       { class: 'actions', role: 'group', 'aria-label': `Actions for ${s.name}` },
                       this.renameButton(s),
-                      this.rotateButton(s),
-                      this.deleteButton(s),
+                      isSeen(s) ? null : this.rotateButton(s),
+                      isSeen(s) ? null : this.deleteButton(s),
                     ),
                   )
                 : null,
