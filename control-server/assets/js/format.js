@@ -4,6 +4,20 @@ const whole = new Intl.NumberFormat('en');
 const compactNumber = new Intl.NumberFormat('en', { notation: 'compact', maximumFractionDigits: 1 });
 const dateTimeFormat = new Intl.DateTimeFormat('en', { dateStyle: 'medium', timeStyle: 'short' });
 const timeFormat = new Intl.DateTimeFormat('en', { timeStyle: 'medium' });
+const hourMinute = new Intl.DateTimeFormat('en', { hour: '2-digit', minute: '2-digit', hourCycle: 'h23' });
+const weekdayHourMinute = new Intl.DateTimeFormat('en', {
+  weekday: 'short',
+  hour: '2-digit',
+  minute: '2-digit',
+  hourCycle: 'h23',
+});
+const dayHourMinute = new Intl.DateTimeFormat('en', {
+  month: 'short',
+  day: 'numeric',
+  hour: '2-digit',
+  minute: '2-digit',
+  hourCycle: 'h23',
+});
 
 export const number = (n) => whole.format(n ?? 0);
 export const compact = (n) => compactNumber.format(n ?? 0);
@@ -21,6 +35,24 @@ export function dateTime(iso) {
 
 export function clockTime(iso) {
   return iso ? timeFormat.format(new Date(iso)) : '';
+}
+
+/** `15:10` (24-hour, local). */
+export function shortTime(iso) {
+  return iso ? hourMinute.format(new Date(iso)) : '';
+}
+
+/**
+ * When `iso` is, as briefly as it stays clear from `now`: `at 15:10` today,
+ * `on Fri 15:10` within the week, `on Mar 3, 15:10` further off.
+ */
+export function whenText(iso, now = Date.now()) {
+  if (!iso) return '';
+  const date = new Date(iso);
+  const sameDay = new Date(now).toDateString() === date.toDateString();
+  if (sameDay) return `at ${hourMinute.format(date)}`;
+  const days = Math.abs(date.getTime() - now) / 86_400_000;
+  return `on ${(days < 6 ? weekdayHourMinute : dayHourMinute).format(date)}`;
 }
 
 /** `3 h 12 min`, `45 s`, `2 d 4 h`: at most two units. */

@@ -1,10 +1,11 @@
-// Overview: every user as a card, the subscription's utilization, and the
-// live feed. Live messages refresh the card of the user they concern and
-// add to the feed; nothing reloads the page.
+// Overview: the subscriptions' utilization (one card each, with a history
+// chart), every user as a card, and the live feed. Live messages refresh
+// the card of the user or subscription they concern and add to the feed;
+// nothing reloads the page.
 
 import { get, query } from '../api.js';
 import { Feed, fromAudit, fromEvent, fromLive } from '../components/feed.js';
-import { SubscriptionPanel } from '../components/subscription.js';
+import { SubscriptionUsage } from '../components/subscription-usage.js';
 import { userCard } from '../components/user-card.js';
 import { h, pageReady, replace } from '../dom.js';
 import { canEdit } from '../session.js';
@@ -49,7 +50,7 @@ export async function render(main, { live }) {
     'aria-label': 'Find a user by name',
     autocomplete: 'off',
   });
-  const subscription = new SubscriptionPanel();
+  const subscriptions = new SubscriptionUsage();
   const feed = new Feed();
 
   const matches = (user) => !search.value || user.name.toLowerCase().includes(search.value.trim().toLowerCase());
@@ -93,11 +94,10 @@ export async function render(main, { live }) {
   };
 
   const loadAll = async () => {
-    const [list, sub] = await Promise.all([get('/users'), get('/subscription')]);
+    const [list] = await Promise.all([get('/users'), subscriptions.load()]);
     users.clear();
     for (const user of list.users) users.set(user.id, user);
     showAll();
-    subscription.update(sub.subscription);
   };
 
   for (const type of USER_EVENTS) live.on(type, (message) => message.userId && refreshUser(message.userId));
@@ -106,7 +106,8 @@ export async function render(main, { live }) {
     cards.querySelector(`[data-user-id="${message.userId}"]`)?.remove();
     updateCounts();
   });
-  live.on('subscription', (message) => subscription.update(message.subscription));
+  live.on('subscription', () => subscriptions.refreshSoon());
+  live.on('subscription_changed', () => subscriptions.refreshSoon());
   live.on('*', (message) => feed.add([fromLive(message)], { fresh: true }));
   live.on('resync', () => loadAll().catch(() => {}));
 
@@ -130,6 +131,7 @@ export async function render(main, { live }) {
         canEdit() ? h('a', { class: 'button button--primary', href: '/dashboard/users/new' }, '+ Add user') : null,
       ),
     ),
+    subscriptions.element,
     h(
       'div',
       { class: 'overview' },
@@ -143,7 +145,6 @@ export async function render(main, { live }) {
       h(
         'div',
         { class: 'overview__aside' },
-        subscription.element,
         h(
           'section',
           { class: 'panel overview__feed', 'aria-labelledby': 'feed-title' },
