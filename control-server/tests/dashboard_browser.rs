@@ -397,24 +397,12 @@ async fn seed_team(server: &TestServer) -> Vec<i64> {
             .collect();
         post_events(server, &tokens[person], json!({ "events": events })).await;
     }
-    let subscription = json!({
-        "observed_at": now, "status": "allowed", "representative_claim": "five_hour",
-        "windows": {
-            "5h": { "utilization": 0.62, "resets_at": now + SignedDuration::from_mins(133) },
-            "7d": { "utilization": 0.41, "resets_at": now + SignedDuration::from_hours(76) },
-        },
-    });
     let blocked = json!({
         "id": "00000000-0000-4000-9000-000000000001", "at": now, "type": "blocked",
         "model": "claude-opus-4-5", "kind": "prompt", "turn_key": "blocked:1",
         "reason": "per_model", "message": "Opus limit reached: 5 of 5 prompts today.",
     });
-    post_events(
-        server,
-        &tokens[0],
-        json!({ "events": [blocked], "subscription": subscription }),
-    )
-    .await;
+    post_events(server, &tokens[0], json!({ "events": [blocked] })).await;
     let tamper = json!({
         "id": "00000000-0000-4000-9000-000000000002", "at": now, "type": "tamper",
         "path": "/etc/claude-code/managed-settings.json", "what": "settings_key", "restored": true,
@@ -433,7 +421,195 @@ async fn seed_team(server: &TestServer) -> Vec<i64> {
             .await;
         assert_eq!(status, 200, "{body}");
     }
+    seed_subscription_history(server, &tokens[1], &tokens[0]).await;
     ids
+}
+
+/// For `at`, in 5-hour windows that end at `next_reset` and every 5 hours
+/// before it: its window's reset, how many windows back it is, and the
+/// fraction of the window gone.
+fn five_hour_window(
+    at: jiff::Timestamp,
+    next_reset: jiff::Timestamp,
+) -> (jiff::Timestamp, i64, f64) {
+    let length = jiff::SignedDuration::from_hours(5);
+    let back = next_reset.duration_since(at).as_secs() / length.as_secs();
+    let resets_at = next_reset - length * back as i32;
+    let gone = 1.0 - resets_at.duration_since(at).as_secs_f64() / length.as_secs_f64();
+    (resets_at, back, gone)
+}
+
+fn two_places(fraction: f64) -> f64 {
+    (fraction.min(1.0) * 100.0).round() / 100.0
+}
+
+/// A request event whose reply carried the unified headers: `usage` is the
+/// `utilization` (observed_at, status, windows, …); `claim` says whose
+/// subscription it is (`credential: team` or the `account` a login named).
+fn reading(serial: u64, usage: Value, claim: (&str, &str)) -> Value {
+    let at = usage["observed_at"].as_str().unwrap().to_owned();
+    let id = format!("00000000-0000-4000-a000-{serial:012x}");
+    let mut event = request_event(
+        &id,
+        &at,
+        "claude-sonnet-4-5",
+        &format!("reading:{serial}"),
+        false,
+        90,
+    );
+    event["utilization"] = usage;
+    event[claim.0] = json!(claim.1);
+    event
+}
+
+/// A reading: the 5-hour window rises to each window's `peaks` (the limit
+/// rejects at 100 %), the weekly one follows `weekly(at)`.
+fn plan_reading(
+    at: jiff::Timestamp,
+    next_five_hour_reset: jiff::Timestamp,
+    peaks: &[f64],
+    weekly: (f64, jiff::Timestamp),
+) -> Value {
+    let (resets_at, back, gone) = five_hour_window(at, next_five_hour_reset);
+    let five_hour = two_places(peaks[back as usize % peaks.len()] * gone.powf(0.8));
+    let status = if five_hour >= 1.0 {
+        "rejected"
+    } else {
+        "allowed"
+    };
+    json!({
+        "observed_at": at, "status": status, "representative_claim": "five_hour",
+        "windows": {
+            "5h": { "utilization": five_hour, "resets_at": resets_at, "status": status },
+            "7d": { "utilization": two_places(weekly.0), "resets_at": weekly.1, "status": "allowed" },
+        },
+    })
+}
+
+/// The subscriptions' utilization: the team's every 20 minutes for six and
+/// a half days (its week reset four days ago; now 62 % of the 5-hour
+/// window, 41 % of the week, Opus's weekly bucket at 78 %), and Ada's own
+/// account (seen in her personal-login traffic) every 30 minutes for two
+/// days, at its 5-hour limit now. The account gets a name.
+async fn seed_subscription_history(server: &TestServer, team_token: &str, own_token: &str) {
+    use jiff::SignedDuration;
+
+    let now = server.clock.now();
+    let week = SignedDuration::from_hours(24 * 7);
+    let next_week = now + SignedDuration::from_hours(76);
+    let this_week = next_week - week;
+    let five_hour_reset = now + SignedDuration::from_mins(133);
+    let peaks = [0.99, 0.45, 0.8, 1.2, 0.3, 0.1, 0.15, 0.7, 0.95, 0.55];
+    let mut serial = 0u64;
+    let mut team = Vec::new();
+    for step in (0..=468).rev() {
+        let at = now - SignedDuration::from_mins(20 * step);
+        let weekly = if at >= this_week {
+            let gone = at.duration_since(this_week).as_secs_f64()
+                / now.duration_since(this_week).as_secs_f64();
+            (0.41 * gone.powf(1.15), next_week)
+        } else {
+            let gone = 1.0 - this_week.duration_since(at).as_secs_f64() / week.as_secs_f64();
+            (0.2 + 0.7 * gone, this_week)
+        };
+        let mut usage = plan_reading(at, five_hour_reset, &peaks, weekly);
+        if step == 0 {
+            usage["windows"]["7d_opus"] = json!({ "utilization": 0.78, "resets_at": next_week });
+            usage["windows"]["7d_sonnet"] = json!({ "utilization": 0.22, "resets_at": next_week });
+            usage["overage_status"] = json!("rejected");
+            usage["overage_reason"] = json!("out_of_credits");
+        }
+        serial += 1;
+        team.push(reading(serial, usage, ("credential", "team")));
+    }
+    for batch in team.chunks(200) {
+        post_events(server, team_token, json!({ "events": batch })).await;
+    }
+
+    let account = "7c0ffee1-5e1f-4a2b-9c3d-4e5f6a7b8c9d";
+    let own_reset = now + SignedDuration::from_mins(41);
+    let own_week = now + SignedDuration::from_hours(99);
+    let own = (0..=96)
+        .rev()
+        .map(|step| {
+            let at = now - SignedDuration::from_mins(30 * step);
+            let weekly = 0.52 - 0.003 * step as f64;
+            serial += 1;
+            let usage = plan_reading(
+                at,
+                own_reset,
+                &[1.2, 0.35, 0.9, 0.2, 0.6],
+                (weekly, own_week),
+            );
+            reading(serial, usage, ("account", account))
+        })
+        .collect::<Vec<_>>();
+    post_events(server, own_token, json!({ "events": own })).await;
+    let (_, list) = server.admin_get("/api/admin/subscriptions").await;
+    let seen = list["subscriptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["account_uuid"] == account)
+        .expect("Ada's account is a subscription")["id"]
+        .as_i64()
+        .unwrap();
+    let (status, body) = server
+        .put_subscription(seen, json!({ "name": "Ada’s Pro" }))
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+/// The team's subscription over the last week, opened from its card on the
+/// overview: the page down to the end of the subscriptions.
+async fn screenshot_subscription_history(
+    browser: &Browser,
+    dir: &std::path::Path,
+    suffix: &str,
+    width: u32,
+) {
+    let card = "[...document.querySelectorAll('#subscription-cards .subscription-card')].find(c => c.querySelector('.card__title').textContent === 'Team Max')";
+    browser
+        .eval(&format!(
+            "{card}.querySelector('.history-toggle').click(); return true"
+        ))
+        .await;
+    browser
+        .wait_until(
+            "the day's history",
+            &format!("return {card}.querySelector('.history__plot svg')?.dataset.range === '24h'"),
+        )
+        .await;
+    browser
+        .eval(&format!(
+            "{card}.querySelector('.range-button[data-range=\"7d\"]').click(); return true"
+        ))
+        .await;
+    browser
+        .wait_until(
+            "the week's history",
+            &format!(
+                "const plot = {card}.querySelector('.history__plot');
+                 return plot.dataset.range === '7d' && Number(plot.dataset.points) > 400 && !plot.hasAttribute('aria-busy')"
+            ),
+        )
+        .await;
+    let bottom = browser
+        .eval(
+            "const r = document.getElementById('subscription-usage').getBoundingClientRect();
+             return Math.ceil(r.bottom + window.scrollY + 16)",
+        )
+        .await
+        .as_u64()
+        .unwrap() as u32;
+    browser
+        .screenshot(
+            dir,
+            &format!("subscription-history-{suffix}"),
+            width,
+            bottom,
+        )
+        .await;
 }
 
 #[tokio::test]
@@ -472,6 +648,9 @@ async fn screenshots_of_every_page_at_desktop_and_phone_width() {
             browser
                 .screenshot(&dir, &format!("{name}-{suffix}"), width, 4000)
                 .await;
+            if *name == "overview" {
+                screenshot_subscription_history(&browser, &dir, suffix, width).await;
+            }
         }
     }
     // The add-user page once more, after creating someone: the install code.
@@ -495,6 +674,7 @@ async fn screenshots_of_every_page_at_desktop_and_phone_width() {
         "add-user-created",
         "settings",
         "activity",
+        "subscription-history",
     ] {
         for suffix in ["desktop", "phone"] {
             let file = dir.join(format!("{name}-{suffix}.png"));
