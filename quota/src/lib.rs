@@ -1,6 +1,7 @@
 //! ccgate's policy engine and the wire types shared by ccgate-proxy and
 //! ccgate-server. Pure: no I/O, no clock (callers pass `now`).
 
+pub mod attribution;
 pub mod engine;
 pub mod limits;
 mod message;
