@@ -156,3 +156,17 @@ async fn a_transient_rcpt_refusal_is_retried_and_a_permanent_one_is_not() {
     assert!(!err.is_retryable());
     assert_eq!(reports.get().len(), 1);
 }
+
+#[tokio::test]
+async fn implicit_tls_fails_cleanly_against_a_plain_server() {
+    let server = start(Options::default()).await;
+    let channel = config(server.port, SmtpSecurity::Tls, None);
+    let err = deliverer()
+        .deliver(&channel, &notification())
+        .await
+        .unwrap_err();
+    // The server's plain greeting is not a TLS record: the handshake fails
+    // and nothing is sent.
+    assert!(matches!(err, DeliveryError::Smtp { .. }), "{err}");
+    assert!(server.received().is_empty());
+}
