@@ -194,9 +194,11 @@ pub async fn serve(
         local_addr,
         agent,
         alerts: alerts::Alerts::new().map_err(|e| ServerError::Io(e.to_string()))?,
+        shares: service::shares::ShareBook::default(),
     });
     let housekeeping = tasks::spawn(state.clone());
     let alert_engine = tokio::spawn(alerts::engine::run(state.clone()));
+    let share_keeper = tokio::spawn(service::shares::run(state.clone()));
     let app = api::router(state.clone());
     tracing::info!(address = %local_addr, "ccgate-server listening");
     if let Some(warning) = state.config.plain_http_warning(local_addr) {
@@ -219,6 +221,7 @@ pub async fn serve(
     let _ = stop_sender.send(true);
     let _ = housekeeping.await;
     let _ = alert_engine.await;
+    let _ = share_keeper.await;
     tasks::flush_sightings(&state).await;
     let _ = writer_stop.send(true);
     let _ = writer_task.await;

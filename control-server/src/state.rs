@@ -39,6 +39,8 @@ pub struct Inner {
     /// The agent binaries served to developer machines, if any.
     pub agent: Option<crate::agent_bundle::AgentBundle>,
     pub alerts: crate::alerts::Alerts,
+    /// Each subscription's windows, attributed to people.
+    pub shares: crate::service::shares::ShareBook,
 }
 
 impl AppState {

@@ -54,7 +54,8 @@ async fn enrolment_answers_the_hint_and_the_kind_never_the_credential() {
             "name",
             "origin",
             "updated_at",
-            "users"
+            "users",
+            "windows"
         ]
     );
     assert_eq!(created["name"], "Team Max");

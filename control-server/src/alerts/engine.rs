@@ -205,6 +205,45 @@ impl Engine {
                     },
                 ));
             }
+            LiveEvent::UnattributedUse {
+                subscription_id,
+                window,
+                amount,
+                ..
+            } => {
+                let name = self.subscription_name(*subscription_id).await;
+                let points = amount * 100.0;
+                let subject = format!("subscription:{subscription_id}:{}", window.header_name());
+                for rule in
+                    self.rules_where(|c| matches!(c, AlertCondition::UnattributedUse { .. }))
+                {
+                    let AlertCondition::UnattributedUse { points: least } = rule.condition else {
+                        continue;
+                    };
+                    let cooldown = cooldown_ms(&rule);
+                    if points >= least
+                        && self.step(&rule, &subject, |s| s.occurrence_step(now, cooldown))
+                    {
+                        fired.push(Firing {
+                            rule_id: rule.id,
+                            subject: subject.clone(),
+                            notification: Notification::new(
+                                Severity::Warning,
+                                format!("{name}: use outside ccgate"),
+                                format!(
+                                    "The {} window of {name} rose {} points more than the requests \
+                                     through ccgate explain: somebody may be using the \
+                                     subscription without ccgate.",
+                                    window.phrase(),
+                                    points.round()
+                                ),
+                            )
+                            .with_subscription(name.clone())
+                            .with_usage(points, window.phrase()),
+                        });
+                    }
+                }
+            }
             LiveEvent::UserCounted { activity, .. } => {
                 fired.extend(self.check_limit_share(activity.user_id));
             }

@@ -3,6 +3,7 @@
 //! the accounts that personal-login traffic names.
 
 use ccgate_quota::wire::SubscriptionUsage;
+use ccgate_quota::{ModelFamily, Totals};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
@@ -201,6 +202,69 @@ pub fn points_since(
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(points)
+}
+
+/// A request a subscription served, with its real token counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServedRequest {
+    pub at: i64,
+    pub user_id: i64,
+    pub family: ModelFamily,
+    pub totals: Totals,
+}
+
+/// The requests subscription `subscription_id` served from `since_ms` on.
+pub fn requests_since(
+    conn: &Connection,
+    subscription_id: i64,
+    since_ms: i64,
+) -> DbResult<Vec<ServedRequest>> {
+    let mut statement = conn.prepare_cached(
+        "SELECT at, user_id, family, input_tokens, output_tokens, cache_creation_input_tokens,
+             cache_read_input_tokens
+         FROM events WHERE subscription_id = ?1 AND at >= ?2 AND type = 'request'",
+    )?;
+    let count = |n: i64| n.max(0) as u64;
+    let rows = statement
+        .query_map(params![subscription_id, since_ms], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, i64>(1)?,
+                row.get::<_, Option<String>>(2)?,
+                [row.get::<_, i64>(3)?, row.get(4)?, row.get(5)?, row.get(6)?],
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(at, user_id, family, [input, output, creation, read])| ServedRequest {
+                at,
+                user_id,
+                family: family
+                    .as_deref()
+                    .map_or(ModelFamily::Other, ModelFamily::from_model_id),
+                totals: Totals {
+                    input_tokens: count(input),
+                    output_tokens: count(output),
+                    cache_creation_input_tokens: count(creation),
+                    cache_read_input_tokens: count(read),
+                    ..Totals::default()
+                },
+            },
+        )
+        .collect())
+}
+
+/// Subscriptions with an observation from `since_ms` on.
+pub fn observed_since(conn: &Connection, since_ms: i64) -> DbResult<Vec<i64>> {
+    let mut statement = conn.prepare_cached(
+        "SELECT DISTINCT subscription_id FROM utilization_observations WHERE at >= ?1",
+    )?;
+    let ids = statement
+        .query_map([since_ms], |row| row.get(0))?
+        .collect::<rusqlite::Result<Vec<i64>>>()?;
+    Ok(ids)
 }
 
 /// Keeps one observation (the latest) per subscription and `bucket_ms` among

@@ -6,7 +6,7 @@ use ccgate_quota::{DenyReason, ModelFamily, UserStatus};
 use jiff::Timestamp;
 use serde::Serialize;
 
-use crate::model::DeviceKind;
+use crate::model::{DeviceKind, PlanWindow};
 
 /// Who did something on which device, and when.
 #[derive(Debug, Clone, Serialize)]
@@ -164,6 +164,15 @@ pub enum LiveEvent {
         activity: Activity,
         subscription_id: i64,
         status: u16,
+    },
+    /// A rise of a subscription's window that no ccgate traffic explains.
+    #[serde(rename_all = "camelCase")]
+    UnattributedUse {
+        subscription_id: i64,
+        window: PlanWindow,
+        /// Fraction of the window.
+        amount: f64,
+        timestamp: Timestamp,
     },
     /// An alert rule fired.
     #[serde(rename_all = "camelCase")]

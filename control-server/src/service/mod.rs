@@ -6,6 +6,7 @@ pub mod credential;
 pub mod gate;
 pub mod ingest;
 pub mod register;
+pub mod shares;
 pub mod subscriptions;
 pub mod sync;
 pub mod users;

@@ -16,6 +16,8 @@ use crate::api::extract::Json;
 use crate::db;
 use crate::db::subscriptions::{SubscriptionOrigin, SubscriptionRow};
 use crate::error::Result;
+use crate::model::PlanWindow;
+use crate::service::shares::WindowShares;
 use crate::service::subscriptions::{self as service, Change, Enrolment};
 use crate::state::AppState;
 use crate::vault::Credential;
@@ -30,6 +32,8 @@ pub struct SubscriptionView {
     pub account_uuid: Option<String>,
     /// Anthropic's newest utilization figures for it.
     pub latest: Option<SubscriptionUsage>,
+    /// Who used its current 5-hour and weekly windows (an estimate).
+    pub windows: Vec<WindowView>,
     pub kind: CredentialKind,
     /// The credential's last four characters.
     pub credential_hint: String,
@@ -49,6 +53,7 @@ impl From<SubscriptionRow> for SubscriptionView {
             origin: row.origin,
             account_uuid: row.account_uuid,
             latest: None,
+            windows: Vec::new(),
             kind: row.kind,
             credential_hint: row.credential_hint,
             credential_version: row.credential_version,
@@ -56,6 +61,56 @@ impl From<SubscriptionRow> for SubscriptionView {
             created_at: ts(row.created_at),
             updated_at: ts(row.updated_at),
         }
+    }
+}
+
+/// One window's current period, attributed to people.
+#[derive(Debug, Serialize)]
+pub struct WindowView {
+    pub window: PlanWindow,
+    pub period_start: Timestamp,
+    pub resets_at: Timestamp,
+    /// The highest utilization read (a fraction of the window).
+    pub observed: f64,
+    pub attributed: f64,
+    /// Rises that no ccgate request explains: use outside ccgate.
+    pub unattributed: f64,
+    pub people: Vec<PersonView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PersonView {
+    pub user_id: i64,
+    pub name: Option<String>,
+    /// Their share of the window so far (a fraction of the window).
+    pub share: f64,
+    pub requests: u64,
+}
+
+fn window_view(state: &AppState, shares: WindowShares) -> WindowView {
+    let period = shares.period;
+    let mut people: Vec<PersonView> = period
+        .people
+        .iter()
+        .map(|person| PersonView {
+            user_id: person.person,
+            name: state
+                .live
+                .user(person.person)
+                .map(|user| user.lock().row.name.clone()),
+            share: person.estimate(),
+            requests: person.requests,
+        })
+        .collect();
+    people.sort_by(|a, b| b.share.total_cmp(&a.share));
+    WindowView {
+        window: shares.window,
+        period_start: period.start,
+        resets_at: period.resets_at,
+        observed: period.observed,
+        attributed: period.attributed,
+        unattributed: period.unattributed,
+        people,
     }
 }
 
@@ -98,6 +153,17 @@ async fn with_latest(
             let id = row.id;
             let mut view = SubscriptionView::from(row);
             view.latest = latest.remove(&id);
+            view.windows = state
+                .shares
+                .of(id)
+                .map(|shares| {
+                    shares
+                        .windows
+                        .into_iter()
+                        .map(|window| window_view(state, window))
+                        .collect()
+                })
+                .unwrap_or_default();
             view
         })
         .collect())

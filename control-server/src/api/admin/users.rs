@@ -29,7 +29,7 @@ fn user_view(state: &AppState, user: &UserLive, last_active: Option<i64>) -> Val
     let now = state.now();
     let now_ms = now.as_millisecond();
     let online_ms = i64::try_from(state.config.online_window.as_millis()).unwrap_or(i64::MAX);
-    let (row, report, time_zone, pending, agent_turns) = {
+    let (row, report, time_zone, pending, agent_turns, window_shares) = {
         let guard = user.lock();
         (
             guard.row.clone(),
@@ -37,6 +37,7 @@ fn user_view(state: &AppState, user: &UserLive, last_active: Option<i64>) -> Val
             guard.policy.policy.time_zone.clone(),
             guard.reservations.len(),
             guard.policy.policy.agent_turns,
+            guard.shares.clone(),
         )
     };
     let subscription = row.subscription_id.and_then(|id| {
@@ -92,6 +93,8 @@ fn user_view(state: &AppState, user: &UserLive, last_active: Option<i64>) -> Val
         "pending_prompts": pending,
         "devices": devices,
         "report": report,
+        // Their estimated share of their subscription's windows.
+        "window_shares": window_shares,
         "last_active_at": last_active.and_then(ts),
     })
 }

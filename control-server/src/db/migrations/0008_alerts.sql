@@ -84,4 +84,5 @@ INSERT INTO alert_rules (name, condition, created_at, updated_at) VALUES
     ('Quarantined events', '{"type":"quarantined_events"}', 0, 0),
     ('Credential refused by Anthropic', '{"type":"credential_refused"}', 0, 0),
     ('Credential expires within 30 days', '{"type":"credential_expiring","days":30}', 0, 0),
-    ('Device silent for 24 hours', '{"type":"device_silent","hours":24}', 0, 0);
+    ('Device silent for 24 hours', '{"type":"device_silent","hours":24}', 0, 0),
+    ('Use outside ccgate', '{"type":"unattributed_use","points":3}', 0, 0);
