@@ -344,3 +344,68 @@ async fn a_kill_raises_the_default_alert_and_rule_changes_apply_at_once() {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
+
+/// The fired alerts' titles, newest first.
+async fn alert_titles(server: &TestServer) -> Vec<String> {
+    let (status, log) = server.admin_get("/api/admin/alerts/log").await;
+    assert_eq!(status, StatusCode::OK, "{log}");
+    log["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|alert| alert["title"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn wait_for_title(server: &TestServer, wanted: &str) -> Vec<String> {
+    eventually(WAIT, || async {
+        let titles = alert_titles(server).await;
+        titles.iter().any(|t| t.contains(wanted)).then_some(titles)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_refused_team_credential_a_silent_device_and_an_ageing_login_raise_alerts() {
+    let mut server = start().await;
+    let team = server
+        .create_subscription(
+            "Team Max",
+            "sk-ant-oat01-Zq4cRkT8vYw2mN7pL0sX9dF3hJ6gB1aE5uI-8oKtYrWn-wxyz",
+        )
+        .await;
+    let (user, token) = server.user_with_proxy("Di", json!([])).await;
+    let (status, body) = server
+        .put_user(user, json!({ "subscription_id": team }))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // Anthropic answers 401 to a request sent with the team's credential.
+    let mut refused = request_event(
+        "94000000-0000-4000-8000-000000000001",
+        &server.clock.now().to_string(),
+        "claude-opus-4-5",
+        "t",
+        false,
+        0,
+    );
+    refused["status"] = json!(401);
+    refused["outcome"] = json!("upstream_error");
+    refused["credential"] = json!("team");
+    let (status, body) = server
+        .agent(&token, "/events", json!({ "events": [refused] }))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    wait_for_title(&server, "Anthropic refuses the credential of Team Max").await;
+
+    // A day without a word from the device (the default rule: 24 hours).
+    server.clock.advance(SignedDuration::from_hours(25));
+    wait_for_title(&server, "has been silent for 24 hours").await;
+
+    // The login was enrolled "now"; 340 days on it is within 30 days of a year.
+    server.clock.advance(SignedDuration::from_hours(24 * 340));
+    server.relogin().await;
+    let titles = wait_for_title(&server, "The credential of Team Max expires in about").await;
+    let silent = titles.iter().filter(|t| t.contains("silent")).count();
+    assert_eq!(silent, 1, "a standing condition fires once: {titles:#?}");
+}
