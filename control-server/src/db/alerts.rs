@@ -301,12 +301,12 @@ pub fn insert_event(conn: &Connection, event: &AlertEventRow) -> DbResult<i64> {
 }
 
 pub fn recent_events(conn: &Connection, limit: u32) -> DbResult<Vec<AlertEventRow>> {
-    let mut statement = conn.prepare_cached(
+    newest(
+        conn,
         "SELECT id, rule_id, subject, at, severity, title, message FROM alert_events
          ORDER BY at DESC, id DESC LIMIT ?1",
-    )?;
-    let rows = statement
-        .query_map([limit], |row| {
+        limit,
+        |row| {
             Ok(AlertEventRow {
                 id: row.get(0)?,
                 rule_id: row.get(1)?,
@@ -316,7 +316,20 @@ pub fn recent_events(conn: &Connection, limit: u32) -> DbResult<Vec<AlertEventRo
                 title: row.get(5)?,
                 message: row.get(6)?,
             })
-        })?
+        },
+    )
+}
+
+/// The first `limit` rows of `sql` (which takes the limit as `?1`).
+fn newest<T>(
+    conn: &Connection,
+    sql: &str,
+    limit: u32,
+    read: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> DbResult<Vec<T>> {
+    let mut statement = conn.prepare_cached(sql)?;
+    let rows = statement
+        .query_map([limit], read)?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(rows)
 }
@@ -350,12 +363,12 @@ pub fn insert_delivery(conn: &Connection, delivery: &DeliveryRow) -> DbResult<()
 }
 
 pub fn recent_deliveries(conn: &Connection, limit: u32) -> DbResult<Vec<DeliveryRow>> {
-    let mut statement = conn.prepare_cached(
+    newest(
+        conn,
         "SELECT id, event_id, channel_id, at, attempt, ok, detail FROM alert_deliveries
          ORDER BY at DESC, id DESC LIMIT ?1",
-    )?;
-    let rows = statement
-        .query_map([limit], |row| {
+        limit,
+        |row| {
             Ok(DeliveryRow {
                 id: row.get(0)?,
                 event_id: row.get(1)?,
@@ -365,7 +378,6 @@ pub fn recent_deliveries(conn: &Connection, limit: u32) -> DbResult<Vec<Delivery
                 ok: row.get(5)?,
                 detail: row.get(6)?,
             })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(rows)
+        },
+    )
 }

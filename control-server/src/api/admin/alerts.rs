@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use ccgate_alerts::ChannelConfig;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::{Admin, ts};
 use crate::alerts::condition::{AlertCondition, AlertRule, DEFAULT_COOLDOWN_SECS};
@@ -82,6 +82,39 @@ fn sealed(state: &AppState, name: String, config: &ChannelConfig) -> Result<Seal
     })
 }
 
+/// Runs `change` and, when it returns an audit detail, its audit entry of
+/// `kind` in one transaction; then the engine takes the new rules.
+async fn audited<T: Send + 'static>(
+    state: &AppState,
+    actor: String,
+    kind: &'static str,
+    change: impl FnOnce(&rusqlite::Transaction<'_>, i64) -> db::DbResult<(T, Option<Value>)>
+    + Send
+    + 'static,
+) -> Result<T> {
+    let now = state.now();
+    let done = state
+        .db
+        .write(move |tx| {
+            let (done, detail) = change(tx, now.as_millisecond())?;
+            if let Some(detail) = detail {
+                db::audit::insert(tx, &audit(now, kind, &actor, None, None, Some(detail)))?;
+            }
+            Ok(done)
+        })
+        .await?;
+    state.alerts.changed();
+    Ok(done)
+}
+
+/// A deletion's answer, or 404.
+fn deleted(deleted: bool, what: &str, id: i64) -> Result<axum::Json<Value>> {
+    if !deleted {
+        return Err(Error::not_found(format!("no {what} with id {id}")));
+    }
+    Ok(axum::Json(json!({ "deleted": true, "id": id })))
+}
+
 pub async fn channels(State(state): State<AppState>) -> Result<axum::Json<Channels>> {
     let rows = state.db.read(db::alerts::channels).await?;
     let mut channels = Vec::with_capacity(rows.len());
@@ -117,27 +150,17 @@ pub async fn create_channel(
     Json(body): Json<NewChannel>,
 ) -> Result<(StatusCode, axum::Json<OneChannel>)> {
     let channel = sealed(&state, valid_name(&body.name)?, &body.config)?;
-    let (now, actor) = (state.now(), admin.actor);
-    let id = state
-        .db
-        .write(move |tx| {
-            let id = db::alerts::insert_channel(tx, &channel, now.as_millisecond())?;
+    let id = audited(
+        &state,
+        admin.actor,
+        "alert_channel_created",
+        move |tx, now| {
+            let id = db::alerts::insert_channel(tx, &channel, now)?;
             let detail = json!({ "channel_id": id, "name": channel.name, "kind": channel.kind });
-            db::audit::insert(
-                tx,
-                &audit(
-                    now,
-                    "alert_channel_created",
-                    &actor,
-                    None,
-                    None,
-                    Some(detail),
-                ),
-            )?;
-            Ok(id)
-        })
-        .await?;
-    state.alerts.changed();
+            Ok((id, Some(detail)))
+        },
+    )
+    .await?;
     Ok((StatusCode::CREATED, one_channel(&state, id).await?))
 }
 
@@ -172,26 +195,17 @@ pub async fn update_channel(
         None => previous,
     };
     let channel = sealed(&state, name, &config)?;
-    let (now, actor) = (state.now(), admin.actor);
-    state
-        .db
-        .write(move |tx| {
-            db::alerts::update_channel(tx, id, &channel, now.as_millisecond())?;
+    audited(
+        &state,
+        admin.actor,
+        "alert_channel_updated",
+        move |tx, now| {
+            db::alerts::update_channel(tx, id, &channel, now)?;
             let detail = json!({ "channel_id": id, "name": channel.name, "kind": channel.kind });
-            db::audit::insert(
-                tx,
-                &audit(
-                    now,
-                    "alert_channel_updated",
-                    &actor,
-                    None,
-                    None,
-                    Some(detail),
-                ),
-            )
-        })
-        .await?;
-    state.alerts.changed();
+            Ok(((), Some(detail)))
+        },
+    )
+    .await?;
     one_channel(&state, id).await
 }
 
@@ -199,34 +213,18 @@ pub async fn delete_channel(
     State(state): State<AppState>,
     Admin(admin): Admin,
     Path(id): Path<i64>,
-) -> Result<axum::Json<serde_json::Value>> {
-    let (now, actor) = (state.now(), admin.actor);
-    let deleted = state
-        .db
-        .write(move |tx| {
-            let deleted = db::alerts::delete_channel(tx, id)?;
-            if deleted {
-                let detail = json!({ "channel_id": id });
-                db::audit::insert(
-                    tx,
-                    &audit(
-                        now,
-                        "alert_channel_deleted",
-                        &actor,
-                        None,
-                        None,
-                        Some(detail),
-                    ),
-                )?;
-            }
-            Ok(deleted)
-        })
-        .await?;
-    if !deleted {
-        return Err(Error::not_found(format!("no alert channel with id {id}")));
-    }
-    state.alerts.changed();
-    Ok(axum::Json(json!({ "deleted": true, "id": id })))
+) -> Result<axum::Json<Value>> {
+    let gone = audited(
+        &state,
+        admin.actor,
+        "alert_channel_deleted",
+        move |tx, _| {
+            let gone = db::alerts::delete_channel(tx, id)?;
+            Ok((gone, gone.then(|| json!({ "channel_id": id }))))
+        },
+    )
+    .await?;
+    deleted(gone, "alert channel", id)
 }
 
 #[derive(Debug, Serialize)]
@@ -337,28 +335,13 @@ pub async fn create_rule(
     Json(body): Json<RuleBody>,
 ) -> Result<(StatusCode, axum::Json<OneRule>)> {
     let fields = rule_fields(&state, body).await?;
-    let (now, actor) = (state.now(), admin.actor);
-    let id = state
-        .db
-        .write(move |tx| {
-            let id = db::alerts::insert_rule(tx, &fields, now.as_millisecond())?;
-            let detail =
-                json!({ "rule_id": id, "name": fields.name, "condition": fields.condition });
-            db::audit::insert(
-                tx,
-                &audit(
-                    now,
-                    "alert_rule_created",
-                    &actor,
-                    fields.owner_user_id,
-                    None,
-                    Some(detail),
-                ),
-            )?;
-            Ok(id)
-        })
-        .await?;
-    state.alerts.changed();
+    let id = audited(&state, admin.actor, "alert_rule_created", move |tx, now| {
+        let id = db::alerts::insert_rule(tx, &fields, now)?;
+        let detail = json!({ "rule_id": id, "name": fields.name, "condition": fields.condition,
+            "owner_user_id": fields.owner_user_id });
+        Ok((id, Some(detail)))
+    })
+    .await?;
     Ok((StatusCode::CREATED, one_rule(&state, id).await?))
 }
 
@@ -369,27 +352,13 @@ pub async fn update_rule(
     Json(body): Json<RuleBody>,
 ) -> Result<axum::Json<OneRule>> {
     let fields = rule_fields(&state, body).await?;
-    let (now, actor) = (state.now(), admin.actor);
-    state
-        .db
-        .write(move |tx| {
-            db::alerts::update_rule(tx, id, &fields, now.as_millisecond())?;
-            let detail =
-                json!({ "rule_id": id, "name": fields.name, "condition": fields.condition });
-            db::audit::insert(
-                tx,
-                &audit(
-                    now,
-                    "alert_rule_updated",
-                    &actor,
-                    fields.owner_user_id,
-                    None,
-                    Some(detail),
-                ),
-            )
-        })
-        .await?;
-    state.alerts.changed();
+    audited(&state, admin.actor, "alert_rule_updated", move |tx, now| {
+        db::alerts::update_rule(tx, id, &fields, now)?;
+        let detail = json!({ "rule_id": id, "name": fields.name, "condition": fields.condition,
+            "owner_user_id": fields.owner_user_id });
+        Ok(((), Some(detail)))
+    })
+    .await?;
     one_rule(&state, id).await
 }
 
@@ -397,27 +366,13 @@ pub async fn delete_rule(
     State(state): State<AppState>,
     Admin(admin): Admin,
     Path(id): Path<i64>,
-) -> Result<axum::Json<serde_json::Value>> {
-    let (now, actor) = (state.now(), admin.actor);
-    let deleted = state
-        .db
-        .write(move |tx| {
-            let deleted = db::alerts::delete_rule(tx, id)?;
-            if deleted {
-                let detail = json!({ "rule_id": id });
-                db::audit::insert(
-                    tx,
-                    &audit(now, "alert_rule_deleted", &actor, None, None, Some(detail)),
-                )?;
-            }
-            Ok(deleted)
-        })
-        .await?;
-    if !deleted {
-        return Err(Error::not_found(format!("no alert rule with id {id}")));
-    }
-    state.alerts.changed();
-    Ok(axum::Json(json!({ "deleted": true, "id": id })))
+) -> Result<axum::Json<Value>> {
+    let gone = audited(&state, admin.actor, "alert_rule_deleted", move |tx, _| {
+        let gone = db::alerts::delete_rule(tx, id)?;
+        Ok((gone, gone.then(|| json!({ "rule_id": id }))))
+    })
+    .await?;
+    deleted(gone, "alert rule", id)
 }
 
 #[derive(Debug, Serialize)]
