@@ -27,6 +27,17 @@ pub struct Delivered {
     pub detail: Option<String>,
 }
 
+/// A TLS client configuration trusting webpki-roots (Mozilla's list).
+fn built_in_roots() -> rustls::ClientConfig {
+    let roots = rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("aws-lc-rs supports the default protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth()
+}
+
 /// Sends notifications. Cheap to clone; holds one connection pool.
 #[derive(Debug, Clone)]
 pub struct Deliverer {
@@ -42,15 +53,27 @@ impl Deliverer {
 
     /// With another per-attempt timeout (tests use a short one).
     pub fn with_timeout(timeout: Duration) -> Result<Self, InitError> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            // A webhook that redirects is misconfigured; following it would
-            // turn a POST into a GET and could reach a host nobody checked.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("ccgate-alerts/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(InitError)?;
+        let builder = || {
+            reqwest::Client::builder()
+                .timeout(timeout)
+                .connect_timeout(timeout)
+                // A webhook that redirects is misconfigured; following it would
+                // turn a POST into a GET and could reach a host nobody checked.
+                .redirect(reqwest::redirect::Policy::none())
+                .user_agent(concat!("ccgate-alerts/", env!("CARGO_PKG_VERSION")))
+        };
+        let http = match builder().build() {
+            Ok(http) => http,
+            // The platform verifier needs the system's trust store, which a
+            // slim container image lacks: Mozilla's roots, built in, instead.
+            Err(error) => {
+                tracing::warn!(%error, "no system trust store: alerts trust the built-in Mozilla roots");
+                builder()
+                    .tls_backend_preconfigured(built_in_roots())
+                    .build()
+                    .map_err(InitError)?
+            }
+        };
         Ok(Deliverer { http, timeout })
     }
 
