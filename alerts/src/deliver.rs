@@ -43,6 +43,9 @@ fn built_in_roots() -> rustls::ClientConfig {
 pub struct Deliverer {
     pub(crate) http: reqwest::Client,
     pub(crate) timeout: Duration,
+    /// The system's trust store could not be used: TLS trusts the built-in
+    /// Mozilla roots (HTTP and SMTP alike).
+    pub(crate) built_in_roots: bool,
 }
 
 impl Deliverer {
@@ -62,19 +65,25 @@ impl Deliverer {
                 .redirect(reqwest::redirect::Policy::none())
                 .user_agent(concat!("ccgate-alerts/", env!("CARGO_PKG_VERSION")))
         };
+        let mut built_in = false;
         let http = match builder().build() {
             Ok(http) => http,
             // The platform verifier needs the system's trust store, which a
             // slim container image lacks: Mozilla's roots, built in, instead.
             Err(error) => {
                 tracing::warn!(%error, "no system trust store: alerts trust the built-in Mozilla roots");
+                built_in = true;
                 builder()
                     .tls_backend_preconfigured(built_in_roots())
                     .build()
                     .map_err(InitError)?
             }
         };
-        Ok(Deliverer { http, timeout })
+        Ok(Deliverer {
+            http,
+            timeout,
+            built_in_roots: built_in,
+        })
     }
 
     pub fn timeout(&self) -> Duration {

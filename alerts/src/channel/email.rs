@@ -6,6 +6,7 @@ use std::time::SystemTime;
 use lettre::message::Mailbox;
 use lettre::message::header::ContentType;
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{CertificateStore, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde::{Deserialize, Serialize};
 
@@ -106,6 +107,16 @@ impl EmailConfig {
         }
         .map_err(smtp_error)?;
         let mut builder = builder.port(self.port).timeout(Some(d.timeout));
+        if d.built_in_roots && self.security != SmtpSecurity::None {
+            let parameters = TlsParameters::builder(host.to_owned())
+                .certificate_store(CertificateStore::WebpkiRoots)
+                .build_rustls()
+                .map_err(smtp_error)?;
+            builder = builder.tls(match self.security {
+                SmtpSecurity::Tls => Tls::Wrapper(parameters),
+                _ => Tls::Required(parameters),
+            });
+        }
         if let (Some(user), Some(password)) = (&self.username, &self.password) {
             builder =
                 builder.credentials(Credentials::new(user.clone(), password.expose().to_owned()));
