@@ -5,7 +5,8 @@ use std::fmt::Write as _;
 
 use ccgate_machine::local_api::StatusReport;
 use ccgate_quota::{
-    LimitUsage, Metric, ModelFamily, UsageReport, UserStatus, in_duration, thousands,
+    LimitUsage, Metric, ModelFamily, ShareWindow, UsageReport, UserStatus, WindowShare,
+    in_duration, thousands,
 };
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{Cell, ContentArrangement, Table};
@@ -50,6 +51,9 @@ pub fn render(status: &StatusReport) -> String {
         if !windows.is_empty() {
             let _ = writeln!(out, "Team subscription: {}", windows.join(", "));
         }
+    }
+    if let Some(line) = shares_line(&status.window_shares) {
+        let _ = writeln!(out, "{line}");
     }
     let health = &status.server;
     let server = if health.reachable {
@@ -203,6 +207,21 @@ fn render_report(out: &mut String, report: &UsageReport, now: Timestamp) {
     }
 }
 
+/// "Your part of it: 38 % of this 5-hour window, 12 % of the week."
+fn shares_line(shares: &[WindowShare]) -> Option<String> {
+    let parts: Vec<String> = ShareWindow::ALL
+        .iter()
+        .filter_map(|window| {
+            let share = shares.iter().find(|s| s.window == *window)?;
+            Some(match window {
+                ShareWindow::FiveHour => format!("{} % of this 5-hour window", share.percent()),
+                ShareWindow::SevenDay => format!("{} % of the week", share.percent()),
+            })
+        })
+        .collect();
+    (!parts.is_empty()).then(|| format!("Your part of it: {}.", parts.join(", ")))
+}
+
 fn limit_row(limit: &LimitUsage, zone: &TimeZone, now: Timestamp) -> Vec<Cell> {
     let model = limit.family.map_or("all", ModelFamily::as_str);
     let what = match limit.metric {
@@ -270,6 +289,19 @@ fn when(at: Timestamp, zone: &TimeZone, now: Timestamp) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_persons_shares_read_as_a_sentence() {
+        let shares = [
+            WindowShare::from_fraction(ShareWindow::SevenDay, 0.12, None),
+            WindowShare::from_fraction(ShareWindow::FiveHour, 0.38, None),
+        ];
+        assert_eq!(
+            shares_line(&shares).unwrap(),
+            "Your part of it: 38 % of this 5-hour window, 12 % of the week."
+        );
+        assert_eq!(shares_line(&[]), None);
+    }
 
     #[test]
     fn the_bar_fills_with_use() {

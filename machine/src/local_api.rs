@@ -39,6 +39,9 @@ pub struct StatusReport {
     /// Usage against every rule, as this machine knows it.
     pub report: Option<UsageReport>,
     pub subscription: Option<SubscriptionUsage>,
+    /// This person's share of the subscription's windows (the server's estimate).
+    #[serde(default)]
+    pub window_shares: Vec<ccgate_quota::WindowShare>,
     /// Events on disk not yet acknowledged by the server.
     pub pending_events: u64,
     /// Events the server refused for good, kept aside on this machine.

@@ -86,6 +86,11 @@ impl Accounting {
         UsageReport::build(policy, &books.usage.source(reserved), now)
     }
 
+    /// The person's shares of the subscription's windows (the server's estimate).
+    pub fn window_shares(&self) -> Vec<ccgate_quota::WindowShare> {
+        self.books().usage.window_shares()
+    }
+
     /// Settles a reply: counts its prompt if it succeeded, charges its
     /// tokens and tool calls to its turn, and puts its usage in the local
     /// view, all at once. Returns the counted turn and the usage added.

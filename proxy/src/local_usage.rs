@@ -37,6 +37,15 @@ impl LocalUsage {
         self.recent.push(stored);
     }
 
+    /// The person's shares of the subscription's windows, as last estimated
+    /// by the server.
+    pub fn window_shares(&self) -> Vec<ccgate_quota::WindowShare> {
+        self.snapshot
+            .as_ref()
+            .map(|snapshot| snapshot.shares.clone())
+            .unwrap_or_default()
+    }
+
     /// Takes a newer snapshot that includes every event up to `included_seq`.
     pub fn set_snapshot(&mut self, snapshot: UsageSnapshot, included_seq: i64) {
         if self

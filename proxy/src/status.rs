@@ -18,6 +18,7 @@ pub fn collect(shared: &Shared) -> StatusReport {
         policy_version: shared.policy().map(|p| p.policy.version),
         report: shared.report(),
         subscription: shared.subscription.latest(),
+        window_shares: shared.accounting.window_shares(),
         pending_events: shared.ledger.unacked_count().unwrap_or(0) + shared.unsaved_count() as u64,
         quarantined_events: shared.ledger.quarantined_count().unwrap_or(0),
         open_replies: shared.streams.open_count(),

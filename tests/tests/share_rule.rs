@@ -63,6 +63,18 @@ async fn a_person_over_their_share_of_the_window_is_blocked_by_the_proxy() {
         message.contains("of the team's 5-hour window; the limit is 30 %; it frees up"),
         "{message}"
     );
+    // `ccgate status` reads her share from the daemon.
+    let status: serde_json::Value = reqwest::get(format!("http://{}/ccgate/status", proxy.address))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        status["window_shares"][0]["window"], "five_hour",
+        "{status}"
+    );
+    assert_eq!(status["report"]["shares"][0]["percent"], 30, "{status}");
     // The admin sees her share.
     let user = server.get(&format!("/users/{user_id}")).await;
     let share = &user["user"]["window_shares"][0];
