@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace. Installs what the tests need first:
-# the real Claude Code CLI (pinned, from npm); for the dashboard's browser
-# tests, Debian's chromium and chromium-driver; for the container test
+# the real Claude Code CLI and the OpenID provider `oidc-provider` (pinned,
+# from npm); for the dashboard's browser tests, Debian's chromium and
+# chromium-driver; for the container test
 # (tests/tests/container.rs), podman, runc and debootstrap, the base image
 # debian:bookworm-slim made from Debian's packages, and the release binaries
 # the image is made of.
@@ -23,9 +24,23 @@ install_debian_packages() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 }
 
-if [ -f tests/npm/package.json ]; then
-  npm ci --prefix tests/npm --no-audit --no-fund --loglevel=error
-fi
+# Installs the npm packages pinned in DIR's package-lock.json (exact
+# versions) with `npm ci`, unless DIR/node_modules already holds what that
+# lock names (then nothing is fetched: the tests run offline all the same).
+install_npm_packages() {
+  local dir=$1
+  local stamp="$dir/node_modules/.ccgate-package-lock.json"
+  [ -f "$dir/package.json" ] || return 0
+  if [ -f "$stamp" ] && cmp -s "$dir/package-lock.json" "$stamp"; then
+    return 0
+  fi
+  npm ci --prefix "$dir" --prefer-offline --no-audit --no-fund --loglevel=error
+  cp "$dir/package-lock.json" "$stamp"
+}
+# The Claude Code CLI; the OpenID provider of the single sign-on tests
+# (tests/oidc/provider.mjs, driven by control-server/tests/common/oidc.rs).
+install_npm_packages tests/npm
+install_npm_packages tests/oidc
 if [ -n "${CCGATE_NEEDS_CHROMIUM:-}" ] || [ -d control-server/assets ]; then
   install_debian_packages chromium:chromium chromedriver:chromium-driver
 fi
