@@ -1,5 +1,6 @@
 // Limit rules in the quota crate's flat JSON shape
-// ({type, model, window, value, kind, schedule_start, schedule_end, schedule_tz}):
+// ({type, model, window, value, kind, schedule_start, schedule_end, schedule_tz};
+// a `share` rule is {type, window: five_hour|seven_day, value: percent}):
 // their vocabulary, a sentence for each, the same checks the server makes
 // (so mistakes show before saving), and the presets for new users; plus the
 // words for block reasons, count reasons, agent turns and credential kinds.
@@ -11,6 +12,7 @@ export const RULE_TYPES = [
   ['credits', 'Credits'],
   ['tokens', 'Tokens'],
   ['time_of_day', 'Time of day'],
+  ['share', 'Share of the subscription'],
 ];
 
 /** `''` is "all models together". */
@@ -33,6 +35,12 @@ export const WINDOWS = [
   ['sliding_7d', 'per sliding 7 days'],
 ];
 
+/** The subscription's own windows, which a `share` rule caps a part of. */
+export const SHARE_WINDOWS = [
+  ['five_hour', '5-hour window'],
+  ['seven_day', 'weekly window'],
+];
+
 export const TOKEN_KINDS = [
   ['total', 'all tokens'],
   ['input', 'input tokens'],
@@ -47,6 +55,9 @@ export const modelLabel = (model) => label(MODELS, model);
 export const windowLabel = (window) => label(WINDOWS, window);
 export const tokenKindLabel = (kind) => label(TOKEN_KINDS, kind);
 export const typeLabel = (type) => label(RULE_TYPES, type);
+export const shareWindowLabel = (window) => label(SHARE_WINDOWS, window);
+
+const isShareWindow = (window) => SHARE_WINDOWS.some(([key]) => key === window);
 
 /** What a limit counts, for a bar's label: `Opus prompts`, `Credits`, `All models output tokens`. */
 export function metricLabel(rule) {
@@ -57,6 +68,8 @@ export function metricLabel(rule) {
       return 'Credits';
     case 'tokens':
       return `${modelLabel(rule.model)} ${tokenKindLabel(rule.kind)}`;
+    case 'share':
+      return `Share of the subscription’s ${shareWindowLabel(rule.window)}`;
     default:
       return typeLabel(rule.type);
   }
@@ -67,6 +80,9 @@ export function describeRule(rule) {
   if (rule.type === 'time_of_day') {
     const zone = rule.schedule_tz ? ` (${rule.schedule_tz})` : '';
     return `${modelLabel(rule.model)} allowed only ${rule.schedule_start}–${rule.schedule_end}${zone}`;
+  }
+  if (rule.type === 'share') {
+    return `At most ${rule.value} % of the subscription’s ${shareWindowLabel(rule.window)}`;
   }
   const value = rule.value > 0 ? `at most ${limitValue(rule.value)}` : limitValue(rule.value);
   return `${metricLabel(rule)} ${windowLabel(rule.window)}: ${value}`;
@@ -85,6 +101,7 @@ const REASONS = {
   integrity: 'ccgate’s files were tampered with',
   path_not_allowed: 'a path ccgate does not forward',
   credential: 'a credential other than the team’s',
+  share: 'their share of the subscription’s window used up',
 };
 
 export const reasonLabel = (reason) => REASONS[reason] ?? reason ?? 'blocked';
@@ -143,6 +160,13 @@ export function validateRule(rule) {
     }
     return problems;
   }
+  if (rule.type === 'share') {
+    if (!isShareWindow(rule.window)) problems.window = 'Choose the 5-hour or the weekly window.';
+    if (!Number.isInteger(rule.value) || rule.value < 1 || rule.value > 100) {
+      problems.value = 'A whole percent from 1 to 100.';
+    }
+    return problems;
+  }
   if (!WINDOWS.some(([window]) => window === rule.window)) problems.window = 'Choose a window.';
   if (!Number.isInteger(rule.value) || rule.value < -1) {
     problems.value = 'A whole number: -1 unlimited, 0 forbidden, or the cap.';
@@ -171,22 +195,43 @@ export function cleanRule(rule) {
         schedule_end: rule.schedule_end,
         schedule_tz: rule.schedule_tz || null,
       };
+    case 'share':
+      return { type: 'share', window: rule.window, value: rule.value };
     default:
       return { ...rule };
   }
 }
 
 export function newRule(type = 'per_model') {
+  const share = type === 'share';
   return {
     type,
     model: type === 'credits' ? '' : 'opus',
-    window: 'daily',
-    value: 10,
+    window: share ? 'five_hour' : 'daily',
+    value: share ? 40 : 10,
     kind: 'total',
     schedule_start: '09:00',
     schedule_end: '18:00',
     schedule_tz: '',
   };
+}
+
+/**
+ * `rule` changed to `type`: fields the new type reads in another sense (a
+ * share rule's window and percent) start from that type's defaults.
+ */
+export function retype(rule, type) {
+  const changed = { ...rule, type };
+  const wasShare = rule.type === 'share';
+  const isShare = type === 'share';
+  if (wasShare !== isShare) {
+    const defaults = newRule(type);
+    changed.window = defaults.window;
+    changed.value = defaults.value;
+  }
+  // Credits count every model together.
+  if (type === 'credits') changed.model = '';
+  return changed;
 }
 
 /** claude-code-limiter's presets: daily credits and daily prompts per model. */

@@ -76,3 +76,41 @@ export function otherWindows(windows) {
 export function words(text) {
   return String(text ?? '').replaceAll('_', ' ');
 }
+
+/** The shares API's window names (`five_hour`, `seven_day`) as header keys. */
+export const SHARE_WINDOW_KEYS = { five_hour: '5h', seven_day: '7d' };
+
+const THIS_WINDOW = { five_hour: 'this 5-hour window', seven_day: 'this weekly window' };
+const OF_PERSON_WINDOW = { five_hour: 'this 5-hour window', seven_day: 'the week' };
+
+/** `this 5-hour window`, `this weekly window`. */
+export const thisWindow = (window) => THIS_WINDOW[window] ?? window;
+
+/**
+ * A share of a window (a fraction) as people read it: `38 %`, `under 1 %`
+ * for a trace, `0 %` for none. Never `100 %` below the whole window.
+ */
+export function shareText(fraction) {
+  const percent = Math.max(0, fraction ?? 0) * 100;
+  if (percent > 0 && percent < 0.5) return 'under 1 %';
+  const whole = percent < 100 ? Math.min(99, Math.round(percent)) : Math.round(percent);
+  return `${whole} %`;
+}
+
+/** The same from hundredths of a percent (`used_bp`: 3800 is 38 %). */
+export const basisPointsText = (bp) => shareText((bp ?? 0) / 10_000);
+
+/** Above this fraction of a window, use outside ccgate is worth showing. */
+export const UNATTRIBUTED_SHOWN_FROM = 0.005;
+
+/**
+ * A person's `window_shares` in one phrase: `38 % of this 5-hour window,
+ * 12 % of the week` (the 5-hour window first); empty without figures.
+ */
+export function personSharesText(windowShares) {
+  const order = ['five_hour', 'seven_day'];
+  return [...(windowShares ?? [])]
+    .sort((a, b) => order.indexOf(a.window) - order.indexOf(b.window))
+    .map((share) => `${basisPointsText(share.used_bp)} of ${OF_PERSON_WINDOW[share.window] ?? share.window}`)
+    .join(', ');
+}

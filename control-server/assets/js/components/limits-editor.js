@@ -4,7 +4,18 @@
 // (`onChange` is called after every edit).
 
 import { h, uid } from '../dom.js';
-import { MODELS, RULE_TYPES, TOKEN_KINDS, WINDOWS, cleanRule, describeRule, newRule, validateRule } from '../rules.js';
+import {
+  MODELS,
+  RULE_TYPES,
+  SHARE_WINDOWS,
+  TOKEN_KINDS,
+  WINDOWS,
+  cleanRule,
+  describeRule,
+  newRule,
+  retype,
+  validateRule,
+} from '../rules.js';
 
 let zoneList = null;
 
@@ -43,12 +54,31 @@ function editable(rule) {
 }
 
 /**
+ * A share rule: which of the subscription's windows, and the most of it the
+ * person may use, in percent.
+ */
+function shareFields(rule) {
+  const value = Number.isNaN(rule.value) ? '' : rule.value;
+  return [
+    ['window', 'Window', select(SHARE_WINDOWS, rule.window)],
+    [
+      'value',
+      'At most (%)',
+      h('input', { type: 'number', min: 1, max: 100, step: 1, value, inputmode: 'numeric' }),
+      'percent of the subscription’s window, 1–100',
+    ],
+  ];
+}
+
+/**
  * The fields a rule of its type has: `[name, label, control, hint]`.
  * Credits count every model; time-of-day rules have a schedule instead of
- * a window and a value; token rules say which tokens count.
+ * a window and a value; token rules say which tokens count; share rules
+ * cap a part of the subscription's own window.
  */
 function fieldsFor(rule) {
   const fields = [['type', 'Type', select(RULE_TYPES, rule.type)]];
+  if (rule.type === 'share') return [...fields, ...shareFields(rule)];
   if (rule.type !== 'credits') fields.push(['model', 'Model', select(MODELS, rule.model)]);
   if (rule.type === 'time_of_day') {
     fields.push(
@@ -176,13 +206,13 @@ export class LimitsEditor {
       input.setAttribute('aria-describedby', [hintNode?.id, message.id].filter(Boolean).join(' '));
       problems.set(name, { input, message });
       input.addEventListener(input.tagName === 'SELECT' ? 'change' : 'input', () => {
-        rule[name] = read(name, input);
         if (name === 'type') {
-          // Credits count every model together.
-          if (rule.type === 'credits') rule.model = '';
+          rule = retype(rule, input.value);
+          this.rules[index] = rule;
           fieldset.replaceWith(this.renderRule(rule, index));
           this.focusRule(index);
         } else {
+          rule[name] = read(name, input);
           refresh();
         }
         this.changed();

@@ -1,12 +1,14 @@
 // A user's limits: the editor, a preview of what the person would see with
 // the edited limits (from `POST /users/:id/preview`, which evaluates them
-// against their real usage), and saving them in one go.
+// against their real usage, their share of the subscription's windows
+// included), and saving them in one go.
 
 import { post, put } from '../api.js';
 import { h, replace } from '../dom.js';
 import { FAMILIES, reasonLabel } from '../rules.js';
 import { FAMILY_STYLE } from './patterns.js';
 import { LimitsEditor } from './limits-editor.js';
+import { shareMeters } from './limits.js';
 import { notify } from './notices.js';
 
 const PREVIEW_DELAY_MS = 350;
@@ -121,7 +123,14 @@ export class LimitsPanel {
         ? 'Decided with the edited limits and today’s real usage; nothing is saved until you press “Save limits”.'
         : `With these limits ${this.user.name} may prompt every model right now.`,
     );
-    replace(this.preview, list, messages, note);
+    const shares = shareMeters(answer.report);
+    replace(
+      this.preview,
+      list,
+      shares.length ? h('div', { class: 'preview__shares', id: 'preview-shares' }, shares) : null,
+      messages,
+      note,
+    );
   }
 
   async submit() {

@@ -1,10 +1,13 @@
 // A user's limits as meters, from the usage report the users API includes
 // (`report.limits`: each counting rule with its use in the current window,
-// and `report.schedules`: time-of-day rules, open or closed now).
+// `report.schedules`: time-of-day rules, open or closed now, and
+// `report.shares`: share rules against the person's estimated share of the
+// subscription's window).
 
 import { h } from '../dom.js';
 import { compact, countdown, number } from '../format.js';
-import { metricLabel, windowLabel } from '../rules.js';
+import { metricLabel, shareWindowLabel, windowLabel } from '../rules.js';
+import { basisPointsText } from '../utilization.js';
 import { usageMeter } from './meter.js';
 
 function resetNote(line) {
@@ -23,6 +26,25 @@ export function limitMeters(report, { only = () => true, withWindow = true } = {
       limit: line.limit,
       note: resetNote(line),
       format: tokens ? compact : number,
+    });
+  });
+}
+
+/**
+ * One meter per share rule: `38 % / 40 %` of the subscription's window,
+ * or that there is no estimate yet.
+ */
+export function shareMeters(report) {
+  return (report?.shares ?? []).map((line) => {
+    const known = line.used_bp !== null && line.used_bp !== undefined;
+    return usageMeter({
+      label: `Share of the subscription’s ${shareWindowLabel(line.window)}`,
+      used: known ? line.used_bp / 100 : 0,
+      limit: line.percent,
+      amountText: known
+        ? `${basisPointsText(line.used_bp)} / ${line.percent} %`
+        : `no estimate yet · limit ${line.percent} %`,
+      note: line.resets_at ? `resets ${countdown(line.resets_at)}` : '',
     });
   });
 }

@@ -1,6 +1,7 @@
 // One subscription on the overview: its name and where it comes from (team
 // credential or seen in traffic), the 5-hour and weekly gauges with their
-// resets, the per-model buckets, overage, and a button that opens its
+// resets, the per-model buckets, overage, who used each window (people's
+// estimated shares and use outside ccgate), and a button that opens its
 // history chart inside the card. `update` redraws the figures and keeps an
 // open history (reloading it when there is a new reading).
 
@@ -10,6 +11,7 @@ import { PLAN_WINDOWS, originText, words } from '../utilization.js';
 import { HistoryPanel } from './history-panel.js';
 import { utilizationGauge } from './utilization-gauge.js';
 import { windowBars } from './window-bars.js';
+import { windowShares } from './window-shares.js';
 
 export const NO_READING_YET = 'No utilization seen yet: it appears with the first reply through a ccgate proxy.';
 
@@ -112,6 +114,7 @@ export class SubscriptionCard {
       windowBars(windows, now),
       overageLine(latest),
       fallbackLine(latest),
+      windowShares(sub.windows),
     );
   }
 

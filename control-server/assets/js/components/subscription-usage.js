@@ -1,14 +1,18 @@
 // The overview's subscriptions: one card per subscription (side by side when
 // there is room), from `/api/admin/subscriptions`. A live `subscription`
 // message (a new reading) or `subscription_changed` fetches the list again,
-// a quarter of a second later so that a burst costs one request; the reset
-// countdowns tick while the page is open.
+// a quarter of a second later so that a burst costs one request, and once
+// more when the server has shared the new reading among people (it does so
+// half a second after readings arrive); the reset countdowns tick while the
+// page is open.
 
 import { get } from '../api.js';
 import { h } from '../dom.js';
 import { NO_READING_YET, SubscriptionCard } from './subscription-card.js';
 
 const REFRESH_DELAY_MS = 250;
+/** The server attributes readings 0.5 s after they settle: then the shares are new. */
+const SHARES_DELAY_MS = 1500;
 const TICK_MS = 15_000;
 
 export class SubscriptionUsage {
@@ -24,6 +28,7 @@ export class SubscriptionUsage {
       this.list,
     );
     this.timer = null;
+    this.sharesTimer = null;
     this.serial = 0;
     setInterval(() => {
       for (const card of this.cards.values()) card.render();
@@ -37,8 +42,13 @@ export class SubscriptionUsage {
     if (serial === this.serial) this.show(subscriptions);
   }
 
-  /** Loads again soon: once for any number of calls within the delay. */
+  /**
+   * Loads again soon: once for any number of calls within the delay, and
+   * again after the shares of the new readings are computed.
+   */
   refreshSoon() {
+    clearTimeout(this.sharesTimer);
+    this.sharesTimer = setTimeout(() => this.load().catch(() => {}), SHARES_DELAY_MS);
     if (this.timer) return;
     this.timer = setTimeout(() => {
       this.timer = null;

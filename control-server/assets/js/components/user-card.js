@@ -6,7 +6,7 @@ import { ago, compact } from '../format.js';
 import { FAMILIES } from '../rules.js';
 import { statusBadge } from './badge.js';
 import { creditGauge } from './gauge.js';
-import { creditWindow, limitMeters, tokenTotal } from './limits.js';
+import { creditWindow, limitMeters, shareMeters, tokenTotal } from './limits.js';
 import { FAMILY_STYLE } from './patterns.js';
 
 /** The device seen most recently (online ones first). */
@@ -31,7 +31,10 @@ function todayPrompts(user) {
 
 export function userCard(user) {
   const device = mainDevice(user.devices);
-  const meters = limitMeters(user.report, { only: (line) => line.metric !== 'credits' });
+  const meters = [
+    ...limitMeters(user.report, { only: (line) => line.metric !== 'credits' }),
+    ...shareMeters(user.report),
+  ];
   return h(
     'article',
     {
