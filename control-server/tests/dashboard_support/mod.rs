@@ -2,11 +2,13 @@
 //! tests and its page-load benchmark. Each [`Browser`] starts its own
 //! chromedriver on a free loopback port (in its own process group, so
 //! chromedriver and the Chromium it starts end together) with a fresh
-//! profile directory, and stops them when dropped.
+//! profile directory, and stops them when dropped. Also a local receiver
+//! in Slack's incoming-webhook format for the alert channels.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder, Locator};
@@ -283,6 +285,27 @@ impl Browser {
         std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
     }
 
+    /// A PNG of the element `css` alone, with the window `width` wide and as
+    /// tall as the page (so the element is drawn whole), saved as `dir/name.png`.
+    pub async fn element_screenshot(&self, dir: &Path, name: &str, width: u32, css: &str) {
+        self.set_size(width, 800).await;
+        let height = self
+            .eval("return Math.max(document.documentElement.scrollHeight, document.body.scrollHeight)")
+            .await
+            .as_u64()
+            .unwrap_or(800) as u32;
+        let bars = self
+            .eval("return window.outerHeight - window.innerHeight")
+            .await
+            .as_u64()
+            .unwrap_or(0) as u32;
+        self.set_size(width, height.clamp(480, 8000) + bars).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let png = self.find(css).await.screenshot().await.unwrap();
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+    }
+
     /// Ends the WebDriver session (Chromium quits), then chromedriver.
     pub async fn close(self) {
         let _ = self.client.close().await;
@@ -311,5 +334,67 @@ pub fn screenshot_dir() -> PathBuf {
     match std::env::var_os("CCGATE_SCREENSHOTS_DIR") {
         Some(dir) => Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(dir),
         None => Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-screenshots"),
+    }
+}
+
+/// A Slack incoming webhook on 127.0.0.1: it answers `ok` to a JSON body
+/// with `text` (and keeps it), `invalid_payload` to anything else, and 500
+/// to the first `failures` posts (`u32::MAX`: to every post).
+#[derive(Clone, Default)]
+pub struct SlackReceiver {
+    received: Arc<Mutex<Vec<Value>>>,
+    failures: Arc<Mutex<u32>>,
+}
+
+impl SlackReceiver {
+    /// Starts one; returns it and its webhook URL.
+    pub async fn start(failures: u32) -> (Self, String) {
+        let receiver = Self::default();
+        *receiver.failures.lock().unwrap() = failures;
+        let app = axum::Router::new()
+            .route("/services/T000/B000/XXXX", axum::routing::post(Self::hook))
+            .with_state(receiver.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!(
+            "http://{}/services/T000/B000/XXXX",
+            listener.local_addr().unwrap()
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (receiver, url)
+    }
+
+    async fn hook(
+        axum::extract::State(receiver): axum::extract::State<Self>,
+        body: String,
+    ) -> (axum::http::StatusCode, &'static str) {
+        {
+            let mut failures = receiver.failures.lock().unwrap();
+            if *failures > 0 {
+                if *failures != u32::MAX {
+                    *failures -= 1;
+                }
+                return (
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                );
+            }
+        }
+        match serde_json::from_str::<Value>(&body) {
+            Ok(value) if value["text"].is_string() => {
+                receiver.received.lock().unwrap().push(value);
+                (axum::http::StatusCode::OK, "ok")
+            }
+            _ => (axum::http::StatusCode::BAD_REQUEST, "invalid_payload"),
+        }
+    }
+
+    /// The `text` of every message taken, oldest first.
+    pub fn texts(&self) -> Vec<String> {
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|v| v["text"].as_str().unwrap_or_default().to_owned())
+            .collect()
     }
 }

@@ -1,11 +1,14 @@
 // The live event feed: prompts, blocks, kills, status changes, tamper
-// alerts, new devices and replies metered by estimate, newest first. Items
+// alerts, new devices, replies metered by estimate, fired alerts and use
+// outside ccgate, newest first. Items
 // come from live `/ws` messages and, at page load, from the stored events
 // and audit log.
 
 import { h } from '../dom.js';
+import { severityLabel } from '../alerts.js';
 import { clockTime, dateTime, number } from '../format.js';
 import { countReasonLabel, reasonLabel } from '../rules.js';
+import { shareText, thisWindow } from '../utilization.js';
 
 const MAX_ITEMS = 60;
 
@@ -18,6 +21,8 @@ const KINDS = {
   fault: ['⚠', 'Held back'],
   device: ['+', 'Device'],
   estimate: ['≈', 'Estimated'],
+  alert: ['⚑', 'Alert'],
+  outside: ['◌', 'Outside'],
 };
 
 const credits = (n) => `${n ?? 0} credit${n === 1 ? '' : 's'}`;
@@ -54,8 +59,11 @@ function tamperText(detail) {
   return `${d.path ?? 'a file'} ${d.what ?? 'changed'} · ${outcome}`;
 }
 
-/** A feed item from a live message, or null for messages the feed skips. */
-export function fromLive(message) {
+/**
+ * A feed item from a live message, or null for messages the feed skips;
+ * `subscriptionName(id)` names a subscription when the page knows it.
+ */
+export function fromLive(message, { subscriptionName = () => null } = {}) {
   const user = message.userName ?? `user ${message.userId}`;
   const base = { at: message.timestamp, userId: message.userId, user, host: message.hostname };
   switch (message.type) {
@@ -87,6 +95,21 @@ export function fromLive(message) {
       return { ...base, kind: 'device', text: `registered ${message.hostname ?? 'a device'}` };
     case 'device_revoked':
       return { ...base, kind: 'device', text: `revoked ${message.hostname ?? 'a device'}` };
+    case 'alert_fired':
+      return {
+        at: message.timestamp,
+        kind: 'alert',
+        severity: message.severity,
+        text: `${severityLabel(message.severity)}: ${message.title}`,
+      };
+    case 'unattributed_use': {
+      const name = subscriptionName(message.subscriptionId) ?? `Subscription ${message.subscriptionId}`;
+      return {
+        at: message.timestamp,
+        kind: 'outside',
+        text: `${name}: ${shareText(message.amount)} of ${thisWindow(message.window)} used outside ccgate`,
+      };
+    }
     default:
       return null;
   }
@@ -145,7 +168,7 @@ export class Feed {
       'li',
       {
         class: `feed__item feed__item--${item.kind}${fresh ? ' feed__item--fresh' : ''}`,
-        dataset: { kind: item.kind },
+        dataset: { kind: item.kind, severity: item.severity },
       },
       h('span', { class: 'feed__icon', 'aria-hidden': 'true' }, icon),
       h('span', { class: 'feed__kind' }, label),
@@ -155,7 +178,7 @@ export class Feed {
         { class: 'feed__text' },
         item.userId ? h('a', { href: `/dashboard/users/${item.userId}` }, item.user) : item.user,
         item.host ? h('span', { class: 'feed__host' }, ` on ${item.host}`) : null,
-        ` · ${item.text}`,
+        item.user ? ` · ${item.text}` : item.text,
       ),
     );
   }

@@ -1,8 +1,11 @@
-// Activity: the audit log (admin actions, kills, registrations, tamper
+// Activity: the alerts the rules raised with every delivery attempt (live),
+// then the audit log (admin actions, kills, registrations, tamper
 // reports), newest first, filtered by kind and user (kept in the URL so a
 // filtered view can be linked), with "load more" paging.
 
+import { channelKindLabel, describeCondition } from '../alerts.js';
 import { get, query } from '../api.js';
+import { AlertLog } from '../components/alert-log.js';
 import { h, pageReady, replace } from '../dom.js';
 import { ago, dateTime } from '../format.js';
 import { credentialKindLabel } from '../rules.js';
@@ -33,6 +36,12 @@ const KINDS = [
   ['subscription_renamed', '✎', 'Subscriptions renamed', 'Subscription renamed'],
   ['subscription_deleted', '−', 'Subscriptions deleted', 'Subscription deleted'],
   ['credential_sent', '⚿', 'Credentials sent to devices', 'Credential sent'],
+  ['alert_channel_created', '⚑', 'Alert channels added', 'Alert channel added'],
+  ['alert_channel_updated', '⚑', 'Alert channels changed', 'Alert channel changed'],
+  ['alert_channel_deleted', '⚑', 'Alert channels deleted', 'Alert channel deleted'],
+  ['alert_rule_created', '⚑', 'Alert rules added', 'Alert rule added'],
+  ['alert_rule_updated', '⚑', 'Alert rules changed', 'Alert rule changed'],
+  ['alert_rule_deleted', '⚑', 'Alert rules deleted', 'Alert rule deleted'],
 ];
 const PAGE_SIZE = 50;
 const LIVE_KINDS = [
@@ -63,8 +72,8 @@ function changes(detail) {
     .join(', ');
 }
 
-/** A line a person can read for each kind of entry. */
-function describe(entry) {
+/** A line a person can read for each kind of entry; `names` names people by id. */
+function describe(entry, names) {
   const d = entry.detail ?? {};
   switch (entry.kind) {
     case 'tamper':
@@ -97,15 +106,29 @@ function describe(entry) {
       return `${d.old_name ?? '?'} → ${d.name ?? '?'}`;
     case 'credential_sent':
       return `${d.subscription ?? `subscription ${d.subscription_id ?? '?'}`}, version ${d.credential_version ?? '?'}`;
+    case 'alert_channel_created':
+    case 'alert_channel_updated':
+      return `${d.name ?? `channel ${d.channel_id ?? '?'}`} (${channelKindLabel(d.kind)})`;
+    case 'alert_channel_deleted':
+      return `channel ${d.channel_id ?? '?'}`;
+    case 'alert_rule_created':
+    case 'alert_rule_updated':
+      return `${d.name ?? `rule ${d.rule_id ?? '?'}`}: ${describeCondition(d.condition, { person: (id) => names.get(id) })}`;
+    case 'alert_rule_deleted':
+      return `rule ${d.rule_id ?? '?'}`;
     default:
       return changes(d);
   }
 }
 
 export async function render(main, { live }) {
+  const alerts = new AlertLog();
+  live.on('alert_fired', (message) => alerts.fired(message));
+  live.on('alert_delivery', (message) => alerts.delivered(message));
+  live.on('resync', () => alerts.reloadSoon());
   const params = new URLSearchParams(location.search);
   const filter = { kind: params.get('kind') ?? '', user_id: params.get('user_id') ?? '' };
-  const { users } = await get('/users');
+  const [{ users }] = await Promise.all([get('/users'), alerts.load()]);
   const names = new Map(users.map((u) => [u.id, u.name]));
   const hosts = new Map(users.flatMap((u) => u.devices.map((d) => [`device:${d.id}`, d.hostname])));
   // `device:3` reads better as the device's host name.
@@ -152,7 +175,7 @@ export async function render(main, { live }) {
             : `user ${entry.user_id} (deleted)`
           : '—',
       ),
-      h('td', { class: 'audit-detail' }, describe(entry)),
+      h('td', { class: 'audit-detail' }, describe(entry, names)),
     );
 
   const load = async ({ reset }) => {
@@ -196,18 +219,20 @@ export async function render(main, { live }) {
         'div',
         {},
         h('h1', {}, 'Activity'),
-        h('p', { class: 'muted' }, 'Admin actions, kills, tamper alerts and registrations, newest first.'),
+        h('p', { class: 'muted' }, 'Alerts, admin actions, kills, tamper reports and registrations, newest first.'),
       ),
     ),
+    alerts.element,
+    h('h2', { class: 'section-title', id: 'audit-title' }, 'Audit log'),
     h(
       'form',
-      { class: 'panel filters', role: 'search', 'aria-label': 'Filter the activity' },
+      { class: 'panel filters', role: 'search', 'aria-label': 'Filter the audit log' },
       h('div', { class: 'field' }, h('label', { for: 'filter-kind' }, 'Show'), kind),
       h('div', { class: 'field' }, h('label', { for: 'filter-user' }, 'User'), user),
     ),
     h(
       'section',
-      { class: 'panel', 'aria-label': 'Audit log' },
+      { class: 'panel', 'aria-labelledby': 'audit-title' },
       h(
         'div',
         { class: 'table-wrap' },

@@ -108,7 +108,9 @@ export async function render(main, { live }) {
   });
   live.on('subscription', () => subscriptions.refreshSoon());
   live.on('subscription_changed', () => subscriptions.refreshSoon());
-  live.on('*', (message) => feed.add([fromLive(message)], { fresh: true }));
+  live.on('unattributed_use', () => subscriptions.refreshSoon());
+  const subscriptionName = (id) => subscriptions.cards.get(id)?.data?.name ?? null;
+  live.on('*', (message) => feed.add([fromLive(message, { subscriptionName })], { fresh: true }));
   live.on('resync', () => loadAll().catch(() => {}));
 
   const [, events, kills] = await Promise.all([

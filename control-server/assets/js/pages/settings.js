@@ -1,9 +1,11 @@
 // Settings: the team (name, time zone, credit weights, clients without
 // turn data), the counting rules, the subscriptions the server holds a
-// credential for, the built-in admin's password, API tokens for scripts
-// and named admin/viewer accounts. Viewers see the values without controls.
+// credential for, alerts (channels and rules), the built-in admin's
+// password, API tokens for scripts and named admin/viewer accounts, with a
+// list of the sections at the top. Viewers see the values without controls.
 
 import { del, get, post, put } from '../api.js';
+import { AlertsSettings } from '../components/alerts-settings.js';
 import { copyField } from '../components/copy.js';
 import { countingForm } from '../components/counting-form.js';
 import { updatesForm } from '../components/updates-form.js';
@@ -297,19 +299,48 @@ async function accountsPanel() {
   );
 }
 
+/** Links to the page's sections (the page is long): `[id of its title, text]`. */
+function contents(sections) {
+  return h(
+    'nav',
+    { class: 'contents', 'aria-label': 'On this page' },
+    h('span', { class: 'contents__label muted' }, 'On this page:'),
+    h(
+      'ul',
+      {},
+      sections.map(([id, text]) => h('li', {}, h('a', { href: `#${id}` }, text))),
+    ),
+  );
+}
+
 export async function render(main, { live }) {
   const subscriptions = new SubscriptionsPanel();
+  const alerts = new AlertsSettings();
   const [{ settings }, tokens, accounts] = await Promise.all([
     get('/settings'),
     tokensPanel(),
     accountsPanel(),
     subscriptions.load(),
+    alerts.load(),
   ]);
   live.on('subscription_changed', () => subscriptions.load().catch(() => {}));
-  live.on('resync', () => subscriptions.load().catch(() => {}));
+  live.on('resync', () => {
+    subscriptions.load().catch(() => {});
+    alerts.load().catch(() => {});
+  });
   replace(
     main,
     h('div', { class: 'page-head' }, h('h1', {}, 'Settings')),
+    contents([
+      ['team-title', 'Team'],
+      ['counting-title', 'Counting rules'],
+      ['updates-title', 'Agent updates'],
+      ['subscriptions-title', 'Subscriptions'],
+      ['alerts', 'Alerts'],
+      canEdit() ? ['password-title', 'Admin password'] : null,
+      ['tokens-title', 'API tokens'],
+      ['accounts-title', 'Accounts'],
+    ].filter(Boolean)),
     h(
       'div',
       { class: 'settings' },
@@ -317,6 +348,7 @@ export async function render(main, { live }) {
       panel('counting-title', 'Counting rules', countingForm(settings)),
       panel('updates-title', 'Agent updates', updatesForm(settings)),
       subscriptions.element,
+      alerts.element,
       canEdit()
         ? panel(
             'password-title',
@@ -329,5 +361,7 @@ export async function render(main, { live }) {
       accounts,
     ),
   );
+  // A link to a section (e.g. /dashboard/settings#alerts) lands there once it exists.
+  if (location.hash) document.getElementById(location.hash.slice(1))?.scrollIntoView();
   pageReady();
 }

@@ -1,6 +1,7 @@
-// One user: status and actions, credit gauge and today's use, every limit
-// with its current window, the usage chart, the limits editor with preview,
-// sign-in (own login or a team subscription) and agent turns, and the
+// One user: status and actions, credit gauge and today's use, their share
+// of the subscription's windows, every limit with its current window, the
+// usage chart, the limits editor with preview, sign-in (own login or a team
+// subscription) and agent turns, alerts about their own usage, and the
 // devices. Live messages about this user refresh it in place.
 
 import { get } from '../api.js';
@@ -10,14 +11,16 @@ import { devicesTable } from '../components/devices.js';
 import { creditGauge } from '../components/gauge.js';
 import { hookCodePanel, installCodePanel } from '../components/install-code.js';
 import { LimitsPanel } from '../components/limits-panel.js';
-import { creditWindow, limitMeters, scheduleList, tokenTotal } from '../components/limits.js';
+import { creditWindow, limitMeters, scheduleList, shareMeters, tokenTotal } from '../components/limits.js';
 import { FAMILY_STYLE } from '../components/patterns.js';
+import { PersonAlerts } from '../components/person-alerts.js';
 import { UsagePanel } from '../components/usage-panel.js';
 import { userActions } from '../components/user-actions.js';
 import { h, pageReady, replace } from '../dom.js';
 import { ago, compact, number } from '../format.js';
 import { describeRule, FAMILIES } from '../rules.js';
 import { canEdit } from '../session.js';
+import { personSharesText } from '../utilization.js';
 
 const REFRESH_DELAY_MS = 250;
 
@@ -50,6 +53,19 @@ function todayTable(report) {
         ),
       ),
     ),
+  );
+}
+
+/** `Of the team's subscription (estimates): 38 % of this 5-hour window, 12 % of the week.` */
+function sharesLine(user) {
+  const text = personSharesText(user.window_shares);
+  if (!text) return null;
+  const name = user.subscription?.name ?? 'their subscription';
+  return h(
+    'p',
+    { class: 'person-shares', id: 'person-shares' },
+    h('span', { class: 'muted' }, `Share of ${name} (estimated): `),
+    h('strong', {}, text),
   );
 }
 
@@ -120,9 +136,11 @@ export async function render(main, { live }) {
         'section',
         { class: 'panel user-now__limits', 'aria-labelledby': 'windows-title' },
         h('h2', { id: 'windows-title', class: 'panel__title' }, 'Limits now'),
+        sharesLine(user),
         limitMeters(user.report),
+        shareMeters(user.report),
         scheduleList(user.report),
-        user.report?.limits?.length || user.report?.schedules?.length
+        user.report?.limits?.length || user.report?.schedules?.length || user.report?.shares?.length
           ? null
           : h('p', { class: 'muted' }, 'No limits: every model may be used without restriction.'),
       ),
@@ -149,6 +167,8 @@ export async function render(main, { live }) {
     teamAgentTurns: settings.agent_turns,
     onSaved: show,
   });
+  const alerts = new PersonAlerts(user);
+  await alerts.load();
 
   let timer = null;
   const refresh = ({ chart = false } = {}) => {
@@ -168,7 +188,7 @@ export async function render(main, { live }) {
   });
   live.on('resync', () => refresh({ chart: true }));
 
-  replace(main, head, codeHolder, now, usage.element, limits, access, devices);
+  replace(main, head, codeHolder, now, usage.element, limits, access, alerts.element, devices);
   usage.draw();
   pageReady();
 }
