@@ -7,7 +7,7 @@ mod common;
 mod dashboard_support;
 
 use common::{ADMIN_PASSWORD, TestServer, expect_status, request_event, send};
-use dashboard_support::Browser;
+use dashboard_support::{Browser, SlackReceiver};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -279,8 +279,59 @@ async fn an_admin_adds_a_user_edits_limits_watches_the_feed_and_kills() {
     browser.close().await;
 }
 
+/// Alert channels on loopback receivers (a team chat that takes every
+/// message, an on-call pager that fails), and default rules routed to them.
+async fn seed_alert_channels(server: &TestServer) -> (i64, i64) {
+    let (_, chat_url) = SlackReceiver::start(0).await;
+    let (_, pager_url) = SlackReceiver::start(u32::MAX).await;
+    let mut ids = Vec::new();
+    for (name, url) in [("Team chat", chat_url), ("On-call pager", pager_url)] {
+        let (status, body) = server
+            .admin_json(
+                Method::POST,
+                "/api/admin/alerts/channels",
+                Some(json!({ "name": name, "config": { "kind": "slack", "webhook_url": url } })),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        ids.push(body["channel"]["id"].as_i64().unwrap());
+    }
+    let (chat, pager) = (ids[0], ids[1]);
+    let (_, body) = server.admin_get("/api/admin/alerts/rules").await;
+    for rule in body["rules"].as_array().unwrap() {
+        let channels = match rule["name"].as_str().unwrap() {
+            "5-hour window at 90 %" | "Kill switch" | "Tamper report" => json!([chat, pager]),
+            "5-hour window at 75 %" | "Weekly window at 90 %" | "Use outside ccgate" => {
+                json!([chat])
+            }
+            "Device silent for 24 hours" => {
+                let (status, body) = server
+                    .admin_json(
+                        Method::PUT,
+                        &format!("/api/admin/alerts/rules/{}", rule["id"]),
+                        Some(json!({ "name": rule["name"], "condition": rule["condition"], "channels": [], "enabled": false })),
+                    )
+                    .await;
+                assert_eq!(status, 200, "{body}");
+                continue;
+            }
+            _ => continue,
+        };
+        let (status, body) = server
+            .admin_json(
+                Method::PUT,
+                &format!("/api/admin/alerts/rules/{}", rule["id"]),
+                Some(json!({ "name": rule["name"], "condition": rule["condition"], "channels": channels })),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    (chat, pager)
+}
+
 /// A team with some history: five people, devices, half a year of prompts,
-/// the subscription's utilization, a block, a tamper alert, a pause and a kill.
+/// the subscription's utilization and who used it, a block, a tamper
+/// alert, a pause and a kill, alert channels and the alerts they carried.
 async fn seed_team(server: &TestServer) -> Vec<i64> {
     use jiff::{SignedDuration, Timestamp, ToSpan};
 
@@ -288,6 +339,7 @@ async fn seed_team(server: &TestServer) -> Vec<i64> {
         .put_settings(json!({ "team_name": "Acme Robotics", "time_zone": "Europe/Berlin" }))
         .await;
     assert_eq!(status, 200, "{body}");
+    let (chat, _) = seed_alert_channels(server).await;
     let daily = |model: &str, value: i64| json!({ "type": "per_model", "model": model, "window": "daily", "value": value });
     let credits = |value: i64| json!({ "type": "credits", "window": "daily", "value": value });
     let people = [
@@ -296,7 +348,8 @@ async fn seed_team(server: &TestServer) -> Vec<i64> {
             "ada-mbp",
             "macos",
             json!([credits(100), daily("opus", 5), daily("sonnet", 20), daily("haiku", 50),
-            { "type": "tokens", "window": "rolling_5h", "value": 3_000_000, "kind": "total" }]),
+            { "type": "tokens", "window": "rolling_5h", "value": 3_000_000, "kind": "total" },
+            { "type": "share", "window": "five_hour", "value": 60 }]),
         ),
         (
             "Grace Hopper",
@@ -421,7 +474,20 @@ async fn seed_team(server: &TestServer) -> Vec<i64> {
             .await;
         assert_eq!(status, 200, "{body}");
     }
-    seed_subscription_history(server, &tokens[1], &tokens[0]).await;
+    seed_subscription_history(server, (&tokens[1], &tokens[3]), &tokens[0]).await;
+    // Ada gets alerts about her own limits in the team chat.
+    let (status, body) = server
+        .admin_json(
+            Method::POST,
+            "/api/admin/alerts/rules",
+            Some(json!({
+                "name": "Ada at 80 % of a limit",
+                "condition": { "type": "limit_share", "threshold": 80, "user_id": ids[0] },
+                "channels": [chat], "owner_user_id": ids[0],
+            })),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
     ids
 }
 
@@ -488,10 +554,17 @@ fn plan_reading(
 
 /// The subscriptions' utilization: the team's every 20 minutes for six and
 /// a half days (its week reset four days ago; now 62 % of the 5-hour
-/// window, 41 % of the week, Opus's weekly bucket at 78 %), and Ada's own
-/// account (seen in her personal-login traffic) every 30 minutes for two
-/// days, at its 5-hour limit now. The account gets a name.
-async fn seed_subscription_history(server: &TestServer, team_token: &str, own_token: &str) {
+/// window, 41 % of the week, Opus's weekly bucket at 78 %), reported by
+/// Grace's requests and, for the last five hours, Margaret's and Grace's
+/// in turn, Margaret's twice as big (so the window has two people's
+/// shares); and Ada's own account (seen in her personal-login traffic)
+/// every 30 minutes for two days, at its 5-hour limit now. The account
+/// gets a name.
+async fn seed_subscription_history(
+    server: &TestServer,
+    team_tokens: (&str, &str),
+    own_token: &str,
+) {
     use jiff::SignedDuration;
 
     let now = server.clock.now();
@@ -501,7 +574,7 @@ async fn seed_subscription_history(server: &TestServer, team_token: &str, own_to
     let five_hour_reset = now + SignedDuration::from_mins(133);
     let peaks = [0.99, 0.45, 0.8, 1.2, 0.3, 0.1, 0.15, 0.7, 0.95, 0.55];
     let mut serial = 0u64;
-    let mut team = Vec::new();
+    let (mut team, mut margaret) = (Vec::new(), Vec::new());
     for step in (0..=468).rev() {
         let at = now - SignedDuration::from_mins(20 * step);
         let weekly = if at >= this_week {
@@ -520,11 +593,22 @@ async fn seed_subscription_history(server: &TestServer, team_token: &str, own_to
             usage["overage_reason"] = json!("out_of_credits");
         }
         serial += 1;
-        team.push(reading(serial, usage, ("credential", "team")));
+        let mut event = reading(serial, usage, ("credential", "team"));
+        event["usage"]["output_tokens"] = json!(8_000);
+        if step < 15 {
+            let margarets = step % 2 == 1;
+            event["usage"]["output_tokens"] = json!(if margarets { 24_000 } else { 11_000 });
+            if margarets {
+                margaret.push(event);
+                continue;
+            }
+        }
+        team.push(event);
     }
     for batch in team.chunks(200) {
-        post_events(server, team_token, json!({ "events": batch })).await;
+        post_events(server, team_tokens.0, json!({ "events": batch })).await;
     }
+    post_events(server, team_tokens.1, json!({ "events": margaret })).await;
 
     let account = "7c0ffee1-5e1f-4a2b-9c3d-4e5f6a7b8c9d";
     let own_reset = now + SignedDuration::from_mins(41);
@@ -541,7 +625,9 @@ async fn seed_subscription_history(server: &TestServer, team_token: &str, own_to
                 &[1.2, 0.35, 0.9, 0.2, 0.6],
                 (weekly, own_week),
             );
-            reading(serial, usage, ("account", account))
+            let mut event = reading(serial, usage, ("account", account));
+            event["usage"]["output_tokens"] = json!(10_000);
+            event
         })
         .collect::<Vec<_>>();
     post_events(server, own_token, json!({ "events": own })).await;
@@ -612,10 +698,80 @@ async fn screenshot_subscription_history(
         .await;
 }
 
+/// Settings' alerts with a channel test passed, one failed and a rule open
+/// for editing; then the team's subscription card with who used it.
+async fn screenshot_alerts_and_shares(
+    browser: &Browser,
+    dir: &std::path::Path,
+    suffix: &str,
+    width: u32,
+) {
+    browser.open("/dashboard/settings#alerts").await;
+    for name in ["Team chat", "On-call pager"] {
+        let channel = format!(
+            "[...document.querySelectorAll('#alert-channels .channel')].find(c => c.querySelector('.channel__name').textContent === '{name}')"
+        );
+        browser
+            .eval(&format!(
+                "{channel}.querySelector('button[data-action=test]').click(); return true"
+            ))
+            .await;
+        browser
+            .wait_until(
+                "the channel's test result",
+                &format!("return {channel}.querySelector('.test-result').dataset.ok !== undefined"),
+            )
+            .await;
+    }
+    browser
+        .eval(
+            "[...document.querySelectorAll('#alert-rules .alert-rule')]
+               .find(r => r.querySelector('.alert-rule__name').textContent === 'Weekly window at 95 %')
+               .querySelector('button[data-action=edit]').click();
+             return true",
+        )
+        .await;
+    browser.find("#rule-form").await;
+    browser
+        .element_screenshot(dir, &format!("alerts-{suffix}"), width, "#alerts")
+        .await;
+
+    browser.open("/dashboard").await;
+    let card = "[...document.querySelectorAll('#subscription-cards .subscription-card')].find(c => c.querySelector('.card__title').textContent === 'Team Max')";
+    browser
+        .wait_until(
+            "who used the team's window",
+            &format!("return {card}.querySelectorAll('.shares__window .share').length >= 2"),
+        )
+        .await;
+    browser
+        .eval(&format!(
+            "const c = {card}; c.id = 'screenshot-card'; return true"
+        ))
+        .await;
+    browser
+        .element_screenshot(
+            dir,
+            &format!("subscription-shares-{suffix}"),
+            width,
+            "#screenshot-card",
+        )
+        .await;
+}
+
 #[tokio::test]
 async fn screenshots_of_every_page_at_desktop_and_phone_width() {
     let _browser_slot = ONE_BROWSER.lock().await;
-    let server = TestServer::start().await;
+    let server = TestServer::start_with(|config| {
+        config.alert_tick = std::time::Duration::from_millis(200);
+        config.alert_retry = ccgate_alerts::RetryPolicy {
+            attempts: 2,
+            first_delay: std::time::Duration::from_millis(20),
+            factor: 2,
+            max_delay: std::time::Duration::from_millis(100),
+        };
+    })
+    .await;
     let ids = seed_team(&server).await;
     let dir = dashboard_support::screenshot_dir();
     let browser = Browser::start(&server.url, 1280, 900).await;
@@ -652,6 +808,7 @@ async fn screenshots_of_every_page_at_desktop_and_phone_width() {
                 screenshot_subscription_history(&browser, &dir, suffix, width).await;
             }
         }
+        screenshot_alerts_and_shares(&browser, &dir, suffix, width).await;
     }
     // The add-user page once more, after creating someone: the install code.
     for (suffix, width) in [("desktop", 1280), ("phone", 390)] {
@@ -675,6 +832,8 @@ async fn screenshots_of_every_page_at_desktop_and_phone_width() {
         "settings",
         "activity",
         "subscription-history",
+        "alerts",
+        "subscription-shares",
     ] {
         for suffix in ["desktop", "phone"] {
             let file = dir.join(format!("{name}-{suffix}.png"));
