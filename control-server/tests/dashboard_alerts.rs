@@ -308,6 +308,147 @@ async fn an_admin_adds_tests_and_renames_a_slack_channel_without_retyping_its_se
     browser.close().await;
 }
 
+/// A kind of channel, the settings typed into its form (field id, value)
+/// and the config the API then shows.
+type KindCase = (&'static str, &'static [(&'static str, &'static str)], Value);
+
+/// Fills in the channel form's settings: `(field id, value)`, typed into
+/// inputs and textareas or chosen in selects.
+async fn fill_settings(browser: &Browser, settings: &[(&str, &str)]) {
+    for (id, value) in settings {
+        let tag = browser
+            .eval(&format!("return document.getElementById('{id}').tagName"))
+            .await;
+        if tag == "SELECT" {
+            set_value(browser, &format!("#{id}"), value).await;
+        } else {
+            browser.type_into(&format!("#{id}"), value).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn each_kind_of_channel_is_saved_in_the_shape_the_api_takes() {
+    let _browser_slot = ONE_BROWSER.lock().await;
+    let server = start().await;
+    let browser = Browser::start(&server.url, 1280, 900).await;
+    log_in_as_admin(&browser).await;
+    browser.open("/dashboard/settings#alerts").await;
+
+    let kinds: [KindCase; 6] = [
+        (
+            "discord",
+            &[(
+                "channel-webhook_url",
+                "https://discord.com/api/webhooks/1/abc",
+            )],
+            json!({ "kind": "discord", "webhook_url": "••••" }),
+        ),
+        (
+            "pushover",
+            &[("channel-token", "app-token"), ("channel-user", "user-key")],
+            json!({ "kind": "pushover", "token": "••••", "user": "••••", "api_url": "https://api.pushover.net/1/messages.json" }),
+        ),
+        (
+            "matrix",
+            &[
+                ("channel-homeserver", "https://matrix.example.org"),
+                ("channel-access_token", "syt_secret"),
+                ("channel-room_id", "!room:example.org"),
+            ],
+            json!({ "kind": "matrix", "homeserver": "https://matrix.example.org", "access_token": "••••", "room_id": "!room:example.org" }),
+        ),
+        (
+            "ntfy",
+            &[("channel-topic", "team-alerts")],
+            json!({ "kind": "ntfy", "server": "https://ntfy.sh", "topic": "team-alerts", "token": null }),
+        ),
+        (
+            "email",
+            &[
+                ("channel-host", "smtp.example.org"),
+                ("channel-port", "465"),
+                ("channel-security", "tls"),
+                ("channel-username", "alerts"),
+                ("channel-password", "mail password"),
+                ("channel-from", "ccgate <alerts@example.org>"),
+                ("channel-to", "ann@example.org\nbob@example.org"),
+            ],
+            json!({ "kind": "email", "host": "smtp.example.org", "port": 465, "security": "tls",
+                    "username": "alerts", "password": "••••", "from": "ccgate <alerts@example.org>",
+                    "to": ["ann@example.org", "bob@example.org"] }),
+        ),
+        (
+            "webhook",
+            &[
+                ("channel-url", "https://example.org/hook"),
+                ("channel-method", "PUT"),
+                ("channel-body_template", r#"{"text": "{title}: {message}"}"#),
+            ],
+            json!({ "kind": "webhook", "url": "••••", "method": "PUT",
+                    "headers": { "Authorization": "••••" }, "body_template": r#"{"text": "{title}: {message}"}"# }),
+        ),
+    ];
+    for (kind, settings, expected) in kinds {
+        browser.click("#add-channel").await;
+        browser
+            .type_into("#channel-name", &format!("My {kind}"))
+            .await;
+        set_value(&browser, "#channel-kind", kind).await;
+        fill_settings(&browser, settings).await;
+        if kind == "webhook" {
+            browser.click("#channel-add-header").await;
+            browser
+                .type_into(".header-row input[type=text]", "Authorization")
+                .await;
+            browser
+                .type_into(".header-row input[type=password]", "Bearer s3cret")
+                .await;
+        }
+        browser.click("#channel-form button[type=submit]").await;
+        browser
+            .wait_until(
+                &format!("the {kind} channel in the list"),
+                &format!("return !!{}", channel(&format!("My {kind}"))),
+            )
+            .await;
+        let stored = channels(&server).await;
+        let saved = stored
+            .iter()
+            .find(|c| c["name"] == format!("My {kind}").as_str())
+            .unwrap();
+        assert_eq!(saved["config"], expected, "{kind}");
+    }
+
+    // The webhook renamed: its URL and header value are kept though not retyped.
+    browser
+        .eval(&format!(
+            "{}.querySelector('button[data-action=edit]').click(); return true",
+            channel("My webhook")
+        ))
+        .await;
+    let header = browser
+        .eval("const r = document.querySelector('.header-row'); return [r.querySelector('input[type=text]').value, r.querySelector('input[type=password]').value, r.querySelector('input[type=password]').placeholder]")
+        .await;
+    assert_eq!(header, json!(["Authorization", "", "stored (unchanged)"]));
+    browser.type_into("#channel-name", "Our webhook").await;
+    browser.click("#channel-form button[type=submit]").await;
+    browser
+        .wait_until(
+            "the renamed webhook",
+            &format!("return !!{}", channel("Our webhook")),
+        )
+        .await;
+    let stored = channels(&server).await;
+    let renamed = stored.iter().find(|c| c["name"] == "Our webhook").unwrap();
+    assert_eq!(
+        renamed["config"]["headers"],
+        json!({ "Authorization": "••••" })
+    );
+    assert_eq!(renamed["config"]["method"], "PUT");
+    browser.close().await;
+}
+
 /// Reports the subscription's 5-hour window at `percent`, as a device
 /// whose request's reply carried the headers.
 async fn report(server: &TestServer, token: &str, n: u32, percent: f64) {
