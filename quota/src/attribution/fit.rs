@@ -34,7 +34,7 @@ use crate::model::ModelFamily;
 use crate::usage::PerFamily;
 
 /// Predicted rise (at the pilot factor) a chunk of intervals is merged up to.
-pub const MIN_CHUNK_RISE: f64 = 0.05;
+pub const MIN_CHUNK_RISE: f64 = 0.02;
 /// Chunks with a residual beyond this many robust standard deviations are trimmed.
 pub const TRIM_SIGMAS: f64 = 3.0;
 /// How far (relative standard deviation) a family's factor is believed to
@@ -278,7 +278,7 @@ fn merge_into_chunks(by_period: &[Vec<Sample>], pilot_scale: f64) -> Vec<Sample>
         for interval in intervals {
             let chunk = open.get_or_insert_with(Sample::default);
             chunk.add(interval);
-            if pilot_scale * chunk.predicted() >= tune("ATTR_CHUNK", MIN_CHUNK_RISE) {
+            if pilot_scale * chunk.predicted() >= MIN_CHUNK_RISE {
                 chunks.push(*chunk);
                 open = None;
             }
@@ -320,7 +320,7 @@ fn solve(chunks: &[Sample], kept: &[bool], noise: f64) -> Solution {
         1.0
     };
 
-    let spread = tune("ATTR_SPREAD", PRIOR_SPREAD) * pooled;
+    let spread = PRIOR_SPREAD * pooled;
     let ridge = if spread > 0.0 {
         (noise.max(MIN_NOISE) / spread).powi(2)
     } else {
@@ -465,19 +465,4 @@ fn robust_sigma(residuals: &[f64]) -> f64 {
         return 0.0;
     };
     median(residuals.iter().map(|r| (r - center).abs()).collect()).unwrap_or(0.0) * 1.4826
-}
-
-/// Tests may override a constant from the environment (`ATTR_CHUNK`, …) to
-/// explore; the library itself reads nothing.
-#[cfg(test)]
-pub(super) fn tune(name: &str, default: f64) -> f64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-#[cfg(not(test))]
-pub(super) fn tune(_name: &str, default: f64) -> f64 {
-    default
 }

@@ -16,6 +16,8 @@ mod fit;
 mod split;
 
 #[cfg(test)]
+mod properties;
+#[cfg(test)]
 mod sim;
 #[cfg(test)]
 mod tests;

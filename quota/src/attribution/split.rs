@@ -4,21 +4,29 @@
 //! 0 at the period start) and `C` the predicted cost of the period's requests
 //! completed so far:
 //!
-//! 1. Unattributed use: a stretch of readings `j → k` whose rise exceeds its
-//!    predicted rise by more than one quantum plus [`RELATIVE_MARGIN`] of it,
-//!    `L(k) − L(j) − C(k) + C(j − lag) > QUANTUM + RELATIVE_MARGIN × (…)`, is
-//!    found in one pass (a CUSUM on `L − (1 + margin) × C`, stretch from its
-//!    last minimum to its peak). Requests completed within [`HEADER_LAG`]
-//!    before a reading may or may not be in it, so the test gives them the
-//!    benefit of the doubt. In such a stretch each request is charged its
-//!    predicted cost and the rest of the rise is unattributed.
-//! 2. Between those stretches, intervals are merged into segments of at least
-//!    [`MIN_SEGMENT_PREDICTED`] of predicted rise (from the requests only) and
-//!    each segment's observed rise is shared among its requests in proportion
-//!    to their cost. A segment with a rise and no request is unattributed.
-//!    Merging keeps the two-decimal rounding from handing a whole quantum to
-//!    whoever happened to finish a request when the reading ticked over.
-//! 3. Requests completed after the last reading (and before the reset) are
+//! 1. Unattributed use: a stretch of readings `j → k` whose rise exceeds the
+//!    cost of the requests completed in it by more than one quantum (two
+//!    rounded readings are off by less than that together) plus
+//!    [`RELATIVE_MARGIN`] of that cost is found in one pass: a CUSUM on
+//!    `L − (1 + margin) × C`, the stretch going from its last minimum to its
+//!    peak. Requests completed within [`HEADER_LAG`] before a reading may or
+//!    may not be in it, so the test gives them the benefit of the doubt.
+//! 2. Accounting is between anchors (see `Anchor`: the period start, and the
+//!    middle of each interval in which the reading ticked up, where the true
+//!    utilization is known to half a quantum's precision, better than any
+//!    one reading). An excess stretch runs from the anchor before it where
+//!    the unexplained use `level − cost` was lowest to the first anchor after
+//!    it; its requests are charged their predicted cost and the rest of its
+//!    rise is unattributed.
+//! 3. Between those stretches, spans between anchors are merged into
+//!    segments of at least [`MIN_SEGMENT_PREDICTED`] of predicted cost (from
+//!    the requests only) and each segment's rise is shared among its requests
+//!    in proportion to their cost; a request in the interval of a segment's
+//!    end anchor gets half its share from either side. A segment with a rise
+//!    and no request is unattributed. Sharing observed rises, rather than
+//!    charging each request its predicted cost, keeps an error of the weights
+//!    from moving use between people who worked at different times.
+//! 4. Requests completed after the last reading (and before the reset) are
 //!    `pending`: charged their predicted cost, not yet observed.
 
 use std::collections::BTreeMap;
@@ -35,11 +43,11 @@ use super::{
 /// Relative tolerance on the predicted rise before a rise counts as
 /// unattributed: covers the error of fitted weights (a few percent) and of
 /// requests whose tokens Anthropic counts a little differently.
-pub const RELATIVE_MARGIN: f64 = 0.25;
+pub const RELATIVE_MARGIN: f64 = 0.15;
 /// Requests completed this long before a reading may not be in it yet (the
 /// reading is about when Anthropic admitted the request; device clocks differ).
 pub const HEADER_LAG: SignedDuration = SignedDuration::from_secs(10);
-/// Predicted rise a segment of intervals is merged up to before its observed
+/// Predicted cost a segment of spans is merged up to before its observed
 /// rise is shared.
 pub const MIN_SEGMENT_PREDICTED: f64 = 0.03;
 /// Floating-point slack on the one-quantum tolerance (0.35 − 0.34 > 0.01).
@@ -48,9 +56,9 @@ const SLACK: f64 = 1e-9;
 /// Use the requests cannot explain, for alerts.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct UnattributedInterval {
-    /// The reading before (or the period start).
+    /// A reading before the use (or the period start).
     pub start: Timestamp,
-    /// The reading that showed it.
+    /// A reading after it.
     pub end: Timestamp,
     /// Utilization not explained by ccgate's requests.
     pub amount: f64,
@@ -250,31 +258,38 @@ fn attribute_period(period: &Period, requests: &Requests<'_>) -> PeriodAttributi
     });
     let end_mark = marks.len() - 1;
 
-    // What the requests cost at most and at least by each anchor's crossing.
-    let at_most: Vec<f64> = anchors
+    // Excess is found on the readings themselves (two readings differ from
+    // the truth by less than one quantum together), then accounted between
+    // the anchors around it.
+    let surely_by_point: Vec<f64> = points
         .iter()
-        .map(|anchor| cost_by_point[anchor.interval])
-        .collect();
-    let at_least: Vec<f64> = anchors
-        .iter()
-        .map(|anchor| match anchor.interval {
+        .enumerate()
+        .map(|(k, point)| match k {
             0 => 0.0,
-            k => {
-                let surely = points[k - 1]
-                    .at
-                    .saturating_sub(HEADER_LAG)
-                    .unwrap_or(points[k - 1].at);
+            _ => {
+                let surely = point.at.saturating_sub(HEADER_LAG).unwrap_or(point.at);
                 cost_until(Period::completed_by(requests.priced, &bounds, surely))
             }
         })
         .collect();
-    let costs = AnchorCosts {
-        at_most,
-        at_least,
-        middle: marks[..end_mark].iter().map(|mark| mark.cost).collect(),
-    };
-    let levels: Vec<f64> = anchors.iter().map(|anchor| anchor.level).collect();
-    let stretches = find_excess(&levels, &costs);
+    let levels: Vec<f64> = points.iter().map(|point| point.level).collect();
+    let unexplained = |mark: usize| marks[mark].level - marks[mark].cost;
+    let mut stretches: Vec<(usize, usize)> = Vec::new();
+    for (first, last) in find_excess(&levels, &cost_by_point, &surely_by_point) {
+        // The last anchor at or before the first reading, the first one
+        // after the last reading (or the last reading itself).
+        let before = anchors.partition_point(|anchor| anchor.interval <= first) - 1;
+        let inside = anchors.partition_point(|anchor| anchor.interval <= last);
+        // Start where the unexplained use was lowest, the latest such anchor.
+        let start = (before..inside)
+            .rev()
+            .min_by(|&a, &b| unexplained(a).total_cmp(&unexplained(b)))
+            .unwrap_or(before);
+        match stretches.last_mut() {
+            Some(previous) if previous.1 > start => previous.1 = inside,
+            _ => stretches.push((start, inside)),
+        }
+    }
 
     let mut segments = Vec::new();
     let mut next = 0;
@@ -312,7 +327,7 @@ fn attribute_period(period: &Period, requests: &Requests<'_>) -> PeriodAttributi
         let (first, last) = (&marks[first], &marks[last]);
         let rise = last.level - first.level;
         let predicted = last.cost - first.cost;
-        let (factor, unattributed) = if excess {
+        let (factor, unattributed) = if excess && rise > predicted {
             (1.0, rise - predicted)
         } else if predicted > 0.0 {
             (rise / predicted, 0.0)
@@ -351,50 +366,32 @@ fn attribute_period(period: &Period, requests: &Requests<'_>) -> PeriodAttributi
     }
 }
 
-/// What the requests cost by an anchor: at most (by the reading after it),
-/// at least (by the reading before it, less the header lag), and the
-/// midpoint the spans use.
-struct AnchorCosts {
-    at_most: Vec<f64>,
-    at_least: Vec<f64>,
-    middle: Vec<f64>,
-}
-
-/// Stretches of anchors `(first, last)` over which the rise exceeds the
-/// requests' cost by more than the tolerance, in order and disjoint. One
-/// pass: the lowest `level − (1 + margin) × at_least` so far is where a
-/// stretch can start, the peak of `level − (1 + margin) × at_most` above it
-/// where it ends. The start then moves up to the last anchor before the
-/// peak where `level − middle` is lowest: the bounds give the benefit of the
-/// doubt to the test, not to where the excess began.
-fn find_excess(levels: &[f64], costs: &AnchorCosts) -> Vec<(usize, usize)> {
-    let allowance = 1.0 + super::fit::tune("ATTR_MARGIN", RELATIVE_MARGIN);
-    let unexplained = |k: usize| levels[k] - costs.middle[k];
-    let tightened = |first: usize, last: usize| {
-        let start = (first..last)
-            .rev()
-            .min_by(|&a, &b| unexplained(a).total_cmp(&unexplained(b)))
-            .unwrap_or(first);
-        (start, last)
-    };
+/// Stretches of readings `(first, last)` over which the rise exceeds the
+/// requests' cost by more than one quantum plus the margin, in order and
+/// disjoint. One pass: the lowest `level − (1 + margin) × at_least` so far is
+/// where a stretch can start, the peak of `level − (1 + margin) × at_most`
+/// above it where it ends (`at_most`: the cost completed by a reading,
+/// `at_least`: by the reading less the header lag).
+fn find_excess(levels: &[f64], at_most: &[f64], at_least: &[f64]) -> Vec<(usize, usize)> {
+    let allowance = 1.0 + RELATIVE_MARGIN;
     let mut stretches = Vec::new();
     let mut lowest = (0.0, 0);
     let mut peak: Option<(f64, usize)> = None;
     for (k, &level) in levels.iter().enumerate().skip(1) {
-        let excess = level - allowance * costs.at_most[k] - lowest.0;
+        let excess = level - allowance * at_most[k] - lowest.0;
         if excess > QUANTUM + SLACK && peak.is_none_or(|(highest, _)| excess > highest) {
             peak = Some((excess, k));
         }
-        let low = level - allowance * costs.at_least[k];
+        let low = level - allowance * at_least[k];
         if low <= lowest.0 {
             if let Some((_, end)) = peak.take() {
-                stretches.push(tightened(lowest.1, end));
+                stretches.push((lowest.1, end));
             }
             lowest = (low, k);
         }
     }
     if let Some((_, end)) = peak {
-        stretches.push(tightened(lowest.1, end));
+        stretches.push((lowest.1, end));
     }
     stretches
 }
@@ -402,11 +399,10 @@ fn find_excess(levels: &[f64], costs: &AnchorCosts) -> Vec<(usize, usize)> {
 /// Marks `from..=until` cut into segments of at least
 /// [`MIN_SEGMENT_PREDICTED`]; a short remainder joins the segment before it.
 fn segment(from: usize, until: usize, marks: &[Mark]) -> Vec<(usize, usize)> {
-    let minimum = super::fit::tune("ATTR_SEGMENT", MIN_SEGMENT_PREDICTED);
     let mut segments: Vec<(usize, usize)> = Vec::new();
     let mut first = from;
     for k in from + 1..=until {
-        if marks[k].cost - marks[first].cost >= minimum {
+        if marks[k].cost - marks[first].cost >= MIN_SEGMENT_PREDICTED {
             segments.push((first, k));
             first = k;
         }

@@ -1,6 +1,8 @@
+use std::time::{Duration, Instant};
+
 use jiff::{SignedDuration, Timestamp};
 
-use super::sim::{FIVE_HOURS, PEOPLE, SEVEN_DAYS, Setup, simulate};
+use super::sim::{FIVE_HOURS, FIVE_HOURS_SPARSE, PEOPLE, SEVEN_DAYS, Setup, simulate};
 use super::*;
 
 const HOUR: SignedDuration = SignedDuration::from_hours(1);
@@ -402,16 +404,15 @@ fn input_order_does_not_matter() {
 /// Errors over many simulated seeds.
 #[derive(Debug, Default)]
 struct Measured {
-    /// |attributed + pending − true| per person and period, in points of the window.
+    /// Attributed + pending − true use, per person and period, in points of
+    /// the window.
     person_points: Vec<f64>,
-    /// |fitted / true − 1| of each family's factor, in percent (families
-    /// with at least 5 % of the cost).
+    /// Fitted / true − 1 of what each family's requests cost, in percent
+    /// (families with at least 5 % of the cost).
     weight_percent: Vec<f64>,
-    /// |reported − true| unattributed in periods with a burst, in points.
-    burst_points: Vec<f64>,
-    /// reported − true, signed.
-    burst_bias: Vec<f64>,
     weight_by_family: PerFamily<Vec<f64>>,
+    /// Reported unattributed − true burst, in points (periods with a burst).
+    burst_points: Vec<f64>,
     /// Reported unattributed in periods without a burst, in points.
     false_points: Vec<f64>,
     /// Bursts of which less than half was reported.
@@ -419,34 +420,49 @@ struct Measured {
     bursts: usize,
     /// Attributed + pending of a person in a period they had no request in.
     leaked_across_reset: f64,
+    fit_time: Duration,
+    attribute_time: Duration,
+    observations: usize,
+    requests: usize,
 }
 
 fn measure(setup: &Setup, seeds: std::ops::Range<u64>) -> Measured {
     let mut measured = Measured::default();
     for seed in seeds {
         let scenario = simulate(setup, seed);
+        let started = Instant::now();
         let fit = fit_weights(
             setup.window_len,
             &scenario.observations,
             &scenario.requests,
             &CostWeights::prior(),
         );
+        let fitted = Instant::now();
         let attribution = attribute(
             setup.window_len,
             &scenario.observations,
             &scenario.requests,
             &fit.weights,
         );
-        let mut cost_by_family = PerFamily::<f64>::default();
-        let true_weights = CostWeights::prior().scaled(&scenario.true_scales);
+        measured.fit_time += fitted - started;
+        measured.attribute_time += fitted.elapsed();
+        measured.observations += scenario.observations.len();
+        measured.requests += scenario.requests.len();
+        // A family's weights are judged by what they charge its requests in
+        // all: the true kinds' ratios differ from the prior's, so no factor
+        // matches every kind.
+        let mut true_cost = PerFamily::<f64>::default();
+        let mut fitted_cost = PerFamily::<f64>::default();
         for request in &scenario.requests {
-            cost_by_family[request.family] += true_weights.cost(request.family, &request.tokens);
+            true_cost[request.family] +=
+                scenario.true_weights.cost(request.family, &request.tokens);
+            fitted_cost[request.family] += fit.weights.cost(request.family, &request.tokens);
         }
-        let total_cost: f64 = ModelFamily::ALL.iter().map(|&f| cost_by_family[f]).sum();
+        let total_cost: f64 = ModelFamily::ALL.iter().map(|&f| true_cost[f]).sum();
         for family in ModelFamily::ALL {
-            if cost_by_family[family] >= 0.05 * total_cost {
-                let error = fit.scales[family] / scenario.true_scales[family] - 1.0;
-                measured.weight_percent.push(error.abs() * 100.0);
+            if true_cost[family] >= 0.05 * total_cost {
+                let error = fitted_cost[family] / true_cost[family] - 1.0;
+                measured.weight_percent.push(error * 100.0);
                 measured.weight_by_family[family].push(error * 100.0);
             }
         }
@@ -460,20 +476,22 @@ fn measure(setup: &Setup, seeds: std::ops::Range<u64>) -> Measured {
             for person in PEOPLE {
                 let estimate = period.person(person).map_or(0.0, PersonShare::estimate);
                 match truth.by_person.get(&person) {
-                    Some(true_use) => measured
-                        .person_points
-                        .push((estimate - true_use).abs() * 100.0),
+                    Some(true_use) => measured.person_points.push((estimate - true_use) * 100.0),
                     None => measured.leaked_across_reset += estimate.abs(),
                 }
             }
-            match truth.burst {
-                Some((_, _, amount)) => {
+            // What of the burst happened before the last reading could show.
+            let seen: f64 = truth
+                .burst_pieces
+                .iter()
+                .filter(|(at, _)| *at < period.last_observed_at)
+                .map(|(_, amount)| amount)
+                .sum();
+            match truth.burst.map(|_| seen) {
+                Some(amount) => {
                     measured.bursts += 1;
                     measured
                         .burst_points
-                        .push((period.unattributed - amount).abs() * 100.0);
-                    measured
-                        .burst_bias
                         .push((period.unattributed - amount) * 100.0);
                     if period.unattributed < amount / 2.0 {
                         measured.missed_bursts += 1;
@@ -488,7 +506,7 @@ fn measure(setup: &Setup, seeds: std::ops::Range<u64>) -> Measured {
 
 /// (mean, p95, max) of absolute values.
 fn summary(values: &[f64]) -> (f64, f64, f64) {
-    let mut sorted = values.to_vec();
+    let mut sorted: Vec<f64> = values.iter().map(|v| v.abs()).collect();
     sorted.sort_by(f64::total_cmp);
     let mean = sorted.iter().sum::<f64>() / sorted.len().max(1) as f64;
     let p95 = sorted
@@ -500,52 +518,144 @@ fn summary(values: &[f64]) -> (f64, f64, f64) {
 
 const SEEDS: std::ops::Range<u64> = 0..200;
 
+/// What the estimator must achieve on a setup (chosen from what it does
+/// achieve over the 200 seeds, with some room; see docs/attribution.md).
+struct Expected {
+    person_p95: f64,
+    person_max: f64,
+    /// Families with at least 5 % of the cost.
+    weight_max: f64,
+    opus_weight_max: f64,
+    burst_max: f64,
+    missed_bursts: usize,
+}
+
+fn row(setup: &str, what: &str, unit: &str, values: &[f64]) {
+    let (mean, p95, max) = summary(values);
+    let signed = values.iter().sum::<f64>() / values.len().max(1) as f64;
+    println!(
+        "| {setup} | {what} | {unit} | {} | {mean:.2} | {p95:.2} | {max:.2} | {signed:+.2} |",
+        values.len()
+    );
+}
+
+/// Prints the table quoted in docs/attribution.md and checks it:
+/// `cargo test -p ccgate-quota --release attribution_accuracy -- --nocapture`.
 #[test]
 fn attribution_accuracy_on_simulated_traffic() {
     println!(
-        "| setup | measure | unit | n | mean | p95 | max |\n|---|---|---|---:|---:|---:|---:|"
+        "| setup | measure | unit | n | mean abs | p95 abs | max abs | mean |\n\
+         |---|---|---|---:|---:|---:|---:|---:|"
     );
-    for setup in [FIVE_HOURS, SEVEN_DAYS] {
+    let dense = Expected {
+        person_p95: 1.0,
+        person_max: 2.0,
+        weight_max: 25.0,
+        opus_weight_max: 5.0,
+        burst_max: 2.0,
+        missed_bursts: 0,
+    };
+    let sparse = Expected {
+        person_p95: 1.5,
+        person_max: 5.0,
+        weight_max: 30.0,
+        opus_weight_max: 6.0,
+        burst_max: 5.0,
+        missed_bursts: 6,
+    };
+    let mut timings = Vec::new();
+    for (setup, expected) in [
+        (FIVE_HOURS, &dense),
+        (FIVE_HOURS_SPARSE, &sparse),
+        (SEVEN_DAYS, &dense),
+    ] {
         let measured = measure(&setup, SEEDS);
-        let rows = [
-            ("person share error", "points", &measured.person_points),
-            ("family weight error", "%", &measured.weight_percent),
-            ("burst amount error", "points", &measured.burst_points),
-            (
-                "unattributed without burst",
-                "points",
-                &measured.false_points,
-            ),
-        ];
-        for (what, unit, values) in rows {
-            let (mean, p95, max) = summary(values);
-            println!(
-                "| {} | {what} | {unit} | {} | {mean:.2} | {p95:.2} | {max:.2} |",
-                setup.name,
-                values.len()
-            );
-        }
+        let name = setup.name;
+        row(
+            name,
+            "person's share − truth",
+            "points",
+            &measured.person_points,
+        );
         for family in ModelFamily::ALL {
-            let v = &measured.weight_by_family[family];
-            let (mean, p95, max) = summary(&v.iter().map(|x| x.abs()).collect::<Vec<_>>());
-            let signed = v.iter().sum::<f64>() / v.len().max(1) as f64;
-            println!(
-                "| {} | {family} weight error | % | {} | {mean:.2} | {p95:.2} | {max:.2} | signed {signed:.2}",
-                setup.name,
-                v.len()
-            );
+            let errors = &measured.weight_by_family[family];
+            if !errors.is_empty() {
+                row(
+                    name,
+                    &format!("{family} weights: cost − truth"),
+                    "%",
+                    errors,
+                );
+            }
         }
-        let bias =
-            measured.burst_bias.iter().sum::<f64>() / measured.burst_bias.len().max(1) as f64;
-        println!(
-            "| {} | burst amount bias (signed mean) | points | {} | {bias:.2} | | |",
-            setup.name,
-            measured.burst_bias.len()
+        row(
+            name,
+            "unattributed − burst",
+            "points",
+            &measured.burst_points,
+        );
+        row(
+            name,
+            "unattributed, no burst",
+            "points",
+            &measured.false_points,
         );
         println!(
-            "| {} | bursts missed (< half reported) | count | {} | {} | | |",
-            setup.name, measured.bursts, measured.missed_bursts
+            "| {name} | bursts with less than half reported | count | {} | {} | | | |",
+            measured.bursts, measured.missed_bursts
         );
-        assert!(measured.leaked_across_reset == 0.0);
+        let runs = (SEEDS.end - SEEDS.start) as f64;
+        timings.push(format!(
+            "| {name} | {:.0} | {:.0} | {:.2} | {:.2} |",
+            measured.observations as f64 / runs,
+            measured.requests as f64 / runs,
+            measured.fit_time.as_secs_f64() * 1e3 / runs,
+            measured.attribute_time.as_secs_f64() * 1e3 / runs,
+        ));
+
+        let (_, person_p95, person_max) = summary(&measured.person_points);
+        assert!(
+            person_p95 <= expected.person_p95,
+            "{name}: person p95 {person_p95}"
+        );
+        assert!(
+            person_max <= expected.person_max,
+            "{name}: person max {person_max}"
+        );
+        let (_, _, weight_max) = summary(&measured.weight_percent);
+        assert!(
+            weight_max <= expected.weight_max,
+            "{name}: weights {weight_max} %"
+        );
+        let (_, _, opus_max) = summary(&measured.weight_by_family.opus);
+        assert!(
+            opus_max <= expected.opus_weight_max,
+            "{name}: opus {opus_max} %"
+        );
+        let (_, _, burst_max) = summary(&measured.burst_points);
+        assert!(
+            burst_max <= expected.burst_max,
+            "{name}: burst error {burst_max}"
+        );
+        assert!(
+            measured.missed_bursts <= expected.missed_bursts,
+            "{name}: {} bursts missed",
+            measured.missed_bursts
+        );
+        let (_, _, false_max) = summary(&measured.false_points);
+        assert!(
+            false_max < 1.0,
+            "{name}: {false_max} points unattributed with no burst"
+        );
+        assert!(
+            measured.leaked_across_reset == 0.0,
+            "{name}: use charged across a reset"
+        );
+    }
+    println!(
+        "\n| setup | readings | requests | fit ms | attribute ms |\n|---|---:|---:|---:|---:|"
+    );
+    for timing in timings {
+        println!("{timing}");
     }
 }
