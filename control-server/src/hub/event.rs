@@ -174,6 +174,10 @@ pub enum LiveEvent {
         amount: f64,
         timestamp: Timestamp,
     },
+    /// The estimate of who used the subscriptions' windows changed.
+    SharesUpdated {
+        timestamp: Timestamp,
+    },
     /// An alert rule fired.
     #[serde(rename_all = "camelCase")]
     AlertFired {

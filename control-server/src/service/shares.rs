@@ -31,14 +31,14 @@ const EVERY: Duration = Duration::from_secs(60);
 const LOOKBACK: SignedDuration = SignedDuration::from_hours(24 * 7 + 6);
 
 /// One window of one subscription: the current period, attributed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct WindowShares {
     pub window: PlanWindow,
     pub period: PeriodAttribution,
 }
 
 /// What the API shows for a subscription.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct SubscriptionShares {
     pub windows: Vec<WindowShares>,
 }
@@ -171,11 +171,22 @@ pub async fn refresh(state: &AppState) {
     };
     give_people_their_shares(state, &computed);
     report_unattributed(state, &computed);
-    *state
-        .shares
-        .by_subscription
-        .write()
-        .unwrap_or_else(|p| p.into_inner()) = computed;
+    let changed = {
+        let mut book = state
+            .shares
+            .by_subscription
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        let changed = *book != computed;
+        *book = computed;
+        changed
+    };
+    // Dashboards showing who used the windows fetch them again.
+    if changed {
+        state
+            .hub
+            .publish(|| LiveEvent::SharesUpdated { timestamp: now });
+    }
 }
 
 fn give_people_their_shares(state: &AppState, computed: &HashMap<i64, SubscriptionShares>) {

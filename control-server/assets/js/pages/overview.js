@@ -109,6 +109,7 @@ export async function render(main, { live }) {
   live.on('subscription', () => subscriptions.refreshSoon());
   live.on('subscription_changed', () => subscriptions.refreshSoon());
   live.on('unattributed_use', () => subscriptions.refreshSoon());
+  live.on('shares_updated', () => subscriptions.refreshSoon());
   const subscriptionName = (id) => subscriptions.cards.get(id)?.data?.name ?? null;
   live.on('*', (message) => feed.add([fromLive(message, { subscriptionName })], { fresh: true }));
   live.on('resync', () => loadAll().catch(() => {}));

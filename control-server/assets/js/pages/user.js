@@ -187,6 +187,7 @@ export async function render(main, { live }) {
     refresh({ chart: message.type === 'user_counted' || message.type === 'usage' });
   });
   live.on('resync', () => refresh({ chart: true }));
+  live.on('shares_updated', () => refresh({ chart: false }));
 
   replace(main, head, codeHolder, now, usage.element, limits, access, alerts.element, devices);
   usage.draw();
