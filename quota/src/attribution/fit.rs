@@ -33,7 +33,7 @@ use super::{
 use crate::model::ModelFamily;
 use crate::usage::PerFamily;
 
-/// Predicted rise (at the pilot factor) a chunk of intervals is merged up to.
+/// Predicted rise (at the pilot factor) a chunk of spans is merged up to.
 pub const MIN_CHUNK_RISE: f64 = 0.02;
 /// Chunks with a residual beyond this many robust standard deviations are trimmed.
 pub const TRIM_SIGMAS: f64 = 3.0;
@@ -267,17 +267,17 @@ pub fn fit_weights(
     }
 }
 
-/// Merges each period's consecutive intervals until their predicted rise
+/// Merges each period's consecutive spans until their predicted rise
 /// reaches [`MIN_CHUNK_RISE`]; a period's short remainder joins its last
 /// chunk. Chunks with neither requests nor a rise say nothing and are dropped.
 fn merge_into_chunks(by_period: &[Vec<Sample>], pilot_scale: f64) -> Vec<Sample> {
     let mut chunks = Vec::new();
-    for intervals in by_period {
+    for spans in by_period {
         let first_of_period = chunks.len();
         let mut open: Option<Sample> = None;
-        for interval in intervals {
+        for span in spans {
             let chunk = open.get_or_insert_with(Sample::default);
-            chunk.add(interval);
+            chunk.add(span);
             if pilot_scale * chunk.predicted() >= MIN_CHUNK_RISE {
                 chunks.push(*chunk);
                 open = None;

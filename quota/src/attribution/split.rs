@@ -286,7 +286,7 @@ fn attribute_period(period: &Period, requests: &Requests<'_>) -> PeriodAttributi
             .min_by(|&a, &b| unexplained(a).total_cmp(&unexplained(b)))
             .unwrap_or(before);
         match stretches.last_mut() {
-            Some(previous) if previous.1 > start => previous.1 = inside,
+            Some(previous) if previous.1 > start => previous.1 = previous.1.max(inside),
             _ => stretches.push((start, inside)),
         }
     }

@@ -410,7 +410,12 @@ struct Measured {
     /// Fitted / true − 1 of what each family's requests cost, in percent
     /// (families with at least 5 % of the cost).
     weight_percent: Vec<f64>,
+    /// The same for every family with any use.
     weight_by_family: PerFamily<Vec<f64>>,
+    /// Each family's share of the cost, summed over the seeds.
+    cost_share: PerFamily<f64>,
+    /// The fit's evidence for each family, summed over the seeds.
+    evidence: PerFamily<f64>,
     /// Reported unattributed − true burst, in points (periods with a burst).
     burst_points: Vec<f64>,
     /// Reported unattributed in periods without a burst, in points.
@@ -460,10 +465,14 @@ fn measure(setup: &Setup, seeds: std::ops::Range<u64>) -> Measured {
         }
         let total_cost: f64 = ModelFamily::ALL.iter().map(|&f| true_cost[f]).sum();
         for family in ModelFamily::ALL {
-            if true_cost[family] >= 0.05 * total_cost {
+            if true_cost[family] > 0.0 {
                 let error = fitted_cost[family] / true_cost[family] - 1.0;
-                measured.weight_percent.push(error * 100.0);
                 measured.weight_by_family[family].push(error * 100.0);
+                measured.cost_share[family] += true_cost[family] / total_cost;
+                measured.evidence[family] += fit.diagnostics.evidence[family];
+                if true_cost[family] >= 0.05 * total_cost {
+                    measured.weight_percent.push(error * 100.0);
+                }
             }
         }
         assert_eq!(
@@ -580,12 +589,13 @@ fn attribution_accuracy_on_simulated_traffic() {
         for family in ModelFamily::ALL {
             let errors = &measured.weight_by_family[family];
             if !errors.is_empty() {
-                row(
-                    name,
-                    &format!("{family} weights: cost − truth"),
-                    "%",
-                    errors,
+                let runs = errors.len() as f64;
+                let share = measured.cost_share[family] / runs * 100.0;
+                let evidence = measured.evidence[family] / runs;
+                let what = format!(
+                    "{family} weights ({share:.1} % of cost, evidence {evidence:.2}): cost − truth"
                 );
+                row(name, &what, "%", errors);
             }
         }
         row(
