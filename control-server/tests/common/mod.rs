@@ -2,6 +2,7 @@
 //! helpers that talk to it over real HTTP.
 #![allow(dead_code)]
 
+pub mod oidc;
 pub mod sse;
 
 use std::path::{Path, PathBuf};
