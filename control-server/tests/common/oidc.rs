@@ -844,53 +844,24 @@ fn form_encode_component(text: &str) -> String {
     url.query().unwrap()[2..].to_owned()
 }
 
-const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-const BASE64URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-fn encode_with(alphabet: &[u8; 64], bytes: &[u8], pad: bool) -> String {
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let word = chunk.iter().enumerate().fold(0u32, |word, (i, byte)| {
-            word | u32::from(*byte) << (16 - 8 * i)
-        });
-        for i in 0..=chunk.len() {
-            out.push(char::from(alphabet[(word >> (18 - 6 * i) & 63) as usize]));
-        }
-        if pad {
-            for _ in chunk.len()..3 {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 /// Standard base64 with padding (HTTP Basic).
 pub fn base64_encode(bytes: &[u8]) -> String {
-    encode_with(BASE64, bytes, true)
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 /// base64url without padding (JWTs, PKCE).
 pub fn base64url_encode(bytes: &[u8]) -> String {
-    encode_with(BASE64URL, bytes, false)
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// base64url, padded or not; `None` for anything else.
 pub fn base64url_decode(text: &str) -> Option<Vec<u8>> {
-    let text = text.trim_end_matches('=');
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let (mut word, mut bits) = (0u32, 0u32);
-    for c in text.bytes() {
-        let value = BASE64URL.iter().position(|&a| a == c)?;
-        word = (word << 6) | value as u32;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((word >> bits) as u8);
-            word &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text.trim_end_matches('='))
+        .ok()
 }
 
 /// A JWT's header and claims, decoded without checking its signature.
