@@ -51,21 +51,20 @@ async fn each_persons_share_of_the_window_follows_their_requests_and_the_share_r
     let server = TestServer::start().await;
     let share_rule = json!([{ "type": "share", "window": "five_hour", "value": 25 }]);
     let (ann, ann_token) = server.user_with_proxy("Ann", share_rule).await;
-    let (bob, bob_token) = server.user_with_proxy("Bob", json!([])).await;
+    let (_, bob_token) = server.user_with_proxy("Bob", json!([])).await;
     // Devices' events are never older than the device: time passes first.
     server.clock.advance(SignedDuration::from_mins(45));
     let now = server.clock.now();
     let start = now - SignedDuration::from_mins(40);
     let resets = now + SignedDuration::from_hours(3);
-    // Alternating: Ann's Opus requests cost 3 points each, Bob's Haiku ones
-    // about 0.2; the headers round to whole points as Anthropic's do.
+    // Ann works first (Opus, 3 points a request), then Bob (Haiku, about
+    // 0.2); the headers round to whole points as Anthropic's do.
     let (mut used, mut n) = (0.0_f64, 0);
-    for i in 0..10 {
-        for (who, token, model, output, cost) in [
-            (ann, &ann_token, "claude-opus-4-5", 20_000, 0.03),
-            (bob, &bob_token, "claude-haiku-4-5", 20_000, 0.002),
-        ] {
-            let _ = who;
+    for (token, model, cost) in [
+        (&ann_token, "claude-opus-4-5", 0.03),
+        (&bob_token, "claude-haiku-4-5", 0.002),
+    ] {
+        for _ in 0..10 {
             n += 1;
             used += cost;
             let at = start + SignedDuration::from_secs(i64::from(n) * 60);
@@ -74,11 +73,10 @@ async fn each_persons_share_of_the_window_follows_their_requests_and_the_share_r
                 .agent(
                     token,
                     "/events",
-                    json!({ "events": [request(n, at, model, output, shown, resets)] }),
+                    json!({ "events": [request(n, at, model, 20_000, shown, resets)] }),
                 )
                 .await;
             assert_eq!(status, StatusCode::OK, "{body}");
-            let _ = i;
         }
     }
     let window = eventually(WAIT, || async {
