@@ -352,7 +352,9 @@ fn group_periods(window_len: SignedDuration, observations: &[Observation]) -> Pe
     while index < placed.len() {
         let resets_at = placed[index].0;
         let end = index
-            + placed[index..].partition_point(|p| p.0.duration_since(resets_at) < half_window);
+            + placed[index..]
+                .partition_point(|p| p.0.duration_since(resets_at) < half_window)
+                .max(1);
         let mut members: Vec<(Timestamp, f64)> =
             placed[index..end].iter().map(|p| (p.1, p.2)).collect();
         members.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));

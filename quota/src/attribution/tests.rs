@@ -270,6 +270,17 @@ fn resets_that_jitter_by_seconds_are_one_period() {
 }
 
 #[test]
+fn a_zero_window_is_one_period_per_reset() {
+    let resets = at("2026-03-02T15:00:00Z");
+    let observations = [
+        reading(resets - HOUR, 0.10, resets),
+        reading(resets - HOUR, 0.20, resets + HOUR),
+    ];
+    let result = attribute(SignedDuration::ZERO, &observations, &[], &unit_weights());
+    assert_eq!(result.periods.len(), 2);
+}
+
+#[test]
 fn requests_after_the_last_reading_are_pending() {
     let resets = at("2026-03-02T15:00:00Z");
     let start = resets - FIVE_H;
