@@ -31,8 +31,11 @@ use crate::model::ModelFamily;
 use crate::rules::TokenKind;
 use crate::usage::{PerFamily, Totals};
 
-pub use fit::{Fit, FitDiagnostics, fit_weights};
-pub use split::{Attribution, PeriodAttribution, PersonShare, UnattributedInterval, attribute};
+pub use fit::{Fit, FitDiagnostics, MIN_CHUNK_RISE, PRIOR_SPREAD, TRIM_SIGMAS, fit_weights};
+pub use split::{
+    Attribution, HEADER_LAG, MIN_SEGMENT_PREDICTED, PeriodAttribution, PersonShare,
+    RELATIVE_MARGIN, UnattributedInterval, attribute,
+};
 
 /// The precision Anthropic reports utilization with (two decimals).
 pub const QUANTUM: f64 = 0.01;
