@@ -11,7 +11,10 @@ use tokio::sync::broadcast;
 
 pub use event::LiveEvent;
 
-const CAPACITY: usize = 1024;
+/// Events a listener may fall behind by before it misses some. The alert
+/// engine listens to every check (thousands a second under load) for the
+/// few events it alerts on; each slot is one pointer.
+const CAPACITY: usize = 16 * 1024;
 
 /// An event as listeners receive it.
 #[derive(Debug)]
