@@ -39,6 +39,9 @@ pub fn resolve(
         SubscriptionClaim::Account(account) => {
             let id = match account_subscription(conn, account)? {
                 Some(id) => id,
+                // The account is Claude Code's claim: a forged one per
+                // request must not grow the table without end.
+                None if seen_accounts(conn)? >= MAX_SEEN_ACCOUNTS => return Ok(None),
                 None => add_seen_account(conn, account, now_ms)?,
             };
             conn.prepare_cached(
@@ -49,6 +52,15 @@ pub fn resolve(
             Ok(Some(id))
         }
     }
+}
+
+/// Accounts filed from personal-login traffic at most.
+pub const MAX_SEEN_ACCOUNTS: i64 = 50;
+
+fn seen_accounts(conn: &Connection) -> DbResult<i64> {
+    Ok(conn
+        .prepare_cached("SELECT COUNT(*) FROM subscriptions WHERE origin = 'seen'")?
+        .query_row([], |row| row.get(0))?)
 }
 
 fn account_subscription(conn: &Connection, account: &str) -> DbResult<Option<i64>> {
