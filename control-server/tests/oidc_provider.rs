@@ -9,11 +9,11 @@ mod common;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::oidc::{
-    ClientAuth, ClientConfig, HttpAgent, LoginError, OidcProvider, ProviderConfig, UserConfig,
-    decode_jwt_unverified,
+    ClientAuth, ClientConfig, HttpAgent, IdTokenTamper, LoginError, OidcProvider, ProviderConfig,
+    UserConfig, decode_jwt_unverified,
 };
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{Value, json};
 
 const REDIRECT_URI: &str = "http://127.0.0.1:9/auth/oidc/callback";
 
@@ -365,5 +365,137 @@ async fn sign_in_stops_at_the_redirect_uri_and_keeps_the_session() {
             assert!(body.contains("redirect_uri"), "{body}");
         }
         other => panic!("{:?}", other.map(|url| url.to_string())),
+    }
+}
+
+/// Whether the RS256 signature of `token` verifies with `jwk`, a public key
+/// from the provider's JWKS (checked by node:crypto in a process of its own).
+async fn rs256_signature_valid(jwk: &Value, token: &str) -> bool {
+    const SCRIPT: &str = "const { createPublicKey, verify } = require('node:crypto');
+const [jwk, token] = process.argv.slice(1);
+const [header, claims, signature] = token.split('.');
+const key = createPublicKey({ key: JSON.parse(jwk), format: 'jwk' });
+const valid = verify('sha256', Buffer.from(`${header}.${claims}`), key, Buffer.from(signature, 'base64url'));
+process.stdout.write(valid ? 'valid' : 'invalid');";
+    let node = std::env::var("CCGATE_TEST_NODE").unwrap_or_else(|_| "node".to_owned());
+    let output = tokio::process::Command::new(node)
+        .arg("-e")
+        .arg(SCRIPT)
+        .arg(jwk.to_string())
+        .arg(token)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "node: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    match stdout.as_ref() {
+        "valid" => true,
+        "invalid" => false,
+        other => panic!("node answered {other}"),
+    }
+}
+
+/// Each mode breaks the one thing it names in the ID tokens of both grants
+/// (the signature is checked with the provider's published key: re-signed
+/// tokens pass, the forged claims do not), the rest of the token as issued;
+/// `none` gives good tokens again.
+#[tokio::test]
+async fn the_token_endpoint_hands_out_tampered_id_tokens_on_demand() {
+    let provider = OidcProvider::start(config()).await;
+    let issuer = provider.issuer().to_owned();
+    let discovery = provider.discovery().await;
+    let jwks: Value = reqwest::get(discovery["jwks_uri"].as_str().unwrap())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let jwk = jwks["keys"][0].clone();
+
+    let modes = IdTokenTamper::ALL.into_iter().chain([IdTokenTamper::None]);
+    for mode in modes {
+        provider.set_id_token_tamper(mode).await;
+        let login = provider
+            .login("ccgate", "openid email", "alice", "alice-password")
+            .await
+            .unwrap_or_else(|error| panic!("{mode:?}: {error}"));
+        let nonce = login.request.nonce.as_str();
+        let (status, tokens) = provider
+            .exchange_code(
+                "ccgate",
+                &login.code,
+                REDIRECT_URI,
+                &login.request.code_verifier,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{mode:?}: {tokens}");
+        let (status, refreshed) = provider
+            .refresh("ccgate", tokens["refresh_token"].as_str().unwrap())
+            .await;
+        assert_eq!(status, StatusCode::OK, "{mode:?}: {refreshed}");
+
+        for (grant, tokens) in [("code", &tokens), ("refresh", &refreshed)] {
+            let what = format!("{mode:?}, {grant}");
+            let id_token = tokens["id_token"].as_str().unwrap();
+            let (header, claims) = decode_jwt_unverified(id_token);
+            assert_eq!(header["alg"], "RS256", "{what}");
+            assert_eq!(header["kid"], jwk["kid"], "{what}: the provider's key");
+            assert_eq!(
+                rs256_signature_valid(&jwk, id_token).await,
+                mode != IdTokenTamper::Signature,
+                "{what}: the signature"
+            );
+
+            let (sub, email) = match mode {
+                IdTokenTamper::Signature => {
+                    (IdTokenTamper::FORGED_SUB, IdTokenTamper::FORGED_EMAIL)
+                }
+                _ => ("alice", "alice@example.test"),
+            };
+            assert_eq!(claims["sub"], sub, "{what}");
+            assert_eq!(claims["email"], email, "{what}");
+            let aud = match mode {
+                IdTokenTamper::Audience => IdTokenTamper::FOREIGN_AUDIENCE,
+                _ => "ccgate",
+            };
+            assert_eq!(claims["aud"], aud, "{what}");
+            let iss = match mode {
+                IdTokenTamper::Issuer => IdTokenTamper::FOREIGN_ISSUER,
+                _ => issuer.as_str(),
+            };
+            assert_eq!(claims["iss"], iss, "{what}");
+            match (mode, grant) {
+                (IdTokenTamper::Nonce, _) => {
+                    assert_eq!(claims["nonce"], IdTokenTamper::REPLAYED_NONCE, "{what}");
+                }
+                (_, "code") => assert_eq!(claims["nonce"], nonce, "{what}"),
+                // A refreshed ID token need not repeat the nonce.
+                _ => assert!(
+                    claims.get("nonce").is_none_or(|got| got == nonce),
+                    "{what}: {claims}"
+                ),
+            }
+            let now = now();
+            let (exp, iat) = match mode {
+                IdTokenTamper::Expired => (now - 3600, now - 7200),
+                _ => (now + 3600, now),
+            };
+            let (got_exp, got_iat) = (
+                claims["exp"].as_i64().unwrap(),
+                claims["iat"].as_i64().unwrap(),
+            );
+            assert!(
+                (got_exp - exp).abs() < 60,
+                "{what}: exp {got_exp}, now {now}"
+            );
+            assert!(
+                (got_iat - iat).abs() < 60,
+                "{what}: iat {got_iat}, now {now}"
+            );
+        }
     }
 }

@@ -44,8 +44,17 @@
 //   {"op":"set_clock_offset","secs":-600}    tokens issued from now on are dated so
 // (keep |offset| below interaction_ttl and session_ttl, or a browser drops the
 // provider's cookies as expired).
+//   {"op":"set_id_token_tamper","mode":"audience"}   the token endpoint's answers
+// (authorization_code and refresh_token grants) carry a bad ID token from now
+// on, made from the one issued; "none" (the start) stops it. The modes:
+//   signature  sub "forged", email "forged@example.test", the original
+//              signature kept: it no longer matches
+//   audience   re-signed with the provider's key (same kid), aud "someone-else"
+//   expired    re-signed, iat 2 h and exp 1 h before the provider's clock
+//   issuer     re-signed, iss "http://127.0.0.1:1/evil"
+//   nonce      re-signed, nonce "replayed-nonce"
 
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { generateKeyPairSync, randomBytes, sign } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import { createInterface } from 'node:readline';
@@ -136,6 +145,33 @@ const signingKey = {
   alg: 'RS256',
   use: 'sig',
 };
+
+// set_id_token_tamper: what becomes of the ID tokens the token endpoint hands
+// out. Re-signed ones are signed with `privateKey` (RS256: RSASSA-PKCS1-v1_5
+// with SHA-256, node's default padding for RSA keys) under their own header.
+const idTokenTampers = new Set(['none', 'signature', 'audience', 'expired', 'issuer', 'nonce']);
+let idTokenTamper = 'none';
+const base64urlJson = (value) => Buffer.from(JSON.stringify(value)).toString('base64url');
+const decodeJwtPart = (part) => JSON.parse(Buffer.from(part, 'base64url').toString('utf8'));
+function signJwt(header, claims) {
+  const input = `${base64urlJson(header)}.${base64urlJson(claims)}`;
+  return `${input}.${sign('sha256', Buffer.from(input), privateKey).toString('base64url')}`;
+}
+function tamperIdToken(idToken, mode) {
+  const [headerPart, claimsPart, signaturePart] = idToken.split('.');
+  const header = decodeJwtPart(headerPart);
+  const claims = decodeJwtPart(claimsPart);
+  const now = Math.floor(Date.now() / 1000);
+  switch (mode) {
+    case 'signature':
+      return `${headerPart}.${base64urlJson({ ...claims, sub: 'forged', email: 'forged@example.test' })}.${signaturePart}`;
+    case 'audience': return signJwt(header, { ...claims, aud: 'someone-else' });
+    case 'expired': return signJwt(header, { ...claims, iat: now - 7200, exp: now - 3600 });
+    case 'issuer': return signJwt(header, { ...claims, iss: 'http://127.0.0.1:1/evil' });
+    case 'nonce': return signJwt(header, { ...claims, nonce: 'replayed-nonce' });
+    default: return idToken;
+  }
+}
 
 const escapeHtml = (text) => String(text).replace(/[&<>"']/g, (c) => ({
   '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;',
@@ -287,6 +323,14 @@ server.listen(config.port, '127.0.0.1', () => {
       PreAuthorizedCode: 600,
     },
   });
+  // After the token endpoint has answered (ctx.body is still its object):
+  // the ID token swapped for a bad one, while set_id_token_tamper says so.
+  provider.use(async (ctx, next) => {
+    await next();
+    if (idTokenTamper === 'none' || ctx.method !== 'POST' || ctx.path !== '/token') return;
+    if (ctx.status !== 200 || typeof ctx.body?.id_token !== 'string') return;
+    ctx.body = { ...ctx.body, id_token: tamperIdToken(ctx.body.id_token, idTokenTamper) };
+  });
   provider.on('server_error', (_ctx, error) => console.error('oidc-provider server_error:', error));
   providerCallback = provider.callback();
   protocolOut({ issuer, port });
@@ -306,6 +350,12 @@ commands.on('line', (line) => {
       case 'upsert_user': upsertUser(command.user); break;
       case 'remove_user': users.delete(command.sub); break;
       case 'set_clock_offset': clockOffsetMs = Number(command.secs) * 1000; break;
+      case 'set_id_token_tamper':
+        if (!idTokenTampers.has(command.mode)) {
+          throw new Error(`unknown mode ${command.mode} (expected one of ${[...idTokenTampers].join(', ')})`);
+        }
+        idTokenTamper = command.mode;
+        break;
       default: throw new Error(`unknown op ${command.op}`);
     }
     protocolOut({ ok: true });

@@ -152,6 +152,56 @@ impl UserConfig {
     }
 }
 
+/// What the provider's token endpoint does to the ID tokens it hands out
+/// (both grants), set by [`OidcProvider::set_id_token_tamper`]: each mode
+/// breaks one thing a relying party must check, and only that one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdTokenTamper {
+    /// The tokens as issued (the start).
+    None,
+    /// The claims changed (`sub` [`Self::FORGED_SUB`], `email`
+    /// [`Self::FORGED_EMAIL`]) under the original signature, which no longer
+    /// matches them.
+    Signature,
+    /// Re-signed with the provider's key for the audience
+    /// [`Self::FOREIGN_AUDIENCE`].
+    Audience,
+    /// Re-signed, issued 2 h and expired 1 h before the provider's clock.
+    Expired,
+    /// Re-signed with the issuer [`Self::FOREIGN_ISSUER`].
+    Issuer,
+    /// Re-signed with the nonce [`Self::REPLAYED_NONCE`].
+    Nonce,
+}
+
+impl IdTokenTamper {
+    pub const ALL: [IdTokenTamper; 6] = [
+        IdTokenTamper::None,
+        IdTokenTamper::Signature,
+        IdTokenTamper::Audience,
+        IdTokenTamper::Expired,
+        IdTokenTamper::Issuer,
+        IdTokenTamper::Nonce,
+    ];
+    pub const FORGED_SUB: &str = "forged";
+    pub const FORGED_EMAIL: &str = "forged@example.test";
+    pub const FOREIGN_AUDIENCE: &str = "someone-else";
+    pub const FOREIGN_ISSUER: &str = "http://127.0.0.1:1/evil";
+    pub const REPLAYED_NONCE: &str = "replayed-nonce";
+
+    /// Its name in the provider's `set_id_token_tamper` command.
+    pub fn mode(self) -> &'static str {
+        match self {
+            IdTokenTamper::None => "none",
+            IdTokenTamper::Signature => "signature",
+            IdTokenTamper::Audience => "audience",
+            IdTokenTamper::Expired => "expired",
+            IdTokenTamper::Issuer => "issuer",
+            IdTokenTamper::Nonce => "nonce",
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct ProviderConfig {
     pub clients: Vec<ClientConfig>,
@@ -370,6 +420,14 @@ impl OidcProvider {
     /// ID token TTL).
     pub async fn set_clock_offset(&self, secs: i64) {
         self.command(json!({ "op": "set_clock_offset", "secs": secs }))
+            .await;
+    }
+
+    /// From now on the token endpoint hands out bad ID tokens (see
+    /// [`IdTokenTamper`]), made from the ones it issues;
+    /// [`IdTokenTamper::None`] stops it.
+    pub async fn set_id_token_tamper(&self, mode: IdTokenTamper) {
+        self.command(json!({ "op": "set_id_token_tamper", "mode": mode.mode() }))
             .await;
     }
 
