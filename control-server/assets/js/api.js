@@ -1,6 +1,7 @@
-// The admin API (`/api/admin/*`) over fetch: JSON in and out, the session
-// cookie sent automatically, `X-CSRF-Token` on every change. A lost session
-// sends the browser to the login page.
+// The admin API (`/api/admin/*`) and a member's own (`/api/me`) over fetch:
+// JSON in and out, the session cookie sent automatically, `X-CSRF-Token` on
+// every change. A lost session sends the browser to the login page, a
+// member refused an admin page to their own page.
 
 import { loginUrl, session } from './session.js';
 
@@ -13,13 +14,24 @@ export class ApiError extends Error {
   }
 }
 
-export async function request(method, path, body) {
+/** The member's own page, where a member refused an admin route belongs. */
+export const ME_PAGE = '/dashboard/me';
+
+/** `{error, code}` (the API's shape) or `{error: {code, message}}`. */
+function problemOf(data) {
+  const error = data?.error;
+  if (error && typeof error === 'object') return { code: error.code, message: error.message };
+  return { code: data?.code, message: error };
+}
+
+/** A request to any same-origin API path (`/api/admin/…`, `/api/me`). */
+export async function send(method, url, body) {
   const headers = { Accept: 'application/json' };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   if (method !== 'GET' && session.csrf) headers['X-CSRF-Token'] = session.csrf;
   let response;
   try {
-    response = await fetch(`/api/admin${path}`, {
+    response = await fetch(url, {
       method,
       headers,
       body: body === undefined ? undefined : JSON.stringify(body),
@@ -34,15 +46,22 @@ export async function request(method, path, body) {
     location.assign(loginUrl());
     throw new ApiError(401, 'unauthorized', 'Your session has ended. Log in again.');
   }
+  const problem = problemOf(data);
+  if (response.status === 403 && problem.code === 'member' && location.pathname !== ME_PAGE) {
+    location.replace(ME_PAGE);
+  }
   if (!response.ok) {
     throw new ApiError(
       response.status,
-      data?.code ?? 'error',
-      data?.error ?? `The server answered ${response.status}.`,
+      problem.code ?? 'error',
+      problem.message ?? `The server answered ${response.status}.`,
     );
   }
   return data;
 }
+
+/** A request to the admin API: `path` is under `/api/admin`. */
+export const request = (method, path, body) => send(method, `/api/admin${path}`, body);
 
 export const get = (path) => request('GET', path);
 export const post = (path, body) => request('POST', path, body ?? {});

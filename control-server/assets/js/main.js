@@ -1,10 +1,13 @@
 // Entry point of every page: the top bar, the live connection, then the
 // page's own module (js/pages/<page>.js, named by the server in the body).
+// A member is sent to their own page from any other (the server does so
+// too); their page has no live connection (`/ws` is for admins and viewers).
 
 import { renderTopbar } from './components/topbar.js';
 import { h, pageReady, replace } from './dom.js';
 import { live } from './live.js';
-import { session } from './session.js';
+import { ME_PAGE } from './api.js';
+import { isMember, session } from './session.js';
 
 // A Content-Security-Policy violation is a bug of ours: say so, and count it
 // where the browser tests look.
@@ -16,9 +19,13 @@ document.addEventListener('securitypolicyviolation', (event) => {
 
 async function start() {
   const main = document.getElementById('main');
+  if (isMember() && session.page !== 'me' && session.page !== 'login') {
+    location.replace(ME_PAGE);
+    return;
+  }
   if (session.page !== 'login') {
     renderTopbar(document.getElementById('topbar'), live);
-    live.start();
+    if (!isMember()) live.start();
   }
   try {
     const page = await import(`./pages/${session.page}.js`);

@@ -1,5 +1,6 @@
-// Who is logged in, as the server wrote it into the page: role, name, team
-// and the CSRF token that every change must carry.
+// Who is logged in, as the server wrote it into the page: role (admin,
+// viewer or member), name, team and the CSRF token that every change must
+// carry.
 
 const data = document.body.dataset;
 
@@ -10,6 +11,11 @@ export const session = Object.freeze({
   team: data.team ?? '',
   csrf: data.csrf ?? '',
 });
+
+/** A member (single sign-on) sees their own page only, `/dashboard/me`. */
+export function isMember() {
+  return session.role === 'member';
+}
 
 /** Admins may change things; viewers get the same pages without controls. */
 export function canEdit() {

@@ -26,6 +26,7 @@ pub fn routes() -> Router<AppState> {
         .route("/dashboard/users/{id}", get(pages::user))
         .route("/dashboard/settings", get(pages::settings))
         .route("/dashboard/activity", get(pages::activity))
+        .route("/dashboard/me", get(pages::me))
         .route("/dashboard/static/{version}/{*path}", get(assets::serve))
         .layer(middleware::from_fn(security::headers))
 }

@@ -13,7 +13,7 @@ import { ago, dateTime } from '../format.js';
 const FIRST = 10;
 const RELOAD_DELAY_MS = 300;
 
-function severityBadge(severity) {
+export function severityBadge(severity) {
   const known = SEVERITIES[severity] ? severity : 'info';
   return h(
     'span',

@@ -1,10 +1,11 @@
 // The top bar of every page but the login: team, navigation, whether live
-// updates arrive, who is logged in, and logging out.
+// updates arrive, who is logged in, and logging out. A member gets no
+// navigation (their own page is all they see): their name and Sign out.
 
 import { post } from '../api.js';
 import { h } from '../dom.js';
 import { brandMark } from './brand.js';
-import { canEdit, session } from '../session.js';
+import { canEdit, isMember, session } from '../session.js';
 import { notify } from './notices.js';
 
 const LINKS = [
@@ -42,7 +43,12 @@ function liveIndicator(live) {
 
 export function renderTopbar(container, live) {
   const current = session.page === 'user' ? 'overview' : session.page;
-  const logout = h('button', { type: 'button', class: 'button button--quiet', id: 'logout' }, 'Log out');
+  const member = isMember();
+  const logout = h(
+    'button',
+    { type: 'button', class: 'button button--quiet', id: 'logout' },
+    member ? 'Sign out' : 'Log out',
+  );
   logout.addEventListener('click', async () => {
     try {
       await post('/logout');
@@ -57,21 +63,23 @@ export function renderTopbar(container, live) {
   container.replaceChildren(
     h(
       'a',
-      { class: 'brand', href: '/dashboard' },
+      { class: 'brand', href: member ? '/dashboard/me' : '/dashboard' },
       brandMark(),
       h('span', { class: 'brand__name' }, 'ccgate'),
       h('span', { class: 'brand__team' }, session.team),
     ),
-    h('nav', { class: 'nav', 'aria-label': 'Main' }, h('ul', {}, links)),
+    member ? null : h('nav', { class: 'nav', 'aria-label': 'Main' }, h('ul', {}, links)),
     h(
       'div',
       { class: 'whoami' },
-      liveIndicator(live),
+      member ? null : liveIndicator(live),
       h(
         'span',
         { class: 'whoami__name' },
-        session.username,
-        canEdit() ? null : h('span', { class: 'tag', title: 'Viewers can look but not change anything' }, 'read-only'),
+        h('span', { id: 'whoami-name' }, session.username),
+        canEdit() || member
+          ? null
+          : h('span', { class: 'tag', title: 'Viewers can look but not change anything' }, 'read-only'),
       ),
       logout,
     ),

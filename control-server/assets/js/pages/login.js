@@ -1,18 +1,55 @@
-// Login: the built-in admin (password only) or a named admin/viewer
-// account. Success sets the HttpOnly session cookie and returns to the page
-// the person wanted.
+// Login: single sign-on when the server has it (a link to the provider
+// that comes back to the page the person wanted), and the password form,
+// always there for the built-in admin (break-glass) and for named
+// admin/viewer accounts unless passwords are for the built-in admin only.
+// Success sets the HttpOnly session cookie and returns to the page the
+// person wanted.
 
-import { ApiError, post } from '../api.js';
+import { ApiError, get, post } from '../api.js';
 import { brandMark } from '../components/brand.js';
 import { h, pageReady, replace } from '../dom.js';
 
-function nextPath() {
+/** The page asked for (`?next=`), if it is a page of the dashboard itself. */
+function askedFor() {
   const next = new URLSearchParams(location.search).get('next') ?? '';
   // Only pages of the dashboard itself: never another site.
-  return /^\/dashboard(\/[\w\-./?=&%]*)?$/.test(next) && !next.includes('//') ? next : '/dashboard';
+  return /^\/dashboard(\/[\w\-./?=&%]*)?$/.test(next) && !next.includes('//') ? next : null;
+}
+
+function nextPath() {
+  return askedFor() ?? '/dashboard';
+}
+
+/** How people may sign in (`GET /api/admin/login`); none of it without an answer. */
+async function loginOptions() {
+  try {
+    return await get('/login');
+  } catch {
+    return {};
+  }
+}
+
+/** The provider's sign-in, coming back to the page asked for (else the server picks). */
+function ssoLink(sso) {
+  const url = new URL(sso.login_url || '/auth/oidc/login', location.origin);
+  const next = askedFor();
+  if (next) url.searchParams.set('return_to', next);
+  return h(
+    'div',
+    { class: 'login__sso' },
+    h(
+      'a',
+      { class: 'button button--primary button--wide', id: 'sso-login', href: url.pathname + url.search },
+      'Sign in with single sign-on',
+    ),
+    h('p', { class: 'login__or muted' }, h('span', {}, 'or with a password')),
+  );
 }
 
 export async function render(main) {
+  const options = await loginOptions();
+  const sso = options.sso?.enabled ? options.sso : null;
+  const builtinOnly = options.password_login === 'builtin_admin_only';
   const username = h('input', {
     id: 'username',
     name: 'username',
@@ -29,7 +66,11 @@ export async function render(main) {
     required: true,
   });
   const problem = h('p', { id: 'login-problem', class: 'form__problem', role: 'alert', hidden: true });
-  const submit = h('button', { type: 'submit', class: 'button button--primary button--wide' }, 'Log in');
+  const submit = h(
+    'button',
+    { type: 'submit', class: `button ${sso ? '' : 'button--primary '}button--wide` },
+    'Log in',
+  );
   const form = h(
     'form',
     { class: 'login__form', novalidate: true },
@@ -43,6 +84,9 @@ export async function render(main) {
     h('div', { class: 'field' }, h('label', { for: 'password' }, 'Password'), password),
     problem,
     submit,
+    builtinOnly
+      ? h('p', { class: 'field__hint login__note', id: 'password-login-note' }, 'Password sign-in is for the built-in admin only.')
+      : null,
   );
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
@@ -77,10 +121,12 @@ export async function render(main) {
       { class: 'login' },
       h('p', { class: 'login__brand' }, brandMark(), ' ccgate'),
       h('h1', {}, 'Log in to the dashboard'),
+      sso ? ssoLink(sso) : null,
       form,
     ),
   );
   main.classList.add('main--login');
-  password.focus();
+  if (sso) document.getElementById('sso-login').focus();
+  else password.focus();
   pageReady();
 }

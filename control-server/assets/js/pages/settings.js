@@ -1,8 +1,10 @@
 // Settings: the team (name, time zone, credit weights, clients without
 // turn data), the counting rules, the subscriptions the server holds a
-// credential for, alerts (channels and rules), the built-in admin's
-// password, API tokens for scripts and named admin/viewer accounts, with a
-// list of the sections at the top. Viewers see the values without controls.
+// credential for, alerts (channels and rules), single sign-on (when the
+// server has a provider: identities, their roles and people, the sign-in
+// settings), the built-in admin's password, API tokens for scripts and
+// named admin/viewer accounts, with a list of the sections at the top.
+// Viewers see the values without controls.
 
 import { del, get, post, put } from '../api.js';
 import { AlertsSettings } from '../components/alerts-settings.js';
@@ -12,6 +14,7 @@ import { updatesForm } from '../components/updates-form.js';
 import { confirmAction } from '../components/dialog.js';
 import { actionForm, field } from '../components/form.js';
 import { attempt } from '../components/notices.js';
+import { SsoSettings } from '../components/sso-settings.js';
 import { SubscriptionsPanel } from '../components/subscriptions-panel.js';
 import { h, pageReady, replace } from '../dom.js';
 import { ago, dateTime } from '../format.js';
@@ -313,16 +316,27 @@ function contents(sections) {
   );
 }
 
+/** The single sign-on card, when the server has a provider (else null). */
+async function ssoPanel() {
+  const options = await get('/login').catch(() => ({}));
+  if (!options.sso?.enabled) return null;
+  const sso = new SsoSettings();
+  await sso.load();
+  return sso;
+}
+
 export async function render(main, { live }) {
   const subscriptions = new SubscriptionsPanel();
   const alerts = new AlertsSettings();
-  const [{ settings }, tokens, accounts] = await Promise.all([
+  const [{ settings }, tokens, accounts, sso] = await Promise.all([
     get('/settings'),
     tokensPanel(),
     accountsPanel(),
+    ssoPanel(),
     subscriptions.load(),
     alerts.load(),
   ]);
+  sso?.showSettings(settings);
   live.on('subscription_changed', () => subscriptions.load().catch(() => {}));
   live.on('resync', () => {
     subscriptions.load().catch(() => {});
@@ -337,6 +351,7 @@ export async function render(main, { live }) {
       ['updates-title', 'Agent updates'],
       ['subscriptions-title', 'Subscriptions'],
       ['alerts', 'Alerts'],
+      sso ? ['sso-title', 'Single sign-on'] : null,
       canEdit() ? ['password-title', 'Admin password'] : null,
       ['tokens-title', 'API tokens'],
       ['accounts-title', 'Accounts'],
@@ -349,6 +364,7 @@ export async function render(main, { live }) {
       panel('updates-title', 'Agent updates', updatesForm(settings)),
       subscriptions.element,
       alerts.element,
+      sso?.element,
       canEdit()
         ? panel(
             'password-title',

@@ -1,8 +1,9 @@
 // One user: status and actions, credit gauge and today's use, their share
 // of the subscription's windows, every limit with its current window, the
 // usage chart, the limits editor with preview, sign-in (own login or a team
-// subscription) and agent turns, alerts about their own usage, and the
-// devices. Live messages about this user refresh it in place.
+// subscription) and agent turns, their e-mail and single sign-on identity,
+// alerts about their own usage, and the devices. Live messages about this
+// user refresh it in place.
 
 import { get } from '../api.js';
 import { accessPanel, signInText } from '../components/access-panel.js';
@@ -11,50 +12,19 @@ import { devicesTable } from '../components/devices.js';
 import { creditGauge } from '../components/gauge.js';
 import { hookCodePanel, installCodePanel } from '../components/install-code.js';
 import { LimitsPanel } from '../components/limits-panel.js';
-import { creditWindow, limitMeters, scheduleList, shareMeters, tokenTotal } from '../components/limits.js';
-import { FAMILY_STYLE } from '../components/patterns.js';
+import { creditWindow, limitMeters, scheduleList, shareMeters } from '../components/limits.js';
+import { identityPanel } from '../components/person-identity.js';
 import { PersonAlerts } from '../components/person-alerts.js';
+import { todayTable } from '../components/today-table.js';
 import { UsagePanel } from '../components/usage-panel.js';
 import { userActions } from '../components/user-actions.js';
 import { h, pageReady, replace } from '../dom.js';
-import { ago, compact, number } from '../format.js';
-import { describeRule, FAMILIES } from '../rules.js';
+import { ago } from '../format.js';
+import { describeRule } from '../rules.js';
 import { canEdit } from '../session.js';
 import { personSharesText } from '../utilization.js';
 
 const REFRESH_DELAY_MS = 250;
-
-function todayTable(report) {
-  const today = report?.today ?? {};
-  return h(
-    'table',
-    { class: 'table table--compact' },
-    h('caption', { class: 'visually-hidden' }, 'Use since midnight by model'),
-    h(
-      'thead',
-      {},
-      h(
-        'tr',
-        {},
-        ['Model', 'Prompts', 'Credits', 'Tokens'].map((t) => h('th', { scope: 'col' }, t)),
-      ),
-    ),
-    h(
-      'tbody',
-      {},
-      FAMILIES.map((f) =>
-        h(
-          'tr',
-          {},
-          h('th', { scope: 'row' }, FAMILY_STYLE[f].label),
-          h('td', {}, number(today[f]?.prompts)),
-          h('td', {}, number(today[f]?.credits)),
-          h('td', {}, compact(tokenTotal(today[f]))),
-        ),
-      ),
-    ),
-  );
-}
 
 /** `Of the team's subscription (estimates): 38 % of this 5-hour window, 12 % of the week.` */
 function sharesLine(user) {
@@ -167,6 +137,7 @@ export async function render(main, { live }) {
     teamAgentTurns: settings.agent_turns,
     onSaved: show,
   });
+  const identity = identityPanel(user, { onSaved: show });
   const alerts = new PersonAlerts(user);
   await alerts.load();
 
@@ -189,7 +160,7 @@ export async function render(main, { live }) {
   live.on('resync', () => refresh({ chart: true }));
   live.on('shares_updated', () => refresh({ chart: false }));
 
-  replace(main, head, codeHolder, now, usage.element, limits, access, alerts.element, devices);
+  replace(main, head, codeHolder, now, usage.element, limits, access, identity, alerts.element, devices);
   usage.draw();
   pageReady();
 }

@@ -1,7 +1,9 @@
 //! The dashboard's pages. Each is the same HTML shell, told which page it
 //! is and who is logged in; the modules render the rest. A page other than
 //! the login needs a live session cookie, else the browser is sent to the
-//! login page (and back afterwards).
+//! login page (and back afterwards). A member (signed in with single
+//! sign-on) sees only their own page, `/dashboard/me`: every other page
+//! sends them there.
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -10,12 +12,12 @@ use serde::Deserialize;
 
 use super::assets;
 use crate::api::admin::session_cookie;
-use crate::model::Role;
 use crate::service::admin_auth::{self, AuthVia, Principal};
 use crate::state::AppState;
 
 const LOGIN_PATH: &str = "/dashboard/login";
 const OVERVIEW_PATH: &str = "/dashboard";
+const ME_PATH: &str = "/dashboard/me";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Page {
@@ -25,6 +27,7 @@ enum Page {
     AddUser,
     Settings,
     Activity,
+    Me,
 }
 
 impl Page {
@@ -37,6 +40,7 @@ impl Page {
             Self::AddUser => "add-user",
             Self::Settings => "settings",
             Self::Activity => "activity",
+            Self::Me => "me",
         }
     }
 
@@ -48,6 +52,7 @@ impl Page {
             Self::AddUser => "Add user",
             Self::Settings => "Settings",
             Self::Activity => "Activity",
+            Self::Me => "My usage",
         }
     }
 }
@@ -107,6 +112,10 @@ pub async fn activity(State(state): State<AppState>, headers: HeaderMap) -> Resp
     .await
 }
 
+pub async fn me(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    page(&state, &headers, Page::Me, ME_PATH.to_owned()).await
+}
+
 #[derive(Debug, Deserialize)]
 pub struct LoginQuery {
     #[serde(default)]
@@ -122,14 +131,19 @@ pub async fn login(
         .next
         .filter(|next| is_dashboard_path(next))
         .unwrap_or_else(|| OVERVIEW_PATH.to_owned());
-    if logged_in(&state, &headers).await.is_some() {
-        return Redirect::to(&next).into_response();
+    match logged_in(&state, &headers).await {
+        Some(principal) if is_member(&principal) => return Redirect::to(ME_PATH).into_response(),
+        Some(_) => return Redirect::to(&next).into_response(),
+        None => {}
     }
     html(render_shell(Page::Login, None, &state))
 }
 
 async fn page(state: &AppState, headers: &HeaderMap, page: Page, path: String) -> Response {
     match logged_in(state, headers).await {
+        Some(principal) if page != Page::Me && is_member(&principal) => {
+            Redirect::to(ME_PATH).into_response()
+        }
         Some(principal) => html(render_shell(page, Some(&principal), state)),
         None => {
             Redirect::to(&format!("{LOGIN_PATH}?next={}", percent_encode(&path))).into_response()
@@ -149,6 +163,11 @@ async fn logged_in(state: &AppState, headers: &HeaderMap) -> Option<Principal> {
             None
         }
     }
+}
+
+/// A member may see their own page only (the API refuses them the rest).
+fn is_member(principal: &Principal) -> bool {
+    principal.role.as_str() == "member"
 }
 
 /// Only paths inside the dashboard are followed after login (no open redirect).
@@ -227,10 +246,7 @@ fn render_shell(page: Page, principal: Option<&Principal>, state: &AppState) -> 
                 .as_ref()
                 .map(|s| s.csrf_token.as_str())
                 .unwrap_or_default();
-            let role = match principal.role {
-                Role::Admin => "admin",
-                Role::Viewer => "viewer",
-            };
+            let role = principal.role.as_str();
             format!(
                 " data-role=\"{role}\" data-username=\"{}\" data-team=\"{}\" data-csrf=\"{}\"",
                 escape(principal.username.as_deref().unwrap_or_default()),
