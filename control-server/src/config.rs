@@ -83,13 +83,15 @@ pub struct Args {
     /// database [default: DATA_DIR/secret.key, created on the first start].
     #[arg(long, env = "SECRET_KEY", hide_env_values = true, value_name = "HEX")]
     pub secret_key: Option<SecretText>,
+    #[command(flatten)]
+    pub oidc: crate::sso::OidcArgs,
 }
 
 /// A secret given on the command line or in the environment. Parsing never
 /// fails (so clap never echoes it in an error) and `Debug` never shows it;
 /// [`Args::into_config`] checks its form.
 #[derive(Clone)]
-pub struct SecretText(String);
+pub struct SecretText(pub(crate) String);
 
 impl std::fmt::Debug for SecretText {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -111,6 +113,7 @@ impl Args {
     pub fn into_config(self) -> Result<ServerConfig, ConfigError> {
         let mut config = ServerConfig::new(self.data_dir);
         config.admin_password = std::env::var("ADMIN_PASSWORD").ok();
+        config.oidc = self.oidc.into_config(self.public_url.as_deref())?;
         config.public_url = self.public_url;
         if let Some(dir) = self.agent_dir {
             config.agent_dir = dir;
@@ -237,6 +240,8 @@ pub struct ServerConfig {
     pub alert_tick: Duration,
     /// Retries of an alert delivery.
     pub alert_retry: ccgate_alerts::RetryPolicy,
+    /// Single sign-on; `None`: password logins only.
+    pub oidc: Option<crate::sso::OidcConfig>,
     pub clock: Clock,
 }
 
@@ -270,6 +275,7 @@ impl ServerConfig {
             event_queue_wait: Duration::from_secs(5),
             alert_tick: Duration::from_secs(60),
             alert_retry: ccgate_alerts::RetryPolicy::default(),
+            oidc: None,
             clock: Clock::system(),
         }
     }

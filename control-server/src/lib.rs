@@ -27,6 +27,7 @@ pub mod model;
 pub mod ratelimit;
 pub mod secrets;
 pub mod service;
+pub mod sso;
 pub mod state;
 pub mod tasks;
 pub mod vault;
@@ -176,6 +177,10 @@ pub async fn serve(
         config.event_queue_wait,
         metrics.event_queue_rows.clone(),
     );
+    let sso = match config.oidc.clone() {
+        Some(oidc) => Some(sso::Provider::new(oidc).map_err(|e| ServerError::Io(e.to_string()))?),
+        None => None,
+    };
     let state = AppState::new(Inner {
         login_limiter: FailureLimiter::new(config.login_max_failures, config.login_failure_window),
         passwords: secrets::PasswordWork::default(),
@@ -195,10 +200,12 @@ pub async fn serve(
         agent,
         alerts: alerts::Alerts::new().map_err(|e| ServerError::Io(e.to_string()))?,
         shares: service::shares::ShareBook::default(),
+        sso,
     });
     let housekeeping = tasks::spawn(state.clone());
     let alert_engine = tokio::spawn(alerts::engine::run(state.clone()));
     let share_keeper = tokio::spawn(service::shares::run(state.clone()));
+    let sso_rechecks = tokio::spawn(service::sso::run_rechecks(state.clone()));
     let app = api::router(state.clone());
     tracing::info!(address = %local_addr, "ccgate-server listening");
     if let Some(warning) = state.config.plain_http_warning(local_addr) {
@@ -222,6 +229,7 @@ pub async fn serve(
     let _ = housekeeping.await;
     let _ = alert_engine.await;
     let _ = share_keeper.await;
+    let _ = sso_rechecks.await;
     tasks::flush_sightings(&state).await;
     let _ = writer_stop.send(true);
     let _ = writer_task.await;

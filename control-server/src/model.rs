@@ -71,6 +71,8 @@ pub enum Role {
     Admin,
     /// Read only: every GET, no change.
     Viewer,
+    /// A person signed in through single sign-on: their own page only.
+    Member,
 }
 
 impl Role {
@@ -78,6 +80,7 @@ impl Role {
         match self {
             Self::Admin => "admin",
             Self::Viewer => "viewer",
+            Self::Member => "member",
         }
     }
 }
@@ -95,7 +98,10 @@ impl FromStr for Role {
         match text {
             "admin" => Ok(Self::Admin),
             "viewer" => Ok(Self::Viewer),
-            other => Err(format!("unknown role {other:?} (expected admin or viewer)")),
+            "member" => Ok(Self::Member),
+            other => Err(format!(
+                "unknown role {other:?} (expected admin, viewer or member)"
+            )),
         }
     }
 }

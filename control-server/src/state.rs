@@ -41,6 +41,8 @@ pub struct Inner {
     pub alerts: crate::alerts::Alerts,
     /// Each subscription's windows, attributed to people.
     pub shares: crate::service::shares::ShareBook,
+    /// The OpenID provider people sign in with, if single sign-on is on.
+    pub sso: Option<crate::sso::Provider>,
 }
 
 impl AppState {

@@ -9,6 +9,7 @@ use ccgate_quota::seal::{SealError, SealKey};
 /// What every sealed subscription credential is bound to.
 pub const CREDENTIAL_CONTEXT: &[u8] = b"ccgate subscription credential";
 pub const CHANNEL_CONTEXT: &[u8] = b"ccgate alert channel";
+pub const REFRESH_TOKEN_CONTEXT: &[u8] = b"ccgate sso refresh token";
 
 /// A subscription's credential in plain text. `Debug` shows no part of it;
 /// it has no `Serialize` and no `Display`.
@@ -79,6 +80,16 @@ impl Vault {
 
     pub fn open_channel(&self, sealed: &[u8]) -> Result<Vec<u8>, SealError> {
         self.key.open(sealed, CHANNEL_CONTEXT)
+    }
+
+    /// Seals the identity provider's refresh token of a session.
+    pub fn seal_refresh_token(&self, token: &str) -> Vec<u8> {
+        self.key.seal(token.as_bytes(), REFRESH_TOKEN_CONTEXT)
+    }
+
+    pub fn open_refresh_token(&self, sealed: &[u8]) -> Result<String, SealError> {
+        let bytes = self.key.open(sealed, REFRESH_TOKEN_CONTEXT)?;
+        String::from_utf8(bytes).map_err(|_| SealError::Rejected)
     }
 
     pub fn open(&self, sealed: &[u8]) -> Result<Credential, SealError> {

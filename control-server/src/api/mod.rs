@@ -5,6 +5,8 @@
 //! | `/api/agent/v1` | ccgate-proxy | [`agent`], [`stream`] |
 //! | `/api/v1` | claude-code-limiter hook clients | [`hook`] |
 //! | `/api/admin` | the dashboard and scripts | [`admin`] |
+//! | `/api/me` | a signed-in person's own page | [`me`] |
+//! | `/auth/oidc/…` | single sign-on in the browser | [`sso`] |
 //! | `/ws` | live events for admins | [`ws`] |
 //! | `/healthz`, `/metrics` | operations | [`ops`] |
 //! | `/install.sh`, `/downloads/<file>` | developer machines | [`install`] |
@@ -16,7 +18,9 @@ pub mod dashboard;
 pub mod extract;
 pub mod hook;
 pub mod install;
+pub mod me;
 pub mod ops;
+pub mod sso;
 pub mod stream;
 pub mod ws;
 
@@ -35,6 +39,8 @@ pub fn router(state: AppState) -> Router {
         .nest(ccgate_quota::wire::AGENT_API_PREFIX, agent::routes())
         .nest("/api/v1", hook::routes())
         .nest("/api/admin", admin::routes(state.clone()))
+        .nest("/api/me", me::routes(state.clone()))
+        .merge(sso::routes())
         .merge(ws::routes())
         .merge(ops::routes())
         .merge(install::routes())

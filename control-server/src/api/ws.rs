@@ -16,6 +16,7 @@ use super::admin::{principal_from, session_cookie};
 use super::extract::bearer;
 use crate::error::{Error, Result};
 use crate::hub::Published;
+use crate::model::Role;
 use crate::service::admin_auth::{self, AuthVia, Principal};
 use crate::state::AppState;
 
@@ -88,6 +89,9 @@ async fn authenticate(
             Error::unauthorized("the session has expired or the token is invalid; log in again")
                 .with_code("invalid_session")
         })?;
+    if principal.role == Role::Member {
+        return Err(Error::forbidden("live events are for admins and viewers").with_code("member"));
+    }
     Ok((principal, credential))
 }
 

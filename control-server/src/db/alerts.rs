@@ -381,3 +381,60 @@ pub fn recent_deliveries(conn: &Connection, limit: u32) -> DbResult<Vec<Delivery
         },
     )
 }
+
+/// The newest alerts of the rules a person owns (their own thresholds).
+pub fn events_of_owner(
+    conn: &Connection,
+    user_id: i64,
+    limit: u32,
+) -> DbResult<Vec<AlertEventRow>> {
+    let mut statement = conn.prepare_cached(
+        "SELECT e.id, e.rule_id, e.subject, e.at, e.severity, e.title, e.message
+         FROM alert_events e JOIN alert_rules r ON r.id = e.rule_id
+         WHERE r.owner_user_id = ?1 ORDER BY e.at DESC, e.id DESC LIMIT ?2",
+    )?;
+    let rows = statement.query_map(params![user_id, limit], |row| {
+        Ok(AlertEventRow {
+            id: row.get(0)?,
+            rule_id: row.get(1)?,
+            subject: row.get(2)?,
+            at: row.get(3)?,
+            severity: row.get(4)?,
+            title: row.get(5)?,
+            message: row.get(6)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Replaces a person's own limit alerts with one rule per threshold.
+pub fn replace_owned_limit_rules(
+    conn: &Connection,
+    user_id: i64,
+    thresholds: &[f64],
+    now: i64,
+) -> DbResult<()> {
+    conn.execute(
+        "DELETE FROM alert_rules WHERE owner_user_id = ?1
+           AND json_extract(condition, '$.type') = 'limit_share'",
+        [user_id],
+    )?;
+    for threshold in thresholds {
+        insert_rule(
+            conn,
+            &RuleFields {
+                name: format!("My usage at {threshold} %"),
+                condition: AlertCondition::LimitShare {
+                    threshold: *threshold,
+                    user_id: Some(user_id),
+                },
+                channels: Vec::new(),
+                cooldown_secs: crate::alerts::condition::DEFAULT_COOLDOWN_SECS,
+                enabled: true,
+                owner_user_id: Some(user_id),
+            },
+            now,
+        )?;
+    }
+    Ok(())
+}

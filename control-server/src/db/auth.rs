@@ -98,12 +98,16 @@ pub fn delete_account(conn: &Connection, id: i64, now: i64) -> DbResult<Option<u
     Ok(Some(revoked))
 }
 
-/// A login session; `account_id` `None` is the built-in admin.
+/// A login session: a named account's, an identity's (single sign-on) or,
+/// with neither, the built-in admin's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
     pub id: i64,
     pub account_id: Option<i64>,
     pub username: Option<String>,
+    pub identity_id: Option<i64>,
+    /// The identity's e-mail, else its subject.
+    pub identity_name: Option<String>,
     pub role: Role,
     pub csrf_token: String,
     pub expires_at: i64,
@@ -112,23 +116,31 @@ pub struct Session {
 pub struct NewSession<'a> {
     pub token_hash: &'a str,
     pub account_id: Option<i64>,
+    pub identity_id: Option<i64>,
     pub role: Role,
     pub csrf_token: &'a str,
     pub created_at: i64,
     pub expires_at: i64,
+    /// The provider's refresh token, sealed.
+    pub refresh_token: Option<Vec<u8>>,
+    pub recheck_at: Option<i64>,
 }
 
 pub fn insert_session(conn: &Connection, session: &NewSession<'_>) -> DbResult<()> {
     conn.execute(
-        "INSERT INTO sessions (token_hash, account_id, role, csrf_token, created_at, expires_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO sessions (token_hash, account_id, identity_id, role, csrf_token, created_at,
+                               expires_at, refresh_token, recheck_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         params![
             session.token_hash,
             session.account_id,
+            session.identity_id,
             session.role.as_str(),
             session.csrf_token,
             session.created_at,
-            session.expires_at
+            session.expires_at,
+            session.refresh_token,
+            session.recheck_at
         ],
     )?;
     Ok(())
@@ -137,8 +149,10 @@ pub fn insert_session(conn: &Connection, session: &NewSession<'_>) -> DbResult<(
 /// The session for a token hash, if it exists and has not expired at `now`.
 pub fn live_session(conn: &Connection, token_hash: &str, now: i64) -> DbResult<Option<Session>> {
     let mut statement = conn.prepare_cached(
-        "SELECT s.id, s.account_id, a.username, s.role, s.csrf_token, s.expires_at
+        "SELECT s.id, s.account_id, a.username, s.role, s.csrf_token, s.expires_at,
+                s.identity_id, COALESCE(i.email, i.subject)
          FROM sessions s LEFT JOIN accounts a ON a.id = s.account_id
+              LEFT JOIN identities i ON i.id = s.identity_id
          WHERE s.token_hash = ?1 AND s.expires_at > ?2",
     )?;
     let rows = statement.query_map(params![token_hash, now], |row| {
@@ -147,6 +161,8 @@ pub fn live_session(conn: &Connection, token_hash: &str, now: i64) -> DbResult<O
                 id: row.get(0)?,
                 account_id: row.get(1)?,
                 username: row.get(2)?,
+                identity_id: row.get(6)?,
+                identity_name: row.get(7)?,
                 role: Role::Viewer,
                 csrf_token: row.get(4)?,
                 expires_at: row.get(5)?,
@@ -157,6 +173,67 @@ pub fn live_session(conn: &Connection, token_hash: &str, now: i64) -> DbResult<O
     Ok(with_role(rows, |s, r| s.role = r)?.pop())
 }
 
+/// An identity's session due for a check with the provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueRecheck {
+    pub session_id: i64,
+    pub identity_id: i64,
+    pub refresh_token: Vec<u8>,
+}
+
+/// Up to `limit` sessions whose re-check is due at `now`, the most overdue first.
+pub fn due_rechecks(conn: &Connection, now: i64, limit: u32) -> DbResult<Vec<DueRecheck>> {
+    let mut statement = conn.prepare_cached(
+        "SELECT id, identity_id, refresh_token FROM sessions
+         WHERE recheck_at IS NOT NULL AND recheck_at <= ?1 AND expires_at > ?1
+               AND identity_id IS NOT NULL AND refresh_token IS NOT NULL
+         ORDER BY recheck_at LIMIT ?2",
+    )?;
+    let rows = statement.query_map(params![now, limit], |row| {
+        Ok(DueRecheck {
+            session_id: row.get(0)?,
+            identity_id: row.get(1)?,
+            refresh_token: row.get(2)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// After a re-check: the (possibly new) refresh token and the next check.
+pub fn set_recheck(
+    conn: &Connection,
+    session_id: i64,
+    refresh_token: &[u8],
+    recheck_at: i64,
+) -> DbResult<()> {
+    conn.execute(
+        "UPDATE sessions SET refresh_token = ?2, recheck_at = ?3 WHERE id = ?1",
+        params![session_id, refresh_token, recheck_at],
+    )?;
+    Ok(())
+}
+
+pub fn delete_session_by_id(conn: &Connection, id: i64) -> DbResult<()> {
+    conn.execute("DELETE FROM sessions WHERE id = ?1", [id])?;
+    Ok(())
+}
+
+/// Gives every session of an identity its new role, or ends them (`None`).
+pub fn set_identity_sessions_role(
+    conn: &Connection,
+    identity_id: i64,
+    role: Option<Role>,
+) -> DbResult<()> {
+    match role {
+        Some(role) => conn.execute(
+            "UPDATE sessions SET role = ?2 WHERE identity_id = ?1",
+            params![identity_id, role.as_str()],
+        )?,
+        None => conn.execute("DELETE FROM sessions WHERE identity_id = ?1", [identity_id])?,
+    };
+    Ok(())
+}
+
 pub fn delete_session(conn: &Connection, token_hash: &str) -> DbResult<()> {
     conn.execute("DELETE FROM sessions WHERE token_hash = ?1", [token_hash])?;
     Ok(())
@@ -165,7 +242,7 @@ pub fn delete_session(conn: &Connection, token_hash: &str) -> DbResult<()> {
 /// Ends every session of the built-in admin but `keep` (after a password change).
 pub fn delete_builtin_sessions_except(conn: &Connection, keep: Option<i64>) -> DbResult<()> {
     conn.execute(
-        "DELETE FROM sessions WHERE account_id IS NULL AND id IS NOT ?1",
+        "DELETE FROM sessions WHERE account_id IS NULL AND identity_id IS NULL AND id IS NOT ?1",
         params![keep],
     )?;
     Ok(())

@@ -14,6 +14,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0006_agent_build.sql"),
     include_str!("migrations/0007_utilization_history.sql"),
     include_str!("migrations/0008_alerts.sql"),
+    include_str!("migrations/0009_identities.sql"),
 ];
 
 pub fn run(conn: &mut Connection) -> Result<(), DbError> {

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod auth;
 pub mod devices;
 pub mod events;
+pub mod identities;
 mod migrations;
 pub mod settings;
 pub mod subscriptions;

@@ -24,6 +24,11 @@ pub struct TeamSettings {
     pub auto_update: bool,
     /// Days of subscription utilization history kept (thinned after a day).
     pub utilization_retention_days: u32,
+    /// Who may sign in with a password (single sign-on is for the rest).
+    pub password_login: PasswordLogin,
+    /// Whether a first sign-in links an identity to the person with its
+    /// verified e-mail.
+    pub sso_link_by_email: bool,
     /// The policy version at which these settings last changed.
     pub version: u64,
 }
@@ -40,12 +45,33 @@ impl Default for TeamSettings {
             personal_api_keys: PersonalApiKeys::default(),
             auto_update: true,
             utilization_retention_days: DEFAULT_UTILIZATION_RETENTION_DAYS,
+            password_login: PasswordLogin::Everyone,
+            sso_link_by_email: true,
             version: 0,
         }
     }
 }
 
 pub const DEFAULT_UTILIZATION_RETENTION_DAYS: u32 = 90;
+
+/// Who may sign in with a password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PasswordLogin {
+    /// The built-in admin and every named account.
+    Everyone,
+    /// Only the built-in admin (break-glass); everyone else uses single sign-on.
+    BuiltinAdminOnly,
+}
+
+fn flag(text: Option<String>, key: &str, default: bool) -> DbResult<bool> {
+    match text.as_deref() {
+        Some("true") => Ok(true),
+        Some("false") => Ok(false),
+        Some(other) => Err(corrupt(format!("{key} is {other:?}"))),
+        None => Ok(default),
+    }
+}
 
 fn get(conn: &Connection, key: &str) -> DbResult<Option<String>> {
     Ok(conn
@@ -96,12 +122,20 @@ pub fn load(conn: &Connection) -> DbResult<TeamSettings> {
             Some(text) => enum_from_text(&text)?,
             None => defaults.personal_api_keys,
         },
-        auto_update: match get(conn, "auto_update")?.as_deref() {
-            Some("true") => true,
-            Some("false") => false,
-            Some(other) => return Err(corrupt(format!("auto_update is {other:?}"))),
-            None => defaults.auto_update,
+        auto_update: flag(
+            get(conn, "auto_update")?,
+            "auto_update",
+            defaults.auto_update,
+        )?,
+        password_login: match get(conn, "password_login")? {
+            Some(text) => enum_from_text(&text)?,
+            None => defaults.password_login,
         },
+        sso_link_by_email: flag(
+            get(conn, "sso_link_by_email")?,
+            "sso_link_by_email",
+            defaults.sso_link_by_email,
+        )?,
         utilization_retention_days: get(conn, "utilization_retention_days")?
             .map(|v| v.parse().map_err(corrupt))
             .transpose()?
@@ -142,6 +176,16 @@ pub fn save(conn: &Connection, settings: &TeamSettings) -> DbResult<()> {
         conn,
         "utilization_retention_days",
         &settings.utilization_retention_days.to_string(),
+    )?;
+    set(
+        conn,
+        "password_login",
+        &enum_to_text(&settings.password_login)?,
+    )?;
+    set(
+        conn,
+        "sso_link_by_email",
+        &settings.sso_link_by_email.to_string(),
     )?;
     set(conn, "settings_version", &settings.version.to_string())?;
     Ok(())

@@ -54,6 +54,19 @@ pub struct UserChanges {
     pub agent_turns: Option<Option<AgentTurns>>,
 }
 
+impl UserChanges {
+    /// Whether nothing would change.
+    pub fn is_empty(&self) -> bool {
+        self.name.is_none()
+            && self.slug.is_none()
+            && self.status.is_none()
+            && self.time_zone.is_none()
+            && self.rules.is_none()
+            && self.subscription_id.is_none()
+            && self.agent_turns.is_none()
+    }
+}
+
 const COLUMNS: &str =
     "id, name, slug, status, time_zone, policy_version, created_at, subscription_id, agent_turns";
 

@@ -7,6 +7,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
 
 use crate::db::auth::{NewSession, Session};
+use crate::db::settings::PasswordLogin;
 use crate::db::{self};
 use crate::error::{Error, Result};
 use crate::model::Role;
@@ -38,8 +39,47 @@ pub struct Principal {
     pub session: Option<Session>,
     pub username: Option<String>,
     /// The named account behind the request (its session, or the account
-    /// that made its API token); `None`: the built-in admin.
+    /// that made its API token); `None`: the built-in admin or an identity.
     pub account_id: Option<i64>,
+    /// The single sign-on identity behind a session.
+    pub identity_id: Option<i64>,
+}
+
+impl Principal {
+    /// How the request proved who it is, for `GET /api/admin/me`.
+    pub fn method(&self) -> &'static str {
+        match (&self.session, self.identity_id) {
+            (None, _) => "token",
+            (Some(_), Some(_)) => "sso",
+            (Some(_), None) => "password",
+        }
+    }
+}
+
+/// A new session's token (given to the browser), its hash (stored), its
+/// CSRF token and its expiry.
+pub struct SessionKeys {
+    pub token: String,
+    pub token_hash: String,
+    pub csrf_token: String,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+impl SessionKeys {
+    pub fn new(state: &AppState) -> Self {
+        let now = state.now();
+        let ttl = SignedDuration::try_from(state.config.session_ttl)
+            .unwrap_or(SignedDuration::from_hours(24));
+        let token = secrets::new_prefixed_token(SESSION_PREFIX);
+        Self {
+            token_hash: secrets::hash_token_hex(&token),
+            token,
+            csrf_token: secrets::new_token(),
+            created_at: now,
+            expires_at: now.checked_add(ttl).unwrap_or(now),
+        }
+    }
 }
 
 pub struct LoggedIn {
@@ -78,6 +118,14 @@ pub async fn login(
     let username = username
         .map(|u| u.trim().to_owned())
         .filter(|u| !u.is_empty() && u != BUILTIN_ADMIN);
+    if username.is_some() && state.live.settings().password_login == PasswordLogin::BuiltinAdminOnly
+    {
+        attempt.succeeded();
+        return Err(Error::forbidden(
+            "password sign-in is turned off for named accounts; sign in with single sign-on",
+        )
+        .with_code("password_login_off"));
+    }
     let lookup = username.clone();
     let (stored_hash, account) = state
         .db
@@ -120,13 +168,9 @@ pub async fn login(
         Some(account) => (Some(account.id), account.role, account.username.clone()),
         None => (None, Role::Admin, BUILTIN_ADMIN.to_owned()),
     };
-    let now = state.now();
-    let ttl = SignedDuration::try_from(state.config.session_ttl)
-        .unwrap_or(SignedDuration::from_hours(24));
-    let expires_at = now.checked_add(ttl).unwrap_or(now);
-    let token = secrets::new_prefixed_token(SESSION_PREFIX);
-    let csrf_token = secrets::new_token();
-    let (token_hash, csrf) = (secrets::hash_token_hex(&token), csrf_token.clone());
+    let keys = SessionKeys::new(state);
+    let (now, expires_at) = (keys.created_at, keys.expires_at);
+    let (token_hash, csrf) = (keys.token_hash.clone(), keys.csrf_token.clone());
     let actor = actor_of(account_id.map(|_| name.as_str()));
     state
         .db
@@ -136,10 +180,13 @@ pub async fn login(
                 &NewSession {
                     token_hash: &token_hash,
                     account_id,
+                    identity_id: None,
                     role,
                     csrf_token: &csrf,
                     created_at: now.as_millisecond(),
                     expires_at: expires_at.as_millisecond(),
+                    refresh_token: None,
+                    recheck_at: None,
                 },
             )?;
             db::audit::insert(
@@ -156,8 +203,8 @@ pub async fn login(
         })
         .await?;
     Ok(LoggedIn {
-        token,
-        csrf_token,
+        token: keys.token,
+        csrf_token: keys.csrf_token,
         role,
         username: name,
         expires_at,
@@ -194,13 +241,18 @@ pub async fn authenticate(
         None => None,
         Some(Ok(session)) => Some(Principal {
             account_id: session.account_id,
+            identity_id: session.identity_id,
             role: session.role,
-            actor: actor_of(session.username.as_deref()),
+            actor: match &session.identity_name {
+                Some(name) => format!("sso:{name}"),
+                None => actor_of(session.username.as_deref()),
+            },
             via,
             username: Some(
                 session
-                    .username
+                    .identity_name
                     .clone()
+                    .or_else(|| session.username.clone())
                     .unwrap_or_else(|| BUILTIN_ADMIN.to_owned()),
             ),
             session: Some(session),
@@ -216,6 +268,7 @@ pub async fn authenticate(
             }
             Some(Principal {
                 account_id: api_token.account_id,
+                identity_id: None,
                 role: api_token.role,
                 actor: format!("token:{}", api_token.name),
                 // An API token is never a cookie.

@@ -7,6 +7,7 @@ pub mod gate;
 pub mod ingest;
 pub mod register;
 pub mod shares;
+pub mod sso;
 pub mod subscriptions;
 pub mod sync;
 pub mod users;

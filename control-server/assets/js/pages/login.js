@@ -85,7 +85,11 @@ export async function render(main) {
     problem,
     submit,
     builtinOnly
-      ? h('p', { class: 'field__hint login__note', id: 'password-login-note' }, 'Password sign-in is for the built-in admin only.')
+      ? h(
+          'p',
+          { class: 'field__hint login__note', id: 'password-login-note' },
+          'Password sign-in is for the built-in admin only.',
+        )
       : null,
   );
   form.addEventListener('submit', async (event) => {

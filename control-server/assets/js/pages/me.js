@@ -134,7 +134,12 @@ function shares(user) {
           return h(
             'li',
             { class: 'share', dataset: { window: share.window } },
-            h('span', { class: 'share__text' }, `You: ${amount}`, reset ? h('span', { class: 'muted' }, ` · ${reset}`) : null),
+            h(
+              'span',
+              { class: 'share__text' },
+              `You: ${amount}`,
+              reset ? h('span', { class: 'muted' }, ` · ${reset}`) : null,
+            ),
             shareBar(share.used_bp / 10_000, `Your share of ${WINDOW_WORDS[share.window]}`, amount),
           );
         }),
@@ -169,7 +174,11 @@ function blocks(list) {
               h(
                 'p',
                 { class: 'block-item__head' },
-                h('time', { datetime: block.at, title: dateTime(block.at) }, `${dateTime(block.at)} · ${ago(block.at)}`),
+                h(
+                  'time',
+                  { datetime: block.at, title: dateTime(block.at) },
+                  `${dateTime(block.at)} · ${ago(block.at)}`,
+                ),
                 block.model ? h('code', { class: 'block-item__model' }, block.model) : null,
                 h('strong', { class: 'block-item__reason' }, reasonLabel(block.reason)),
               ),
@@ -245,7 +254,9 @@ class MyAlerts {
           h(
             'div',
             { class: 'thresholds__row' },
-            this.inputs.map((input) => h('span', { class: 'threshold' }, input, h('span', { 'aria-hidden': 'true' }, '%'))),
+            this.inputs.map((input) =>
+              h('span', { class: 'threshold' }, input, h('span', { 'aria-hidden': 'true' }, '%')),
+            ),
           ),
           h(
             'p',

@@ -61,6 +61,7 @@ pub async fn create(
             "password must be at least {MIN_PASSWORD_LEN} characters"
         )));
     }
+    refuse_member(body.role)?;
     let password = body.password;
     let hash = state.passwords.hash(password).await?;
     let now = state.now();
@@ -178,6 +179,17 @@ pub struct NewToken {
     role: Role,
 }
 
+/// Members exist only through single sign-on (their page needs a person
+/// linked to an identity).
+fn refuse_member(role: Role) -> Result<()> {
+    if role == Role::Member {
+        return Err(Error::bad_request(
+            "role must be admin or viewer (members sign in through single sign-on)",
+        ));
+    }
+    Ok(())
+}
+
 fn viewer() -> Role {
     Role::Viewer
 }
@@ -191,6 +203,7 @@ pub async fn create_token(
     if name.is_empty() || name.chars().count() > 100 {
         return Err(Error::bad_request("name must be 1 to 100 characters"));
     }
+    refuse_member(body.role)?;
     let secret = secrets::new_prefixed_token(API_TOKEN_PREFIX);
     let hash = secrets::hash_token_hex(&secret);
     let now = state.now();

@@ -6,11 +6,12 @@
 
 mod accounts;
 mod alerts;
+mod identities;
 mod reports;
-mod session;
+pub(crate) mod session;
 mod settings;
 mod subscriptions;
-mod users;
+pub(crate) mod users;
 mod utilization;
 
 use axum::Router;
@@ -90,21 +91,31 @@ pub fn routes(state: AppState) -> Router<AppState> {
             get(accounts::list_tokens).post(accounts::create_token),
         )
         .route("/tokens/{id}", delete(accounts::revoke_token))
+        .route("/identities", get(identities::list))
+        .route(
+            "/identities/{id}",
+            axum::routing::put(identities::update).delete(identities::remove),
+        )
         .layer(middleware::from_fn_with_state(state, authenticate));
     Router::new()
-        .route("/login", post(session::login))
+        .route("/login", post(session::login).get(session::login_options))
         .merge(protected)
 }
 
 /// The session token from the `ccgate_session` cookie.
 pub fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+    cookie_value(headers, SESSION_COOKIE)
+}
+
+/// The value of the cookie `wanted`, if the request carries one.
+pub fn cookie_value<'h>(headers: &'h HeaderMap, wanted: &str) -> Option<&'h str> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == SESSION_COOKIE)
+        .find(|(name, _)| *name == wanted)
         .map(|(_, value)| value.trim())
         .filter(|v| !v.is_empty())
 }
@@ -136,32 +147,46 @@ async fn authenticate(
     let principal = principal_from(&state, request.headers()).await?;
     let reads = matches!(*request.method(), Method::GET | Method::HEAD);
     let logging_out = request.uri().path().ends_with("/logout");
+    let own_session = logging_out || request.uri().path().ends_with("/me");
+    if principal.role == Role::Member && !own_session {
+        return Err(
+            Error::forbidden("members see their own page only (GET /api/me)").with_code("member"),
+        );
+    }
     if !reads && !logging_out && principal.role == Role::Viewer {
         return Err(Error::forbidden("viewers can look but not change anything"));
     }
-    if !reads && principal.via == AuthVia::Cookie {
-        let expected = principal
-            .session
-            .as_ref()
-            .map(|s| s.csrf_token.as_bytes())
-            .unwrap_or_default();
-        let sent = request
-            .headers()
-            .get(CSRF_HEADER)
-            .map(|v| v.as_bytes())
-            .unwrap_or_default();
-        if expected.is_empty() || !secrets::constant_time_eq(expected, sent) {
-            return Err(Error::forbidden(
-                "missing or wrong X-CSRF-Token header (it comes with the login answer and GET /api/admin/me)",
-            )
-            .with_code("csrf"));
-        }
-    }
+    check_csrf(&principal, &request)?;
     request.extensions_mut().insert(principal);
     Ok(next.run(request).await)
 }
 
-/// The authenticated admin of a request (set by the middleware).
+/// A change made with the session cookie must carry the session's CSRF
+/// token in a header (page scripts of other sites cannot read it).
+pub(crate) fn check_csrf(principal: &Principal, request: &Request) -> Result<()> {
+    let reads = matches!(*request.method(), Method::GET | Method::HEAD);
+    if reads || principal.via != AuthVia::Cookie {
+        return Ok(());
+    }
+    let expected = principal
+        .session
+        .as_ref()
+        .map(|s| s.csrf_token.as_bytes())
+        .unwrap_or_default();
+    let sent = request
+        .headers()
+        .get(CSRF_HEADER)
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
+    if expected.is_empty() || !secrets::constant_time_eq(expected, sent) {
+        return Err(Error::forbidden(
+            "missing or wrong X-CSRF-Token header (it comes with the login answer and GET /api/admin/me)",
+        )
+        .with_code("csrf"));
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone)]
 pub struct Admin(pub Principal);
 

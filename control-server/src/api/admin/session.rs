@@ -20,7 +20,8 @@ pub struct LoginBody {
     password: String,
 }
 
-fn cookie(state: &AppState, value: &str, max_age: i64) -> HeaderValue {
+/// The session cookie (`max_age` 0 removes it).
+pub(crate) fn cookie(state: &AppState, value: &str, max_age: i64) -> HeaderValue {
     let secure = if state.config.secure_cookies() {
         "; Secure"
     } else {
@@ -97,14 +98,43 @@ pub async fn logout(
     Ok(response)
 }
 
+/// `GET /login`: how people may sign in (for the sign-in page).
+pub async fn login_options(State(state): State<AppState>) -> axum::Json<serde_json::Value> {
+    let settings = state.live.settings();
+    axum::Json(json!({
+        "team": settings.team_name,
+        "sso": {
+            "enabled": state.sso.is_some(),
+            "login_url": crate::api::sso::LOGIN_PATH,
+        },
+        "password_login": settings.password_login,
+    }))
+}
+
 pub async fn me(
     State(state): State<AppState>,
     Admin(admin): Admin,
 ) -> Result<axum::Json<serde_json::Value>> {
+    let identity = match admin.identity_id {
+        Some(id) => {
+            state
+                .db
+                .read(move |conn| crate::db::identities::get(conn, id))
+                .await?
+        }
+        None => None,
+    };
+    let person = identity
+        .as_ref()
+        .and_then(|i| i.person.as_ref())
+        .map(|(id, name)| json!({ "id": id, "name": name }));
     Ok(axum::Json(json!({
         "username": admin.username,
         "actor": admin.actor,
         "role": admin.role,
+        "via": admin.method(),
+        "person": person,
+        "email": identity.as_ref().and_then(|i| i.email.clone()),
         "team": state.live.settings().team_name,
         "csrf_token": admin.session.as_ref().map(|s| &s.csrf_token),
         "expires_at": admin.session.as_ref().and_then(|s| super::ts(s.expires_at)),

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use super::Admin;
 use crate::api::extract::{ClientIp, Json};
 use crate::config::MIN_PASSWORD_LEN;
-use crate::db::settings::TeamSettings;
+use crate::db::settings::{PasswordLogin, TeamSettings};
 use crate::db::{self};
 use crate::error::{Error, Result};
 use crate::model::Role;
@@ -31,6 +31,8 @@ fn settings_json(settings: &TeamSettings) -> Value {
         "personal_api_keys": settings.personal_api_keys,
         "auto_update": settings.auto_update,
         "utilization_retention_days": settings.utilization_retention_days,
+        "password_login": settings.password_login,
+        "sso_link_by_email": settings.sso_link_by_email,
         "version": settings.version,
     })
 }
@@ -62,6 +64,12 @@ pub struct SettingsBody {
     /// Days of subscription utilization history kept.
     #[serde(default)]
     utilization_retention_days: Option<u32>,
+    /// Who may sign in with a password.
+    #[serde(default)]
+    password_login: Option<PasswordLogin>,
+    /// Whether a first single sign-on links by verified e-mail.
+    #[serde(default)]
+    sso_link_by_email: Option<bool>,
     #[serde(default)]
     admin_password: Option<String>,
     /// The built-in admin's password now: required with `admin_password`.
@@ -175,6 +183,12 @@ pub async fn put_settings(
         }
         settings.utilization_retention_days = days;
     }
+    if let Some(password_login) = body.password_login {
+        settings.password_login = password_login;
+    }
+    if let Some(link) = body.sso_link_by_email {
+        settings.sso_link_by_email = link;
+    }
     let password_hash = match body.admin_password {
         None => None,
         Some(password) => {
@@ -199,7 +213,7 @@ pub async fn put_settings(
     let keep_session = admin
         .session
         .as_ref()
-        .filter(|s| s.account_id.is_none())
+        .filter(|s| s.account_id.is_none() && s.identity_id.is_none())
         .map(|s| s.id);
     let policy_changed = settings != *state.live.settings();
     let detail = json!({
@@ -208,6 +222,7 @@ pub async fn put_settings(
         "agent_turns": body.agent_turns, "turn_limits": body.turn_limits,
         "personal_api_keys": body.personal_api_keys, "auto_update": body.auto_update,
         "utilization_retention_days": body.utilization_retention_days,
+        "password_login": body.password_login, "sso_link_by_email": body.sso_link_by_email,
         "admin_password_changed": password_hash.is_some(),
     });
     let saved = state

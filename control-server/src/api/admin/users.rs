@@ -20,12 +20,13 @@ use crate::db::{self};
 use crate::error::{Error, Result};
 use crate::live::users::UserLive;
 use crate::model::CodeKind;
+use crate::service::sso;
 use crate::service::users as service;
 use crate::state::AppState;
 
 type Out = axum::Json<Value>;
 
-fn user_view(state: &AppState, user: &UserLive, last_active: Option<i64>) -> Value {
+pub(crate) fn user_view(state: &AppState, user: &UserLive, last_active: Option<i64>) -> Value {
     let now = state.now();
     let now_ms = now.as_millisecond();
     let online_ms = i64::try_from(state.config.online_window.as_millis()).unwrap_or(i64::MAX);
@@ -103,7 +104,7 @@ fn report_version(state: &AppState, row: &db::users::UserRow) -> u64 {
     row.policy_version.max(state.live.settings().version)
 }
 
-async fn last_active(state: &AppState, ids: Vec<i64>) -> Result<Vec<Option<i64>>> {
+pub(crate) async fn last_active(state: &AppState, ids: Vec<i64>) -> Result<Vec<Option<i64>>> {
     Ok(state
         .db
         .read(move |conn| {
@@ -135,9 +136,31 @@ fn find(state: &AppState, id: i64) -> Result<std::sync::Arc<UserLive>> {
 pub async fn get_one(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Out> {
     let user = find(&state, id)?;
     let active = last_active(&state, vec![id]).await?;
-    Ok(axum::Json(json!({
-        "user": user_view(&state, &user, active.into_iter().next().flatten()),
-    })))
+    let view = user_view(&state, &user, active.into_iter().next().flatten());
+    Ok(axum::Json(
+        json!({ "user": with_identity(&state, view).await? }),
+    ))
+}
+
+/// Adds the person's e-mail and linked single sign-on identity to a view.
+pub(crate) async fn with_identity(state: &AppState, mut view: Value) -> Result<Value> {
+    let Some(id) = view["id"].as_i64() else {
+        return Ok(view);
+    };
+    let (email, identity) = state
+        .db
+        .read(move |conn| {
+            Ok((
+                db::identities::user_email(conn, id)?,
+                db::identities::of_user(conn, id)?,
+            ))
+        })
+        .await?;
+    view["email"] = json!(email);
+    view["identity"] = json!(identity.map(|i| json!({
+        "id": i.id, "subject": i.subject, "email": i.email,
+    })));
+    Ok(view)
 }
 
 #[derive(Debug, Deserialize)]
@@ -156,6 +179,9 @@ pub struct CreateBody {
     /// `null` or absent: the team's setting.
     #[serde(default)]
     agent_turns: Option<AgentTurns>,
+    /// What the person's single sign-on identity is matched by.
+    #[serde(default)]
+    email: Option<String>,
 }
 
 /// Whether a device runs the agent release this server serves.
@@ -227,6 +253,21 @@ pub async fn create(
     Json(body): Json<CreateBody>,
 ) -> Result<(StatusCode, Out)> {
     let rules = service::parse_rules(body.limits.as_deref().unwrap_or_default())?;
+    let email = body
+        .email
+        .as_deref()
+        .filter(|e| !e.trim().is_empty())
+        .map(sso::validate_email)
+        .transpose()?;
+    if let Some(email) = email.clone()
+        && state
+            .db
+            .read(move |conn| db::identities::user_with_email(conn, &email))
+            .await?
+            .is_some()
+    {
+        return Err(Error::conflict("another person has this e-mail"));
+    }
     let created = service::create(
         &state,
         &admin.actor,
@@ -240,10 +281,16 @@ pub async fn create(
         },
     )
     .await?;
+    if email.is_some() {
+        sso::set_person_email(&state, &admin.actor, created.user.id, email).await?;
+    }
     let url = public_url(&state, &headers);
     let user = find(&state, created.user.id)?;
     let mut answer = setup_fields(&url, &created.install_code, created.code_expires_at);
-    answer.insert("user".into(), user_view(&state, &user, None));
+    answer.insert(
+        "user".into(),
+        with_identity(&state, user_view(&state, &user, None)).await?,
+    );
     answer.insert("limits".into(), json!(created.user.rules));
     Ok((StatusCode::CREATED, axum::Json(Value::Object(answer))))
 }
@@ -280,6 +327,9 @@ pub struct UpdateBody {
     /// `null` returns the person to the team's setting.
     #[serde(default, deserialize_with = "nullable")]
     agent_turns: Option<Option<AgentTurns>>,
+    /// `null` or `""` clears it.
+    #[serde(default, deserialize_with = "double_option")]
+    email: Option<Option<String>>,
 }
 
 pub async fn update(
@@ -316,10 +366,16 @@ pub async fn update(
             .transpose()?,
         agent_turns: body.agent_turns,
     };
-    service::update(&state, &admin.actor, id, changes).await?;
+    if !changes.is_empty() || body.email.is_none() {
+        service::update(&state, &admin.actor, id, changes).await?;
+    }
+    if let Some(email) = body.email {
+        sso::set_person_email(&state, &admin.actor, id, email).await?;
+    }
     let user = find(&state, id)?;
     let active = last_active(&state, vec![id]).await?;
     let view = user_view(&state, &user, active.into_iter().next().flatten());
+    let view = with_identity(&state, view).await?;
     Ok(axum::Json(
         json!({ "user": view.clone(), "limits": view["limits"] }),
     ))
