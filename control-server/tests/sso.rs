@@ -396,6 +396,17 @@ async fn no_role_is_refused_until_an_admin_gives_one_and_links_a_person() {
     );
     let (status, _) = otto.get(&sso, "/api/admin/me").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // Signing in again after losing one's groups ends the sessions one had.
+    let mut ada = sso.sign_in("ada").await;
+    assert_eq!(ada.get(&sso, "/api/admin/me").await.1["role"], "admin");
+    sso.provider
+        .upsert_user(&UserConfig::new("ada", PASSWORD).with_groups(&["sales"]))
+        .await;
+    let again = sso.sign_in("ada").await;
+    assert_eq!(again.status, StatusCode::FORBIDDEN, "{}", again.page);
+    let (status, _) = ada.get(&sso, "/api/admin/me").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]

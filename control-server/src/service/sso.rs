@@ -208,6 +208,9 @@ pub async fn finish(
                 )?;
                 identity = db::identities::get(tx, identity.id)?.unwrap_or(identity);
             }
+            // The identity's other sessions follow what this sign-in found
+            // (new groups, or none: they end).
+            db::auth::set_identity_sessions_role(tx, identity.id, identity.role())?;
             let Some(role) = identity.role() else {
                 return Ok(identity);
             };

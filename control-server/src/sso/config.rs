@@ -227,6 +227,49 @@ mod tests {
         );
     }
 
+    fn args(issuer: Option<&str>) -> OidcArgs {
+        OidcArgs {
+            oidc_issuer: issuer.map(str::to_owned),
+            oidc_client_id: Some("ccgate".to_owned()),
+            oidc_client_secret: None,
+            oidc_scopes: "email,profile".to_owned(),
+            oidc_groups_claim: "groups".to_owned(),
+            oidc_admin_groups: "ccgate admins, ops".to_owned(),
+            oidc_viewer_groups: String::new(),
+            oidc_member_groups: String::new(),
+            oidc_redirect_url: None,
+            oidc_recheck_mins: 5,
+        }
+    }
+
+    #[test]
+    fn flags_become_a_configuration_with_the_callback_under_public_url() {
+        assert!(args(None).into_config(None).unwrap().is_none());
+        let error = args(Some("https://idp.example.com"))
+            .into_config(None)
+            .unwrap_err();
+        assert!(error.0.contains("PUBLIC_URL"), "{error}");
+        let config = args(Some("https://idp.example.com"))
+            .into_config(Some("https://ccgate.example.com/"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            config.redirect_url,
+            "https://ccgate.example.com/auth/oidc/callback"
+        );
+        assert_eq!(config.scopes, ["openid", "email", "profile"]);
+        // Group names may hold spaces; only commas separate them.
+        assert_eq!(config.admin_groups, ["ccgate admins", "ops"]);
+        assert_eq!(config.recheck, Duration::from_secs(300));
+        let mut no_client = args(Some("https://idp.example.com"));
+        no_client.oidc_client_id = None;
+        assert!(
+            no_client
+                .into_config(Some("https://ccgate.example.com"))
+                .is_err()
+        );
+    }
+
     #[test]
     fn plain_http_issuers_off_this_machine_are_refused() {
         let config = OidcConfig::new("http://idp.example.com", "c", "https://ccgate/cb");
