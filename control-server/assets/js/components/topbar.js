@@ -60,7 +60,7 @@ export function renderTopbar(container, live) {
   const links = LINKS.filter(([, , , adminOnly]) => !adminOnly || canEdit()).map(([page, href, label]) =>
     h('li', {}, h('a', { href, 'aria-current': page === current ? 'page' : undefined }, label)),
   );
-  container.replaceChildren(
+  const parts = [
     h(
       'a',
       { class: 'brand', href: member ? '/dashboard/me' : '/dashboard' },
@@ -83,5 +83,6 @@ export function renderTopbar(container, live) {
       ),
       logout,
     ),
-  );
+  ];
+  container.replaceChildren(...parts.filter(Boolean));
 }

@@ -155,7 +155,7 @@ function shares(user) {
   } else {
     body = h('p', { class: 'muted', id: 'me-shares' }, 'You use your own Claude login, not a shared subscription.');
   }
-  return panel('me-share', `My share of ${name}`, body);
+  return panel('me-share', user.subscription ? `My share of ${name}` : 'Shared subscription', body);
 }
 
 /** The prompts ccgate refused, newest first, each with the message shown then. */
