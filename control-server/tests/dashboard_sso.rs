@@ -500,6 +500,10 @@ async fn a_member_sees_their_own_page_sets_an_alert_and_nothing_else() {
     assert_eq!(status, StatusCode::OK, "{body}");
     let recent = recent_alerts(&browser).await;
     assert!(recent.contains("100"), "{recent}");
+    assert!(
+        recent.contains("opus prompts"),
+        "the limit named as people read it: {recent}"
+    );
 
     let dir = dashboard_support::screenshot_dir();
     for (suffix, width) in [("desktop", 1280), ("phone", 390)] {
@@ -529,6 +533,8 @@ async fn a_member_sees_their_own_page_sets_an_alert_and_nothing_else() {
         .eval("return [1, 2, 3].map(n => document.getElementById(`alert-threshold-${n}`).value)")
         .await;
     assert_eq!(kept, json!(["75", "90", ""]));
+    // A threshold kept is the same rule: its alert stays listed.
+    assert_eq!(recent_alerts(&browser).await, recent);
 
     // Out of range: refused in the form, nothing changes.
     browser.type_into("#alert-threshold-2", "150").await;

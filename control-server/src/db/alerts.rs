@@ -407,19 +407,29 @@ pub fn events_of_owner(
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-/// Replaces a person's own limit alerts with one rule per threshold.
+/// Replaces a person's own limit alerts with one rule per threshold. A
+/// threshold they keep keeps its rule (and so its alert history and state).
 pub fn replace_owned_limit_rules(
     conn: &Connection,
     user_id: i64,
     thresholds: &[f64],
     now: i64,
 ) -> DbResult<()> {
-    conn.execute(
-        "DELETE FROM alert_rules WHERE owner_user_id = ?1
-           AND json_extract(condition, '$.type') = 'limit_share'",
-        [user_id],
-    )?;
-    for threshold in thresholds {
+    let mut kept = Vec::new();
+    for rule in rules(conn)? {
+        let AlertCondition::LimitShare { threshold, .. } = rule.condition else {
+            continue;
+        };
+        if rule.owner_user_id != Some(user_id) {
+            continue;
+        }
+        if thresholds.contains(&threshold) && !kept.contains(&threshold) {
+            kept.push(threshold);
+        } else {
+            delete_rule(conn, rule.id)?;
+        }
+    }
+    for threshold in thresholds.iter().filter(|t| !kept.contains(t)) {
         insert_rule(
             conn,
             &RuleFields {

@@ -188,9 +188,7 @@ impl Engine {
                         format!("{name} has used {} of a limit", percent(share)),
                         format!(
                             "{name} has used {} of {} ({}){frees}.",
-                            limit.used,
-                            limit.limit,
-                            limit.rule.spec.type_name()
+                            limit.used, limit.limit, limit.rule
                         ),
                     )
                     .with_person(name.clone())
