@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace. Installs what the tests need first:
 # the real Claude Code CLI and the OpenID provider `oidc-provider` (pinned,
-# from npm); for the dashboard's browser tests, Debian's chromium and
+# from npm); PostgreSQL (Debian's package); for the dashboard's browser tests, Debian's chromium and
 # chromium-driver; for the container test
 # (tests/tests/container.rs), podman, runc and debootstrap, the base image
 # debian:bookworm-slim made from Debian's packages, and the release binaries
@@ -41,6 +41,12 @@ install_npm_packages() {
 # (tests/oidc/provider.mjs, driven by control-server/tests/common/oidc.rs).
 install_npm_packages tests/npm
 install_npm_packages tests/oidc
+# A real PostgreSQL for the PostgreSQL backend's tests
+# (control-server/tests/common/postgres.rs starts a throwaway cluster);
+# Debian keeps its programs in /usr/lib/postgresql/VERSION/bin.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  install_debian_packages postgres-not-on-path:postgresql
+fi
 if [ -n "${CCGATE_NEEDS_CHROMIUM:-}" ] || [ -d control-server/assets ]; then
   install_debian_packages chromium:chromium chromedriver:chromium-driver
 fi

@@ -24,6 +24,7 @@ pub mod key_file;
 pub mod live;
 pub mod metrics;
 pub mod model;
+pub mod postgres;
 pub mod ratelimit;
 pub mod secrets;
 pub mod service;

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod oidc;
+pub mod postgres;
 pub mod sse;
 
 use std::path::{Path, PathBuf};

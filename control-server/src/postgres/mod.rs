@@ -1,0 +1,110 @@
+//! PostgreSQL storage for several replicas (issue 13, under way): the
+//! connection pool and the schema's migrations, run at start under an
+//! advisory lock so that replicas starting together migrate once. The
+//! server does not store anything here yet: SQLite (`db`) is the only
+//! backend wired in; see docs/architecture.md, "Under way: scale-out".
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::NoTls;
+
+/// The schema, one entry per version (1-based), embedded in the binary.
+const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_schema.sql")];
+
+/// The advisory lock every replica takes to migrate ("ccgate" and 1): the
+/// others wait for it, then find nothing left to do.
+const MIGRATION_LOCK: i64 = 0x6363_6761_7465_0001;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    #[error("DATABASE_URL is not a PostgreSQL connection string")]
+    Url(#[source] tokio_postgres::Error),
+    #[error("could not set up the PostgreSQL connection pool")]
+    Pool(#[source] deadpool_postgres::BuildError),
+    #[error("could not connect to PostgreSQL")]
+    Connect(#[source] deadpool_postgres::PoolError),
+    #[error("PostgreSQL refused a statement")]
+    Query(#[from] tokio_postgres::Error),
+    #[error(
+        "the database's schema is version {found}, newer than this server's {known}: run a newer ccgate-server"
+    )]
+    Newer { found: i64, known: i64 },
+}
+
+/// A pool of connections to one PostgreSQL database with ccgate's schema.
+pub struct PgDb {
+    pool: Pool,
+}
+
+impl std::fmt::Debug for PgDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgDb")
+            .field("status", &self.pool.status())
+            .finish()
+    }
+}
+
+impl PgDb {
+    /// Connects (at most `max_connections` at once) and brings the schema
+    /// up to date.
+    pub async fn open(url: &str, max_connections: usize) -> Result<Self, PgError> {
+        let config: tokio_postgres::Config = url.parse().map_err(PgError::Url)?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(max_connections.max(1))
+            .build()
+            .map_err(PgError::Pool)?;
+        let db = Self { pool };
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    /// Applies the migrations this database lacks, in one transaction under
+    /// the migration lock; returns how many it applied.
+    pub async fn migrate(&self) -> Result<usize, PgError> {
+        let mut client = self.pool.get().await.map_err(PgError::Connect)?;
+        let tx = client.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS ccgate_schema (
+                 version    BIGINT PRIMARY KEY,
+                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+             )",
+        )
+        .await?;
+        let found: i64 = tx
+            .query_one("SELECT COALESCE(MAX(version), 0) FROM ccgate_schema", &[])
+            .await?
+            .get(0);
+        let known = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
+        if found > known {
+            return Err(PgError::Newer { found, known });
+        }
+        let mut applied = 0;
+        for (version, sql) in (1_i64..)
+            .zip(MIGRATIONS)
+            .skip(usize::try_from(found).unwrap_or(0))
+        {
+            tx.batch_execute(sql).await?;
+            tx.execute(
+                "INSERT INTO ccgate_schema (version) VALUES ($1)",
+                &[&version],
+            )
+            .await?;
+            applied += 1;
+        }
+        tx.commit().await?;
+        Ok(applied)
+    }
+
+    /// A connection from the pool.
+    pub async fn connection(&self) -> Result<deadpool_postgres::Object, PgError> {
+        self.pool.get().await.map_err(PgError::Connect)
+    }
+}

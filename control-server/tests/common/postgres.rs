@@ -1,0 +1,193 @@
+//! A real PostgreSQL for a test: a fresh cluster (Debian's `postgresql`
+//! package, installed by scripts/test.sh) in a temp dir, listening on
+//! 127.0.0.1 only, run as `nobody` when the tests run as root (PostgreSQL
+//! refuses root). Stopped when dropped.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// The user that owns the cluster when the tests run as root.
+const NOBODY: u32 = 65534;
+
+pub struct Postgres {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    child: Option<Child>,
+    pub port: u16,
+}
+
+/// Where `initdb` and `postgres` are: `CCGATE_PG_BIN`, else the newest
+/// Debian cluster version.
+fn bin_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("CCGATE_PG_BIN") {
+        return PathBuf::from(dir);
+    }
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL is not installed (scripts/test.sh installs Debian's postgresql)")
+        .filter_map(|entry| Some(entry.ok()?.path().join("bin")))
+        .filter(|bin| bin.join("initdb").exists())
+        .collect();
+    versions.sort();
+    versions.pop().expect("no /usr/lib/postgresql/*/bin/initdb")
+}
+
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
+}
+
+/// `program` run as the cluster's owner.
+fn as_owner(program: &Path) -> Command {
+    if is_root() {
+        let mut command = Command::new("setpriv");
+        command
+            .args([
+                format!("--reuid={NOBODY}"),
+                format!("--regid={NOBODY}"),
+                "--clear-groups".to_owned(),
+                "--".to_owned(),
+            ])
+            .arg(program);
+        command
+    } else {
+        Command::new(program)
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Postgres {
+    pub async fn start() -> Self {
+        let bin = bin_dir();
+        let dir = tempfile::tempdir().unwrap();
+        if is_root() {
+            std::os::unix::fs::chown(dir.path(), Some(NOBODY), Some(NOBODY)).unwrap();
+        }
+        let data = dir.path().join("data");
+        let initdb = as_owner(&bin.join("initdb"))
+            .arg("-D")
+            .arg(&data)
+            .args([
+                "-U",
+                "ccgate",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "--no-instructions",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            initdb.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&initdb.stderr)
+        );
+        let port = free_port();
+        let log = std::fs::File::create(dir.path().join("postgres.log")).unwrap();
+        if is_root() {
+            std::os::unix::fs::chown(dir.path().join("postgres.log"), Some(NOBODY), Some(NOBODY))
+                .unwrap();
+        }
+        let child = as_owner(&bin.join("postgres"))
+            .arg("-D")
+            .arg(&data)
+            .arg("-p")
+            .arg(port.to_string())
+            .arg("-k")
+            .arg(dir.path())
+            .args([
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=200",
+            ])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let server = Self {
+            dir,
+            bin,
+            child: Some(child),
+            port,
+        };
+        server.wait_ready().await;
+        server
+    }
+
+    /// A connection string for `database` as the superuser `ccgate`.
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://ccgate@127.0.0.1:{}/{database}", self.port)
+    }
+
+    /// Makes a fresh database and returns its connection string.
+    pub async fn create_database(&self, name: &str) -> String {
+        let client = self.connect("postgres").await;
+        client
+            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+            .await
+            .unwrap();
+        self.url(name)
+    }
+
+    pub async fn connect(&self, database: &str) -> tokio_postgres::Client {
+        let (client, connection) =
+            tokio_postgres::connect(&self.url(database), tokio_postgres::NoTls)
+                .await
+                .unwrap_or_else(|e| panic!("connect to {database}: {e}\n{}", self.log()));
+        tokio::spawn(connection);
+        client
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("postgres.log")).unwrap_or_default()
+    }
+
+    async fn wait_ready(&self) {
+        for _ in 0..300 {
+            if tokio_postgres::connect(&self.url("postgres"), tokio_postgres::NoTls)
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("PostgreSQL did not start:\n{}", self.log());
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        // An immediate stop ends the server and its backends at once.
+        let _ = as_owner(&self.bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args(["-m", "immediate", "-w", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
