@@ -4,8 +4,13 @@
 
 mod common;
 
+use std::time::Duration;
+
+use ccgate_server::postgres::fanout::Listener;
 use ccgate_server::postgres::{PgDb, PgError};
 use common::postgres::Postgres;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 #[tokio::test]
 async fn replicas_starting_together_migrate_once() {
@@ -31,7 +36,7 @@ async fn replicas_starting_together_migrate_once() {
         .iter()
         .map(|row| row.get(0))
         .collect();
-    assert_eq!(versions, [1]);
+    assert_eq!(versions, [1, 2]);
     let tables: Vec<String> = client
         .query(
             "SELECT table_name::text FROM information_schema.tables
@@ -61,6 +66,7 @@ async fn replicas_starting_together_migrate_once() {
             "identities",
             "install_codes",
             "limits",
+            "live_overflow",
             "oidc_logins",
             "sessions",
             "settings",
@@ -87,7 +93,7 @@ async fn a_schema_newer_than_the_server_is_refused() {
     match PgDb::open(&url, 1).await {
         Err(PgError::Newer {
             found: 99,
-            known: 1,
+            known: 2,
         }) => {}
         other => panic!("expected a refusal, got {other:?}"),
     }
@@ -124,4 +130,75 @@ async fn the_schema_keeps_the_uniqueness_rules_of_sqlite() {
             "accepted: {duplicate}"
         );
     }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Ping {
+    n: u32,
+    text: String,
+}
+
+async fn next(listener: &mut Listener<Ping>) -> Ping {
+    tokio::time::timeout(Duration::from_secs(5), listener.recv())
+        .await
+        .expect("an event within 5 s")
+        .expect("the listener runs")
+}
+
+#[tokio::test]
+async fn live_events_reach_the_other_replicas_and_not_their_sender() {
+    let postgres = Postgres::start().await;
+    let url = postgres.create_database("ccgate").await;
+    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    let replica_a = PgDb::open(&url, 2).await.unwrap();
+    let mut heard_by_a = Listener::<Ping>::start(&url, a).await.unwrap();
+    let mut heard_by_b = Listener::<Ping>::start(&url, b).await.unwrap();
+
+    let small = Ping {
+        n: 1,
+        text: "hello".to_owned(),
+    };
+    // Over NOTIFY's 8000-byte payload: it goes through `live_overflow`.
+    let large = Ping {
+        n: 2,
+        text: "x".repeat(20_000),
+    };
+    replica_a.notify(a, &small).await.unwrap();
+    replica_a.notify(a, &large).await.unwrap();
+    assert_eq!(next(&mut heard_by_b).await, small);
+    assert_eq!(next(&mut heard_by_b).await, large);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), heard_by_a.recv())
+            .await
+            .is_err(),
+        "a replica does not hear itself"
+    );
+
+    // A listener whose connection is cut connects again by itself.
+    let admin = postgres.connect("ccgate").await;
+    let cut: i64 = admin
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+             WHERE application_name = 'ccgate live listener'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(cut, 2);
+    let again = Ping {
+        n: 3,
+        text: "again".to_owned(),
+    };
+    let mut heard = None;
+    for _ in 0..50 {
+        replica_a.notify(a, &again).await.unwrap();
+        if let Ok(Some(ping)) =
+            tokio::time::timeout(Duration::from_millis(200), heard_by_b.recv()).await
+        {
+            heard = Some(ping);
+            break;
+        }
+    }
+    assert_eq!(heard, Some(again));
 }

@@ -3,12 +3,18 @@
 //! advisory lock so that replicas starting together migrate once. The
 //! server does not store anything here yet: SQLite (`db`) is the only
 //! backend wired in; see docs/architecture.md, "Under way: scale-out".
+//! [`fanout`] carries live events between replicas.
+
+pub mod fanout;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 
 /// The schema, one entry per version (1-based), embedded in the binary.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_schema.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_schema.sql"),
+    include_str!("migrations/0002_live_overflow.sql"),
+];
 
 /// The advisory lock every replica takes to migrate ("ccgate" and 1): the
 /// others wait for it, then find nothing left to do.
@@ -24,6 +30,8 @@ pub enum PgError {
     Connect(#[source] deadpool_postgres::PoolError),
     #[error("PostgreSQL refused a statement")]
     Query(#[from] tokio_postgres::Error),
+    #[error("could not encode a value for PostgreSQL")]
+    Encode(#[source] serde_json::Error),
     #[error(
         "the database's schema is version {found}, newer than this server's {known}: run a newer ccgate-server"
     )]

@@ -1,0 +1,201 @@
+//! Live events between replicas through PostgreSQL's LISTEN/NOTIFY: what
+//! one replica publishes, the others receive within a moment and hand to
+//! their own hub (so `/ws` and device streams on every replica see it).
+//! Delivery is at most once, like the hub's: a replica that is
+//! reconnecting misses what was sent meanwhile, and its clients catch up
+//! by reading again.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio_postgres::{AsyncMessage, NoTls};
+use uuid::Uuid;
+
+use super::{PgDb, PgError};
+
+/// The NOTIFY channel of live events.
+pub const CHANNEL: &str = "ccgate_live";
+/// PostgreSQL refuses payloads of 8000 bytes and more; larger events go
+/// through `live_overflow`.
+const MAX_PAYLOAD: usize = 7900;
+/// Events waiting for the receiver before the oldest are dropped (a stuck
+/// receiver must not hold the connection's notifications forever).
+const QUEUE: usize = 4096;
+const RECONNECT_AFTER: Duration = Duration::from_secs(1);
+const LISTENER_NAME: &str = "ccgate live listener";
+
+/// What goes over the channel: the sending replica, and the event or the
+/// id of the overflow row that holds it.
+#[derive(Debug, Serialize, Deserialize)]
+struct Envelope<T> {
+    origin: Uuid,
+    #[serde(flatten)]
+    body: Body<T>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Body<T> {
+    Event(T),
+    Overflow(i64),
+}
+
+impl PgDb {
+    /// Sends `event` to every other replica listening.
+    pub async fn notify<T: Serialize>(&self, origin: Uuid, event: &T) -> Result<(), PgError> {
+        let payload = serde_json::to_string(&Envelope {
+            origin,
+            body: Body::Event(event),
+        })
+        .map_err(PgError::Encode)?;
+        let client = self.connection().await?;
+        let payload = if payload.len() <= MAX_PAYLOAD {
+            payload
+        } else {
+            let value = serde_json::to_value(event).map_err(PgError::Encode)?;
+            let id: i64 = client
+                .query_one(
+                    "WITH gone AS (DELETE FROM live_overflow WHERE at < now() - interval '1 minute')
+                     INSERT INTO live_overflow (payload) VALUES ($1) RETURNING id",
+                    &[&tokio_postgres::types::Json(value)],
+                )
+                .await?
+                .get(0);
+            serde_json::to_string(&Envelope::<()> {
+                origin,
+                body: Body::Overflow(id),
+            })
+            .map_err(PgError::Encode)?
+        };
+        client
+            .execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
+            .await?;
+        Ok(())
+    }
+}
+
+/// Receives the events other replicas send, on its own connection (a
+/// listening connection cannot be pooled), reconnecting when it drops.
+pub struct Listener<T> {
+    events: mpsc::Receiver<T>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl<T> Drop for Listener<T> {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl<T: DeserializeOwned + Send + 'static> Listener<T> {
+    /// Listens as replica `origin` (its own events are skipped).
+    pub async fn start(url: &str, origin: Uuid) -> Result<Self, PgError> {
+        let mut config: tokio_postgres::Config = url.parse().map_err(PgError::Url)?;
+        // Named, so operators see it in pg_stat_activity.
+        config.application_name(LISTENER_NAME);
+        let (sender, events) = mpsc::channel(QUEUE);
+        // The first connection is made here, so a wrong URL is an error now.
+        let first = connect(&config).await?;
+        let task = tokio::spawn(async move {
+            let mut connected = Some(first);
+            loop {
+                let session = match connected.take() {
+                    Some(session) => session,
+                    None => match connect(&config).await {
+                        Ok(session) => session,
+                        Err(error) => {
+                            tracing::warn!(?error, "could not listen for other replicas' events");
+                            tokio::time::sleep(RECONNECT_AFTER).await;
+                            continue;
+                        }
+                    },
+                };
+                if relay(session, origin, &sender).await.is_err() {
+                    return; // The listener was dropped.
+                }
+                tokio::time::sleep(RECONNECT_AFTER).await;
+            }
+        });
+        Ok(Self { events, task })
+    }
+
+    /// The next event from another replica.
+    pub async fn recv(&mut self) -> Option<T> {
+        self.events.recv().await
+    }
+}
+
+type Session = (
+    tokio_postgres::Client,
+    mpsc::UnboundedReceiver<tokio_postgres::Notification>,
+);
+
+/// A connection that LISTENs, with its notifications on a channel.
+async fn connect(config: &tokio_postgres::Config) -> Result<Session, PgError> {
+    let (client, mut connection) = config.connect(NoTls).await?;
+    let (notifications, received) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(Ok(message)) = messages.next().await {
+            if let AsyncMessage::Notification(notification) = message
+                && notifications.send(notification).is_err()
+            {
+                break;
+            }
+        }
+    });
+    client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+    Ok((client, received))
+}
+
+/// Hands the session's events to `sender` until the connection ends
+/// (`Ok`) or nobody receives any more (`Err`).
+async fn relay<T: DeserializeOwned>(
+    (client, mut notifications): Session,
+    origin: Uuid,
+    sender: &mpsc::Sender<T>,
+) -> Result<(), ()> {
+    while let Some(notification) = notifications.recv().await {
+        let envelope: Envelope<serde_json::Value> =
+            match serde_json::from_str(notification.payload()) {
+                Ok(envelope) => envelope,
+                Err(error) => {
+                    tracing::warn!(%error, "a live event from another replica could not be read");
+                    continue;
+                }
+            };
+        if envelope.origin == origin {
+            continue;
+        }
+        let value = match envelope.body {
+            Body::Event(value) => value,
+            Body::Overflow(id) => {
+                match client
+                    .query_opt("SELECT payload FROM live_overflow WHERE id = $1", &[&id])
+                    .await
+                {
+                    Ok(Some(row)) => {
+                        row.get::<_, tokio_postgres::types::Json<serde_json::Value>>(0)
+                            .0
+                    }
+                    Ok(None) => continue,
+                    Err(_) => return Ok(()),
+                }
+            }
+        };
+        match serde_json::from_value(value) {
+            Ok(event) => {
+                if let Err(mpsc::error::TrySendError::Closed(_)) = sender.try_send(event) {
+                    return Err(());
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "a live event from another replica has an unknown shape");
+            }
+        }
+    }
+    Ok(())
+}
