@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use ccgate_server::postgres::fanout::Listener;
-use ccgate_server::postgres::{PgDb, PgError};
+use ccgate_server::postgres::{PgDb, PgError, SCHEMA_VERSION};
 use common::postgres::Postgres;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -36,7 +36,7 @@ async fn replicas_starting_together_migrate_once() {
         .iter()
         .map(|row| row.get(0))
         .collect();
-    assert_eq!(versions, [1, 2]);
+    assert_eq!(versions, (1..=SCHEMA_VERSION).collect::<Vec<_>>());
     let tables: Vec<String> = client
         .query(
             "SELECT table_name::text FROM information_schema.tables
@@ -68,6 +68,7 @@ async fn replicas_starting_together_migrate_once() {
             "limits",
             "live_overflow",
             "oidc_logins",
+            "reservations",
             "sessions",
             "settings",
             "subscriptions",
@@ -93,7 +94,7 @@ async fn a_schema_newer_than_the_server_is_refused() {
     match PgDb::open(&url, 1).await {
         Err(PgError::Newer {
             found: 99,
-            known: 2,
+            known: SCHEMA_VERSION,
         }) => {}
         other => panic!("expected a refusal, got {other:?}"),
     }
@@ -201,4 +202,105 @@ async fn live_events_reach_the_other_replicas_and_not_their_sender() {
         }
     }
     assert_eq!(heard, Some(again));
+}
+
+fn one_opus_rule_policy(max: u64) -> ccgate_quota::CompiledPolicy {
+    let policy: ccgate_quota::Policy = serde_json::from_value(serde_json::json!({
+        "version": 1,
+        "team": "Team",
+        "user": { "id": 1, "name": "Mel", "slug": "mel" },
+        "status": "active",
+        "time_zone": "UTC",
+        "credit_weights": ccgate_quota::CreditWeights::default(),
+        "rules": [{ "type": "per_model", "model": "opus", "window": "daily", "value": max }],
+    }))
+    .unwrap();
+    ccgate_quota::CompiledPolicy::new(policy).unwrap()
+}
+
+#[tokio::test]
+async fn fifty_checks_over_two_replicas_give_away_the_last_prompt_once() {
+    use ccgate_quota::{DenyReason, GateKind, ModelFamily};
+    use ccgate_server::postgres::gate::Check;
+    use std::sync::Arc;
+
+    let postgres = Postgres::start().await;
+    let url = postgres.create_database("ccgate").await;
+    let replicas = Arc::new([
+        PgDb::open(&url, 10).await.unwrap(),
+        PgDb::open(&url, 10).await.unwrap(),
+    ]);
+    let now = jiff::Timestamp::now();
+    let admin = postgres.connect("ccgate").await;
+    admin
+        .batch_execute("INSERT INTO users (id, name, slug, created_at) VALUES (1, 'Mel', 'mel', 0)")
+        .await
+        .unwrap();
+    // One of her two Opus prompts of the day is used.
+    admin
+        .execute(
+            "INSERT INTO events (id, user_id, device_id, at, received_at, type, family, prompts, credits)
+             VALUES ('e1', 1, 7, $1, $1, 'request', 'opus', 1, 10)",
+            &[&now.as_millisecond()],
+        )
+        .await
+        .unwrap();
+    let policy = Arc::new(one_opus_rule_policy(2));
+    let check = |i: usize, family: ModelFamily| {
+        let (replicas, policy) = (Arc::clone(&replicas), Arc::clone(&policy));
+        tokio::spawn(async move {
+            let key = format!("turn-{i}");
+            replicas[i % 2]
+                .check(
+                    &policy,
+                    &Check {
+                        user_id: 1,
+                        device_id: 7,
+                        key: &key,
+                        model: "claude-opus-4-5",
+                        family,
+                        kind: GateKind::Prompt,
+                        now,
+                        hold: Duration::from_secs(1800),
+                    },
+                )
+                .await
+                .unwrap()
+        })
+    };
+    let checks: Vec<_> = (0..50).map(|i| check(i, ModelFamily::Opus)).collect();
+    let mut allowed = Vec::new();
+    for (i, task) in checks.into_iter().enumerate() {
+        let decision = task.await.unwrap();
+        match &decision.denial {
+            None => allowed.push(i),
+            Some(denial) => assert_eq!(denial.reason, DenyReason::PerModel),
+        }
+    }
+    assert_eq!(
+        allowed.len(),
+        1,
+        "exactly one of 50 checks gets the last prompt"
+    );
+    let held: i64 = admin
+        .query_one("SELECT count(*) FROM reservations", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(held, 1);
+    // The winner's turn asking again gets the same answer, not a second prompt.
+    assert!(
+        check(allowed[0], ModelFamily::Opus)
+            .await
+            .unwrap()
+            .allowed()
+    );
+    let held: i64 = admin
+        .query_one("SELECT count(*) FROM reservations", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(held, 1);
+    // The limit is Opus's alone.
+    assert!(check(100, ModelFamily::Sonnet).await.unwrap().allowed());
 }

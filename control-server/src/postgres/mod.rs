@@ -3,9 +3,11 @@
 //! advisory lock so that replicas starting together migrate once. The
 //! server does not store anything here yet: SQLite (`db`) is the only
 //! backend wired in; see docs/architecture.md, "Under way: scale-out".
-//! [`fanout`] carries live events between replicas.
+//! [`fanout`] carries live events between replicas; [`gate`] decides a
+//! check exactly whatever replica takes it.
 
 pub mod fanout;
+pub mod gate;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
@@ -14,7 +16,11 @@ use tokio_postgres::NoTls;
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_schema.sql"),
     include_str!("migrations/0002_live_overflow.sql"),
+    include_str!("migrations/0003_reservations.sql"),
 ];
+
+/// The schema version this server brings its databases to.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// The advisory lock every replica takes to migrate ("ccgate" and 1): the
 /// others wait for it, then find nothing left to do.
@@ -90,7 +96,7 @@ impl PgDb {
             .query_one("SELECT COALESCE(MAX(version), 0) FROM ccgate_schema", &[])
             .await?
             .get(0);
-        let known = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
+        let known = SCHEMA_VERSION;
         if found > known {
             return Err(PgError::Newer { found, known });
         }
