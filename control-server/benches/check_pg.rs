@@ -1,9 +1,10 @@
 //! `PgDb::check` (issue 13's check on PostgreSQL) against a real throwaway
 //! PostgreSQL cluster on loopback, as history grows.
 //!
-//! Seeds 100 people and a history of events spread over 35 days (first
-//! 50,000, then 200,000, then 1,000,000 in all, written server-side with
-//! `generate_series`), then runs checks for a few seconds at each size:
+//! Seeds 100 people and a history of events spread over 35 days (50,000,
+//! 200,000 and 1,000,000, each in a database of its own, written
+//! server-side with `generate_series` in time order through the running
+//! totals' trigger), then runs checks for a few seconds at each size:
 //! once from one task on one replica, once from 16 tasks spread over two
 //! replicas (two pools, as two servers would hold). Each person's policy
 //! has a daily Opus limit, a weekly credit limit and a rolling 5-hour
@@ -55,22 +56,23 @@ fn policy() -> CompiledPolicy {
     CompiledPolicy::new(policy).unwrap()
 }
 
-/// Adds events until the history holds `total`, spread evenly over people
-/// and the last 35 days.
-async fn grow_history(client: &tokio_postgres::Client, from: i64, total: i64, now: i64) {
+/// A history of `total` events spread evenly over people and the last 35
+/// days, stored oldest first as devices report them (the running totals'
+/// trigger then touches one bucket per event).
+async fn seed_history(client: &tokio_postgres::Client, total: i64, now: i64) {
     let span = HISTORY_DAYS * 86_400_000;
     client
         .execute(
             "INSERT INTO events (id, user_id, device_id, at, received_at, type, family, prompts, credits,
                                  input_tokens, output_tokens)
-             SELECT 'h' || n, 1 + n % $3, 1 + n % $3, $4 - (n * 7919 % $5), $4, 'request',
+             SELECT 'h' || n, 1 + n % $2::BIGINT, 1 + n % $2::BIGINT, $3::BIGINT - $4::BIGINT + n * $4::BIGINT / $1::BIGINT, $3::BIGINT, 'request',
                     (ARRAY['opus', 'sonnet', 'haiku'])[1 + n % 3], 1, 5, 1000, 200
-             FROM generate_series($1::BIGINT, $2::BIGINT - 1) AS n",
-            &[&from, &total, &PEOPLE, &now, &span],
+             FROM generate_series(0::BIGINT, $1::BIGINT - 1) AS n ORDER BY n",
+            &[&total, &PEOPLE, &now, &span],
         )
         .await
         .unwrap();
-    client.batch_execute("ANALYZE events").await.unwrap();
+    client.batch_execute("ANALYZE").await.unwrap();
 }
 
 struct Figures {
@@ -143,28 +145,29 @@ async fn main() {
         .filter_map(|n| n.trim().parse().ok())
         .collect();
     let cluster = Postgres::start().await;
-    let url = cluster.create_database("ccgate").await;
-    let replicas = Arc::new([
-        PgDb::open(&url, 16).await.unwrap(),
-        PgDb::open(&url, 16).await.unwrap(),
-    ]);
-    let admin = cluster.connect("ccgate").await;
-    admin
-        .execute(
-            "INSERT INTO users (id, name, slug, created_at)
-             SELECT n, 'Person ' || n, 'p' || n, 0 FROM generate_series(1, $1::BIGINT) AS n",
-            &[&PEOPLE],
-        )
-        .await
-        .unwrap();
     println!("PgDb::check, {PEOPLE} people, PostgreSQL on loopback, {seconds} s per run");
-    println!("| history | tasks | replicas | checks/s | p50 ms | p99 ms |");
-    println!("|---:|---:|---:|---:|---:|---:|");
+    println!("| history | tasks | replicas | checks/s | p50 ms | p99 ms | seeding s |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
     let now = Timestamp::now().as_millisecond();
-    let mut seeded = 0;
     for (round, total) in history.into_iter().enumerate() {
-        grow_history(&admin, seeded, total, now).await;
-        seeded = total;
+        // A database per size, so every history is stored in time order.
+        let url = cluster.create_database(&format!("ccgate_{total}")).await;
+        let replicas = Arc::new([
+            PgDb::open(&url, 16).await.unwrap(),
+            PgDb::open(&url, 16).await.unwrap(),
+        ]);
+        let admin = cluster.connect(&format!("ccgate_{total}")).await;
+        admin
+            .execute(
+                "INSERT INTO users (id, name, slug, created_at)
+                 SELECT n, 'Person ' || n, 'p' || n, 0 FROM generate_series(1, $1::BIGINT) AS n",
+                &[&PEOPLE],
+            )
+            .await
+            .unwrap();
+        let seeding = Instant::now();
+        seed_history(&admin, total, now).await;
+        let seeding = seeding.elapsed().as_secs_f64();
         for (tasks, replicas_used) in [(1, 1), (16, 2)] {
             admin
                 .batch_execute("DELETE FROM reservations")
@@ -172,7 +175,7 @@ async fn main() {
                 .unwrap();
             let figures = run(&replicas, tasks, seconds, round * 10 + tasks).await;
             println!(
-                "| {total} | {tasks} | {replicas_used} | {:.0} | {:.2} | {:.2} |",
+                "| {total} | {tasks} | {replicas_used} | {:.0} | {:.2} | {:.2} | {seeding:.0} |",
                 figures.checks as f64 / figures.seconds,
                 percentile(&figures.latencies_us, 0.50),
                 percentile(&figures.latencies_us, 0.99),

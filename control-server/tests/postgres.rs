@@ -72,6 +72,7 @@ async fn replicas_starting_together_migrate_once() {
             "sessions",
             "settings",
             "subscriptions",
+            "usage_running",
             "users",
             "utilization_observations",
         ]
@@ -303,4 +304,73 @@ async fn fifty_checks_over_two_replicas_give_away_the_last_prompt_once() {
     assert_eq!(held, 1);
     // The limit is Opus's alone.
     assert!(check(100, ModelFamily::Sonnet).await.unwrap().allowed());
+}
+
+#[tokio::test]
+async fn window_usage_from_running_totals_equals_the_events_late_ones_included() {
+    use ccgate_quota::ModelFamily;
+    use ccgate_server::postgres::gate::recorded_usage;
+
+    let postgres = Postgres::start().await;
+    let url = postgres.create_database("ccgate").await;
+    PgDb::open(&url, 1).await.unwrap();
+    let client = postgres.connect("ccgate").await;
+    client
+        .batch_execute("INSERT INTO users (id, name, slug, created_at) VALUES (1, 'Mel', 'mel', 0)")
+        .await
+        .unwrap();
+    let now: i64 = 1_800_000_000_000;
+    let day = 86_400_000;
+    let families = ["opus", "sonnet", "haiku", "other"];
+    // 600 events over 10 days, in a scrambled order (late events too), one
+    // in the future, and a few without a family.
+    for n in 0..600i64 {
+        let at = now - (n * 7_919_113) % (10 * day) + if n == 17 { 60_000 } else { 0 };
+        let family = (n % 11 != 0).then(|| families[(n % 4) as usize]);
+        client
+            .execute(
+                "INSERT INTO events (id, user_id, device_id, at, received_at, type, family,
+                                     prompts, credits, input_tokens, output_tokens)
+                 VALUES ($1, 1, 1, $2, $2, 'request', $3, 1, $4, $5, 7)",
+                &[&format!("e{n}"), &at, &family, &(n % 5), &(100 + n)],
+            )
+            .await
+            .unwrap();
+    }
+    // Window starts on and off bucket boundaries, and one before everything.
+    let starts = vec![
+        now - 11 * day,
+        now - 7 * day + 123,
+        now - day,
+        now - 5 * 3_600_000 - 7,
+        now - 900_000,
+    ];
+    let usage = recorded_usage(&client, 1, &starts, now).await.unwrap();
+    for (since, usage) in starts.iter().zip(&usage) {
+        for family in ModelFamily::ALL {
+            let row = client
+                .query_one(
+                    "SELECT COALESCE(SUM(prompts), 0)::BIGINT, COALESCE(SUM(credits), 0)::BIGINT,
+                            COALESCE(SUM(input_tokens), 0)::BIGINT, COALESCE(SUM(output_tokens), 0)::BIGINT
+                     FROM events WHERE user_id = 1 AND family = $1 AND at >= $2 AND at <= $3",
+                    &[&family.as_str(), since, &now],
+                )
+                .await
+                .unwrap();
+            let want: Vec<i64> = (0..4).map(|i| row.get(i)).collect();
+            let got = usage[family];
+            assert_eq!(
+                [
+                    got.prompts,
+                    got.credits,
+                    got.input_tokens,
+                    got.output_tokens
+                ]
+                .map(|v| v as i64)
+                .to_vec(),
+                want,
+                "{family:?} since {since}"
+            );
+        }
+    }
 }

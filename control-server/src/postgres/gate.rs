@@ -1,9 +1,10 @@
 //! The check on PostgreSQL, exact across replicas: a person's checks take
 //! their row's lock (`SELECT … FOR UPDATE`), so two replicas cannot both
-//! give away the last prompt; the usage a check compares is summed in the
-//! database (recorded events in each window the policy needs, plus the
-//! pending reservations) and decided by `quota::evaluate`, the same engine
-//! as on SQLite. Not wired into the server yet (issue 13).
+//! give away the last prompt; the usage a check compares comes from the
+//! database (the recorded usage of each window the policy needs, read from
+//! running totals, plus the pending reservations) and is decided by
+//! `quota::evaluate`, the same engine as on SQLite. Not wired into the
+//! server yet (issue 13).
 
 use std::time::Duration;
 
@@ -14,6 +15,8 @@ use ccgate_quota::{
     evaluate,
 };
 use jiff::Timestamp;
+
+use tokio_postgres::GenericClient;
 
 use super::{PgDb, PgError};
 
@@ -47,6 +50,113 @@ fn window_starts(policy: &CompiledPolicy, now: Timestamp) -> Vec<i64> {
 
 fn count(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
+}
+
+/// Quarter hours: the buckets of `usage_running` (migration 4).
+const BUCKET_MS: i64 = 15 * 60 * 1000;
+
+fn totals_at(row: &tokio_postgres::Row, first: usize) -> Totals {
+    Totals {
+        prompts: count(row.get(first)),
+        credits: count(row.get(first + 1)),
+        input_tokens: count(row.get(first + 2)),
+        output_tokens: count(row.get(first + 3)),
+        cache_creation_input_tokens: count(row.get(first + 4)),
+        cache_read_input_tokens: count(row.get(first + 5)),
+    }
+}
+
+/// The usage recorded at or after each of `starts` (and not after `now`),
+/// from the running totals: the total through `now` less the total before
+/// each start, each read as the last bucket's running total plus the
+/// events of the partial bucket. A few rows per window, however long the
+/// history.
+pub async fn recorded_usage(
+    client: &impl GenericClient,
+    user_id: i64,
+    starts: &[i64],
+    now: i64,
+) -> Result<Vec<PerFamily<Totals>>, PgError> {
+    let mut points = starts.to_vec();
+    points.push(now + 1);
+    let families: Vec<&str> = ModelFamily::ALL.map(ModelFamily::as_str).to_vec();
+    let rows = client
+        .query(
+            "SELECT p.t, f.family,
+                    COALESCE(r.prompts, 0) + COALESCE(e.prompts, 0),
+                    COALESCE(r.credits, 0) + COALESCE(e.credits, 0),
+                    COALESCE(r.input_tokens, 0) + COALESCE(e.input_tokens, 0),
+                    COALESCE(r.output_tokens, 0) + COALESCE(e.output_tokens, 0),
+                    COALESCE(r.cache_creation_input_tokens, 0) + COALESCE(e.cache_creation_input_tokens, 0),
+                    COALESCE(r.cache_read_input_tokens, 0) + COALESCE(e.cache_read_input_tokens, 0)
+             FROM unnest($2::BIGINT[]) AS p(t)
+             CROSS JOIN unnest($3::TEXT[]) AS f(family)
+             LEFT JOIN LATERAL (
+                 SELECT prompts, credits, input_tokens, output_tokens,
+                        cache_creation_input_tokens, cache_read_input_tokens
+                 FROM usage_running
+                 WHERE user_id = $1 AND family = f.family AND bucket < p.t / $4
+                 ORDER BY bucket DESC LIMIT 1) r ON TRUE
+             LEFT JOIN LATERAL (
+                 SELECT SUM(prompts)::BIGINT AS prompts, SUM(credits)::BIGINT AS credits,
+                        SUM(input_tokens)::BIGINT AS input_tokens,
+                        SUM(output_tokens)::BIGINT AS output_tokens,
+                        SUM(cache_creation_input_tokens)::BIGINT AS cache_creation_input_tokens,
+                        SUM(cache_read_input_tokens)::BIGINT AS cache_read_input_tokens
+                 FROM events
+                 WHERE user_id = $1 AND family = f.family
+                   AND at >= (p.t / $4) * $4 AND at < p.t) e ON TRUE",
+            &[&user_id, &points, &families, &BUCKET_MS],
+        )
+        .await?;
+    // Running totals before each point, per family.
+    let mut before: Vec<PerFamily<Totals>> = vec![PerFamily::default(); points.len()];
+    for row in rows {
+        let t: i64 = row.get(0);
+        let family: String = row.get(1);
+        let (Some(index), Ok(family)) = (
+            points.iter().position(|p| *p == t),
+            family.parse::<ModelFamily>(),
+        ) else {
+            continue;
+        };
+        before[index][family] = totals_at(&row, 2);
+    }
+    let through_now = before.pop().unwrap_or_default();
+    Ok(before
+        .into_iter()
+        .map(|then| {
+            let mut usage = PerFamily::<Totals>::default();
+            for family in ModelFamily::ALL {
+                usage[family] = through_now[family].since(&then[family]);
+            }
+            usage
+        })
+        .collect())
+}
+
+/// Prompts reserved and not settled, per family.
+async fn pending_usage(
+    client: &impl GenericClient,
+    user_id: i64,
+    now: i64,
+) -> Result<PerFamily<Totals>, PgError> {
+    let rows = client
+        .query(
+            "SELECT family, SUM(prompts)::BIGINT, SUM(credits)::BIGINT, 0::BIGINT, 0::BIGINT,
+                    0::BIGINT, 0::BIGINT
+             FROM reservations WHERE user_id = $1 AND expires_at > $2 GROUP BY family",
+            &[&user_id, &now],
+        )
+        .await?;
+    let mut pending = PerFamily::<Totals>::default();
+    for row in rows {
+        let family: String = row.get(0);
+        if let Ok(family) = family.parse::<ModelFamily>() {
+            pending[family] = totals_at(&row, 1);
+        }
+    }
+    Ok(pending)
 }
 
 impl PgDb {
@@ -87,57 +197,22 @@ impl PgDb {
             });
         }
         let starts = window_starts(policy, check.now);
-        // Pending reservations count in every window: they are dated now.
-        let rows = tx
-            .query(
-                "WITH used AS (
-                     SELECT family, at, prompts, credits, input_tokens, output_tokens,
-                            cache_creation_input_tokens, cache_read_input_tokens
-                     FROM events
-                     WHERE user_id = $1 AND family IS NOT NULL AND at >= $3 AND at <= $4
-                     UNION ALL
-                     SELECT family, $4, prompts, credits, 0, 0, 0, 0
-                     FROM reservations WHERE user_id = $1 AND expires_at > $4
-                 )
-                 SELECT s.since, u.family,
-                        SUM(u.prompts)::BIGINT, SUM(u.credits)::BIGINT,
-                        SUM(u.input_tokens)::BIGINT, SUM(u.output_tokens)::BIGINT,
-                        SUM(u.cache_creation_input_tokens)::BIGINT,
-                        SUM(u.cache_read_input_tokens)::BIGINT
-                 FROM unnest($2::BIGINT[]) AS s(since)
-                 JOIN used u ON u.at >= s.since
-                 GROUP BY s.since, u.family",
-                &[&check.user_id, &starts, &starts[0], &now],
-            )
-            .await?;
-        let mut windows: Vec<SnapshotWindow> = starts
+        let recorded = recorded_usage(&*tx, check.user_id, &starts, now).await?;
+        let pending = pending_usage(&*tx, check.user_id, now).await?;
+        let windows: Vec<SnapshotWindow> = starts
             .iter()
-            .map(|since| SnapshotWindow {
-                since: Timestamp::from_millisecond(*since).unwrap_or(Timestamp::MIN),
-                usage: PerFamily::<Totals>::default(),
+            .zip(recorded)
+            .map(|(since, mut usage)| {
+                // Pending reservations count in every window.
+                for family in ModelFamily::ALL {
+                    usage[family] += pending[family];
+                }
+                SnapshotWindow {
+                    since: Timestamp::from_millisecond(*since).unwrap_or(Timestamp::MIN),
+                    usage,
+                }
             })
             .collect();
-        for row in rows {
-            let since: i64 = row.get(0);
-            let family: String = row.get(1);
-            let Ok(family) = family.parse::<ModelFamily>() else {
-                continue;
-            };
-            if let Some(window) = starts
-                .iter()
-                .position(|s| *s == since)
-                .and_then(|i| windows.get_mut(i))
-            {
-                window.usage[family] = Totals {
-                    prompts: count(row.get(2)),
-                    credits: count(row.get(3)),
-                    input_tokens: count(row.get(4)),
-                    output_tokens: count(row.get(5)),
-                    cache_creation_input_tokens: count(row.get(6)),
-                    cache_read_input_tokens: count(row.get(7)),
-                };
-            }
-        }
         let snapshot = UsageSnapshot {
             // Just after now, so usage dated now (reservations) is inside.
             as_of: check
