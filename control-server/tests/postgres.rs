@@ -304,6 +304,51 @@ async fn fifty_checks_over_two_replicas_give_away_the_last_prompt_once() {
     assert_eq!(held, 1);
     // The limit is Opus's alone.
     assert!(check(100, ModelFamily::Sonnet).await.unwrap().allowed());
+
+    // The winner's event settles its reservation (and counts: the limit is
+    // reached); a replay of it changes nothing; a released turn frees its
+    // reservation.
+    let store = |id: &'static str, kind: &'static str, key: String, prompts: i64| {
+        let admin = &admin;
+        async move {
+            admin
+                .execute(
+                    "INSERT INTO events (id, user_id, device_id, at, received_at, type, family,
+                                         prompts, credits, turn_key)
+                     VALUES ($1, 1, 7, $2, $2, $3, 'opus', $4, 10, $5)
+                     ON CONFLICT DO NOTHING",
+                    &[&id, &now.as_millisecond(), &kind, &prompts, &key],
+                )
+                .await
+                .unwrap()
+        }
+    };
+    let reserved = async || -> Vec<String> {
+        admin
+            .query("SELECT key FROM reservations ORDER BY key", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect()
+    };
+    assert_eq!(
+        reserved().await,
+        [format!("turn-{}", allowed[0]), "turn-100".to_owned()]
+    );
+    assert_eq!(
+        store("e2", "request", format!("turn-{}", allowed[0]), 1).await,
+        1
+    );
+    assert_eq!(reserved().await, ["turn-100"]);
+    assert_eq!(
+        store("e2", "request", format!("turn-{}", allowed[0]), 1).await,
+        0
+    );
+    let denied = check(101, ModelFamily::Opus).await.unwrap();
+    assert_eq!(denied.denial.map(|d| d.reason), Some(DenyReason::PerModel));
+    store("e3", "turn_released", "turn-100".to_owned(), 0).await;
+    assert!(reserved().await.is_empty());
 }
 
 #[tokio::test]

@@ -225,8 +225,10 @@ impl PgDb {
         let decision = evaluate(policy, &snapshot, request);
         if decision.allowed() && check.kind == GateKind::Prompt {
             let expires = now + i64::try_from(check.hold.as_millis()).unwrap_or(i64::MAX / 2);
+            // Lapsed reservations of the person go in the same statement.
             tx.execute(
-                "INSERT INTO reservations
+                "WITH lapsed AS (DELETE FROM reservations WHERE user_id = $3 AND expires_at <= $7)
+                 INSERT INTO reservations
                      (device_id, key, user_id, family, model, prompts, credits, created_at, expires_at)
                  VALUES ($1, $2, $3, $4, $5, 1, $6, $7, $8)",
                 &[

@@ -18,6 +18,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_live_overflow.sql"),
     include_str!("migrations/0003_reservations.sql"),
     include_str!("migrations/0004_usage_running.sql"),
+    include_str!("migrations/0005_settle_reservations.sql"),
 ];
 
 /// The schema version this server brings its databases to.
