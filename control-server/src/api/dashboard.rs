@@ -15,6 +15,7 @@ use axum::routing::get;
 use crate::state::AppState;
 
 pub use assets::asset_version;
+pub(crate) use pages::escape;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

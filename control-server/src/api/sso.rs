@@ -10,6 +10,7 @@ use axum::routing::get;
 use serde::Deserialize;
 
 use super::admin::{cookie_value, session};
+use super::dashboard::escape;
 use super::extract::ClientIp;
 use crate::model::Role;
 use crate::service::sso::{self, LOGIN_COOKIE, LOGIN_TTL};
@@ -143,14 +144,6 @@ fn signed_in_page(state: &AppState, signed_in: sso::SignedIn) -> Response {
         session::cookie(state, &signed_in.session.token, max_age),
     );
     response
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
 }
 
 /// A small self-contained page; `next` adds a link and a meta refresh to it.

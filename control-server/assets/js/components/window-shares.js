@@ -17,7 +17,8 @@ export const SHARES_NOTE =
   'Estimates: each rise of the subscription’s windows is shared among the ccgate requests that caused it, ' +
   'weighted by model and tokens. Anthropic reports whole percents, so small shares are rough.';
 
-function bar(fraction, label, valueText) {
+/** A small share bar (a meter) for `fraction` of a window. */
+export function shareBar(fraction, label, valueText) {
   const percent = Math.round(Math.max(0, Math.min(1, fraction)) * 100);
   const fill = h('span', { class: 'share__fill' });
   fill.style.width = `${percent}%`;
@@ -53,7 +54,7 @@ function personLine(person, window) {
       person.name ? h('a', { href: `/dashboard/users/${person.user_id}` }, name) : name,
       `: ${amount}`,
     ),
-    bar(person.share, `${name}’s share`, `${amount}, ${requests}`),
+    shareBar(person.share, `${name}’s share`, `${amount}, ${requests}`),
   );
 }
 
@@ -64,7 +65,7 @@ function othersLine(people, window) {
     'li',
     { class: 'share share--others' },
     h('span', { class: 'share__text' }, text),
-    bar(total, 'Everyone else’s share', text),
+    shareBar(total, 'Everyone else’s share', text),
   );
 }
 
@@ -79,7 +80,7 @@ function unattributedLine(amount) {
       h('span', { class: 'share__icon', 'aria-hidden': 'true' }, '◌ '),
       text,
     ),
-    bar(amount, 'Unattributed use', `${shareText(amount)}, not explained by any ccgate request`),
+    shareBar(amount, 'Unattributed use', `${shareText(amount)}, not explained by any ccgate request`),
   );
 }
 

@@ -14,6 +14,7 @@ import { actionForm } from '../components/form.js';
 import { creditGauge } from '../components/gauge.js';
 import { creditWindow, limitMeters, scheduleList, shareMeters } from '../components/limits.js';
 import { todayTable } from '../components/today-table.js';
+import { shareBar } from '../components/window-shares.js';
 import { h, pageReady, replace } from '../dom.js';
 import { ago, countdown, dateTime } from '../format.js';
 import { reasonLabel } from '../rules.js';
@@ -94,25 +95,6 @@ function now(user) {
       scheduleList(report),
       none ? h('p', { class: 'muted' }, 'No limits: you may use every model without restriction.') : null,
     ),
-  );
-}
-
-function shareBar(fraction, label, valueText) {
-  const percent = Math.round(Math.max(0, Math.min(1, fraction)) * 100);
-  const fill = h('span', { class: 'share__fill' });
-  fill.style.width = `${percent}%`;
-  return h(
-    'span',
-    {
-      class: 'share__track',
-      role: 'meter',
-      'aria-label': label,
-      'aria-valuemin': 0,
-      'aria-valuemax': 100,
-      'aria-valuenow': percent,
-      'aria-valuetext': valueText,
-    },
-    fill,
   );
 }
 

@@ -147,7 +147,11 @@ async fn authenticate(
     let principal = principal_from(&state, request.headers()).await?;
     let reads = matches!(*request.method(), Method::GET | Method::HEAD);
     let logging_out = request.uri().path().ends_with("/logout");
-    let own_session = logging_out || request.uri().path().ends_with("/me");
+    // Members reach their own session only: exactly these two routes.
+    let own_session = matches!(
+        request.uri().path(),
+        "/me" | "/logout" | "/api/admin/me" | "/api/admin/logout"
+    );
     if principal.role == Role::Member && !own_session {
         return Err(
             Error::forbidden("members see their own page only (GET /api/me)").with_code("member"),

@@ -207,7 +207,8 @@ fn html(body: String) -> Response {
         .into_response()
 }
 
-fn escape(text: &str) -> String {
+/// Text for HTML (element content and quoted attributes).
+pub(crate) fn escape(text: &str) -> String {
     let mut escaped = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
