@@ -30,6 +30,7 @@ pub mod secrets;
 pub mod service;
 pub mod sso;
 pub mod state;
+pub mod store;
 pub mod tasks;
 pub mod vault;
 pub mod writer;
@@ -190,6 +191,7 @@ pub async fn serve(
             config.login_failure_window,
         ),
         config,
+        store: store::Store::sqlite(db.clone()),
         db,
         live,
         vault,

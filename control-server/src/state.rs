@@ -22,7 +22,10 @@ pub struct AppState(Arc<Inner>);
 #[derive(Debug)]
 pub struct Inner {
     pub config: ServerConfig,
+    /// Transitional: callers move to `store` (issue 13), then this goes.
     pub db: Db,
+    /// Where every use case reads and writes the record.
+    pub store: crate::store::Store,
     pub live: Live,
     /// Seals and opens subscription credentials with the server key.
     pub vault: Vault,

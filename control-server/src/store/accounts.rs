@@ -1,0 +1,1 @@
+//! Admin accounts, API tokens, sessions, single-sign-on identities and logins.

@@ -1,0 +1,1 @@
+//! Alert channels, rules, their state, fired alerts and delivery attempts.

@@ -1,0 +1,1 @@
+//! Devices: registration with an install code, details, sightings, tokens.

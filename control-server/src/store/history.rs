@@ -1,0 +1,1 @@
+//! What happened: usage buckets, event and audit pages, recorded events, utilization history.

@@ -1,0 +1,35 @@
+//! The server's storage interface: one method per use case (create a
+//! person with limits, register a device, record events, read usage for a
+//! window, …). Services and handlers call these methods and never see a
+//! transaction, so a second backend (PostgreSQL, issue 13) can implement the
+//! same methods. Each method is one transaction: it either happens whole or
+//! not at all.
+//!
+//! The SQLite implementation runs each method on [`Db`]: writes on its single
+//! writer connection, reads on a reader beside it.
+
+mod accounts;
+mod alerts;
+mod devices;
+mod history;
+mod people;
+mod settings;
+mod startup;
+mod subscriptions;
+
+pub use crate::db::{DbError as StoreError, DbResult as StoreResult};
+
+use crate::db::Db;
+
+/// Where the server keeps its record.
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: Db,
+}
+
+impl Store {
+    /// The store kept in the SQLite database `db`.
+    pub fn sqlite(db: Db) -> Self {
+        Self { db }
+    }
+}

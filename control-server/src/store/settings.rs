@@ -1,0 +1,1 @@
+//! Team settings and the policy version.

@@ -1,0 +1,1 @@
+//! What the server reads and writes once when it starts (blocking, off the runtime).
