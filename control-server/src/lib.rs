@@ -49,26 +49,31 @@ use crate::db::Db;
 use crate::live::Live;
 use crate::ratelimit::FailureLimiter;
 use crate::state::{AppState, Inner};
+use crate::store::Store;
 use crate::vault::Vault;
 use crate::writer::EventWriter;
 
-/// Opens the database, makes sure the built-in admin has a password, finds
-/// the server key, and loads the live state. Blocking; [`serve`] runs it off
-/// the runtime.
-fn open(config: &ServerConfig) -> Result<(Db, Live, Vault), ServerError> {
+/// Opens (creating) the SQLite database in the data directory. Blocking;
+/// [`serve`] runs it off the runtime.
+fn open_database(config: &ServerConfig) -> Result<Db, ServerError> {
     std::fs::create_dir_all(&config.data_dir).map_err(|error| ServerError::DataDir {
         path: config.data_dir.clone(),
         error: error.to_string(),
     })?;
     let path = config.database_path();
-    let db = Db::open(&path).map_err(|error| match error {
+    Db::open(&path).map_err(|error| match error {
         db::DbError::Sqlite(error) => ServerError::DataDir {
             path: path.clone(),
             error: format!("cannot open the database: {error}"),
         },
         other => other.into(),
-    })?;
-    let stored = db.read_blocking(db::settings::admin_password_hash)?;
+    })
+}
+
+/// Makes sure the built-in admin has a password, finds the server key, and
+/// loads the live state.
+async fn open(config: &ServerConfig, store: &Store) -> Result<(Live, Vault), ServerError> {
+    let stored = store.admin_password_hash().await?;
     match (&stored, &config.admin_password) {
         (None, None) => {
             return Err(ConfigError(
@@ -78,13 +83,12 @@ fn open(config: &ServerConfig) -> Result<(Db, Live, Vault), ServerError> {
             .into());
         }
         (None, Some(password)) => {
-            let hash = secrets::hash_password(password)?;
-            db.write_blocking(|tx| {
-                db::settings::set_admin_password_hash(tx, &hash)?;
-                // Settings rows exist from the first start on.
-                let settings = db::settings::load(tx)?;
-                db::settings::save(tx, &settings)
-            })?;
+            // argon2id takes a moment: off the runtime's threads.
+            let password = password.clone();
+            let hash = tokio::task::spawn_blocking(move || secrets::hash_password(&password))
+                .await
+                .map_err(|e| ServerError::Io(e.to_string()))??;
+            store.set_first_admin_password(hash).await?;
             tracing::info!("stored the admin password (argon2id)");
         }
         (Some(_), Some(_)) => tracing::info!(
@@ -92,28 +96,28 @@ fn open(config: &ServerConfig) -> Result<(Db, Live, Vault), ServerError> {
         ),
         (Some(_), None) => {}
     }
-    let vault = open_vault(config, &db)?;
+    let vault = open_vault(config, store).await?;
     let history = SignedDuration::from_hours(24 * i64::from(config.history_days));
     let since = config
         .clock
         .now()
         .checked_sub(history)
         .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
-    let (live, stats) = Live::load(&db, since)?;
+    let (live, stats) = Live::load(store, since).await?;
     tracing::info!(
         users = stats.users,
         devices = stats.devices,
         events = stats.events,
         "loaded live state"
     );
-    Ok((db, live, vault))
+    Ok((live, vault))
 }
 
 /// The server key (`SECRET_KEY`, else `DATA_DIR/secret.key`), checked
 /// against every credential sealed in the database: a wrong key stops the
 /// start rather than failing the first device that asks.
-fn open_vault(config: &ServerConfig, db: &Db) -> Result<Vault, ServerError> {
-    let sealed = db.read_blocking(db::subscriptions::all_sealed)?;
+async fn open_vault(config: &ServerConfig, store: &Store) -> Result<Vault, ServerError> {
+    let sealed = store.sealed_credentials().await?;
     let (key, source) = key_file::resolve(
         &config.key_file_path(),
         config.secret_key.as_ref(),
@@ -147,13 +151,14 @@ pub async fn serve(
 ) -> Result<(), ServerError> {
     config.validate()?;
     let local_addr = listener.local_addr()?;
-    let opened = {
+    let db = {
         let config = config.clone();
-        tokio::task::spawn_blocking(move || open(&config))
+        tokio::task::spawn_blocking(move || open_database(&config))
             .await
             .map_err(|e| ServerError::Io(e.to_string()))??
     };
-    let (db, live, vault) = opened;
+    let store = Store::sqlite(db.clone());
+    let (live, vault) = open(&config, &store).await?;
     let agent = {
         let (agent_dir, binaries_dir) = (config.agent_dir.clone(), config.binaries_dir.clone());
         tokio::task::spawn_blocking(move || {
@@ -173,7 +178,7 @@ pub async fn serve(
     let (writer_stop, writer_stopped) = watch::channel(false);
     let metrics = metrics::Metrics::default();
     let (writer, writer_task) = EventWriter::spawn(
-        db.clone(),
+        store.clone(),
         writer_stopped,
         config.event_queue_rows,
         config.event_queue_wait,
@@ -191,7 +196,7 @@ pub async fn serve(
             config.login_failure_window,
         ),
         config,
-        store: store::Store::sqlite(db.clone()),
+        store,
         db,
         live,
         vault,

@@ -7,7 +7,6 @@ use std::time::Duration;
 use jiff::SignedDuration;
 use tokio::task::JoinHandle;
 
-use crate::db;
 use crate::service::gate;
 use crate::state::AppState;
 
@@ -53,11 +52,7 @@ pub async fn flush_sightings(state: &AppState) {
     if seen.is_empty() {
         return;
     }
-    if let Err(error) = state
-        .db
-        .write(move |tx| db::devices::record_last_seen(tx, &seen))
-        .await
-    {
+    if let Err(error) = state.store.record_sightings(seen).await {
         tracing::warn!(%error, "could not record device sightings");
     }
 }
@@ -71,11 +66,7 @@ async fn prune(state: &AppState) {
         }
     }
     let now_ms = now.as_millisecond();
-    if let Err(error) = state
-        .db
-        .write(move |tx| db::auth::delete_expired_sessions(tx, now_ms))
-        .await
-    {
+    if let Err(error) = state.store.delete_expired_sessions(now_ms).await {
         tracing::warn!(%error, "could not delete expired sessions");
     }
     keep_utilization_history(state, now_ms).await;
@@ -88,12 +79,8 @@ pub async fn keep_utilization_history(state: &AppState, now_ms: i64) {
     const BUCKET_MS: i64 = 5 * 60 * 1000;
     let retention_ms = i64::from(state.live.settings().utilization_retention_days) * DAY_MS;
     let result = state
-        .db
-        .write(move |tx| {
-            let pruned = db::utilization::prune(tx, now_ms - retention_ms)?;
-            let thinned = db::utilization::thin(tx, now_ms - DAY_MS, BUCKET_MS)?;
-            Ok((pruned, thinned))
-        })
+        .store
+        .thin_utilization(now_ms - retention_ms, now_ms - DAY_MS, BUCKET_MS)
         .await;
     match result {
         Ok((pruned, thinned)) if pruned + thinned > 0 => {

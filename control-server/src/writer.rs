@@ -30,8 +30,9 @@ use tokio::time::Instant;
 use crate::db::audit::AuditEntry;
 use crate::db::events::EventRow;
 use crate::db::utilization::SubscriptionClaim;
-use crate::db::{self, Db, DbError};
+use crate::db::{self, DbError};
 use crate::error::Error;
+use crate::store::Store;
 
 /// Rows written in one transaction at most.
 const BATCH: usize = 2_000;
@@ -217,7 +218,7 @@ impl EventWriter {
     /// `wait` each; `gauge` shows the rows queued. It writes what is still
     /// queued and stops when `shutdown` turns true.
     pub fn spawn(
-        db: Db,
+        store: Store,
         shutdown: watch::Receiver<bool>,
         capacity: usize,
         wait: Duration,
@@ -231,7 +232,7 @@ impl EventWriter {
             wait,
             gauge,
         });
-        let task = tokio::spawn(run(db, receiver, Arc::clone(&shared), shutdown));
+        let task = tokio::spawn(run(store, receiver, Arc::clone(&shared), shutdown));
         (Self { sender, shared }, task)
     }
 
@@ -289,7 +290,7 @@ impl EventWriter {
 }
 
 async fn run(
-    db: Db,
+    store: Store,
     mut receiver: mpsc::UnboundedReceiver<Job>,
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
@@ -324,7 +325,7 @@ async fn run(
         } else {
             Vec::new()
         };
-        let failed = write_round(&db, &shared, jobs, again).await;
+        let failed = write_round(&store, &shared, jobs, again).await;
         if failed.is_empty() {
             if due {
                 backoff = MIN_BACKOFF;
@@ -345,13 +346,13 @@ async fn run(
     while let Ok(job) = receiver.try_recv() {
         jobs.push(job);
     }
-    let mut failed = write_round(&db, &shared, jobs, std::mem::take(&mut retry)).await;
+    let mut failed = write_round(&store, &shared, jobs, std::mem::take(&mut retry)).await;
     for _ in 0..3 {
         if failed.is_empty() {
             break;
         }
         tokio::time::sleep(MIN_BACKOFF).await;
-        failed = write_round(&db, &shared, Vec::new(), failed).await;
+        failed = write_round(&store, &shared, Vec::new(), failed).await;
     }
     if !failed.is_empty() {
         tracing::error!(
@@ -359,30 +360,6 @@ async fn run(
             "the database did not take these events before shutdown; they are lost"
         );
     }
-}
-
-/// Stores one row and, when it is new, its audit entry, its subscription
-/// and the utilization observed with it.
-fn store(tx: &rusqlite::Transaction<'_>, pending: &PendingRow) -> db::DbResult<bool> {
-    let row = &pending.row;
-    let new = db::events::insert_row(tx, row)?;
-    if !new {
-        return Ok(false);
-    }
-    if let Some(entry) = &pending.audit {
-        db::audit::insert(tx, entry)?;
-    }
-    if let (Some(request), Some(device_id)) = (&pending.subscription, row.device_id) {
-        let subscription =
-            db::utilization::resolve(tx, row.user_id, &request.claim, row.received_at)?;
-        if let Some(subscription_id) = subscription {
-            db::utilization::tag_event(tx, device_id, &row.id, subscription_id)?;
-            if let Some(usage) = &request.utilization {
-                db::utilization::record(tx, subscription_id, row.user_id, device_id, usage)?;
-            }
-        }
-    }
-    Ok(true)
 }
 
 fn result_of(outcome: Result<bool, DbError>) -> RowResult {
@@ -415,7 +392,7 @@ fn settle_durable(row: PendingRow, result: &RowResult, keep: &mut Vec<PendingRow
 /// transaction, else each on its own. Hands every job its results and
 /// returns the durable rows to try again later.
 async fn write_round(
-    db: &Db,
+    store: &Store,
     shared: &Shared,
     jobs: Vec<Job>,
     again: Vec<PendingRow>,
@@ -432,17 +409,13 @@ async fn write_round(
     }
     let total = all.len();
     let all = Arc::new(all);
-    let together: Result<Vec<bool>, DbError> = {
-        let rows = Arc::clone(&all);
-        db.write(move |tx| rows.iter().map(|row| store(tx, row)).collect())
-            .await
-    };
+    let together: Result<Vec<bool>, DbError> = { store.record_events(Arc::clone(&all)).await };
     let results: Vec<RowResult> = match together {
         Ok(new) => new.into_iter().map(|new| result_of(Ok(new))).collect(),
         Err(error) => {
             tracing::warn!(%error, rows = total, "writing events together failed; writing them one by one");
-            let rows = Arc::clone(&all);
-            db.write_each(total, move |tx, index| store(tx, &rows[index]))
+            store
+                .record_events_each(Arc::clone(&all))
                 .await
                 .into_iter()
                 .map(result_of)

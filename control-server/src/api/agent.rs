@@ -17,7 +17,6 @@ use ccgate_quota::wire::{
 use serde::Deserialize;
 
 use super::extract::{ClientIp, Json, JsonBytes, OptionalJson, ProxyDevice};
-use crate::db;
 use crate::error::{Error, Result};
 use crate::hub::event::{Activity, LiveEvent};
 use crate::model::{DeviceDetails, DeviceKind};
@@ -79,10 +78,7 @@ pub async fn update_device_details(
     }
     device.update_details(&details);
     let id = device.id;
-    state
-        .db
-        .write(move |tx| db::devices::update_details(tx, id, &details))
-        .await?;
+    state.store.set_device_details(id, details).await?;
     Ok(())
 }
 

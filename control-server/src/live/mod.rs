@@ -10,13 +10,14 @@ pub mod users;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use ccgate_quota::UsageIndex;
 use jiff::Timestamp;
 
 use crate::db::settings::TeamSettings;
 use crate::db::users::UserRow;
-use crate::db::{self, Db, DbResult};
+use ccgate_quota::UsageIndex;
+
 use crate::secrets::{self, TokenHash};
+use crate::store::{Directory, RecentUsage, Store, StoreResult};
 use devices::{DeviceLive, DeviceRegistry};
 use subscriptions::SubscriptionDirectory;
 use users::UserLive;
@@ -44,28 +45,18 @@ impl Live {
     /// Loads settings, users, devices and the last `history_since` of usage.
     /// Replacement tokens whose text was lost with the last process are
     /// issued afresh (only hashes are stored).
-    pub fn load(db: &Db, history_since: Timestamp) -> DbResult<(Self, LoadStats)> {
-        let (settings, subscription_rows, rows, device_rows) = db.read_blocking(|conn| {
-            Ok((
-                db::settings::load(conn)?,
-                db::subscriptions::list(conn)?,
-                db::users::list(conn)?,
-                db::devices::list_all(conn)?,
-            ))
-        })?;
+    pub async fn load(store: &Store, history_since: Timestamp) -> StoreResult<(Self, LoadStats)> {
+        let Directory {
+            settings,
+            subscriptions: subscription_rows,
+            users: rows,
+            devices: device_rows,
+        } = store.directory().await?;
         let subscriptions = SubscriptionDirectory::from_rows(&subscription_rows);
-        let mut indexes: HashMap<i64, UsageIndex> = HashMap::new();
-        let events = db.read_blocking(|conn| {
-            db::events::for_each_usage_since(
-                conn,
-                history_since.as_millisecond(),
-                |user_id, at, family, totals| {
-                    if let Ok(at) = Timestamp::from_millisecond(at) {
-                        indexes.entry(user_id).or_default().add(at, family, totals);
-                    }
-                },
-            )
-        })?;
+        let RecentUsage {
+            by_user: mut indexes,
+            events,
+        } = store.usage_since(history_since).await?;
         let users: HashMap<i64, Arc<UserLive>> = rows
             .into_iter()
             .map(|row| {
@@ -107,9 +98,9 @@ impl Live {
         for device in reissue {
             let text = secrets::new_token();
             let hash = secrets::hash_token(&text);
-            let hex_hash = hex::encode(hash);
-            let id = device.id;
-            db.write_blocking(|tx| db::devices::set_pending_token(tx, id, Some(&hex_hash)))?;
+            store
+                .set_pending_token(device.id, hex::encode(hash))
+                .await?;
             live.devices.set_pending(&device, hash, text);
         }
         let stats = LoadStats {

@@ -24,7 +24,6 @@ use uuid::Uuid;
 use crate::db::audit::AuditEntry;
 use crate::db::events::EventRow;
 use crate::db::utilization::SubscriptionClaim;
-use crate::db::{self};
 use crate::error::{Error, Result};
 use crate::hub::event::{Activity, LiveEvent, TokenFigures};
 use crate::live::devices::DeviceLive;
@@ -434,8 +433,8 @@ pub async fn ingest(
         let usage = fit_subscription(usage, now, max_age, device.created_at);
         let (user_id, device_id) = (user.id, device.id);
         let stored = state
-            .db
-            .write(move |tx| db::utilization::record_for_user(tx, user_id, device_id, &usage))
+            .store
+            .record_reported_utilization(user_id, device_id, usage)
             .await?;
         if stored {
             publish_utilization(state, user.id, now);

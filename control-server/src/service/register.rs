@@ -7,8 +7,7 @@ use std::sync::Arc;
 use jiff::Timestamp;
 use serde_json::json;
 
-use crate::db::devices::{CodeProblem, NewDevice};
-use crate::db::{self};
+use crate::db::devices::CodeProblem;
 use crate::error::{Error, Result};
 use crate::hub::event::{DeviceRef, LiveEvent};
 use crate::live::devices::DeviceLive;
@@ -17,6 +16,7 @@ use crate::model::{DeviceDetails, DeviceKind};
 use crate::secrets;
 use crate::service::audit;
 use crate::state::AppState;
+use crate::store::DeviceToRegister;
 
 pub struct Registered {
     pub device: Arc<DeviceLive>,
@@ -46,11 +46,7 @@ async fn record_failure(state: &AppState, client: IpAddr, kind: DeviceKind, prob
         None,
         Some(json!({ "client": client.to_string(), "api": api, "reason": reason })),
     );
-    if let Err(error) = state
-        .db
-        .write(move |tx| db::audit::insert(tx, &entry))
-        .await
-    {
+    if let Err(error) = state.store.record_audit(entry).await {
         tracing::warn!(%error, "could not record a failed registration");
     }
 }
@@ -78,31 +74,12 @@ pub async fn register(
     let code_hash = secrets::hash_install_code(code);
     let now = state.now();
     let details = details.truncated();
-    let stored_details = details.clone();
-    let redeemed = state
-        .db
-        .write(move |tx| {
-            let device = NewDevice {
-                kind,
-                token_hash: &hex::encode(token_hash),
-                details: &stored_details,
-            };
-            let redeemed =
-                db::devices::redeem_install_code(tx, &code_hash, now.as_millisecond(), &device)?;
-            if let Ok(row) = &redeemed {
-                let entry = audit(
-                    now,
-                    "device_registered",
-                    &format!("device:{}", row.id),
-                    Some(row.user_id),
-                    Some(row.id),
-                    Some(json!({ "kind": kind, "hostname": row.details.hostname })),
-                );
-                db::audit::insert(tx, &entry)?;
-            }
-            Ok(redeemed)
-        })
-        .await?;
+    let device = DeviceToRegister {
+        kind,
+        token_hash: hex::encode(token_hash),
+        details: details.clone(),
+    };
+    let redeemed = state.store.register_device(code_hash, device, now).await?;
     let row = match redeemed {
         Ok(row) => row,
         Err(problem) => {

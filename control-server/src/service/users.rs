@@ -8,15 +8,14 @@ use ccgate_quota::{AgentTurns, Rule, UserStatus};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 
-use crate::db::users::{NewUser, UserChanges, UserRow};
-use crate::db::{self};
+use crate::db::users::{UserChanges, UserRow};
 use crate::error::{Error, Result};
 use crate::hub::event::{DeviceRef, LiveEvent, UserRef};
 use crate::live::devices::DeviceLive;
 use crate::model::{CodeKind, DeviceKind};
 use crate::secrets::{self, TokenHash};
-use crate::service::audit;
 use crate::state::AppState;
+use crate::store::{Change, NewInstallCode, NewPerson};
 
 const MAX_NAME: usize = 100;
 const MAX_SLUG: usize = 63;
@@ -145,61 +144,24 @@ pub async fn create(state: &AppState, actor: &str, input: NewUserInput) -> Resul
     let code = secrets::new_install_code();
     let code_hash = secrets::hash_install_code(&code);
     let expires_at = now.checked_add(code_ttl(state)).unwrap_or(now);
-    let actor_name = actor.to_owned();
-    let rules = input.rules;
-    let (subscription_id, agent_turns) = (input.subscription_id, input.agent_turns);
-    let subscription_label = subscription_label(state, subscription_id);
+    let person = NewPerson {
+        name,
+        slug: base_slug,
+        explicit_slug,
+        time_zone,
+        rules: input.rules,
+        subscription_id: input.subscription_id,
+        agent_turns: input.agent_turns,
+        subscription_label: subscription_label(state, input.subscription_id),
+    };
+    let setup_code = NewInstallCode {
+        kind: CodeKind::Setup,
+        hash: code_hash,
+        expires_at,
+    };
     let user = state
-        .db
-        .write(move |tx| {
-            // A derived slug gets a number when taken; an explicit one is a conflict.
-            let mut slug = base_slug.clone();
-            if !explicit_slug {
-                let mut n = 2;
-                while db::users::slug_taken(tx, &slug)? {
-                    slug = format!("{base_slug}-{n}");
-                    n += 1;
-                }
-            }
-            let version = db::settings::next_policy_version(tx)?;
-            let user = db::users::insert(
-                tx,
-                &NewUser {
-                    name: &name,
-                    slug: &slug,
-                    time_zone: time_zone.as_deref(),
-                    rules: &rules,
-                    subscription_id,
-                    agent_turns,
-                    policy_version: version,
-                    created_at: now.as_millisecond(),
-                },
-            )?;
-            db::devices::insert_install_code(
-                tx,
-                user.id,
-                CodeKind::Setup,
-                &code_hash,
-                now.as_millisecond(),
-                expires_at.as_millisecond(),
-            )?;
-            let detail = json!({
-                "name": user.name, "slug": user.slug, "limits": user.rules,
-                "subscription": subscription_label, "agent_turns": user.agent_turns,
-            });
-            db::audit::insert(
-                tx,
-                &audit(
-                    now,
-                    "user_created",
-                    &actor_name,
-                    Some(user.id),
-                    None,
-                    Some(detail),
-                ),
-            )?;
-            Ok(user)
-        })
+        .store
+        .create_person(person, setup_code, Change::new(actor, now))
         .await?;
     state.live.put_user(user.clone());
     state.hub.publish(|| LiveEvent::UserCreated {
@@ -263,7 +225,6 @@ pub async fn update(
         .iter()
         .map(|(device, hash, _)| (device.id, hex::encode(hash)))
         .collect();
-    let actor_name = actor.to_owned();
     let mut change_detail = json!({
         "name": changes.name, "slug": changes.slug, "status": changes.status,
         "time_zone": changes.time_zone, "limits": changes.rules,
@@ -280,38 +241,15 @@ pub async fn update(
         });
     }
     let row = state
-        .db
-        .write(move |tx| {
-            let version = db::settings::next_policy_version(tx)?;
-            let row = db::users::update(tx, id, &changes, version)?;
-            for (device_id, hash) in &stored {
-                db::devices::set_pending_token(tx, *device_id, Some(hash))?;
-            }
-            db::audit::insert(
-                tx,
-                &audit(
-                    now,
-                    "user_updated",
-                    &actor_name,
-                    Some(id),
-                    None,
-                    Some(change_detail),
-                ),
-            )?;
-            if row.status != old.status {
-                let kind = if row.status == UserStatus::Killed {
-                    "user_killed"
-                } else {
-                    "user_status_change"
-                };
-                let detail = json!({ "old_status": old.status, "new_status": row.status });
-                db::audit::insert(
-                    tx,
-                    &audit(now, kind, &actor_name, Some(id), None, Some(detail)),
-                )?;
-            }
-            Ok(row)
-        })
+        .store
+        .update_person(
+            id,
+            changes,
+            old.status,
+            stored,
+            change_detail,
+            Change::new(actor, now),
+        )
         .await?;
     // Tokens first, so the sync the change triggers already carries them.
     for (device, hash, text) in rotations {
@@ -343,21 +281,9 @@ pub async fn update(
 
 pub async fn delete(state: &AppState, actor: &str, id: i64) -> Result<()> {
     let now = state.now();
-    let actor_name = actor.to_owned();
     let deleted = state
-        .db
-        .write(move |tx| {
-            let row = db::users::get(tx, id)?;
-            let deleted = db::users::delete(tx, id)?;
-            if deleted {
-                let detail = row.map(|r| json!({ "name": r.name, "slug": r.slug }));
-                db::audit::insert(
-                    tx,
-                    &audit(now, "user_deleted", &actor_name, Some(id), None, detail),
-                )?;
-            }
-            Ok(deleted)
-        })
+        .store
+        .delete_person(id, Change::new(actor, now))
         .await?;
     if !deleted {
         return Err(Error::not_found(format!("no user with id {id}")));
@@ -386,30 +312,14 @@ pub async fn new_install_code(
     let code = secrets::new_install_code();
     let code_hash = secrets::hash_install_code(&code);
     let expires_at = now.checked_add(code_ttl(state)).unwrap_or(now);
-    let actor_name = actor.to_owned();
+    let stored_code = NewInstallCode {
+        kind,
+        hash: code_hash,
+        expires_at,
+    };
     state
-        .db
-        .write(move |tx| {
-            db::devices::insert_install_code(
-                tx,
-                id,
-                kind,
-                &code_hash,
-                now.as_millisecond(),
-                expires_at.as_millisecond(),
-            )?;
-            db::audit::insert(
-                tx,
-                &audit(
-                    now,
-                    "install_code_created",
-                    &actor_name,
-                    Some(id),
-                    None,
-                    Some(json!({ "kind": kind })),
-                ),
-            )
-        })
+        .store
+        .add_install_code(id, stored_code, Change::new(actor, now))
         .await?;
     Ok((code, expires_at))
 }
@@ -427,27 +337,10 @@ pub async fn rotate_tokens(state: &AppState, actor: &str, id: i64) -> Result<usi
         .iter()
         .map(|(device, hash, _)| (device.id, hex::encode(hash)))
         .collect();
-    let actor_name = actor.to_owned();
     let count = stored.len();
     state
-        .db
-        .write(move |tx| {
-            for (device_id, hash) in &stored {
-                db::devices::set_pending_token(tx, *device_id, Some(hash))?;
-            }
-            let detail = json!({ "devices": count });
-            db::audit::insert(
-                tx,
-                &audit(
-                    now,
-                    "tokens_rotated",
-                    &actor_name,
-                    Some(id),
-                    None,
-                    Some(detail),
-                ),
-            )
-        })
+        .store
+        .rotate_tokens(id, stored, Change::new(actor, now))
         .await?;
     for (device, hash, text) in rotations {
         state.live.devices.set_pending(&device, hash, text);
@@ -461,30 +354,9 @@ pub async fn rotate_tokens(state: &AppState, actor: &str, id: i64) -> Result<usi
 /// nothing is handed to whoever holds the old token.
 pub async fn revoke_device(state: &AppState, actor: &str, id: i64) -> Result<i64> {
     let now = state.now();
-    let actor_name = actor.to_owned();
     let revoked = state
-        .db
-        .write(move |tx| {
-            let Some(row) = db::devices::revoke(tx, id, now.as_millisecond())? else {
-                return Ok(None);
-            };
-            let detail = json!({
-                "hostname": row.details.hostname, "kind": row.kind,
-                "os_user": row.details.os_user,
-            });
-            db::audit::insert(
-                tx,
-                &audit(
-                    now,
-                    "device_revoked",
-                    &actor_name,
-                    Some(row.user_id),
-                    Some(id),
-                    Some(detail),
-                ),
-            )?;
-            Ok(Some(row))
-        })
+        .store
+        .revoke_device(id, Change::new(actor, now))
         .await?
         .ok_or_else(|| Error::not_found(format!("no device with id {id}")))?;
     state.live.devices.remove(id);
@@ -513,10 +385,7 @@ pub async fn promote_token(
 ) -> Result<()> {
     let device_id = device.id;
     let hash = hex::encode(used);
-    state
-        .db
-        .write(move |tx| db::devices::promote_pending_token(tx, device_id, &hash))
-        .await?;
+    state.store.promote_device_token(device_id, hash).await?;
     state.live.devices.promote_pending(device, &used);
     Ok(())
 }

@@ -11,13 +11,19 @@
 mod accounts;
 mod alerts;
 mod devices;
+mod events;
 mod history;
 mod people;
 mod settings;
 mod startup;
 mod subscriptions;
+mod upkeep;
 
 pub use crate::db::{DbError as StoreError, DbResult as StoreResult};
+pub use devices::DeviceToRegister;
+pub use people::{Change, NewInstallCode, NewPerson, PendingToken};
+pub use settings::NewAdminPassword;
+pub use startup::{Directory, RecentUsage};
 
 use crate::db::Db;
 

@@ -14,9 +14,9 @@ use crate::db::settings::{PasswordLogin, TeamSettings};
 use crate::db::{self};
 use crate::error::{Error, Result};
 use crate::model::Role;
-use crate::service::audit;
 use crate::service::users::validate_time_zone;
 use crate::state::AppState;
+use crate::store::{Change, NewAdminPassword};
 
 type Out = axum::Json<Value>;
 
@@ -208,7 +208,6 @@ pub async fn put_settings(
         }
     };
     let now = state.now();
-    let actor = admin.actor.clone();
     // Sessions of the built-in admin other than this one end with the old password.
     let keep_session = admin
         .session
@@ -225,23 +224,16 @@ pub async fn put_settings(
         "password_login": body.password_login, "sso_link_by_email": body.sso_link_by_email,
         "admin_password_changed": password_hash.is_some(),
     });
+    let password = password_hash.map(|hash| NewAdminPassword { hash, keep_session });
     let saved = state
-        .db
-        .write(move |tx| {
-            if policy_changed {
-                settings.version = db::settings::next_policy_version(tx)?;
-                db::settings::save(tx, &settings)?;
-            }
-            if let Some(hash) = &password_hash {
-                db::settings::set_admin_password_hash(tx, hash)?;
-                db::auth::delete_builtin_sessions_except(tx, keep_session)?;
-            }
-            db::audit::insert(
-                tx,
-                &audit(now, "settings_changed", &actor, None, None, Some(detail)),
-            )?;
-            Ok(settings)
-        })
+        .store
+        .save_settings(
+            settings,
+            policy_changed,
+            password,
+            detail,
+            Change::new(&admin.actor, now),
+        )
         .await?;
     if policy_changed {
         state.live.replace_settings(saved.clone());

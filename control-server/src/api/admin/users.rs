@@ -105,14 +105,7 @@ fn report_version(state: &AppState, row: &db::users::UserRow) -> u64 {
 }
 
 pub(crate) async fn last_active(state: &AppState, ids: Vec<i64>) -> Result<Vec<Option<i64>>> {
-    Ok(state
-        .db
-        .read(move |conn| {
-            ids.iter()
-                .map(|&id| db::events::last_active(conn, id))
-                .collect()
-        })
-        .await?)
+    Ok(state.store.last_active(ids).await?)
 }
 
 pub async fn list(State(state): State<AppState>) -> Result<Out> {
@@ -147,15 +140,7 @@ pub(crate) async fn with_identity(state: &AppState, mut view: Value) -> Result<V
     let Some(id) = view["id"].as_i64() else {
         return Ok(view);
     };
-    let (email, identity) = state
-        .db
-        .read(move |conn| {
-            Ok((
-                db::identities::user_email(conn, id)?,
-                db::identities::of_user(conn, id)?,
-            ))
-        })
-        .await?;
+    let (email, identity) = state.store.person_contact(id).await?;
     view["email"] = json!(email);
     view["identity"] = json!(identity.map(|i| json!({
         "id": i.id, "subject": i.subject, "email": i.email,
@@ -260,11 +245,7 @@ pub async fn create(
         .map(sso::validate_email)
         .transpose()?;
     if let Some(email) = email.clone()
-        && state
-            .db
-            .read(move |conn| db::identities::user_with_email(conn, &email))
-            .await?
-            .is_some()
+        && state.store.person_with_email(email).await?.is_some()
     {
         return Err(Error::conflict("another person has this e-mail"));
     }
