@@ -4,7 +4,6 @@
 
 use ccgate_alerts::{AttemptReport, ChannelConfig, Notification};
 
-use crate::db;
 use crate::db::alerts::DeliveryRow;
 use crate::error::{Error, Result};
 use crate::hub::LiveEvent;
@@ -13,8 +12,8 @@ use crate::state::AppState;
 /// A channel's settings, opened.
 pub async fn open_channel(state: &AppState, channel_id: i64) -> Result<(String, ChannelConfig)> {
     let (row, sealed) = state
-        .db
-        .read(move |conn| db::alerts::channel(conn, channel_id))
+        .store
+        .alert_channel(channel_id)
         .await?
         .ok_or_else(|| Error::not_found(format!("no alert channel with id {channel_id}")))?;
     let unreadable = |why: String| {
@@ -48,12 +47,9 @@ fn log_attempt(state: &AppState, event_id: Option<i64>, channel_id: i64, report:
         detail: row.detail.clone(),
         timestamp: state.now(),
     });
-    let db = state.db.clone();
+    let store = state.store.clone();
     tokio::spawn(async move {
-        if let Err(error) = db
-            .write(move |tx| db::alerts::insert_delivery(tx, &row))
-            .await
-        {
+        if let Err(error) = store.record_alert_delivery(row).await {
             tracing::warn!(%error, "alert delivery not logged");
         }
     });

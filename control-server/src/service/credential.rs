@@ -10,7 +10,6 @@ use ccgate_quota::wire::CredentialResponse;
 use ccgate_quota::{CredentialMode, UserStatus};
 use serde_json::json;
 
-use crate::db;
 use crate::error::{Error, Result};
 use crate::live::devices::DeviceLive;
 use crate::live::users::UserLive;
@@ -64,8 +63,8 @@ pub async fn send(
         return Err(personal());
     };
     let stored = state
-        .db
-        .read(move |conn| db::subscriptions::sealed_credential(conn, subscription_id))
+        .store
+        .sealed_credential(subscription_id)
         .await?
         // Deleted since the policy was compiled.
         .ok_or_else(personal)?;
@@ -90,10 +89,7 @@ pub async fn send(
         Some(device.id),
         Some(detail),
     );
-    state
-        .db
-        .write(move |tx| db::audit::insert(tx, &entry))
-        .await?;
+    state.store.record_credential_sent(entry).await?;
     Ok(CredentialResponse {
         subscription_id,
         kind: stored.kind,

@@ -17,7 +17,6 @@ use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::db;
 use crate::db::utilization::{ObservationPoint, ServedRequest};
 use crate::hub::LiveEvent;
 use crate::model::PlanWindow;
@@ -125,21 +124,7 @@ pub async fn refresh(state: &AppState) {
         .checked_sub(LOOKBACK)
         .unwrap_or(Timestamp::UNIX_EPOCH)
         .as_millisecond();
-    let loaded = state
-        .db
-        .read(move |conn| {
-            db::utilization::observed_since(conn, since)?
-                .into_iter()
-                .map(|id| {
-                    Ok((
-                        id,
-                        db::utilization::points_since(conn, id, since)?,
-                        db::utilization::requests_since(conn, id, since)?,
-                    ))
-                })
-                .collect::<db::DbResult<Vec<_>>>()
-        })
-        .await;
+    let loaded = state.store.observations_and_requests_since(since).await;
     let loaded = match loaded {
         Ok(loaded) => loaded,
         Err(error) => {

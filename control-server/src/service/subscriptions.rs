@@ -11,7 +11,6 @@ use serde_json::json;
 
 use crate::db::subscriptions::{NewCredential, SubscriptionOrigin, SubscriptionRow};
 use crate::db::users::UserRow;
-use crate::db::{self, DbResult};
 use crate::error::{Error, Result};
 use crate::hub::event::{LiveEvent, SubscriptionAction, UserRef};
 use crate::service::audit;
@@ -99,13 +98,13 @@ fn sealed(state: &AppState, credential: &Credential, kind: CredentialKind) -> Ne
 }
 
 pub async fn list(state: &AppState) -> Result<Vec<SubscriptionRow>> {
-    Ok(state.db.read(db::subscriptions::list).await?)
+    Ok(state.store.subscriptions().await?)
 }
 
 pub async fn get(state: &AppState, id: i64) -> Result<SubscriptionRow> {
     state
-        .db
-        .read(move |conn| db::subscriptions::get(conn, id))
+        .store
+        .subscription(id)
         .await?
         .ok_or_else(|| Error::not_found(format!("no subscription with id {id}")))
 }
@@ -138,26 +137,13 @@ pub async fn create(
     let stored = sealed(state, &enrolment.credential, enrolment.kind);
     drop(enrolment.credential);
     let name = enrolment.name;
-    let (now, actor) = (state.now(), actor.to_owned());
+    let now = state.now();
+    // The store adds the new subscription's description.
+    let entry = audit(now, "subscription_created", actor, None, None, None);
     let _serial = state.live.lock_subscription_changes().await;
     let row = state
-        .db
-        .write(move |tx| {
-            let row = db::subscriptions::insert(tx, &name, &stored, now.as_millisecond())?;
-            let detail = describe(&row);
-            db::audit::insert(
-                tx,
-                &audit(
-                    now,
-                    "subscription_created",
-                    &actor,
-                    None,
-                    None,
-                    Some(detail),
-                ),
-            )?;
-            Ok(row)
-        })
+        .store
+        .create_subscription(name, stored, now.as_millisecond(), entry)
         .await?;
     let directory = state.live.subscriptions().with(&row);
     state.live.replace_subscriptions(directory, Vec::new());
@@ -204,50 +190,20 @@ pub async fn update(
         }
         None => None,
     };
-    let rename = name.filter(|name| *name != current.name);
-    let (now, actor) = (state.now(), actor.to_owned());
+    let now = state.now();
+    let rename = name.filter(|name| *name != current.name).map(|name| {
+        let detail = json!({ "subscription_id": id, "old_name": current.name, "name": name });
+        let entry = audit(now, "subscription_renamed", actor, None, None, Some(detail));
+        (name, entry)
+    });
+    // The store adds the rotated subscription's description.
+    let rotation = rotation.map(|credential| {
+        let entry = audit(now, "subscription_rotated", actor, None, None, None);
+        (credential, entry)
+    });
     let (row, affected) = state
-        .db
-        .write(move |tx| {
-            let at = now.as_millisecond();
-            if let Some(name) = &rename {
-                db::subscriptions::rename(tx, id, name, at)?;
-                let detail =
-                    json!({ "subscription_id": id, "old_name": current.name, "name": name });
-                db::audit::insert(
-                    tx,
-                    &audit(
-                        now,
-                        "subscription_renamed",
-                        &actor,
-                        None,
-                        None,
-                        Some(detail),
-                    ),
-                )?;
-            }
-            let mut affected = Vec::new();
-            if let Some(credential) = &rotation {
-                db::subscriptions::rotate(tx, id, credential, at)?;
-                affected = restamp_users(tx, id)?;
-            }
-            let row = db::subscriptions::get(tx, id)?
-                .ok_or_else(|| db::DbError::NotFound(format!("no subscription with id {id}")))?;
-            if rotation.is_some() {
-                db::audit::insert(
-                    tx,
-                    &audit(
-                        now,
-                        "subscription_rotated",
-                        &actor,
-                        None,
-                        None,
-                        Some(describe(&row)),
-                    ),
-                )?;
-            }
-            Ok((row, affected))
-        })
+        .store
+        .update_subscription(id, rename, rotation, now.as_millisecond())
         .await?;
     let directory = state.live.subscriptions().with(&row);
     announce_users(state, &affected);
@@ -259,62 +215,14 @@ pub async fn update(
 /// Deletes it; its users go back to their own logins.
 pub async fn delete(state: &AppState, actor: &str, id: i64) -> Result<()> {
     let _serial = state.live.lock_subscription_changes().await;
-    let (now, actor) = (state.now(), actor.to_owned());
-    let (row, affected) = state
-        .db
-        .write(move |tx| {
-            let row = db::subscriptions::get(tx, id)?
-                .ok_or_else(|| db::DbError::NotFound(format!("no subscription with id {id}")))?;
-            let ids = db::subscriptions::user_ids(tx, id)?;
-            db::subscriptions::delete(tx, id)?;
-            let affected = restamp(tx, &ids)?;
-            db::audit::insert(
-                tx,
-                &audit(
-                    now,
-                    "subscription_deleted",
-                    &actor,
-                    None,
-                    None,
-                    Some(describe(&row)),
-                ),
-            )?;
-            Ok((row, affected))
-        })
-        .await?;
+    // The store adds the deleted subscription's description.
+    let entry = audit(state.now(), "subscription_deleted", actor, None, None, None);
+    let (row, affected) = state.store.delete_subscription(id, entry).await?;
     let directory = state.live.subscriptions().without(id);
     announce_users(state, &affected);
     state.live.replace_subscriptions(directory, affected);
     publish(state, &row, SubscriptionAction::Deleted);
     Ok(())
-}
-
-/// Gives every user of subscription `id` a new policy version; their rows.
-fn restamp_users(tx: &rusqlite::Transaction<'_>, id: i64) -> DbResult<Vec<UserRow>> {
-    let ids = db::subscriptions::user_ids(tx, id)?;
-    restamp(tx, &ids)
-}
-
-fn restamp(tx: &rusqlite::Transaction<'_>, ids: &[i64]) -> DbResult<Vec<UserRow>> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let version = db::settings::next_policy_version(tx)?;
-    let mut rows = Vec::with_capacity(ids.len());
-    for &user_id in ids {
-        db::users::set_policy_version(tx, user_id, version)?;
-        rows.extend(db::users::get(tx, user_id)?);
-    }
-    Ok(rows)
-}
-
-/// What the audit log keeps of a subscription: never the credential.
-fn describe(row: &SubscriptionRow) -> serde_json::Value {
-    json!({
-        "subscription_id": row.id, "name": row.name, "kind": row.kind,
-        "credential_hint": row.credential_hint, "credential_version": row.credential_version,
-        "users": row.users,
-    })
 }
 
 fn publish(state: &AppState, row: &SubscriptionRow, action: SubscriptionAction) {

@@ -10,23 +10,13 @@ use jiff::Timestamp;
 
 use super::{CREDENTIAL_LIFETIME, Engine, Firing, cooldown_ms, percent, reset_phrase};
 use crate::alerts::condition::{AlertCondition, AlertRule, HitOrReset};
-use crate::db;
 use crate::db::subscriptions::{SubscriptionOrigin, SubscriptionRow};
 use crate::model::PlanWindow;
 
 impl Engine {
     /// Thresholds and hits of every subscription's windows.
     pub(super) async fn check_subscriptions(&mut self) -> Vec<Firing> {
-        let figures = self
-            .state
-            .db
-            .read(|conn| {
-                Ok((
-                    db::subscriptions::list(conn)?,
-                    db::utilization::latest(conn)?,
-                ))
-            })
-            .await;
+        let figures = self.state.store.subscriptions_with_latest_usage().await;
         let Ok((subscriptions, latest)) = figures else {
             return Vec::new();
         };
@@ -241,7 +231,7 @@ impl Engine {
         }
         let expiring = self.rules_where(|c| matches!(c, AlertCondition::CredentialExpiring { .. }));
         if !expiring.is_empty()
-            && let Ok(subscriptions) = self.state.db.read(db::subscriptions::list).await
+            && let Ok(subscriptions) = self.state.store.subscriptions().await
         {
             for rule in expiring {
                 let AlertCondition::CredentialExpiring { days } = rule.condition else {

@@ -13,7 +13,6 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::condition::{AlertCondition, AlertRule, SubjectState};
 use super::delivery;
-use crate::db;
 use crate::db::alerts::AlertEventRow;
 use crate::hub::LiveEvent;
 use crate::state::AppState;
@@ -46,7 +45,7 @@ impl Engine {
             dirty: Vec::new(),
         };
         engine.reload().await;
-        match engine.state.db.read(db::alerts::states).await {
+        match engine.state.store.alert_states().await {
             Ok(rows) => {
                 engine.subjects = rows
                     .into_iter()
@@ -59,7 +58,7 @@ impl Engine {
     }
 
     async fn reload(&mut self) {
-        match self.state.db.read(db::alerts::rules).await {
+        match self.state.store.alert_rules().await {
             Ok(rules) => self.rules = rules.into_iter().filter(|r| r.enabled).collect(),
             Err(error) => tracing::error!(%error, "alert rules not loaded"),
         }
@@ -276,8 +275,8 @@ impl Engine {
 
     async fn subscription_name(&self, id: i64) -> String {
         self.state
-            .db
-            .read(move |conn| db::subscriptions::get(conn, id))
+            .store
+            .subscription(id)
             .await
             .ok()
             .flatten()
@@ -290,16 +289,7 @@ impl Engine {
             return;
         }
         let dirty = std::mem::take(&mut self.dirty);
-        let saved = self
-            .state
-            .db
-            .write(move |tx| {
-                for (rule, subject, state) in &dirty {
-                    db::alerts::save_state(tx, *rule, subject, state)?;
-                }
-                Ok(())
-            })
-            .await;
+        let saved = self.state.store.save_alert_states(dirty).await;
         if let Err(error) = saved {
             tracing::warn!(%error, "alert states not saved");
         }
@@ -320,13 +310,7 @@ impl Engine {
                 title: firing.notification.title.clone(),
                 message: firing.notification.message.clone(),
             };
-            let stored = row.clone();
-            let id = match self
-                .state
-                .db
-                .write(move |tx| db::alerts::insert_event(tx, &stored))
-                .await
-            {
+            let id = match self.state.store.record_alert(row.clone()).await {
                 Ok(id) => id,
                 Err(error) => {
                     tracing::error!(%error, title = %row.title, "alert not recorded");

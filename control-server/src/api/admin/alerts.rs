@@ -14,8 +14,8 @@ use super::{Admin, ts};
 use crate::alerts::condition::{AlertCondition, AlertRule, DEFAULT_COOLDOWN_SECS};
 use crate::alerts::delivery;
 use crate::api::extract::Json;
-use crate::db;
 use crate::db::alerts::{AlertEventRow, ChannelRow, DeliveryRow, RuleFields, SealedChannel};
+use crate::db::audit::AuditEntry;
 use crate::error::{Error, Result};
 use crate::service::audit;
 use crate::state::AppState;
@@ -82,29 +82,9 @@ fn sealed(state: &AppState, name: String, config: &ChannelConfig) -> Result<Seal
     })
 }
 
-/// Runs `change` and, when it returns an audit detail, its audit entry of
-/// `kind` in one transaction; then the engine takes the new rules.
-async fn audited<T: Send + 'static>(
-    state: &AppState,
-    actor: String,
-    kind: &'static str,
-    change: impl FnOnce(&rusqlite::Transaction<'_>, i64) -> db::DbResult<(T, Option<Value>)>
-    + Send
-    + 'static,
-) -> Result<T> {
-    let now = state.now();
-    let done = state
-        .db
-        .write(move |tx| {
-            let (done, detail) = change(tx, now.as_millisecond())?;
-            if let Some(detail) = detail {
-                db::audit::insert(tx, &audit(now, kind, &actor, None, None, Some(detail)))?;
-            }
-            Ok(done)
-        })
-        .await?;
-    state.alerts.changed();
-    Ok(done)
+/// The audit entry of an admin's change to channels or rules, made `now`.
+fn entry(now: Timestamp, kind: &str, actor: &str, detail: Value) -> AuditEntry {
+    audit(now, kind, actor, None, None, Some(detail))
 }
 
 /// A deletion's answer, or 404.
@@ -116,7 +96,7 @@ fn deleted(deleted: bool, what: &str, id: i64) -> Result<axum::Json<Value>> {
 }
 
 pub async fn channels(State(state): State<AppState>) -> Result<axum::Json<Channels>> {
-    let rows = state.db.read(db::alerts::channels).await?;
+    let rows = state.store.alert_channels().await?;
     let mut channels = Vec::with_capacity(rows.len());
     for row in rows {
         let (_, config) = delivery::open_channel(&state, row.id).await?;
@@ -134,8 +114,8 @@ pub struct NewChannel {
 
 async fn one_channel(state: &AppState, id: i64) -> Result<axum::Json<OneChannel>> {
     let (row, _) = state
-        .db
-        .read(move |conn| db::alerts::channel(conn, id))
+        .store
+        .alert_channel(id)
         .await?
         .ok_or_else(|| Error::not_found(format!("no alert channel with id {id}")))?;
     let (_, config) = delivery::open_channel(state, id).await?;
@@ -150,17 +130,15 @@ pub async fn create_channel(
     Json(body): Json<NewChannel>,
 ) -> Result<(StatusCode, axum::Json<OneChannel>)> {
     let channel = sealed(&state, valid_name(&body.name)?, &body.config)?;
-    let id = audited(
-        &state,
-        admin.actor,
-        "alert_channel_created",
-        move |tx, now| {
-            let id = db::alerts::insert_channel(tx, &channel, now)?;
-            let detail = json!({ "channel_id": id, "name": channel.name, "kind": channel.kind });
-            Ok((id, Some(detail)))
-        },
-    )
-    .await?;
+    let now = state.now();
+    // The store adds the new channel's id as `channel_id`.
+    let detail = json!({ "name": channel.name, "kind": channel.kind });
+    let audit = entry(now, "alert_channel_created", &admin.actor, detail);
+    let id = state
+        .store
+        .create_alert_channel(channel, now.as_millisecond(), audit)
+        .await?;
+    state.alerts.changed();
     Ok((StatusCode::CREATED, one_channel(&state, id).await?))
 }
 
@@ -195,17 +173,14 @@ pub async fn update_channel(
         None => previous,
     };
     let channel = sealed(&state, name, &config)?;
-    audited(
-        &state,
-        admin.actor,
-        "alert_channel_updated",
-        move |tx, now| {
-            db::alerts::update_channel(tx, id, &channel, now)?;
-            let detail = json!({ "channel_id": id, "name": channel.name, "kind": channel.kind });
-            Ok(((), Some(detail)))
-        },
-    )
-    .await?;
+    let now = state.now();
+    let detail = json!({ "channel_id": id, "name": channel.name, "kind": channel.kind });
+    let audit = entry(now, "alert_channel_updated", &admin.actor, detail);
+    state
+        .store
+        .update_alert_channel(id, channel, now.as_millisecond(), audit)
+        .await?;
+    state.alerts.changed();
     one_channel(&state, id).await
 }
 
@@ -214,16 +189,14 @@ pub async fn delete_channel(
     Admin(admin): Admin,
     Path(id): Path<i64>,
 ) -> Result<axum::Json<Value>> {
-    let gone = audited(
-        &state,
-        admin.actor,
+    let audit = entry(
+        state.now(),
         "alert_channel_deleted",
-        move |tx, _| {
-            let gone = db::alerts::delete_channel(tx, id)?;
-            Ok((gone, gone.then(|| json!({ "channel_id": id }))))
-        },
-    )
-    .await?;
+        &admin.actor,
+        json!({ "channel_id": id }),
+    );
+    let gone = state.store.delete_alert_channel(id, audit).await?;
+    state.alerts.changed();
     deleted(gone, "alert channel", id)
 }
 
@@ -257,7 +230,7 @@ pub struct OneRule {
 
 pub async fn rules(State(state): State<AppState>) -> Result<axum::Json<Rules>> {
     Ok(axum::Json(Rules {
-        rules: state.db.read(db::alerts::rules).await?,
+        rules: state.store.alert_rules().await?,
     }))
 }
 
@@ -298,7 +271,7 @@ async fn rule_fields(state: &AppState, body: RuleBody) -> Result<RuleFields> {
     if cooldown_secs > 30 * 24 * 3600 {
         return Err(Error::bad_request("cooldown_secs is at most 30 days"));
     }
-    let known = state.db.read(db::alerts::channels).await?;
+    let known = state.store.alert_channels().await?;
     if let Some(missing) = body
         .channels
         .iter()
@@ -320,8 +293,8 @@ async fn rule_fields(state: &AppState, body: RuleBody) -> Result<RuleFields> {
 
 async fn one_rule(state: &AppState, id: i64) -> Result<axum::Json<OneRule>> {
     let rule = state
-        .db
-        .read(db::alerts::rules)
+        .store
+        .alert_rules()
         .await?
         .into_iter()
         .find(|rule| rule.id == id)
@@ -335,13 +308,16 @@ pub async fn create_rule(
     Json(body): Json<RuleBody>,
 ) -> Result<(StatusCode, axum::Json<OneRule>)> {
     let fields = rule_fields(&state, body).await?;
-    let id = audited(&state, admin.actor, "alert_rule_created", move |tx, now| {
-        let id = db::alerts::insert_rule(tx, &fields, now)?;
-        let detail = json!({ "rule_id": id, "name": fields.name, "condition": fields.condition,
-            "owner_user_id": fields.owner_user_id });
-        Ok((id, Some(detail)))
-    })
-    .await?;
+    let now = state.now();
+    // The store adds the new rule's id as `rule_id`.
+    let detail = json!({ "name": fields.name, "condition": fields.condition,
+        "owner_user_id": fields.owner_user_id });
+    let audit = entry(now, "alert_rule_created", &admin.actor, detail);
+    let id = state
+        .store
+        .create_alert_rule(fields, now.as_millisecond(), audit)
+        .await?;
+    state.alerts.changed();
     Ok((StatusCode::CREATED, one_rule(&state, id).await?))
 }
 
@@ -352,13 +328,15 @@ pub async fn update_rule(
     Json(body): Json<RuleBody>,
 ) -> Result<axum::Json<OneRule>> {
     let fields = rule_fields(&state, body).await?;
-    audited(&state, admin.actor, "alert_rule_updated", move |tx, now| {
-        db::alerts::update_rule(tx, id, &fields, now)?;
-        let detail = json!({ "rule_id": id, "name": fields.name, "condition": fields.condition,
-            "owner_user_id": fields.owner_user_id });
-        Ok(((), Some(detail)))
-    })
-    .await?;
+    let now = state.now();
+    let detail = json!({ "rule_id": id, "name": fields.name, "condition": fields.condition,
+        "owner_user_id": fields.owner_user_id });
+    let audit = entry(now, "alert_rule_updated", &admin.actor, detail);
+    state
+        .store
+        .update_alert_rule(id, fields, now.as_millisecond(), audit)
+        .await?;
+    state.alerts.changed();
     one_rule(&state, id).await
 }
 
@@ -367,11 +345,14 @@ pub async fn delete_rule(
     Admin(admin): Admin,
     Path(id): Path<i64>,
 ) -> Result<axum::Json<Value>> {
-    let gone = audited(&state, admin.actor, "alert_rule_deleted", move |tx, _| {
-        let gone = db::alerts::delete_rule(tx, id)?;
-        Ok((gone, gone.then(|| json!({ "rule_id": id }))))
-    })
-    .await?;
+    let audit = entry(
+        state.now(),
+        "alert_rule_deleted",
+        &admin.actor,
+        json!({ "rule_id": id }),
+    );
+    let gone = state.store.delete_alert_rule(id, audit).await?;
+    state.alerts.changed();
     deleted(gone, "alert rule", id)
 }
 
@@ -433,15 +414,7 @@ pub struct AlertLog {
 
 /// Recent alerts and every delivery attempt, failures included.
 pub async fn log(State(state): State<AppState>) -> Result<axum::Json<AlertLog>> {
-    let (alerts, deliveries) = state
-        .db
-        .read(|conn| {
-            Ok((
-                db::alerts::recent_events(conn, LOG_LIMIT)?,
-                db::alerts::recent_deliveries(conn, LOG_LIMIT)?,
-            ))
-        })
-        .await?;
+    let (alerts, deliveries) = state.store.alert_log(LOG_LIMIT).await?;
     Ok(axum::Json(AlertLog {
         alerts: alerts.into_iter().map(AlertView::from).collect(),
         deliveries: deliveries.into_iter().map(DeliveryView::from).collect(),

@@ -13,7 +13,6 @@ use serde_json::{Value, json};
 use super::ts;
 use crate::db::audit::AuditFilter;
 use crate::db::events::{EventFilter, StoredEvent};
-use crate::db::{self};
 use crate::error::{Error, Result};
 use crate::state::AppState;
 
@@ -75,8 +74,8 @@ pub async fn usage(State(state): State<AppState>, Query(query): Query<UsageQuery
         now.as_millisecond() + 1,
     );
     let buckets = state
-        .db
-        .read(move |conn| db::events::usage_buckets(conn, user_id, from_ms, until_ms))
+        .store
+        .usage_buckets(user_id, from_ms, until_ms)
         .await?;
     let mut rows: BTreeMap<(String, ModelFamily), Totals> = BTreeMap::new();
     for bucket in buckets {
@@ -165,10 +164,7 @@ pub async fn events(
         limit: page_size(query.limit)?,
     };
     let limit = filter.limit as usize;
-    let events = state
-        .db
-        .read(move |conn| db::events::page(conn, &filter))
-        .await?;
+    let events = state.store.events_page(filter).await?;
     let next = (events.len() == limit)
         .then(|| events.last().map(|e| format!("{}.{}", e.row.at, e.seq)))
         .flatten();
@@ -198,10 +194,7 @@ pub async fn audit(State(state): State<AppState>, Query(query): Query<AuditQuery
         limit: page_size(query.limit)?,
     };
     let limit = filter.limit as usize;
-    let entries = state
-        .db
-        .read(move |conn| db::audit::page(conn, &filter))
-        .await?;
+    let entries = state.store.audit_page(filter).await?;
     let next = (entries.len() == limit)
         .then(|| entries.last().map(|e| e.id))
         .flatten();
@@ -220,7 +213,7 @@ pub async fn audit(State(state): State<AppState>, Query(query): Query<AuditQuery
 /// The newest observation of any subscription (the overview's figure before
 /// there were several; `/subscriptions` has each one's).
 pub async fn subscription(State(state): State<AppState>) -> Result<Out> {
-    let latest = state.db.read(db::utilization::latest).await?;
+    let latest = state.store.latest_utilization().await?;
     let newest = latest
         .into_iter()
         .map(|(_, usage)| usage)

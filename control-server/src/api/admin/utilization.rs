@@ -8,7 +8,6 @@ use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use super::ts;
-use crate::db;
 use crate::db::utilization::ObservationPoint;
 use crate::error::{Error, Result};
 use crate::model::PlanWindow;
@@ -154,10 +153,7 @@ pub async fn history(
         .unwrap_or(Timestamp::UNIX_EPOCH)
         .as_millisecond();
     let now = now.as_millisecond();
-    let points = state
-        .db
-        .read(move |conn| db::utilization::points_since(conn, id, since))
-        .await?;
+    let points = state.store.utilization_points(id, since).await?;
     let resets = resets_within(&points, since, now);
     let points = thin_for_chart(points, since, now)
         .into_iter()
