@@ -7,7 +7,6 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use serde_json::json;
 
-use crate::db;
 use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -23,19 +22,19 @@ async fn healthz() -> axum::Json<serde_json::Value> {
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     // The subscription gauges are read at scrape time: the database has them.
     let figures = state
-        .db
-        .read(|conn| {
-            let names: std::collections::HashMap<i64, String> = db::subscriptions::list(conn)?
+        .store
+        .subscriptions_with_latest_usage()
+        .await
+        .map(|(subscriptions, latest)| {
+            let names: std::collections::HashMap<i64, String> = subscriptions
                 .into_iter()
                 .map(|row| (row.id, row.name))
                 .collect();
-            let latest = db::utilization::latest(conn)?;
-            Ok(latest
+            latest
                 .into_iter()
                 .filter_map(|(id, usage)| Some((names.get(&id)?.clone(), usage)))
-                .collect::<Vec<_>>())
-        })
-        .await;
+                .collect::<Vec<_>>()
+        });
     match figures {
         Ok(figures) => state
             .metrics

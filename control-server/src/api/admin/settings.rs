@@ -11,7 +11,6 @@ use super::Admin;
 use crate::api::extract::{ClientIp, Json};
 use crate::config::MIN_PASSWORD_LEN;
 use crate::db::settings::{PasswordLogin, TeamSettings};
-use crate::db::{self};
 use crate::error::{Error, Result};
 use crate::model::Role;
 use crate::service::users::validate_time_zone;
@@ -124,8 +123,8 @@ async fn check_current_password(
         )
     })?;
     let stored = state
-        .db
-        .read(db::settings::admin_password_hash)
+        .store
+        .admin_password_hash()
         .await?
         .ok_or_else(Error::internal)?;
     if state.passwords.verify(current, stored).await? {

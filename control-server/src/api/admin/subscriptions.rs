@@ -13,7 +13,6 @@ use serde::{Deserialize, Serialize};
 
 use super::{Admin, ts};
 use crate::api::extract::Json;
-use crate::db;
 use crate::db::subscriptions::{SubscriptionOrigin, SubscriptionRow};
 use crate::error::Result;
 use crate::model::PlanWindow;
@@ -142,8 +141,8 @@ async fn with_latest(
     rows: Vec<SubscriptionRow>,
 ) -> Result<Vec<SubscriptionView>> {
     let mut latest: HashMap<i64, SubscriptionUsage> = state
-        .db
-        .read(db::utilization::latest)
+        .store
+        .latest_utilization()
         .await?
         .into_iter()
         .collect();
