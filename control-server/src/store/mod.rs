@@ -12,6 +12,7 @@ mod accounts;
 mod alerts;
 mod devices;
 mod history;
+mod identities;
 mod people;
 mod settings;
 mod startup;
