@@ -14,8 +14,6 @@ use serde_json::Value;
 use super::admin::{Admin, check_csrf, principal_from, ts, users};
 use super::extract::Json;
 use crate::alerts::condition::AlertCondition;
-use crate::db::events::EventFilter;
-use crate::db::{self};
 use crate::error::{Error, Result};
 use crate::service::admin_auth::Principal;
 use crate::service::audit;
@@ -54,10 +52,7 @@ async fn person_of(state: &AppState, principal: &Principal) -> Result<i64> {
         .with_code("not_linked")
     };
     let identity_id = principal.identity_id.ok_or_else(not_linked)?;
-    let identity = state
-        .db
-        .read(move |conn| db::identities::get(conn, identity_id))
-        .await?;
+    let identity = state.store.identity(identity_id).await?;
     identity
         .and_then(|identity| identity.person.map(|(id, _)| id))
         .ok_or_else(not_linked)
@@ -93,15 +88,7 @@ pub struct Overview {
 }
 
 async fn my_alerts(state: &AppState, user_id: i64) -> Result<MyAlerts> {
-    let (rules, events) = state
-        .db
-        .read(move |conn| {
-            Ok((
-                db::alerts::rules(conn)?,
-                db::alerts::events_of_owner(conn, user_id, RECENT)?,
-            ))
-        })
-        .await?;
+    let (rules, events) = state.store.person_alerts(user_id, RECENT).await?;
     let mut thresholds: Vec<f64> = rules
         .into_iter()
         .filter(|rule| rule.owner_user_id == Some(user_id))
@@ -138,16 +125,7 @@ async fn overview(
     let active = users::last_active(&state, vec![user_id]).await?;
     let user = users::user_view(&state, &user, active.into_iter().next().flatten());
     let user = users::with_identity(&state, user).await?;
-    let filter = EventFilter {
-        user_id: Some(user_id),
-        event_type: Some("blocked".to_owned()),
-        before: None,
-        limit: RECENT,
-    };
-    let blocked = state
-        .db
-        .read(move |conn| db::events::page(conn, &filter))
-        .await?;
+    let blocked = state.store.person_recent_blocks(user_id, RECENT).await?;
     let blocks = blocked
         .into_iter()
         .map(|event| {
@@ -194,24 +172,17 @@ async fn set_alerts(
     thresholds.sort_by(f64::total_cmp);
     thresholds.dedup();
     let now = state.now();
-    let actor = principal.actor.clone();
-    let saved = thresholds.clone();
+    let entry = audit(
+        now,
+        "own_alerts_changed",
+        &principal.actor,
+        Some(user_id),
+        None,
+        Some(serde_json::json!({ "thresholds": thresholds })),
+    );
     state
-        .db
-        .write(move |tx| {
-            db::alerts::replace_owned_limit_rules(tx, user_id, &saved, now.as_millisecond())?;
-            db::audit::insert(
-                tx,
-                &audit(
-                    now,
-                    "own_alerts_changed",
-                    &actor,
-                    Some(user_id),
-                    None,
-                    Some(serde_json::json!({ "thresholds": saved })),
-                ),
-            )
-        })
+        .store
+        .set_own_alert_thresholds(user_id, thresholds, now, entry)
         .await?;
     state.alerts.changed();
     Ok(axum::Json(my_alerts(&state, user_id).await?))

@@ -8,7 +8,6 @@ use serde_json::json;
 
 use crate::db::auth::{NewSession, Session};
 use crate::db::settings::PasswordLogin;
-use crate::db::{self};
 use crate::error::{Error, Result};
 use crate::model::Role;
 use crate::secrets;
@@ -126,17 +125,7 @@ pub async fn login(
         )
         .with_code("password_login_off"));
     }
-    let lookup = username.clone();
-    let (stored_hash, account) = state
-        .db
-        .read(move |conn| match lookup {
-            None => Ok((db::settings::admin_password_hash(conn)?, None)),
-            Some(name) => {
-                let account = db::auth::account_by_username(conn, &name)?;
-                Ok((account.as_ref().map(|a| a.password_hash.clone()), account))
-            }
-        })
-        .await?;
+    let (stored_hash, account) = state.store.login_credentials(username.clone()).await?;
     // Hashing happens even for unknown names, so timing does not tell them apart.
     let hash = stored_hash.unwrap_or_else(|| UNKNOWN_ACCOUNT_HASH.to_owned());
     let verified = state.passwords.verify(password, hash).await?;
@@ -152,11 +141,7 @@ pub async fn login(
             None,
             Some(json!({ "client": client.to_string(), "username": username })),
         );
-        if let Err(error) = state
-            .db
-            .write(move |tx| db::audit::insert(tx, &entry))
-            .await
-        {
+        if let Err(error) = state.store.record_refused_login(entry).await {
             tracing::warn!(%error, "could not record a failed login");
         }
         // Dropping the attempt records the failure.
@@ -170,37 +155,30 @@ pub async fn login(
     };
     let keys = SessionKeys::new(state);
     let (now, expires_at) = (keys.created_at, keys.expires_at);
-    let (token_hash, csrf) = (keys.token_hash.clone(), keys.csrf_token.clone());
     let actor = actor_of(account_id.map(|_| name.as_str()));
     state
-        .db
-        .write(move |tx| {
-            db::auth::insert_session(
-                tx,
-                &NewSession {
-                    token_hash: &token_hash,
-                    account_id,
-                    identity_id: None,
-                    role,
-                    csrf_token: &csrf,
-                    created_at: now.as_millisecond(),
-                    expires_at: expires_at.as_millisecond(),
-                    refresh_token: None,
-                    recheck_at: None,
-                },
-            )?;
-            db::audit::insert(
-                tx,
-                &audit(
-                    now,
-                    "login",
-                    &actor,
-                    None,
-                    None,
-                    Some(json!({ "client": client.to_string() })),
-                ),
-            )
-        })
+        .store
+        .open_session(
+            NewSession {
+                token_hash: &keys.token_hash,
+                account_id,
+                identity_id: None,
+                role,
+                csrf_token: &keys.csrf_token,
+                created_at: now.as_millisecond(),
+                expires_at: expires_at.as_millisecond(),
+                refresh_token: None,
+                recheck_at: None,
+            },
+            audit(
+                now,
+                "login",
+                &actor,
+                None,
+                None,
+                Some(json!({ "client": client.to_string() })),
+            ),
+        )
         .await?;
     Ok(LoggedIn {
         token: keys.token,
@@ -225,18 +203,13 @@ pub async fn authenticate(
     via: AuthVia,
 ) -> Result<Option<Principal>> {
     let hash = secrets::hash_token_hex(token);
-    let now = state.now().as_millisecond();
-    let is_api_token = token.starts_with(API_TOKEN_PREFIX);
-    let found = state
-        .db
-        .read(move |conn| {
-            if is_api_token {
-                Ok(db::auth::active_api_token(conn, &hash)?.map(Err))
-            } else {
-                Ok(db::auth::live_session(conn, &hash, now)?.map(Ok))
-            }
-        })
-        .await?;
+    let at = state.now();
+    let now = at.as_millisecond();
+    let found = if token.starts_with(API_TOKEN_PREFIX) {
+        state.store.active_api_token_by_hash(hash).await?.map(Err)
+    } else {
+        state.store.session_by_token_hash(hash, at).await?.map(Ok)
+    };
     Ok(match found {
         None => None,
         Some(Ok(session)) => Some(Principal {
@@ -260,11 +233,7 @@ pub async fn authenticate(
         Some(Err(api_token)) => {
             // Written at most once a minute per token.
             if api_token.last_used_at.is_none_or(|at| now - at > 60_000) {
-                let id = api_token.id;
-                state
-                    .db
-                    .write(move |tx| db::auth::touch_api_token(tx, id, now))
-                    .await?;
+                state.store.touch_api_token(api_token.id, at).await?;
             }
             Some(Principal {
                 account_id: api_token.account_id,
@@ -282,9 +251,6 @@ pub async fn authenticate(
 
 pub async fn logout(state: &AppState, token: &str) -> Result<()> {
     let hash = secrets::hash_token_hex(token);
-    state
-        .db
-        .write(move |tx| db::auth::delete_session(tx, &hash))
-        .await?;
+    state.store.end_session(hash).await?;
     Ok(())
 }

@@ -14,7 +14,6 @@ use super::admin_auth::{LoggedIn, SessionKeys};
 use super::audit;
 use crate::db::auth::NewSession;
 use crate::db::identities::{Identity, PendingLogin};
-use crate::db::{self};
 use crate::error::{Error, Result};
 use crate::model::Role;
 use crate::secrets;
@@ -25,8 +24,6 @@ use crate::state::AppState;
 pub const LOGIN_COOKIE: &str = "ccgate_oidc";
 /// How long a browser has to come back from the provider.
 pub const LOGIN_TTL: Duration = Duration::from_secs(10 * 60);
-/// Who the audit log names for what single sign-on does by itself.
-const SSO_ACTOR: &str = "sso";
 /// Sessions checked with the provider per pass.
 const RECHECKS_PER_PASS: u32 = 100;
 
@@ -81,10 +78,7 @@ pub async fn start(state: &AppState, return_to: Option<String>) -> Result<Starte
         return_to: safe_return(return_to),
         expires_at: now.checked_add(ttl).unwrap_or(now).as_millisecond(),
     };
-    state
-        .db
-        .write(move |tx| db::identities::insert_pending(tx, &pending, now.as_millisecond()))
-        .await?;
+    state.store.remember_pending_login(pending, now).await?;
     Ok(Started {
         redirect: authorization.url,
         browser_secret,
@@ -107,11 +101,7 @@ async fn refused(state: &AppState, client: IpAddr, reason: &str, error: Error) -
         None,
         Some(json!({ "client": client.to_string(), "via": "sso", "reason": reason })),
     );
-    if let Err(write) = state
-        .db
-        .write(move |tx| db::audit::insert(tx, &entry))
-        .await
-    {
+    if let Err(write) = state.store.record_refused_login(entry).await {
         tracing::warn!(error = %write, "could not record a refused sign-in");
     }
     error
@@ -130,10 +120,7 @@ pub async fn finish(
     let provider = provider(state)?;
     let now = state.now();
     let state_hash = secrets::hash_token_hex(login_state);
-    let pending = state
-        .db
-        .write(move |tx| db::identities::take_pending(tx, &state_hash, now.as_millisecond()))
-        .await?;
+    let pending = state.store.take_pending_login(state_hash, now).await?;
     let Some(pending) = pending else {
         let error = Error::bad_request(
             "this sign-in was already used or has expired; start again from the sign-in page",
@@ -171,78 +158,33 @@ pub async fn finish(
     };
     let group_role = provider.config().role_for_groups(&verified.claims.groups);
     let link_by_email = state.live.settings().sso_link_by_email;
-    let claims = verified.claims;
     let keys = SessionKeys::new(state);
     let refresh_token = verified
         .refresh_token
         .map(|token| state.vault.seal_refresh_token(&token));
     let recheck_at = refresh_token.as_ref().map(|_| next_recheck(state, now));
-    let session_row = (keys.token_hash.clone(), keys.csrf_token.clone());
     let (created_at, expires_at) = (keys.created_at, keys.expires_at);
-    let client_text = client.to_string();
     let identity = state
-        .db
-        .write(move |tx| {
-            let mut identity =
-                db::identities::record_sign_in(tx, &claims, group_role, now.as_millisecond())?;
-            if identity.person.is_none()
-                && link_by_email
-                && claims.email_verified
-                && let Some(email) = &claims.email
-                && let Some(user_id) = db::identities::unlinked_user_by_email(tx, email)?
-            {
-                db::identities::link(tx, identity.id, Some(user_id))?;
-                db::audit::insert(
-                    tx,
-                    &audit(
-                        now,
-                        "identity_linked",
-                        SSO_ACTOR,
-                        Some(user_id),
-                        None,
-                        Some(
-                            json!({ "identity_id": identity.id, "subject": identity.subject,
-                                     "by": "verified e-mail", "email": email }),
-                        ),
-                    ),
-                )?;
-                identity = db::identities::get(tx, identity.id)?.unwrap_or(identity);
-            }
-            // The identity's other sessions follow what this sign-in found
-            // (new groups, or none: they end).
-            db::auth::set_identity_sessions_role(tx, identity.id, identity.role())?;
-            let Some(role) = identity.role() else {
-                return Ok(identity);
-            };
-            db::auth::insert_session(
-                tx,
-                &NewSession {
-                    token_hash: &session_row.0,
-                    account_id: None,
-                    identity_id: Some(identity.id),
-                    role,
-                    csrf_token: &session_row.1,
-                    created_at: created_at.as_millisecond(),
-                    expires_at: expires_at.as_millisecond(),
-                    refresh_token,
-                    recheck_at,
-                },
-            )?;
-            db::audit::insert(
-                tx,
-                &audit(
-                    now,
-                    "login",
-                    &identity.actor(),
-                    identity.person.as_ref().map(|(id, _)| *id),
-                    None,
-                    Some(json!({ "client": client_text, "via": "sso",
-                                 "subject": identity.subject, "role": role,
-                                 "groups": identity.groups })),
-                ),
-            )?;
-            Ok(identity)
-        })
+        .store
+        .record_sso_sign_in(
+            verified.claims,
+            group_role,
+            link_by_email,
+            NewSession {
+                token_hash: &keys.token_hash,
+                account_id: None,
+                // Both are the identity's, set by the store.
+                identity_id: None,
+                role: Role::Member,
+                csrf_token: &keys.csrf_token,
+                created_at: created_at.as_millisecond(),
+                expires_at: expires_at.as_millisecond(),
+                refresh_token,
+                recheck_at,
+            },
+            client.to_string(),
+            now,
+        )
         .await?;
     let Some(role) = identity.role() else {
         let error = Error::forbidden(format!(
@@ -303,17 +245,9 @@ pub async fn run_rechecks(state: AppState) {
 /// session lives on meanwhile (until its own expiry).
 pub async fn recheck_due(state: &AppState, provider: &Provider) -> Result<()> {
     let now = state.now();
-    let due = state
-        .db
-        .read(move |conn| db::auth::due_rechecks(conn, now.as_millisecond(), RECHECKS_PER_PASS))
-        .await?;
+    let due = state.store.due_sso_rechecks(now, RECHECKS_PER_PASS).await?;
     for session in due {
-        let identity_id = session.identity_id;
-        let Some(identity) = state
-            .db
-            .read(move |conn| db::identities::get(conn, identity_id))
-            .await?
-        else {
+        let Some(identity) = state.store.identity(session.identity_id).await? else {
             continue;
         };
         let outcome = match state.vault.open_refresh_token(&session.refresh_token) {
@@ -330,43 +264,17 @@ pub async fn recheck_due(state: &AppState, provider: &Provider) -> Result<()> {
                 });
                 let sealed = state.vault.seal_refresh_token(&refreshed.refresh_token);
                 let next = next_recheck(state, now);
-                let before = identity.role();
                 state
-                    .db
-                    .write(move |tx| {
-                        let mut after = before;
-                        if let Some((groups, group_role)) = &groups {
-                            db::identities::set_groups(tx, identity.id, groups, *group_role)?;
-                            after = identity.role_override.or(*group_role);
-                        }
-                        db::auth::set_recheck(tx, session.session_id, &sealed, next)?;
-                        if after != before {
-                            db::auth::set_identity_sessions_role(tx, identity.id, after)?;
-                            db::audit::insert(
-                                tx,
-                                &audit(
-                                    now,
-                                    "identity_role_changed",
-                                    SSO_ACTOR,
-                                    identity.person.as_ref().map(|(id, _)| *id),
-                                    None,
-                                    Some(json!({ "identity_id": identity.id,
-                                                 "from": before, "to": after,
-                                                 "by": "groups" })),
-                                ),
-                            )?;
-                        }
-                        Ok(())
-                    })
+                    .store
+                    .record_sso_recheck(session.session_id, identity, groups, sealed, next, now)
                     .await?;
             }
             Err(SsoError::Unavailable(reason)) => {
                 tracing::warn!(identity = identity.id, %reason, "the identity provider did not answer a session re-check");
                 let retry = now.as_millisecond() + 60_000;
-                let sealed = session.refresh_token.clone();
                 state
-                    .db
-                    .write(move |tx| db::auth::set_recheck(tx, session.session_id, &sealed, retry))
+                    .store
+                    .postpone_sso_recheck(session.session_id, session.refresh_token, retry)
                     .await?;
             }
             Err(error) => end_session(state, &identity, session.session_id, now, &error).await?,
@@ -390,13 +298,7 @@ async fn end_session(
         None,
         Some(json!({ "identity_id": identity.id, "reason": error.to_string() })),
     );
-    state
-        .db
-        .write(move |tx| {
-            db::auth::delete_session_by_id(tx, session_id)?;
-            db::audit::insert(tx, &entry)
-        })
-        .await?;
+    state.store.end_sso_session(session_id, entry).await?;
     Ok(())
 }
 
@@ -418,56 +320,8 @@ pub async fn update_identity(
         return Err(Error::not_found(format!("no person with id {user_id}")));
     }
     Ok(state
-        .db
-        .write(move |tx| {
-            let identity = db::identities::get(tx, id)?
-                .ok_or_else(|| db::DbError::NotFound(format!("no identity with id {id}")))?;
-            if let Some(role) = role_override
-                && role != identity.role_override
-            {
-                db::identities::set_role_override(tx, id, role)?;
-                let after = role.or(identity.group_role);
-                db::auth::set_identity_sessions_role(tx, id, after)?;
-                db::audit::insert(
-                    tx,
-                    &audit(
-                        now,
-                        "identity_role_changed",
-                        &actor,
-                        identity.person.as_ref().map(|(id, _)| *id),
-                        None,
-                        Some(
-                            json!({ "identity_id": id, "from": identity.role(), "to": after,
-                                     "role_override": role, "by": "admin" }),
-                        ),
-                    ),
-                )?;
-            }
-            let linked = identity.person.as_ref().map(|(id, _)| *id);
-            if let Some(user_id) = person
-                && user_id != linked
-            {
-                db::identities::link(tx, id, user_id)?;
-                let (kind, user) = match user_id {
-                    Some(user_id) => ("identity_linked", Some(user_id)),
-                    None => ("identity_unlinked", linked),
-                };
-                db::audit::insert(
-                    tx,
-                    &audit(
-                        now,
-                        kind,
-                        &actor,
-                        user,
-                        None,
-                        Some(json!({ "identity_id": id, "subject": identity.subject,
-                                     "email": identity.email, "by": "admin" })),
-                    ),
-                )?;
-            }
-            db::identities::get(tx, id)?
-                .ok_or_else(|| db::DbError::NotFound(format!("no identity with id {id}")))
-        })
+        .store
+        .update_identity(id, role_override, person, actor, now)
         .await?)
 }
 
@@ -498,28 +352,8 @@ pub async fn set_person_email(
     let now = state.now();
     let actor = actor.to_owned();
     state
-        .db
-        .write(move |tx| {
-            if let Some(email) = &email
-                && db::identities::user_with_email(tx, email)?.is_some_and(|id| id != user_id)
-            {
-                return Err(db::DbError::Conflict(format!(
-                    "another person has the e-mail {email:?}"
-                )));
-            }
-            db::identities::set_user_email(tx, user_id, email.as_deref())?;
-            db::audit::insert(
-                tx,
-                &audit(
-                    now,
-                    "person_email_changed",
-                    &actor,
-                    Some(user_id),
-                    None,
-                    Some(json!({ "email": email })),
-                ),
-            )
-        })
+        .store
+        .set_person_email(user_id, email, actor, now)
         .await?;
     Ok(())
 }
@@ -527,26 +361,7 @@ pub async fn set_person_email(
 pub async fn delete_identity(state: &AppState, actor: &str, id: i64) -> Result<()> {
     let now = state.now();
     let actor = actor.to_owned();
-    state
-        .db
-        .write(move |tx| {
-            let identity = db::identities::get(tx, id)?
-                .ok_or_else(|| db::DbError::NotFound(format!("no identity with id {id}")))?;
-            db::identities::delete(tx, id)?;
-            db::audit::insert(
-                tx,
-                &audit(
-                    now,
-                    "identity_deleted",
-                    &actor,
-                    identity.person.as_ref().map(|(id, _)| *id),
-                    None,
-                    Some(json!({ "identity_id": id, "subject": identity.subject,
-                                 "email": identity.email })),
-                ),
-            )
-        })
-        .await?;
+    state.store.delete_identity(id, actor, now).await?;
     Ok(())
 }
 

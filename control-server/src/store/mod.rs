@@ -13,6 +13,7 @@ mod alerts;
 mod devices;
 mod events;
 mod history;
+mod identities;
 mod people;
 mod settings;
 mod startup;

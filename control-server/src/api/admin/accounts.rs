@@ -26,7 +26,7 @@ fn account_json(account: &db::auth::Account) -> Value {
 }
 
 pub async fn list(State(state): State<AppState>) -> Result<Out> {
-    let accounts = state.db.read(db::auth::list_accounts).await?;
+    let accounts = state.store.admin_accounts().await?;
     Ok(axum::Json(json!({
         "accounts": accounts.iter().map(account_json).collect::<Vec<_>>(),
     })))
@@ -65,20 +65,19 @@ pub async fn create(
     let password = body.password;
     let hash = state.passwords.hash(password).await?;
     let now = state.now();
-    let actor = admin.actor.clone();
     let role = body.role;
+    let detail = json!({ "username": username, "role": role });
+    let entry = audit(
+        now,
+        "account_created",
+        &admin.actor,
+        None,
+        None,
+        Some(detail),
+    );
     let account = state
-        .db
-        .write(move |tx| {
-            let account =
-                db::auth::insert_account(tx, &username, &hash, role, now.as_millisecond())?;
-            let detail = json!({ "username": username, "role": role });
-            db::audit::insert(
-                tx,
-                &audit(now, "account_created", &actor, None, None, Some(detail)),
-            )?;
-            Ok(account)
-        })
+        .store
+        .create_admin_account(username, hash, role, now, entry)
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -92,67 +91,14 @@ pub async fn remove(
     Path(id): Path<i64>,
 ) -> Result<StatusCode> {
     let now = state.now();
-    let actor = admin.actor.clone();
     let removed = state
-        .db
-        .write(move |tx| {
-            let revoked = db::auth::delete_account(tx, id, now.as_millisecond())?;
-            if let Some(tokens) = revoked {
-                let detail = json!({ "account_id": id, "tokens_revoked": tokens });
-                db::audit::insert(
-                    tx,
-                    &audit(now, "account_deleted", &actor, None, None, Some(detail)),
-                )?;
-            }
-            Ok(revoked.is_some())
-        })
+        .store
+        .delete_admin_account(id, admin.actor.clone(), now)
         .await?;
     if removed {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(Error::not_found(format!("no account with id {id}")))
-    }
-}
-
-/// Deleting or revoking one row: the audit entry it leaves, the 404 it gives.
-struct Removal {
-    action: &'static str,
-    detail_key: &'static str,
-    what: &'static str,
-    /// `(transaction, id, now ms)` → whether a row was removed.
-    remove: fn(&rusqlite::Transaction<'_>, i64, i64) -> db::DbResult<bool>,
-}
-
-/// Removes one row and logs it in the same transaction; 404 when there is none.
-async fn remove_logged(
-    state: &AppState,
-    actor: &str,
-    id: i64,
-    removal: Removal,
-) -> Result<StatusCode> {
-    let now = state.now();
-    let actor = actor.to_owned();
-    let Removal {
-        action,
-        detail_key,
-        what,
-        remove,
-    } = removal;
-    let removed = state
-        .db
-        .write(move |tx| {
-            let removed = remove(tx, id, now.as_millisecond())?;
-            if removed {
-                let detail = json!({ detail_key: id });
-                db::audit::insert(tx, &audit(now, action, &actor, None, None, Some(detail)))?;
-            }
-            Ok(removed)
-        })
-        .await?;
-    if removed {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(Error::not_found(format!("no {what} with id {id}")))
     }
 }
 
@@ -166,7 +112,7 @@ fn token_json(token: &db::auth::ApiToken) -> Value {
 }
 
 pub async fn list_tokens(State(state): State<AppState>) -> Result<Out> {
-    let tokens = state.db.read(db::auth::list_api_tokens).await?;
+    let tokens = state.store.api_tokens().await?;
     Ok(axum::Json(json!({
         "tokens": tokens.iter().map(token_json).collect::<Vec<_>>(),
     })))
@@ -207,30 +153,19 @@ pub async fn create_token(
     let secret = secrets::new_prefixed_token(API_TOKEN_PREFIX);
     let hash = secrets::hash_token_hex(&secret);
     let now = state.now();
-    let actor = admin.actor.clone();
     let role = body.role;
-    let account_id = admin.account_id;
     let token = state
-        .db
-        .write(move |tx| {
-            let token = db::auth::insert_api_token(
-                tx,
-                &db::auth::NewApiToken {
-                    name: &name,
-                    token_hash: &hash,
-                    role,
-                    created_by: &actor,
-                    account_id,
-                },
-                now.as_millisecond(),
-            )?;
-            let detail = json!({ "token_id": token.id, "name": name, "role": role });
-            db::audit::insert(
-                tx,
-                &audit(now, "token_created", &actor, None, None, Some(detail)),
-            )?;
-            Ok(token)
-        })
+        .store
+        .create_api_token(
+            db::auth::NewApiToken {
+                name: &name,
+                token_hash: &hash,
+                role,
+                created_by: &admin.actor,
+                account_id: admin.account_id,
+            },
+            now,
+        )
         .await?;
     let mut value = token_json(&token);
     value["token"] = Value::String(secret);
@@ -242,16 +177,12 @@ pub async fn revoke_token(
     Admin(admin): Admin,
     Path(id): Path<i64>,
 ) -> Result<StatusCode> {
-    remove_logged(
-        &state,
-        &admin.actor,
-        id,
-        Removal {
-            action: "token_revoked",
-            detail_key: "token_id",
-            what: "token",
-            remove: |tx, id, now| db::auth::revoke_api_token(tx, id, now),
-        },
-    )
-    .await
+    let now = state.now();
+    let detail = json!({ "token_id": id });
+    let entry = audit(now, "token_revoked", &admin.actor, None, None, Some(detail));
+    if state.store.revoke_api_token(id, now, entry).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(Error::not_found(format!("no token with id {id}")))
+    }
 }

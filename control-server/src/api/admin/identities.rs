@@ -6,7 +6,6 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use super::{Admin, ts};
 use crate::db::identities::Identity;
-use crate::db::{self};
 use crate::error::{Error, Result};
 use crate::model::Role;
 use crate::service::sso;
@@ -67,7 +66,7 @@ pub struct OneIdentity {
 }
 
 pub async fn list(State(state): State<AppState>) -> Result<axum::Json<IdentityList>> {
-    let identities = state.db.read(db::identities::list).await?;
+    let identities = state.store.identities().await?;
     Ok(axum::Json(IdentityList {
         identities: identities.into_iter().map(IdentityView::from).collect(),
     }))

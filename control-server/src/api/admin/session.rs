@@ -116,12 +116,7 @@ pub async fn me(
     Admin(admin): Admin,
 ) -> Result<axum::Json<serde_json::Value>> {
     let identity = match admin.identity_id {
-        Some(id) => {
-            state
-                .db
-                .read(move |conn| crate::db::identities::get(conn, id))
-                .await?
-        }
+        Some(id) => state.store.identity(id).await?,
         None => None,
     };
     let person = identity
