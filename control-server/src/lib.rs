@@ -157,7 +157,7 @@ pub async fn serve(
             .await
             .map_err(|e| ServerError::Io(e.to_string()))??
     };
-    let store = Store::sqlite(db.clone());
+    let store = Store::sqlite(db);
     let (live, vault) = open(&config, &store).await?;
     let agent = {
         let (agent_dir, binaries_dir) = (config.agent_dir.clone(), config.binaries_dir.clone());
@@ -197,7 +197,6 @@ pub async fn serve(
         ),
         config,
         store,
-        db,
         live,
         vault,
         hub: hub::Hub::default(),

@@ -8,7 +8,6 @@ use jiff::Timestamp;
 use tokio::sync::watch;
 
 use crate::config::ServerConfig;
-use crate::db::Db;
 use crate::hub::Hub;
 use crate::live::Live;
 use crate::metrics::Metrics;
@@ -22,8 +21,6 @@ pub struct AppState(Arc<Inner>);
 #[derive(Debug)]
 pub struct Inner {
     pub config: ServerConfig,
-    /// Transitional: callers move to `store` (issue 13), then this goes.
-    pub db: Db,
     /// Where every use case reads and writes the record.
     pub store: crate::store::Store,
     pub live: Live,

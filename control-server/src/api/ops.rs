@@ -21,20 +21,21 @@ async fn healthz() -> axum::Json<serde_json::Value> {
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     // The subscription gauges are read at scrape time: the database has them.
-    let figures = state
-        .store
-        .subscriptions_with_latest_usage()
-        .await
-        .map(|(subscriptions, latest)| {
-            let names: std::collections::HashMap<i64, String> = subscriptions
-                .into_iter()
-                .map(|row| (row.id, row.name))
-                .collect();
-            latest
-                .into_iter()
-                .filter_map(|(id, usage)| Some((names.get(&id)?.clone(), usage)))
-                .collect::<Vec<_>>()
-        });
+    let figures =
+        state
+            .store
+            .subscriptions_with_latest_usage()
+            .await
+            .map(|(subscriptions, latest)| {
+                let names: std::collections::HashMap<i64, String> = subscriptions
+                    .into_iter()
+                    .map(|row| (row.id, row.name))
+                    .collect();
+                latest
+                    .into_iter()
+                    .filter_map(|(id, usage)| Some((names.get(&id)?.clone(), usage)))
+                    .collect::<Vec<_>>()
+            });
     match figures {
         Ok(figures) => state
             .metrics

@@ -141,7 +141,7 @@ pub async fn login(
             None,
             Some(json!({ "client": client.to_string(), "username": username })),
         );
-        if let Err(error) = state.store.record_refused_login(entry).await {
+        if let Err(error) = state.store.record_audit(entry).await {
             tracing::warn!(%error, "could not record a failed login");
         }
         // Dropping the attempt records the failure.

@@ -89,7 +89,7 @@ pub async fn send(
         Some(device.id),
         Some(detail),
     );
-    state.store.record_credential_sent(entry).await?;
+    state.store.record_audit(entry).await?;
     Ok(CredentialResponse {
         subscription_id,
         kind: stored.kind,

@@ -101,7 +101,7 @@ async fn refused(state: &AppState, client: IpAddr, reason: &str, error: Error) -
         None,
         Some(json!({ "client": client.to_string(), "via": "sso", "reason": reason })),
     );
-    if let Err(write) = state.store.record_refused_login(entry).await {
+    if let Err(write) = state.store.record_audit(entry).await {
         tracing::warn!(error = %write, "could not record a refused sign-in");
     }
     error

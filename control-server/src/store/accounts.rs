@@ -219,11 +219,6 @@ impl Store {
             .await
     }
 
-    /// Logs a refused login (wrong password, a refused single sign-on) on its own.
-    pub async fn record_refused_login(&self, entry: AuditEntry) -> StoreResult<()> {
-        self.db.write(move |tx| db::audit::insert(tx, &entry)).await
-    }
-
     /// For a person's own page, read together: every alert rule (the page
     /// keeps the person's own) and the newest `limit` alerts of the rules
     /// they own.

@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::{Store, StoreResult};
 use crate::db::devices::{CodeProblem, DeviceRow, NewDevice};
-use crate::db::{self, audit::AuditEntry};
+use crate::db::{self};
 use crate::model::{DeviceDetails, DeviceKind};
 use crate::service::audit;
 
@@ -65,11 +65,5 @@ impl Store {
         self.db
             .write(move |tx| db::devices::record_last_seen(tx, &seen))
             .await
-    }
-
-    /// Adds one entry to the audit log on its own (a refused attempt, a
-    /// credential handed out): what happened did not change anything else.
-    pub async fn record_audit(&self, entry: AuditEntry) -> StoreResult<()> {
-        self.db.write(move |tx| db::audit::insert(tx, &entry)).await
     }
 }

@@ -74,4 +74,10 @@ impl Store {
             })
             .await
     }
+
+    /// Adds one entry to the audit log on its own: a refused attempt (a
+    /// login, a registration), a credential handed out.
+    pub async fn record_audit(&self, entry: AuditEntry) -> StoreResult<()> {
+        self.db.write(move |tx| db::audit::insert(tx, &entry)).await
+    }
 }

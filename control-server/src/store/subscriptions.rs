@@ -143,9 +143,4 @@ impl Store {
             .read(move |conn| db::subscriptions::sealed_credential(conn, subscription_id))
             .await
     }
-
-    /// Records that a device was sent its person's subscription credential.
-    pub async fn record_credential_sent(&self, audit: AuditEntry) -> StoreResult<()> {
-        self.db.write(move |tx| db::audit::insert(tx, &audit)).await
-    }
 }
