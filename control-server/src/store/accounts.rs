@@ -2,22 +2,19 @@
 //! `identities`), and what a person's own page reads and changes.
 
 use jiff::Timestamp;
-use serde_json::json;
 
 use super::{Store, StoreResult};
 use crate::alerts::condition::AlertRule;
 use crate::db::alerts::AlertEventRow;
 use crate::db::audit::AuditEntry;
 use crate::db::auth::{Account, ApiToken, NewApiToken, NewSession, Session};
-use crate::db::events::{EventFilter, StoredEvent};
-use crate::db::{self};
+use crate::db::events::StoredEvent;
 use crate::model::Role;
-use crate::service::audit;
 
 impl Store {
     /// Every named admin/viewer account, oldest first.
     pub async fn admin_accounts(&self) -> StoreResult<Vec<Account>> {
-        self.db.read(db::auth::list_accounts).await
+        dispatch!(self, admin_accounts())
     }
 
     /// Creates a named account with its password hash and logs `entry`
@@ -30,19 +27,10 @@ impl Store {
         now: Timestamp,
         entry: AuditEntry,
     ) -> StoreResult<Account> {
-        self.db
-            .write(move |tx| {
-                let account = db::auth::insert_account(
-                    tx,
-                    &username,
-                    &password_hash,
-                    role,
-                    now.as_millisecond(),
-                )?;
-                db::audit::insert(tx, &entry)?;
-                Ok(account)
-            })
-            .await
+        dispatch!(
+            self,
+            create_admin_account(username, password_hash, role, now, entry)
+        )
     }
 
     /// Deletes an account (its sessions go with it), revokes the API tokens
@@ -53,24 +41,12 @@ impl Store {
         actor: String,
         now: Timestamp,
     ) -> StoreResult<bool> {
-        self.db
-            .write(move |tx| {
-                let revoked = db::auth::delete_account(tx, id, now.as_millisecond())?;
-                if let Some(tokens) = revoked {
-                    let detail = json!({ "account_id": id, "tokens_revoked": tokens });
-                    db::audit::insert(
-                        tx,
-                        &audit(now, "account_deleted", &actor, None, None, Some(detail)),
-                    )?;
-                }
-                Ok(revoked.is_some())
-            })
-            .await
+        dispatch!(self, delete_admin_account(id, actor, now))
     }
 
     /// Every API token, revoked ones included, oldest first.
     pub async fn api_tokens(&self) -> StoreResult<Vec<ApiToken>> {
-        self.db.read(db::auth::list_api_tokens).await
+        dispatch!(self, api_tokens())
     }
 
     /// Stores a new API token (its hash only) and logs it as made by its
@@ -80,33 +56,7 @@ impl Store {
         token: NewApiToken<'_>,
         now: Timestamp,
     ) -> StoreResult<ApiToken> {
-        let (name, token_hash, actor) = (
-            token.name.to_owned(),
-            token.token_hash.to_owned(),
-            token.created_by.to_owned(),
-        );
-        let (role, account_id) = (token.role, token.account_id);
-        self.db
-            .write(move |tx| {
-                let token = db::auth::insert_api_token(
-                    tx,
-                    &NewApiToken {
-                        name: &name,
-                        token_hash: &token_hash,
-                        role,
-                        created_by: &actor,
-                        account_id,
-                    },
-                    now.as_millisecond(),
-                )?;
-                let detail = json!({ "token_id": token.id, "name": name, "role": role });
-                db::audit::insert(
-                    tx,
-                    &audit(now, "token_created", &actor, None, None, Some(detail)),
-                )?;
-                Ok(token)
-            })
-            .await
+        dispatch!(self, create_api_token(token, now))
     }
 
     /// Revokes an API token and logs `entry` if it exists; `false` when
@@ -117,15 +67,7 @@ impl Store {
         now: Timestamp,
         entry: AuditEntry,
     ) -> StoreResult<bool> {
-        self.db
-            .write(move |tx| {
-                let revoked = db::auth::revoke_api_token(tx, id, now.as_millisecond())?;
-                if revoked {
-                    db::audit::insert(tx, &entry)?;
-                }
-                Ok(revoked)
-            })
-            .await
+        dispatch!(self, revoke_api_token(id, now, entry))
     }
 
     /// What a password login is checked against: the built-in admin's hash
@@ -134,15 +76,7 @@ impl Store {
         &self,
         username: Option<String>,
     ) -> StoreResult<(Option<String>, Option<Account>)> {
-        self.db
-            .read(move |conn| match username {
-                None => Ok((db::settings::admin_password_hash(conn)?, None)),
-                Some(name) => {
-                    let account = db::auth::account_by_username(conn, &name)?;
-                    Ok((account.as_ref().map(|a| a.password_hash.clone()), account))
-                }
-            })
-            .await
+        dispatch!(self, login_credentials(username))
     }
 
     /// Opens a login session and logs `entry` (the login) with it.
@@ -151,37 +85,7 @@ impl Store {
         session: NewSession<'_>,
         entry: AuditEntry,
     ) -> StoreResult<()> {
-        let (token_hash, csrf_token) =
-            (session.token_hash.to_owned(), session.csrf_token.to_owned());
-        let NewSession {
-            account_id,
-            identity_id,
-            role,
-            created_at,
-            expires_at,
-            refresh_token,
-            recheck_at,
-            ..
-        } = session;
-        self.db
-            .write(move |tx| {
-                db::auth::insert_session(
-                    tx,
-                    &NewSession {
-                        token_hash: &token_hash,
-                        account_id,
-                        identity_id,
-                        role,
-                        csrf_token: &csrf_token,
-                        created_at,
-                        expires_at,
-                        refresh_token,
-                        recheck_at,
-                    },
-                )?;
-                db::audit::insert(tx, &entry)
-            })
-            .await
+        dispatch!(self, open_session(session, entry))
     }
 
     /// The session whose token hashes to `token_hash`, unless it has expired at `now`.
@@ -190,9 +94,7 @@ impl Store {
         token_hash: String,
         now: Timestamp,
     ) -> StoreResult<Option<Session>> {
-        self.db
-            .read(move |conn| db::auth::live_session(conn, &token_hash, now.as_millisecond()))
-            .await
+        dispatch!(self, session_by_token_hash(token_hash, now))
     }
 
     /// The API token whose secret hashes to `token_hash`, unless revoked.
@@ -200,23 +102,17 @@ impl Store {
         &self,
         token_hash: String,
     ) -> StoreResult<Option<ApiToken>> {
-        self.db
-            .read(move |conn| db::auth::active_api_token(conn, &token_hash))
-            .await
+        dispatch!(self, active_api_token_by_hash(token_hash))
     }
 
     /// Notes that an API token was used at `now`.
     pub async fn touch_api_token(&self, id: i64, now: Timestamp) -> StoreResult<()> {
-        self.db
-            .write(move |tx| db::auth::touch_api_token(tx, id, now.as_millisecond()))
-            .await
+        dispatch!(self, touch_api_token(id, now))
     }
 
     /// Ends the session whose token hashes to `token_hash` (a logout); none is fine.
     pub async fn end_session(&self, token_hash: String) -> StoreResult<()> {
-        self.db
-            .write(move |tx| db::auth::delete_session(tx, &token_hash))
-            .await
+        dispatch!(self, end_session(token_hash))
     }
 
     /// For a person's own page, read together: every alert rule (the page
@@ -227,14 +123,7 @@ impl Store {
         user_id: i64,
         limit: u32,
     ) -> StoreResult<(Vec<AlertRule>, Vec<AlertEventRow>)> {
-        self.db
-            .read(move |conn| {
-                Ok((
-                    db::alerts::rules(conn)?,
-                    db::alerts::events_of_owner(conn, user_id, limit)?,
-                ))
-            })
-            .await
+        dispatch!(self, person_alerts(user_id, limit))
     }
 
     /// A person's newest `limit` blocked requests, newest first.
@@ -243,15 +132,7 @@ impl Store {
         user_id: i64,
         limit: u32,
     ) -> StoreResult<Vec<StoredEvent>> {
-        let filter = EventFilter {
-            user_id: Some(user_id),
-            event_type: Some("blocked".to_owned()),
-            before: None,
-            limit,
-        };
-        self.db
-            .read(move |conn| db::events::page(conn, &filter))
-            .await
+        dispatch!(self, person_recent_blocks(user_id, limit))
     }
 
     /// Replaces a person's own limit alerts with one rule per threshold
@@ -263,16 +144,9 @@ impl Store {
         now: Timestamp,
         entry: AuditEntry,
     ) -> StoreResult<()> {
-        self.db
-            .write(move |tx| {
-                db::alerts::replace_owned_limit_rules(
-                    tx,
-                    user_id,
-                    &thresholds,
-                    now.as_millisecond(),
-                )?;
-                db::audit::insert(tx, &entry)
-            })
-            .await
+        dispatch!(
+            self,
+            set_own_alert_thresholds(user_id, thresholds, now, entry)
+        )
     }
 }

@@ -4,14 +4,13 @@ use ccgate_quota::wire::SubscriptionUsage;
 
 use super::{Store, StoreResult};
 use crate::alerts::condition::{AlertRule, SubjectState};
-use crate::db;
 use crate::db::alerts::{AlertEventRow, ChannelRow, DeliveryRow, RuleFields, SealedChannel};
 use crate::db::audit::AuditEntry;
 use crate::db::subscriptions::SubscriptionRow;
 
 /// `entry` with `id` added to its detail under `key` (a creation's audit
 /// names what it created, whose id the insert gives).
-fn naming(mut entry: AuditEntry, key: &str, id: i64) -> AuditEntry {
+pub(super) fn naming(mut entry: AuditEntry, key: &str, id: i64) -> AuditEntry {
     match &mut entry.detail {
         Some(serde_json::Value::Object(detail)) => {
             detail.insert(key.to_owned(), id.into());
@@ -24,14 +23,12 @@ fn naming(mut entry: AuditEntry, key: &str, id: i64) -> AuditEntry {
 impl Store {
     /// Every alert channel, without its sealed settings.
     pub async fn alert_channels(&self) -> StoreResult<Vec<ChannelRow>> {
-        self.db.read(db::alerts::channels).await
+        dispatch!(self, alert_channels())
     }
 
     /// One alert channel with its sealed settings, if it exists.
     pub async fn alert_channel(&self, id: i64) -> StoreResult<Option<(ChannelRow, Vec<u8>)>> {
-        self.db
-            .read(move |conn| db::alerts::channel(conn, id))
-            .await
+        dispatch!(self, alert_channel(id))
     }
 
     /// Adds an alert channel at `at` (ms) and records `audit`, the new
@@ -42,13 +39,7 @@ impl Store {
         at: i64,
         audit: AuditEntry,
     ) -> StoreResult<i64> {
-        self.db
-            .write(move |tx| {
-                let id = db::alerts::insert_channel(tx, &channel, at)?;
-                db::audit::insert(tx, &naming(audit, "channel_id", id))?;
-                Ok(id)
-            })
-            .await
+        dispatch!(self, create_alert_channel(channel, at, audit))
     }
 
     /// Replaces alert channel `id`'s name and sealed settings at `at` (ms) and records `audit`.
@@ -59,30 +50,17 @@ impl Store {
         at: i64,
         audit: AuditEntry,
     ) -> StoreResult<()> {
-        self.db
-            .write(move |tx| {
-                db::alerts::update_channel(tx, id, &channel, at)?;
-                db::audit::insert(tx, &audit)
-            })
-            .await
+        dispatch!(self, update_alert_channel(id, channel, at, audit))
     }
 
     /// Deletes alert channel `id`, recording `audit` only when there was one; whether there was.
     pub async fn delete_alert_channel(&self, id: i64, audit: AuditEntry) -> StoreResult<bool> {
-        self.db
-            .write(move |tx| {
-                let gone = db::alerts::delete_channel(tx, id)?;
-                if gone {
-                    db::audit::insert(tx, &audit)?;
-                }
-                Ok(gone)
-            })
-            .await
+        dispatch!(self, delete_alert_channel(id, audit))
     }
 
     /// Every alert rule, enabled or not, by id.
     pub async fn alert_rules(&self) -> StoreResult<Vec<AlertRule>> {
-        self.db.read(db::alerts::rules).await
+        dispatch!(self, alert_rules())
     }
 
     /// Adds an alert rule at `at` (ms) and records `audit`, the new rule's
@@ -93,13 +71,7 @@ impl Store {
         at: i64,
         audit: AuditEntry,
     ) -> StoreResult<i64> {
-        self.db
-            .write(move |tx| {
-                let id = db::alerts::insert_rule(tx, &fields, at)?;
-                db::audit::insert(tx, &naming(audit, "rule_id", id))?;
-                Ok(id)
-            })
-            .await
+        dispatch!(self, create_alert_rule(fields, at, audit))
     }
 
     /// Replaces alert rule `id` at `at` (ms), forgetting its per-subject
@@ -111,30 +83,17 @@ impl Store {
         at: i64,
         audit: AuditEntry,
     ) -> StoreResult<()> {
-        self.db
-            .write(move |tx| {
-                db::alerts::update_rule(tx, id, &fields, at)?;
-                db::audit::insert(tx, &audit)
-            })
-            .await
+        dispatch!(self, update_alert_rule(id, fields, at, audit))
     }
 
     /// Deletes alert rule `id`, recording `audit` only when there was one; whether there was.
     pub async fn delete_alert_rule(&self, id: i64, audit: AuditEntry) -> StoreResult<bool> {
-        self.db
-            .write(move |tx| {
-                let gone = db::alerts::delete_rule(tx, id)?;
-                if gone {
-                    db::audit::insert(tx, &audit)?;
-                }
-                Ok(gone)
-            })
-            .await
+        dispatch!(self, delete_alert_rule(id, audit))
     }
 
     /// Every saved (rule id, subject, state), for the engine starting up.
     pub async fn alert_states(&self) -> StoreResult<Vec<(i64, String, SubjectState)>> {
-        self.db.read(db::alerts::states).await
+        dispatch!(self, alert_states())
     }
 
     /// Saves the engine's changed (rule id, subject, state)s, in order, in one transaction.
@@ -142,28 +101,17 @@ impl Store {
         &self,
         states: Vec<(i64, String, SubjectState)>,
     ) -> StoreResult<()> {
-        self.db
-            .write(move |tx| {
-                for (rule, subject, state) in &states {
-                    db::alerts::save_state(tx, *rule, subject, state)?;
-                }
-                Ok(())
-            })
-            .await
+        dispatch!(self, save_alert_states(states))
     }
 
     /// Records a fired alert (its `id` is ignored); the id it was given.
     pub async fn record_alert(&self, alert: AlertEventRow) -> StoreResult<i64> {
-        self.db
-            .write(move |tx| db::alerts::insert_event(tx, &alert))
-            .await
+        dispatch!(self, record_alert(alert))
     }
 
     /// Records one delivery attempt (its `id` is ignored).
     pub async fn record_alert_delivery(&self, delivery: DeliveryRow) -> StoreResult<()> {
-        self.db
-            .write(move |tx| db::alerts::insert_delivery(tx, &delivery))
-            .await
+        dispatch!(self, record_alert_delivery(delivery))
     }
 
     /// The newest `limit` fired alerts and the newest `limit` delivery attempts, read together.
@@ -171,14 +119,7 @@ impl Store {
         &self,
         limit: u32,
     ) -> StoreResult<(Vec<AlertEventRow>, Vec<DeliveryRow>)> {
-        self.db
-            .read(move |conn| {
-                Ok((
-                    db::alerts::recent_events(conn, limit)?,
-                    db::alerts::recent_deliveries(conn, limit)?,
-                ))
-            })
-            .await
+        dispatch!(self, alert_log(limit))
     }
 
     /// Every subscription and each one's newest observation, read together
@@ -186,13 +127,6 @@ impl Store {
     pub async fn subscriptions_with_latest_usage(
         &self,
     ) -> StoreResult<(Vec<SubscriptionRow>, Vec<(i64, SubscriptionUsage)>)> {
-        self.db
-            .read(|conn| {
-                Ok((
-                    db::subscriptions::list(conn)?,
-                    db::utilization::latest(conn)?,
-                ))
-            })
-            .await
+        dispatch!(self, subscriptions_with_latest_usage())
     }
 }

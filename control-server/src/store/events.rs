@@ -7,46 +7,18 @@ use std::sync::Arc;
 use ccgate_quota::wire::SubscriptionUsage;
 
 use super::{Store, StoreResult};
-use crate::db::{self};
 use crate::writer::PendingRow;
-
-/// Stores one row with what goes with it; false when its id was stored before.
-fn record(tx: &rusqlite::Transaction<'_>, pending: &PendingRow) -> StoreResult<bool> {
-    let row = &pending.row;
-    let new = db::events::insert_row(tx, row)?;
-    if !new {
-        return Ok(false);
-    }
-    if let Some(entry) = &pending.audit {
-        db::audit::insert(tx, entry)?;
-    }
-    if let (Some(request), Some(device_id)) = (&pending.subscription, row.device_id) {
-        let subscription =
-            db::utilization::resolve(tx, row.user_id, &request.claim, row.received_at)?;
-        if let Some(subscription_id) = subscription {
-            db::utilization::tag_event(tx, device_id, &row.id, subscription_id)?;
-            if let Some(usage) = &request.utilization {
-                db::utilization::record(tx, subscription_id, row.user_id, device_id, usage)?;
-            }
-        }
-    }
-    Ok(true)
-}
 
 impl Store {
     /// Records `rows` in one transaction: for each, whether it was new.
     pub async fn record_events(&self, rows: Arc<Vec<PendingRow>>) -> StoreResult<Vec<bool>> {
-        self.db
-            .write(move |tx| rows.iter().map(|row| record(tx, row)).collect())
-            .await
+        dispatch!(self, record_events(rows))
     }
 
     /// Records each of `rows` in a transaction of its own, so one the
     /// database refuses does not take the others with it.
     pub async fn record_events_each(&self, rows: Arc<Vec<PendingRow>>) -> Vec<StoreResult<bool>> {
-        self.db
-            .write_each(rows.len(), move |tx, index| record(tx, &rows[index]))
-            .await
+        dispatch!(self, record_events_each(rows))
     }
 
     /// Keeps the utilization an older agent reported beside its events, for
@@ -57,8 +29,6 @@ impl Store {
         device_id: i64,
         usage: SubscriptionUsage,
     ) -> StoreResult<bool> {
-        self.db
-            .write(move |tx| db::utilization::record_for_user(tx, user_id, device_id, &usage))
-            .await
+        dispatch!(self, record_reported_utilization(user_id, device_id, usage))
     }
 }

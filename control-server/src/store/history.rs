@@ -3,7 +3,6 @@
 use ccgate_quota::wire::SubscriptionUsage;
 
 use super::{Store, StoreResult};
-use crate::db;
 use crate::db::audit::{AuditEntry, AuditFilter};
 use crate::db::events::{EventFilter, StoredEvent, UsageBucket};
 use crate::db::utilization::{ObservationPoint, ServedRequest};
@@ -17,28 +16,22 @@ impl Store {
         from: i64,
         until: i64,
     ) -> StoreResult<Vec<UsageBucket>> {
-        self.db
-            .read(move |conn| db::events::usage_buckets(conn, user_id, from, until))
-            .await
+        dispatch!(self, usage_buckets(user_id, from, until))
     }
 
     /// One page of recorded events, newest first.
     pub async fn events_page(&self, filter: EventFilter) -> StoreResult<Vec<StoredEvent>> {
-        self.db
-            .read(move |conn| db::events::page(conn, &filter))
-            .await
+        dispatch!(self, events_page(filter))
     }
 
     /// One page of the audit log, newest first.
     pub async fn audit_page(&self, filter: AuditFilter) -> StoreResult<Vec<AuditEntry>> {
-        self.db
-            .read(move |conn| db::audit::page(conn, &filter))
-            .await
+        dispatch!(self, audit_page(filter))
     }
 
     /// Each subscription's newest utilization observation: (subscription id, usage).
     pub async fn latest_utilization(&self) -> StoreResult<Vec<(i64, SubscriptionUsage)>> {
-        self.db.read(db::utilization::latest).await
+        dispatch!(self, latest_utilization())
     }
 
     /// Subscription `subscription_id`'s observations from `since` (ms) on, oldest first.
@@ -47,9 +40,7 @@ impl Store {
         subscription_id: i64,
         since: i64,
     ) -> StoreResult<Vec<ObservationPoint>> {
-        self.db
-            .read(move |conn| db::utilization::points_since(conn, subscription_id, since))
-            .await
+        dispatch!(self, utilization_points(subscription_id, since))
     }
 
     /// Every subscription observed from `since` (ms) on, with its
@@ -59,25 +50,12 @@ impl Store {
         &self,
         since: i64,
     ) -> StoreResult<Vec<(i64, Vec<ObservationPoint>, Vec<ServedRequest>)>> {
-        self.db
-            .read(move |conn| {
-                db::utilization::observed_since(conn, since)?
-                    .into_iter()
-                    .map(|id| {
-                        Ok((
-                            id,
-                            db::utilization::points_since(conn, id, since)?,
-                            db::utilization::requests_since(conn, id, since)?,
-                        ))
-                    })
-                    .collect::<db::DbResult<Vec<_>>>()
-            })
-            .await
+        dispatch!(self, observations_and_requests_since(since))
     }
 
     /// Adds one entry to the audit log on its own: a refused attempt (a
     /// login, a registration), a credential handed out.
     pub async fn record_audit(&self, entry: AuditEntry) -> StoreResult<()> {
-        self.db.write(move |tx| db::audit::insert(tx, &entry)).await
+        dispatch!(self, record_audit(entry))
     }
 }

@@ -2,34 +2,29 @@
 //! re-checks.
 
 use jiff::Timestamp;
-use serde_json::json;
 
 use super::{Store, StoreError, StoreResult};
 use crate::db::audit::AuditEntry;
 use crate::db::auth::{DueRecheck, NewSession};
 use crate::db::identities::{Claims, Identity, PendingLogin};
-use crate::db::{self};
 use crate::model::Role;
-use crate::service::audit;
 
 /// Who the audit log names for what single sign-on does by itself.
-const SSO_ACTOR: &str = "sso";
+pub(super) const SSO_ACTOR: &str = "sso";
 
-fn no_identity(id: i64) -> StoreError {
+pub(super) fn no_identity(id: i64) -> StoreError {
     StoreError::NotFound(format!("no identity with id {id}"))
 }
 
 impl Store {
     /// Every single sign-on identity.
     pub async fn identities(&self) -> StoreResult<Vec<Identity>> {
-        self.db.read(db::identities::list).await
+        dispatch!(self, identities())
     }
 
     /// One identity, with the person it is linked to.
     pub async fn identity(&self, id: i64) -> StoreResult<Option<Identity>> {
-        self.db
-            .read(move |conn| db::identities::get(conn, id))
-            .await
+        dispatch!(self, identity(id))
     }
 
     /// Remembers a login sent to the provider (dropping expired ones, and
@@ -39,9 +34,7 @@ impl Store {
         login: PendingLogin,
         now: Timestamp,
     ) -> StoreResult<()> {
-        self.db
-            .write(move |tx| db::identities::insert_pending(tx, &login, now.as_millisecond()))
-            .await
+        dispatch!(self, remember_pending_login(login, now))
     }
 
     /// Takes the login under way for a state hash: once only, and only
@@ -51,9 +44,7 @@ impl Store {
         state_hash: String,
         now: Timestamp,
     ) -> StoreResult<Option<PendingLogin>> {
-        self.db
-            .write(move |tx| db::identities::take_pending(tx, &state_hash, now.as_millisecond()))
-            .await
+        dispatch!(self, take_pending_login(state_hash, now))
     }
 
     /// A verified single sign-on, in one transaction: the identity is
@@ -70,78 +61,10 @@ impl Store {
         client: String,
         now: Timestamp,
     ) -> StoreResult<Identity> {
-        let (token_hash, csrf_token) =
-            (session.token_hash.to_owned(), session.csrf_token.to_owned());
-        let NewSession {
-            created_at,
-            expires_at,
-            refresh_token,
-            recheck_at,
-            ..
-        } = session;
-        self.db
-            .write(move |tx| {
-                let mut identity =
-                    db::identities::record_sign_in(tx, &claims, group_role, now.as_millisecond())?;
-                if identity.person.is_none()
-                    && link_by_email
-                    && claims.email_verified
-                    && let Some(email) = &claims.email
-                    && let Some(user_id) = db::identities::unlinked_user_by_email(tx, email)?
-                {
-                    db::identities::link(tx, identity.id, Some(user_id))?;
-                    db::audit::insert(
-                        tx,
-                        &audit(
-                            now,
-                            "identity_linked",
-                            SSO_ACTOR,
-                            Some(user_id),
-                            None,
-                            Some(
-                                json!({ "identity_id": identity.id, "subject": identity.subject,
-                                         "by": "verified e-mail", "email": email }),
-                            ),
-                        ),
-                    )?;
-                    identity = db::identities::get(tx, identity.id)?.unwrap_or(identity);
-                }
-                // The identity's other sessions follow what this sign-in found
-                // (new groups, or none: they end).
-                db::auth::set_identity_sessions_role(tx, identity.id, identity.role())?;
-                let Some(role) = identity.role() else {
-                    return Ok(identity);
-                };
-                db::auth::insert_session(
-                    tx,
-                    &NewSession {
-                        token_hash: &token_hash,
-                        account_id: None,
-                        identity_id: Some(identity.id),
-                        role,
-                        csrf_token: &csrf_token,
-                        created_at,
-                        expires_at,
-                        refresh_token,
-                        recheck_at,
-                    },
-                )?;
-                db::audit::insert(
-                    tx,
-                    &audit(
-                        now,
-                        "login",
-                        &identity.actor(),
-                        identity.person.as_ref().map(|(id, _)| *id),
-                        None,
-                        Some(json!({ "client": client, "via": "sso",
-                                     "subject": identity.subject, "role": role,
-                                     "groups": identity.groups })),
-                    ),
-                )?;
-                Ok(identity)
-            })
-            .await
+        dispatch!(
+            self,
+            record_sso_sign_in(claims, group_role, link_by_email, session, client, now)
+        )
     }
 
     /// Up to `limit` sessions due for a check with the provider at `now`,
@@ -151,9 +74,7 @@ impl Store {
         now: Timestamp,
         limit: u32,
     ) -> StoreResult<Vec<DueRecheck>> {
-        self.db
-            .read(move |conn| db::auth::due_rechecks(conn, now.as_millisecond(), limit))
-            .await
+        dispatch!(self, due_sso_rechecks(now, limit))
     }
 
     /// A re-check the provider passed: the session's new refresh token and
@@ -168,34 +89,17 @@ impl Store {
         next_recheck_at: i64,
         now: Timestamp,
     ) -> StoreResult<()> {
-        let before = identity.role();
-        self.db
-            .write(move |tx| {
-                let mut after = before;
-                if let Some((groups, group_role)) = &groups {
-                    db::identities::set_groups(tx, identity.id, groups, *group_role)?;
-                    after = identity.role_override.or(*group_role);
-                }
-                db::auth::set_recheck(tx, session_id, &refresh_token, next_recheck_at)?;
-                if after != before {
-                    db::auth::set_identity_sessions_role(tx, identity.id, after)?;
-                    db::audit::insert(
-                        tx,
-                        &audit(
-                            now,
-                            "identity_role_changed",
-                            SSO_ACTOR,
-                            identity.person.as_ref().map(|(id, _)| *id),
-                            None,
-                            Some(json!({ "identity_id": identity.id,
-                                         "from": before, "to": after,
-                                         "by": "groups" })),
-                        ),
-                    )?;
-                }
-                Ok(())
-            })
-            .await
+        dispatch!(
+            self,
+            record_sso_recheck(
+                session_id,
+                identity,
+                groups,
+                refresh_token,
+                next_recheck_at,
+                now
+            )
+        )
     }
 
     /// Asks for a session's re-check again at `retry_at` (the provider did
@@ -206,19 +110,15 @@ impl Store {
         refresh_token: Vec<u8>,
         retry_at: i64,
     ) -> StoreResult<()> {
-        self.db
-            .write(move |tx| db::auth::set_recheck(tx, session_id, &refresh_token, retry_at))
-            .await
+        dispatch!(
+            self,
+            postpone_sso_recheck(session_id, refresh_token, retry_at)
+        )
     }
 
     /// Ends a session the provider refused and logs `entry` with it.
     pub async fn end_sso_session(&self, session_id: i64, entry: AuditEntry) -> StoreResult<()> {
-        self.db
-            .write(move |tx| {
-                db::auth::delete_session_by_id(tx, session_id)?;
-                db::audit::insert(tx, &entry)
-            })
-            .await
+        dispatch!(self, end_sso_session(session_id, entry))
     }
 
     /// An admin's change to an identity: its hand-set role (`Some(None)`
@@ -232,55 +132,7 @@ impl Store {
         actor: String,
         now: Timestamp,
     ) -> StoreResult<Identity> {
-        self.db
-            .write(move |tx| {
-                let identity = db::identities::get(tx, id)?.ok_or_else(|| no_identity(id))?;
-                if let Some(role) = role_override
-                    && role != identity.role_override
-                {
-                    db::identities::set_role_override(tx, id, role)?;
-                    let after = role.or(identity.group_role);
-                    db::auth::set_identity_sessions_role(tx, id, after)?;
-                    db::audit::insert(
-                        tx,
-                        &audit(
-                            now,
-                            "identity_role_changed",
-                            &actor,
-                            identity.person.as_ref().map(|(id, _)| *id),
-                            None,
-                            Some(
-                                json!({ "identity_id": id, "from": identity.role(), "to": after,
-                                         "role_override": role, "by": "admin" }),
-                            ),
-                        ),
-                    )?;
-                }
-                let linked = identity.person.as_ref().map(|(id, _)| *id);
-                if let Some(user_id) = person
-                    && user_id != linked
-                {
-                    db::identities::link(tx, id, user_id)?;
-                    let (kind, user) = match user_id {
-                        Some(user_id) => ("identity_linked", Some(user_id)),
-                        None => ("identity_unlinked", linked),
-                    };
-                    db::audit::insert(
-                        tx,
-                        &audit(
-                            now,
-                            kind,
-                            &actor,
-                            user,
-                            None,
-                            Some(json!({ "identity_id": id, "subject": identity.subject,
-                                         "email": identity.email, "by": "admin" })),
-                        ),
-                    )?;
-                }
-                db::identities::get(tx, id)?.ok_or_else(|| no_identity(id))
-            })
-            .await
+        dispatch!(self, update_identity(id, role_override, person, actor, now))
     }
 
     /// Sets or clears the e-mail a person's identity is matched by, and
@@ -292,51 +144,12 @@ impl Store {
         actor: String,
         now: Timestamp,
     ) -> StoreResult<()> {
-        self.db
-            .write(move |tx| {
-                if let Some(email) = &email
-                    && db::identities::user_with_email(tx, email)?.is_some_and(|id| id != user_id)
-                {
-                    return Err(StoreError::Conflict(format!(
-                        "another person has the e-mail {email:?}"
-                    )));
-                }
-                db::identities::set_user_email(tx, user_id, email.as_deref())?;
-                db::audit::insert(
-                    tx,
-                    &audit(
-                        now,
-                        "person_email_changed",
-                        &actor,
-                        Some(user_id),
-                        None,
-                        Some(json!({ "email": email })),
-                    ),
-                )
-            })
-            .await
+        dispatch!(self, set_person_email(user_id, email, actor, now))
     }
 
     /// Deletes an identity (its sessions go with it) and logs it; not found
     /// when there is none.
     pub async fn delete_identity(&self, id: i64, actor: String, now: Timestamp) -> StoreResult<()> {
-        self.db
-            .write(move |tx| {
-                let identity = db::identities::get(tx, id)?.ok_or_else(|| no_identity(id))?;
-                db::identities::delete(tx, id)?;
-                db::audit::insert(
-                    tx,
-                    &audit(
-                        now,
-                        "identity_deleted",
-                        &actor,
-                        identity.person.as_ref().map(|(id, _)| *id),
-                        None,
-                        Some(json!({ "identity_id": id, "subject": identity.subject,
-                                     "email": identity.email })),
-                    ),
-                )
-            })
-            .await
+        dispatch!(self, delete_identity(id, actor, now))
     }
 }

@@ -5,8 +5,18 @@
 //! same methods. Each method is one transaction: it either happens whole or
 //! not at all.
 //!
-//! The SQLite implementation runs each method on [`Db`]: writes on its single
-//! writer connection, reads on a reader beside it.
+//! Each area's file declares its use cases and hands each to the backend:
+//! `sqlite/` runs them on [`Db`] (writes on its single writer connection,
+//! reads on a reader beside it); `postgres/` on a PostgreSQL pool.
+
+/// Hands a use case to the backend's method of the same name.
+macro_rules! dispatch {
+    ($store:ident, $method:ident($($arg:expr),* $(,)?)) => {
+        match &$store.backend {
+            crate::store::Backend::Sqlite(db) => db.$method($($arg),*).await,
+        }
+    };
+}
 
 mod accounts;
 mod alerts;
@@ -16,6 +26,7 @@ mod history;
 mod identities;
 mod people;
 mod settings;
+mod sqlite;
 mod startup;
 mod subscriptions;
 mod upkeep;
@@ -31,12 +42,19 @@ use crate::db::Db;
 /// Where the server keeps its record.
 #[derive(Debug, Clone)]
 pub struct Store {
-    db: Db,
+    backend: Backend,
+}
+
+#[derive(Debug, Clone)]
+enum Backend {
+    Sqlite(Db),
 }
 
 impl Store {
     /// The store kept in the SQLite database `db`.
     pub fn sqlite(db: Db) -> Self {
-        Self { db }
+        Self {
+            backend: Backend::Sqlite(db),
+        }
     }
 }

@@ -2,11 +2,11 @@
 
 use ccgate_quota::{AgentTurns, Rule, UserStatus};
 use jiff::Timestamp;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::{Store, StoreResult};
 use crate::db::devices::DeviceRow;
-use crate::db::users::{NewUser, UserChanges, UserRow};
+use crate::db::users::{UserChanges, UserRow};
 use crate::db::{self};
 use crate::model::CodeKind;
 use crate::service::audit;
@@ -63,22 +63,6 @@ pub struct NewInstallCode {
 /// A replacement token for a device, by its hex hash.
 pub type PendingToken = (i64, String);
 
-fn insert_code(
-    tx: &rusqlite::Transaction<'_>,
-    user_id: i64,
-    code: &NewInstallCode,
-    now: Timestamp,
-) -> StoreResult<()> {
-    db::devices::insert_install_code(
-        tx,
-        user_id,
-        code.kind,
-        &code.hash,
-        now.as_millisecond(),
-        code.expires_at.as_millisecond(),
-    )
-}
-
 impl Store {
     /// Creates a person with their limits and first setup code, audited.
     pub async fn create_person(
@@ -87,42 +71,7 @@ impl Store {
         setup_code: NewInstallCode,
         change: Change,
     ) -> StoreResult<UserRow> {
-        self.db
-            .write(move |tx| {
-                let mut slug = person.slug.clone();
-                if !person.explicit_slug {
-                    let mut n = 2;
-                    while db::users::slug_taken(tx, &slug)? {
-                        slug = format!("{}-{n}", person.slug);
-                        n += 1;
-                    }
-                }
-                let version = db::settings::next_policy_version(tx)?;
-                let user = db::users::insert(
-                    tx,
-                    &NewUser {
-                        name: &person.name,
-                        slug: &slug,
-                        time_zone: person.time_zone.as_deref(),
-                        rules: &person.rules,
-                        subscription_id: person.subscription_id,
-                        agent_turns: person.agent_turns,
-                        policy_version: version,
-                        created_at: change.at.as_millisecond(),
-                    },
-                )?;
-                insert_code(tx, user.id, &setup_code, change.at)?;
-                let detail = json!({
-                    "name": user.name, "slug": user.slug, "limits": user.rules,
-                    "subscription": person.subscription_label, "agent_turns": user.agent_turns,
-                });
-                db::audit::insert(
-                    tx,
-                    &change.audit("user_created", Some(user.id), None, Some(detail)),
-                )?;
-                Ok(user)
-            })
-            .await
+        dispatch!(self, create_person(person, setup_code, change))
     }
 
     /// Changes a person under a new policy version; their proxies get the
@@ -137,45 +86,16 @@ impl Store {
         detail: Value,
         change: Change,
     ) -> StoreResult<UserRow> {
-        self.db
-            .write(move |tx| {
-                let version = db::settings::next_policy_version(tx)?;
-                let row = db::users::update(tx, id, &changes, version)?;
-                for (device_id, hash) in &pending {
-                    db::devices::set_pending_token(tx, *device_id, Some(hash))?;
-                }
-                db::audit::insert(
-                    tx,
-                    &change.audit("user_updated", Some(id), None, Some(detail)),
-                )?;
-                if row.status != old_status {
-                    let kind = if row.status == UserStatus::Killed {
-                        "user_killed"
-                    } else {
-                        "user_status_change"
-                    };
-                    let detail = json!({ "old_status": old_status, "new_status": row.status });
-                    db::audit::insert(tx, &change.audit(kind, Some(id), None, Some(detail)))?;
-                }
-                Ok(row)
-            })
-            .await
+        dispatch!(
+            self,
+            update_person(id, changes, old_status, pending, detail, change)
+        )
     }
 
     /// Deletes a person (their devices and events go with them); false when
     /// there was none.
     pub async fn delete_person(&self, id: i64, change: Change) -> StoreResult<bool> {
-        self.db
-            .write(move |tx| {
-                let row = db::users::get(tx, id)?;
-                let deleted = db::users::delete(tx, id)?;
-                if deleted {
-                    let detail = row.map(|r| json!({ "name": r.name, "slug": r.slug }));
-                    db::audit::insert(tx, &change.audit("user_deleted", Some(id), None, detail))?;
-                }
-                Ok(deleted)
-            })
-            .await
+        dispatch!(self, delete_person(id, change))
     }
 
     /// Stores a new install code for person `user_id`, audited.
@@ -185,16 +105,7 @@ impl Store {
         code: NewInstallCode,
         change: Change,
     ) -> StoreResult<()> {
-        self.db
-            .write(move |tx| {
-                insert_code(tx, user_id, &code, change.at)?;
-                let detail = json!({ "kind": code.kind });
-                db::audit::insert(
-                    tx,
-                    &change.audit("install_code_created", Some(user_id), None, Some(detail)),
-                )
-            })
-            .await
+        dispatch!(self, add_install_code(user_id, code, change))
     }
 
     /// Hands each of a person's proxies a replacement token, audited.
@@ -204,56 +115,22 @@ impl Store {
         pending: Vec<PendingToken>,
         change: Change,
     ) -> StoreResult<()> {
-        self.db
-            .write(move |tx| {
-                for (device_id, hash) in &pending {
-                    db::devices::set_pending_token(tx, *device_id, Some(hash))?;
-                }
-                let detail = json!({ "devices": pending.len() });
-                db::audit::insert(
-                    tx,
-                    &change.audit("tokens_rotated", Some(user_id), None, Some(detail)),
-                )
-            })
-            .await
+        dispatch!(self, rotate_tokens(user_id, pending, change))
     }
 
     /// Revokes device `id` (its events stay), audited; `None` when there is none.
     pub async fn revoke_device(&self, id: i64, change: Change) -> StoreResult<Option<DeviceRow>> {
-        self.db
-            .write(move |tx| {
-                let Some(row) = db::devices::revoke(tx, id, change.at.as_millisecond())? else {
-                    return Ok(None);
-                };
-                let detail = json!({
-                    "hostname": row.details.hostname, "kind": row.kind,
-                    "os_user": row.details.os_user,
-                });
-                db::audit::insert(
-                    tx,
-                    &change.audit("device_revoked", Some(row.user_id), Some(id), Some(detail)),
-                )?;
-                Ok(Some(row))
-            })
-            .await
+        dispatch!(self, revoke_device(id, change))
     }
 
     /// A device used its replacement token (hex hash): it becomes the only one.
     pub async fn promote_device_token(&self, device_id: i64, hash: String) -> StoreResult<()> {
-        self.db
-            .write(move |tx| db::devices::promote_pending_token(tx, device_id, &hash))
-            .await
+        dispatch!(self, promote_device_token(device_id, hash))
     }
 
     /// When each of `ids` last used Claude Code (ms), in the same order.
     pub async fn last_active(&self, ids: Vec<i64>) -> StoreResult<Vec<Option<i64>>> {
-        self.db
-            .read(move |conn| {
-                ids.iter()
-                    .map(|&id| db::events::last_active(conn, id))
-                    .collect()
-            })
-            .await
+        dispatch!(self, last_active(ids))
     }
 
     /// A person's e-mail and the single-sign-on identity linked to them.
@@ -261,20 +138,11 @@ impl Store {
         &self,
         user_id: i64,
     ) -> StoreResult<(Option<String>, Option<db::identities::Identity>)> {
-        self.db
-            .read(move |conn| {
-                Ok((
-                    db::identities::user_email(conn, user_id)?,
-                    db::identities::of_user(conn, user_id)?,
-                ))
-            })
-            .await
+        dispatch!(self, person_contact(user_id))
     }
 
     /// The person who has `email` (compared without case), if any.
     pub async fn person_with_email(&self, email: String) -> StoreResult<Option<i64>> {
-        self.db
-            .read(move |conn| db::identities::user_with_email(conn, &email))
-            .await
+        dispatch!(self, person_with_email(email))
     }
 }

@@ -4,7 +4,6 @@ use serde_json::Value;
 
 use super::{Change, Store, StoreResult};
 use crate::db::settings::TeamSettings;
-use crate::db::{self};
 
 /// A new password for the built-in admin, as its argon2id hash.
 #[derive(Debug, Clone)]
@@ -20,28 +19,15 @@ impl Store {
     /// audited as one change. Returns the settings as saved.
     pub async fn save_settings(
         &self,
-        mut settings: TeamSettings,
+        settings: TeamSettings,
         policy_changed: bool,
         password: Option<NewAdminPassword>,
         detail: Value,
         change: Change,
     ) -> StoreResult<TeamSettings> {
-        self.db
-            .write(move |tx| {
-                if policy_changed {
-                    settings.version = db::settings::next_policy_version(tx)?;
-                    db::settings::save(tx, &settings)?;
-                }
-                if let Some(password) = &password {
-                    db::settings::set_admin_password_hash(tx, &password.hash)?;
-                    db::auth::delete_builtin_sessions_except(tx, password.keep_session)?;
-                }
-                db::audit::insert(
-                    tx,
-                    &change.audit("settings_changed", None, None, Some(detail)),
-                )?;
-                Ok(settings)
-            })
-            .await
+        dispatch!(
+            self,
+            save_settings(settings, policy_changed, password, detail, change)
+        )
     }
 }

@@ -12,7 +12,6 @@ use crate::db::devices::DeviceRow;
 use crate::db::settings::TeamSettings;
 use crate::db::subscriptions::SubscriptionRow;
 use crate::db::users::UserRow;
-use crate::db::{self};
 
 /// Everything the live state starts from, read in one transaction.
 #[derive(Debug)]
@@ -33,64 +32,33 @@ pub struct RecentUsage {
 impl Store {
     /// The built-in admin's password hash; `None` before the first start.
     pub async fn admin_password_hash(&self) -> StoreResult<Option<String>> {
-        self.db.read(db::settings::admin_password_hash).await
+        dispatch!(self, admin_password_hash())
     }
 
     /// Stores the built-in admin's first password, with the settings rows
     /// the server expects from then on.
     pub async fn set_first_admin_password(&self, hash: String) -> StoreResult<()> {
-        self.db
-            .write(move |tx| {
-                db::settings::set_admin_password_hash(tx, &hash)?;
-                let settings = db::settings::load(tx)?;
-                db::settings::save(tx, &settings)
-            })
-            .await
+        dispatch!(self, set_first_admin_password(hash))
     }
 
     /// Every subscription's sealed credential by name, to check the server key with.
     pub async fn sealed_credentials(&self) -> StoreResult<Vec<(String, Vec<u8>)>> {
-        self.db.read(db::subscriptions::all_sealed).await
+        dispatch!(self, sealed_credentials())
     }
 
     /// Settings, subscriptions, people and devices.
     pub async fn directory(&self) -> StoreResult<Directory> {
-        self.db
-            .read(|conn| {
-                Ok(Directory {
-                    settings: db::settings::load(conn)?,
-                    subscriptions: db::subscriptions::list(conn)?,
-                    users: db::users::list(conn)?,
-                    devices: db::devices::list_all(conn)?,
-                })
-            })
-            .await
+        dispatch!(self, directory())
     }
 
     /// Each person's counted usage since `since`, indexed for checks.
     pub async fn usage_since(&self, since: Timestamp) -> StoreResult<RecentUsage> {
-        self.db
-            .read(move |conn| {
-                let mut by_user: HashMap<i64, UsageIndex> = HashMap::new();
-                let events = db::events::for_each_usage_since(
-                    conn,
-                    since.as_millisecond(),
-                    |user_id, at, family, totals| {
-                        if let Ok(at) = Timestamp::from_millisecond(at) {
-                            by_user.entry(user_id).or_default().add(at, family, totals);
-                        }
-                    },
-                )?;
-                Ok(RecentUsage { by_user, events })
-            })
-            .await
+        dispatch!(self, usage_since(since))
     }
 
     /// Gives device `id` a pending replacement token (hex hash): one whose
     /// text was lost with the last process is issued afresh.
     pub async fn set_pending_token(&self, id: i64, hash: String) -> StoreResult<()> {
-        self.db
-            .write(move |tx| db::devices::set_pending_token(tx, id, Some(&hash)))
-            .await
+        dispatch!(self, set_pending_token(id, hash))
     }
 }

@@ -1,14 +1,11 @@
 //! Housekeeping: what the server forgets or thins as time passes.
 
 use super::{Store, StoreResult};
-use crate::db::{self};
 
 impl Store {
     /// Forgets sessions that expired before `now_ms`: how many.
     pub async fn delete_expired_sessions(&self, now_ms: i64) -> StoreResult<usize> {
-        self.db
-            .write(move |tx| db::auth::delete_expired_sessions(tx, now_ms))
-            .await
+        dispatch!(self, delete_expired_sessions(now_ms))
     }
 
     /// Forgets utilization points older than `forget_before_ms` and keeps
@@ -20,12 +17,9 @@ impl Store {
         thin_before_ms: i64,
         bucket_ms: i64,
     ) -> StoreResult<(usize, usize)> {
-        self.db
-            .write(move |tx| {
-                let pruned = db::utilization::prune(tx, forget_before_ms)?;
-                let thinned = db::utilization::thin(tx, thin_before_ms, bucket_ms)?;
-                Ok((pruned, thinned))
-            })
-            .await
+        dispatch!(
+            self,
+            thin_utilization(forget_before_ms, thin_before_ms, bucket_ms)
+        )
     }
 }
