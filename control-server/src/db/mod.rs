@@ -1,5 +1,5 @@
-//! Storage. Every SQL statement of the server lives under this module, so a
-//! PostgreSQL backend can be added beside it. Callers run closures over a
+//! SQLite storage: the statements, and the connections they run on. The
+//! store's SQLite implementation (`store/sqlite`) runs closures over a
 //! connection on the blocking pool: [`Db::write`] on the single writer,
 //! [`Db::read`] on one of a few readers (WAL lets them run beside the writer).
 
@@ -27,6 +27,8 @@ use rusqlite::{Connection, OpenFlags};
 pub enum DbError {
     #[error(transparent)]
     Sqlite(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Postgres(#[from] crate::postgres::PgError),
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
@@ -205,6 +207,7 @@ pub fn is_permanent(error: &DbError) -> bool {
                 | rusqlite::ErrorCode::TooBig
                 | rusqlite::ErrorCode::TypeMismatch
         ),
+        DbError::Postgres(error) => error.is_permanent(),
         DbError::Sqlite(rusqlite::Error::ToSqlConversionFailure(_))
         | DbError::Corrupt(_)
         | DbError::Conflict(_)
@@ -216,6 +219,9 @@ pub fn is_permanent(error: &DbError) -> bool {
 /// Whether `error` is the database being unavailable for a moment (busy,
 /// locked, full, an I/O error): the request may succeed when retried.
 pub fn is_transient(error: &DbError) -> bool {
+    if let DbError::Postgres(error) = error {
+        return error.is_transient();
+    }
     matches!(
         error,
         DbError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) if matches!(

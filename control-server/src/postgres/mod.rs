@@ -11,6 +11,7 @@ pub mod gate;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
+use tokio_postgres::error::SqlState;
 
 /// The schema, one entry per version (1-based), embedded in the binary.
 const MIGRATIONS: &[&str] = &[
@@ -46,7 +47,68 @@ pub enum PgError {
     Newer { found: i64, known: i64 },
 }
 
+impl From<tokio_postgres::Error> for crate::db::DbError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        Self::Postgres(PgError::Query(error))
+    }
+}
+
+impl PgError {
+    /// The SQLSTATE PostgreSQL answered with, if it answered.
+    pub fn code(&self) -> Option<&SqlState> {
+        match self {
+            Self::Query(error) => error.code(),
+            _ => None,
+        }
+    }
+
+    /// A unique index refused the row.
+    pub fn is_unique_violation(&self) -> bool {
+        self.code() == Some(&SqlState::UNIQUE_VIOLATION)
+    }
+
+    /// A foreign key refused the row (what it names is gone).
+    pub fn is_foreign_key_violation(&self) -> bool {
+        self.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION)
+    }
+
+    /// The same statement with the same data fails again: a constraint, a
+    /// value out of range.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            Self::Encode(_) => true,
+            // Class 22: data exception; class 23: integrity constraint violation.
+            _ => self
+                .code()
+                .is_some_and(|code| code.code().starts_with("22") || code.code().starts_with("23")),
+        }
+    }
+
+    /// The database is unreachable or busy for a moment: a retry may pass.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Connect(_) => true,
+            Self::Query(error) => match error.code() {
+                // No SQLSTATE: the connection broke.
+                None => error.is_closed() || error.as_db_error().is_none(),
+                Some(code) => {
+                    *code == SqlState::T_R_SERIALIZATION_FAILURE
+                        || *code == SqlState::T_R_DEADLOCK_DETECTED
+                        || *code == SqlState::LOCK_NOT_AVAILABLE
+                        || *code == SqlState::QUERY_CANCELED
+                        || *code == SqlState::TOO_MANY_CONNECTIONS
+                        || *code == SqlState::ADMIN_SHUTDOWN
+                        || *code == SqlState::CANNOT_CONNECT_NOW
+                        || *code == SqlState::DISK_FULL
+                }
+            },
+            _ => false,
+        }
+    }
+}
+
 /// A pool of connections to one PostgreSQL database with ccgate's schema.
+#[derive(Clone)]
 pub struct PgDb {
     pool: Pool,
 }

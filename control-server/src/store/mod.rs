@@ -25,6 +25,7 @@ mod events;
 mod history;
 mod identities;
 mod people;
+mod postgres;
 mod settings;
 mod sqlite;
 mod startup;

@@ -1,0 +1,1 @@
+//! On PostgreSQL: Alert channels, rules, their state, fired alerts and delivery attempts.

@@ -1,0 +1,1 @@
+//! On PostgreSQL: Devices: registration with an install code, details, sightings, tokens.

@@ -1,0 +1,1 @@
+//! On PostgreSQL: What happened: usage buckets, event and audit pages, recorded events, utilization history.

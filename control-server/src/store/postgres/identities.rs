@@ -1,0 +1,1 @@
+//! On PostgreSQL: Single sign-on: identities, the logins under way, sign-ins and session

@@ -1,0 +1,1 @@
+//! On PostgreSQL: Team settings and the built-in admin's password.

@@ -1,0 +1,1 @@
+//! On PostgreSQL: Subscriptions and their sealed credentials.

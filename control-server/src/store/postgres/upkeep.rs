@@ -1,0 +1,1 @@
+//! On PostgreSQL: Housekeeping: what the server forgets or thins as time passes.
