@@ -42,7 +42,8 @@ install_npm_packages() {
 install_npm_packages tests/npm
 install_npm_packages tests/oidc
 # A real PostgreSQL for the PostgreSQL backend's tests
-# (control-server/tests/common/postgres.rs starts a throwaway cluster);
+# (control-server/tests/common/postgres.rs starts throwaway clusters, and
+# scripts/with-postgres.sh one for the server's tests on PostgreSQL);
 # Debian keeps its programs in /usr/lib/postgresql/VERSION/bin.
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   install_debian_packages postgres-not-on-path:postgresql
@@ -110,3 +111,7 @@ prepare_container_test
 # The install-script tests download these binaries from the test server.
 cargo build -p ccgate -p ccgate-proxy
 cargo test --workspace "$@"
+
+# The control server's tests once more with the record in PostgreSQL: one
+# throwaway cluster for the run, a database per test server.
+scripts/with-postgres.sh cargo test -p ccgate-server --tests "$@"

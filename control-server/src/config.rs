@@ -83,6 +83,14 @@ pub struct Args {
     /// database [default: DATA_DIR/secret.key, created on the first start].
     #[arg(long, env = "SECRET_KEY", hide_env_values = true, value_name = "HEX")]
     pub secret_key: Option<SecretText>,
+    /// PostgreSQL to keep the record in, shared by several replicas of the
+    /// server behind one address: `postgres://USER:PASSWORD@HOST:PORT/DB`
+    /// [default: SQLite, DATA_DIR/ccgate.db].
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_name = "URL")]
+    pub database_url: Option<SecretText>,
+    /// Connections this replica keeps to PostgreSQL at most.
+    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
+    pub database_max_connections: usize,
     #[command(flatten)]
     pub oidc: crate::sso::OidcArgs,
 }
@@ -96,6 +104,13 @@ pub struct SecretText(pub(crate) String);
 impl std::fmt::Debug for SecretText {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("SecretText(<redacted>)")
+    }
+}
+
+impl SecretText {
+    /// The secret itself, for the one place that uses it.
+    pub fn expose(&self) -> &str {
+        &self.0
     }
 }
 
@@ -127,6 +142,12 @@ impl Args {
         config.header_read_timeout = Duration::from_secs(self.header_read_timeout_secs);
         config.idle_timeout = Duration::from_secs(self.idle_timeout_secs);
         config.max_connections = self.max_connections;
+        if let Some(url) = self.database_url {
+            config.database = Database::Postgres {
+                url,
+                max_connections: self.database_max_connections,
+            };
+        }
         config.secret_key = self
             .secret_key
             .map(|text| {
@@ -179,11 +200,35 @@ fn own_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
+/// Where the record is kept.
+#[derive(Debug, Clone, Default)]
+pub enum Database {
+    /// `DATA_DIR/ccgate.db`: one server.
+    #[default]
+    Sqlite,
+    /// A PostgreSQL database several replicas share (`DATABASE_URL`).
+    Postgres {
+        url: SecretText,
+        max_connections: usize,
+    },
+}
+
+impl Database {
+    /// PostgreSQL at `url` with the default pool size.
+    pub fn postgres(url: impl Into<String>) -> Self {
+        Self::Postgres {
+            url: SecretText(url.into()),
+            max_connections: 16,
+        }
+    }
+}
+
 /// Everything [`crate::serve`] needs besides its listener.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// Holds `ccgate.db`.
+    /// Holds `ccgate.db` (with SQLite) and `secret.key`.
     pub data_dir: PathBuf,
+    pub database: Database,
     /// The built-in admin's password; required when the database has none yet.
     pub admin_password: Option<String>,
     /// Base URL shown in setup commands; `None` uses the request's Host.
@@ -250,6 +295,7 @@ impl ServerConfig {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             data_dir: data_dir.into(),
+            database: Database::Sqlite,
             admin_password: None,
             public_url: None,
             reservation_ttl: Duration::from_secs(30 * 60),
@@ -332,6 +378,23 @@ impl ServerConfig {
     }
 
     pub fn validate(&mut self) -> Result<(), ConfigError> {
+        if let Database::Postgres {
+            url,
+            max_connections,
+        } = &self.database
+        {
+            let url = url.0.trim();
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return Err(ConfigError(
+                    "DATABASE_URL must start with postgres:// or postgresql://".to_owned(),
+                ));
+            }
+            if *max_connections == 0 {
+                return Err(ConfigError(
+                    "DATABASE_MAX_CONNECTIONS must be at least 1".to_owned(),
+                ));
+            }
+        }
         if let Some(url) = &self.public_url {
             let url = url.trim().trim_end_matches('/');
             if !(url.starts_with("http://") || url.starts_with("https://"))

@@ -70,6 +70,42 @@ fn open_database(config: &ServerConfig) -> Result<Db, ServerError> {
     })
 }
 
+/// The store `config` names: PostgreSQL (migrated under a lock, so replicas
+/// starting together agree) or the SQLite file in the data directory.
+async fn open_store(config: &ServerConfig) -> Result<Store, ServerError> {
+    match &config.database {
+        config::Database::Postgres {
+            url,
+            max_connections,
+        } => {
+            let pg = postgres::PgDb::open(url.expose(), *max_connections)
+                .await
+                .map_err(|error| ServerError::Db(error_chain(&error)))?;
+            tracing::info!("keeping the record in PostgreSQL");
+            Ok(Store::postgres(pg))
+        }
+        config::Database::Sqlite => {
+            let config = config.clone();
+            let db = tokio::task::spawn_blocking(move || open_database(&config))
+                .await
+                .map_err(|e| ServerError::Io(e.to_string()))??;
+            Ok(Store::sqlite(db))
+        }
+    }
+}
+
+/// `error` and each of its sources, joined: "could not connect: connection refused".
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// Makes sure the built-in admin has a password, finds the server key, and
 /// loads the live state.
 async fn open(config: &ServerConfig, store: &Store) -> Result<(Live, Vault), ServerError> {
@@ -151,13 +187,7 @@ pub async fn serve(
 ) -> Result<(), ServerError> {
     config.validate()?;
     let local_addr = listener.local_addr()?;
-    let db = {
-        let config = config.clone();
-        tokio::task::spawn_blocking(move || open_database(&config))
-            .await
-            .map_err(|e| ServerError::Io(e.to_string()))??
-    };
-    let store = Store::sqlite(db);
+    let store = open_store(&config).await?;
     let (live, vault) = open(&config, &store).await?;
     let agent = {
         let (agent_dir, binaries_dir) = (config.agent_dir.clone(), config.binaries_dir.clone());

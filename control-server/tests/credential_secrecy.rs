@@ -61,6 +61,9 @@ fn database_files(server: &TestServer) -> Vec<(String, Vec<u8>)> {
 
 #[tokio::test]
 async fn the_credential_never_leaves_the_server_but_to_its_device() {
+    if !common::on_sqlite("the_credential_never_leaves_the_server_but_to_its_device") {
+        return;
+    }
     let server = TestServer::start().await;
     let ws_url = format!(
         "{}/ws?token={}",

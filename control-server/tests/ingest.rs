@@ -202,6 +202,9 @@ fn database(server: &TestServer) -> rusqlite::Connection {
 
 #[tokio::test]
 async fn a_row_the_database_refuses_is_refused_alone() {
+    if !common::on_sqlite("a_row_the_database_refuses_is_refused_alone") {
+        return;
+    }
     let server = TestServer::start().await;
     let (user_id, token) = server.user_with_proxy("Dee", json!([])).await;
     database(&server)
@@ -243,6 +246,9 @@ async fn metric(server: &TestServer, name: &str) -> f64 {
 
 #[tokio::test]
 async fn a_full_writer_queue_pushes_back_with_503_and_retry_after() {
+    if !common::on_sqlite("a_full_writer_queue_pushes_back_with_503_and_retry_after") {
+        return;
+    }
     let server = TestServer::start_with(|config| {
         config.event_queue_rows = 1;
         config.event_queue_wait = Duration::from_millis(200);

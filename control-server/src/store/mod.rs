@@ -14,6 +14,7 @@ macro_rules! dispatch {
     ($store:ident, $method:ident($($arg:expr),* $(,)?)) => {
         match &$store.backend {
             crate::store::Backend::Sqlite(db) => db.$method($($arg),*).await,
+            crate::store::Backend::Postgres(pg) => pg.$method($($arg),*).await,
         }
     };
 }
@@ -39,6 +40,7 @@ pub use settings::NewAdminPassword;
 pub use startup::{Directory, RecentUsage};
 
 use crate::db::Db;
+use crate::postgres::PgDb;
 
 /// Where the server keeps its record.
 #[derive(Debug, Clone)]
@@ -49,6 +51,7 @@ pub struct Store {
 #[derive(Debug, Clone)]
 enum Backend {
     Sqlite(Db),
+    Postgres(PgDb),
 }
 
 impl Store {
@@ -56,6 +59,13 @@ impl Store {
     pub fn sqlite(db: Db) -> Self {
         Self {
             backend: Backend::Sqlite(db),
+        }
+    }
+
+    /// The store kept in PostgreSQL, shared with other replicas.
+    pub fn postgres(pg: PgDb) -> Self {
+        Self {
+            backend: Backend::Postgres(pg),
         }
     }
 }

@@ -28,10 +28,27 @@ pub struct TestServer {
     _temp: Option<tempfile::TempDir>,
 }
 
+/// A server's configuration with its data in `data_dir`. When the test
+/// script runs the suite on PostgreSQL (`CCGATE_TEST_POSTGRES`, see
+/// scripts/with-postgres.sh), the record goes to a database of its own,
+/// named after `data_dir` so a restart on the same directory finds it.
 pub fn config(data_dir: &Path) -> ServerConfig {
     let mut config = ServerConfig::new(data_dir);
     config.admin_password = Some(ADMIN_PASSWORD.to_owned());
+    if let Some(url) = postgres::shared_database_for(data_dir) {
+        config.database = ccgate_server::config::Database::postgres(url);
+    }
     config
+}
+
+/// Whether this run keeps the record in SQLite; when not, says which test
+/// is skipped and why (it looks at the SQLite file itself).
+pub fn on_sqlite(test: &str) -> bool {
+    let sqlite = !postgres::shared_cluster();
+    if !sqlite {
+        eprintln!("{test}: skipped on PostgreSQL (it reads the SQLite file itself)");
+    }
+    sqlite
 }
 
 impl TestServer {
@@ -56,6 +73,9 @@ impl TestServer {
 
     /// A server on `listener` (say, the address of one that was stopped).
     pub async fn launch_on(config: ServerConfig, listener: tokio::net::TcpListener) -> Self {
+        if let ccgate_server::config::Database::Postgres { url, .. } = &config.database {
+            postgres::ensure_database(url.expose()).await;
+        }
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
         let clock = config.clock.clone();

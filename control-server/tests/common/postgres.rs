@@ -2,6 +2,11 @@
 //! package, installed by scripts/test.sh) in a temp dir, listening on
 //! 127.0.0.1 only, run as `nobody` when the tests run as root (PostgreSQL
 //! refuses root). Stopped when dropped.
+//!
+//! When the test script runs the whole suite on PostgreSQL it starts one
+//! cluster for the run (scripts/with-postgres.sh) and names it in
+//! `CCGATE_TEST_POSTGRES`; each test server then gets a database of its own
+//! there ([`shared_database_for`]).
 
 #![allow(dead_code)]
 
@@ -188,6 +193,60 @@ impl Drop for Postgres {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+}
+
+/// The cluster the test script started for this run, if any: a connection
+/// string to its `postgres` database.
+fn shared_cluster_url() -> Option<String> {
+    std::env::var("CCGATE_TEST_POSTGRES")
+        .ok()
+        .filter(|url| !url.is_empty())
+}
+
+/// Whether the suite runs on the script's PostgreSQL.
+pub fn shared_cluster() -> bool {
+    shared_cluster_url().is_some()
+}
+
+/// A database on the script's cluster for a server with data in
+/// `data_dir`: the same directory gives the same database (a restart finds
+/// its record), another directory another one.
+pub fn shared_database_for(data_dir: &Path) -> Option<String> {
+    use std::hash::{Hash, Hasher};
+    let base = shared_cluster_url()?;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    data_dir.hash(&mut hasher);
+    let name = format!("ccgate_{:016x}", hasher.finish());
+    let (server, _database) = base.rsplit_once('/')?;
+    Some(format!("{server}/{name}"))
+}
+
+/// Creates the database `url` names, unless it exists.
+pub async fn ensure_database(url: &str) {
+    let Some(base) = shared_cluster_url() else {
+        return;
+    };
+    let name = url.rsplit_once('/').map(|(_, name)| name).unwrap_or_default();
+    let (client, connection) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connect to the test cluster {base}: {e}"));
+    tokio::spawn(connection);
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await
+        .unwrap()
+        .is_some();
+    if !exists {
+        match client
+            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+            .await
+        {
+            Ok(()) => {}
+            // Two servers of one test on the same directory, at once.
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => {}
+            Err(e) => panic!("create database {name}: {e}"),
         }
     }
 }
