@@ -20,6 +20,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_reservations.sql"),
     include_str!("migrations/0004_usage_running.sql"),
     include_str!("migrations/0005_settle_reservations.sql"),
+    include_str!("migrations/0006_alerts.sql"),
 ];
 
 /// The schema version this server brings its databases to.
