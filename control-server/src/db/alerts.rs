@@ -233,7 +233,10 @@ pub fn delete_rule(conn: &Connection, id: i64) -> DbResult<bool> {
 
 pub fn states(conn: &Connection) -> DbResult<Vec<(i64, String, SubjectState)>> {
     let mut statement = conn
-        .prepare_cached("SELECT rule_id, subject, armed, last_fired_at, memo FROM alert_state")?;
+        // `memo` is TEXT: SQLite keeps the number written there as text.
+        .prepare_cached(
+            "SELECT rule_id, subject, armed, last_fired_at, CAST(memo AS INTEGER) FROM alert_state",
+        )?;
     let rows = statement
         .query_map([], |row| {
             Ok((
@@ -447,4 +450,32 @@ pub fn replace_owned_limit_rules(
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `memo` is a TEXT column: SQLite stores the number as text, and the
+    /// states must still read back (they did not: the engine forgot every
+    /// state on a restart once a rule waited for a window's reset).
+    #[test]
+    fn a_state_waiting_for_a_reset_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = super::super::Db::open(&dir.path().join("ccgate.db")).unwrap();
+        let rule_id: i64 = db
+            .read_blocking(|conn| {
+                Ok(conn.query_row("SELECT MIN(id) FROM alert_rules", [], |row| row.get(0))?)
+            })
+            .unwrap();
+        let state = SubjectState {
+            armed: false,
+            last_fired_at: Some(1_700_000_000_000),
+            hit_window_resets_at: Some(1_700_000_360_000),
+        };
+        db.write_blocking(|tx| save_state(tx, rule_id, "user:7", &state))
+            .unwrap();
+        let states = db.read_blocking(states).unwrap();
+        assert_eq!(states, vec![(rule_id, "user:7".to_owned(), state)]);
+    }
 }
