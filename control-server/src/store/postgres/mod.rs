@@ -20,10 +20,7 @@ use crate::db::audit::AuditEntry;
 use crate::store::StoreResult;
 
 /// Adds `entry` to the audit log in the caller's transaction.
-async fn insert_audit(
-    client: &impl GenericClient,
-    entry: &AuditEntry,
-) -> StoreResult<()> {
+async fn insert_audit(client: &impl GenericClient, entry: &AuditEntry) -> StoreResult<()> {
     client
         .execute(
             "INSERT INTO audit_log (at, kind, actor, user_id, device_id, detail)
