@@ -56,10 +56,6 @@ use crate::writer::EventWriter;
 /// Opens (creating) the SQLite database in the data directory. Blocking;
 /// [`serve`] runs it off the runtime.
 fn open_database(config: &ServerConfig) -> Result<Db, ServerError> {
-    std::fs::create_dir_all(&config.data_dir).map_err(|error| ServerError::DataDir {
-        path: config.data_dir.clone(),
-        error: error.to_string(),
-    })?;
     let path = config.database_path();
     Db::open(&path).map_err(|error| match error {
         db::DbError::Sqlite(error) => ServerError::DataDir {
@@ -73,6 +69,11 @@ fn open_database(config: &ServerConfig) -> Result<Db, ServerError> {
 /// The store `config` names: PostgreSQL (migrated under a lock, so replicas
 /// starting together agree) or the SQLite file in the data directory.
 async fn open_store(config: &ServerConfig) -> Result<Store, ServerError> {
+    // The data directory holds the server key whatever the backend.
+    std::fs::create_dir_all(&config.data_dir).map_err(|error| ServerError::DataDir {
+        path: config.data_dir.clone(),
+        error: error.to_string(),
+    })?;
     match &config.database {
         config::Database::Postgres {
             url,

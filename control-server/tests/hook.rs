@@ -232,9 +232,15 @@ async fn check_reserves_and_count_is_idempotent() {
     let (status, repeated) = call("/count", "a").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(repeated["duplicate"], true, "{repeated}");
-    let counted = server
-        .events(&format!("user_id={user_id}&type=request"))
-        .await;
+    // The count is stored behind the answer (the writer's queue): wait for
+    // it. The duplicate was turned away before anything was queued.
+    let counted = eventually(Duration::from_secs(10), || async {
+        let events = server
+            .events(&format!("user_id={user_id}&type=request"))
+            .await;
+        (!events.is_empty()).then_some(events)
+    })
+    .await;
     assert_eq!(counted.len(), 1, "a repeated count counts once");
     let user = server.user(user_id).await;
     assert_eq!(user["pending_prompts"], 1, "session b is still reserved");

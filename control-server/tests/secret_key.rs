@@ -125,6 +125,9 @@ fn server_binary(data_dir: &Path, port: u16, secret_key: &str) -> Command {
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
+    if let Some(url) = common::postgres::shared_database_for(data_dir) {
+        command.env("DATABASE_URL", url);
+    }
     command
 }
 

@@ -73,9 +73,6 @@ impl TestServer {
 
     /// A server on `listener` (say, the address of one that was stopped).
     pub async fn launch_on(config: ServerConfig, listener: tokio::net::TcpListener) -> Self {
-        if let ccgate_server::config::Database::Postgres { url, .. } = &config.database {
-            postgres::ensure_database(url.expose()).await;
-        }
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
         let clock = config.clock.clone();

@@ -211,8 +211,8 @@ pub fn shared_cluster() -> bool {
 }
 
 /// A database on the script's cluster for a server with data in
-/// `data_dir`: the same directory gives the same database (a restart finds
-/// its record), another directory another one.
+/// `data_dir`, created if need be: the same directory gives the same
+/// database (a restart finds its record), another directory another one.
 pub fn shared_database_for(data_dir: &Path) -> Option<String> {
     use std::hash::{Hash, Hasher};
     let base = shared_cluster_url()?;
@@ -220,16 +220,26 @@ pub fn shared_database_for(data_dir: &Path) -> Option<String> {
     data_dir.hash(&mut hasher);
     let name = format!("ccgate_{:016x}", hasher.finish());
     let (server, _database) = base.rsplit_once('/')?;
-    Some(format!("{server}/{name}"))
+    let url = format!("{server}/{name}");
+    // Callers are sync (a config, a command line): its own thread and runtime.
+    let created = {
+        let (base, name) = (base.clone(), name.clone());
+        std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(ensure_database(&base, &name));
+        })
+        .join()
+    };
+    created.expect("creating the test database");
+    Some(url)
 }
 
-/// Creates the database `url` names, unless it exists.
-pub async fn ensure_database(url: &str) {
-    let Some(base) = shared_cluster_url() else {
-        return;
-    };
-    let name = url.rsplit_once('/').map(|(_, name)| name).unwrap_or_default();
-    let (client, connection) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
+/// Creates database `name` on the cluster at `base`, unless it exists.
+async fn ensure_database(base: &str, name: &str) {
+    let (client, connection) = tokio_postgres::connect(base, tokio_postgres::NoTls)
         .await
         .unwrap_or_else(|e| panic!("connect to the test cluster {base}: {e}"));
     tokio::spawn(connection);
