@@ -1,16 +1,38 @@
 //! On PostgreSQL: Alert channels, rules, their state, fired alerts and delivery attempts.
 
 use ccgate_quota::wire::SubscriptionUsage;
-use tokio_postgres::{IsolationLevel, Row};
+use tokio_postgres::{GenericClient, Row};
 
+use super::{history, read_snapshot, subscriptions};
 use crate::alerts::condition::{AlertRule, SubjectState};
 use crate::db::alerts::{AlertEventRow, ChannelRow, DeliveryRow, RuleFields, SealedChannel};
 use crate::db::audit::AuditEntry;
+use crate::db::corrupt;
 use crate::db::subscriptions::SubscriptionRow;
-use crate::db::{corrupt, enum_from_text};
 use crate::postgres::{PgDb, PgError};
 use crate::store::alerts::naming;
 use crate::store::{StoreError, StoreResult};
+
+/// An alert rule's columns, in the order [`rule`] reads them.
+macro_rules! rule_columns {
+    () => {
+        "id, name, condition, channels, cooldown_secs, enabled, owner_user_id"
+    };
+}
+pub(super) use rule_columns;
+
+/// Every alert rule, by id.
+pub(super) async fn rules(client: &impl GenericClient) -> StoreResult<Vec<AlertRule>> {
+    client
+        .query(
+            concat!("SELECT ", rule_columns!(), " FROM alert_rules ORDER BY id"),
+            &[],
+        )
+        .await?
+        .iter()
+        .map(rule)
+        .collect()
+}
 
 impl PgDb {
     pub async fn alert_channels(&self) -> StoreResult<Vec<ChannelRow>> {
@@ -108,16 +130,7 @@ impl PgDb {
 
     pub async fn alert_rules(&self) -> StoreResult<Vec<AlertRule>> {
         let client = self.connection().await?;
-        client
-            .query(
-                "SELECT id, name, condition, channels, cooldown_secs, enabled, owner_user_id
-                 FROM alert_rules ORDER BY id",
-                &[],
-            )
-            .await?
-            .iter()
-            .map(rule)
-            .collect()
+        rules(&**client).await
     }
 
     pub async fn create_alert_rule(
@@ -295,12 +308,7 @@ impl PgDb {
     ) -> StoreResult<(Vec<AlertEventRow>, Vec<DeliveryRow>)> {
         let limit = i64::from(limit);
         let mut client = self.connection().await?;
-        let tx = client
-            .build_transaction()
-            .isolation_level(IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await?;
+        let tx = read_snapshot(&mut client).await?;
         let events = tx
             .query(
                 "SELECT id, rule_id, subject, at, severity, title, message FROM alert_events
@@ -329,44 +337,9 @@ impl PgDb {
         &self,
     ) -> StoreResult<(Vec<SubscriptionRow>, Vec<(i64, SubscriptionUsage)>)> {
         let mut client = self.connection().await?;
-        let tx = client
-            .build_transaction()
-            .isolation_level(IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await?;
-        // As SQLite sorts NOCASE names: case folded, then in byte order.
-        let subscriptions = tx
-            .query(
-                "SELECT s.id, s.name, s.kind, s.credential_hint, s.credential_version,
-                     (SELECT COUNT(*) FROM users u
-                      WHERE COALESCE(u.subscription_id, u.seen_subscription_id) = s.id),
-                     s.created_at, s.updated_at, s.origin, s.account_uuid, s.credential_set_at
-                 FROM subscriptions s ORDER BY lower(s.name) COLLATE \"C\", s.id",
-                &[],
-            )
-            .await?
-            .iter()
-            .map(subscription_row)
-            .collect::<StoreResult<Vec<_>>>()?;
-        // Each subscription's newest observation, by observation time.
-        let latest = tx
-            .query(
-                "SELECT DISTINCT ON (subscription_id) subscription_id, data
-                 FROM utilization_observations
-                 ORDER BY subscription_id, at DESC, id DESC",
-                &[],
-            )
-            .await?
-            .iter()
-            .map(|row| {
-                let data: serde_json::Value = row.try_get(1)?;
-                Ok((
-                    row.try_get(0)?,
-                    serde_json::from_value(data).map_err(corrupt)?,
-                ))
-            })
-            .collect::<StoreResult<Vec<_>>>()?;
+        let tx = read_snapshot(&mut client).await?;
+        let subscriptions = subscriptions::list(&*tx).await?;
+        let latest = history::latest_utilization(&*tx).await?;
         tx.commit().await?;
         Ok((subscriptions, latest))
     }
@@ -410,7 +383,8 @@ fn name_taken(error: tokio_postgres::Error, name: &str) -> StoreError {
     }
 }
 
-fn rule(row: &Row) -> StoreResult<AlertRule> {
+/// A row of [`rule_columns!`].
+pub(super) fn rule(row: &Row) -> StoreResult<AlertRule> {
     let id: i64 = row.try_get(0)?;
     let condition: serde_json::Value = row.try_get(2)?;
     let channels: serde_json::Value = row.try_get(3)?;
@@ -438,7 +412,9 @@ fn rule_values(fields: &RuleFields) -> StoreResult<(serde_json::Value, serde_jso
     ))
 }
 
-fn event_row(row: &Row) -> StoreResult<AlertEventRow> {
+/// A row of `id, rule_id, subject, at, severity, title, message` from
+/// `alert_events`.
+pub(super) fn event_row(row: &Row) -> StoreResult<AlertEventRow> {
     Ok(AlertEventRow {
         id: row.try_get(0)?,
         rule_id: row.try_get(1)?,
@@ -461,28 +437,5 @@ fn delivery_row(row: &Row) -> StoreResult<DeliveryRow> {
             .map_err(|e| corrupt(format!("alert delivery attempt {attempt}: {e}")))?,
         ok: row.try_get(5)?,
         detail: row.try_get(6)?,
-    })
-}
-
-/// A subscription as admins see it (a private copy of the subscriptions
-/// area's mapping, for this area's read).
-fn subscription_row(row: &Row) -> StoreResult<SubscriptionRow> {
-    let kind: String = row.try_get(2)?;
-    let origin: String = row.try_get(8)?;
-    let credential_version: i64 = row.try_get(4)?;
-    let users: i64 = row.try_get(5)?;
-    Ok(SubscriptionRow {
-        id: row.try_get(0)?,
-        name: row.try_get(1)?,
-        origin: enum_from_text(&origin)?,
-        account_uuid: row.try_get(9)?,
-        credential_set_at: row.try_get(10)?,
-        kind: enum_from_text(&kind)?,
-        credential_hint: row.try_get(3)?,
-        // Negative counts read as none, as on SQLite.
-        credential_version: u64::try_from(credential_version).unwrap_or(0),
-        users: u64::try_from(users).unwrap_or(0),
-        created_at: row.try_get(6)?,
-        updated_at: row.try_get(7)?,
     })
 }

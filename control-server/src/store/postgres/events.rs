@@ -11,20 +11,14 @@ use std::sync::Arc;
 use ccgate_quota::ModelFamily;
 use ccgate_quota::wire::SubscriptionUsage;
 use deadpool_postgres::{Object, Transaction};
-use tokio_postgres::Row;
-use tokio_postgres::types::FromSql;
 
+use super::column;
 use crate::db::corrupt;
 use crate::db::events::EventRow;
 use crate::db::utilization::{MAX_SEEN_ACCOUNTS, SubscriptionClaim};
 use crate::postgres::PgDb;
 use crate::store::StoreResult;
 use crate::writer::PendingRow;
-
-/// Column `index` of `row`; a value of another type is corrupt data.
-fn column<'a, T: FromSql<'a>>(row: &'a Row, index: usize) -> StoreResult<T> {
-    row.try_get(index).map_err(corrupt)
-}
 
 const INSERT_EVENT: &str =
     "INSERT INTO events (id, user_id, device_id, at, received_at, type, model, family,

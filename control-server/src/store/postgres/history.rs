@@ -2,9 +2,10 @@
 
 use ccgate_quota::wire::SubscriptionUsage;
 use ccgate_quota::{ModelFamily, Totals};
-use tokio_postgres::types::{FromSql, ToSql};
-use tokio_postgres::{GenericClient, IsolationLevel, Row};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{GenericClient, Row};
 
+use super::{column, count, read_snapshot};
 use crate::db::audit::{AuditEntry, AuditFilter};
 use crate::db::corrupt;
 use crate::db::events::{BUCKET_MS, EventFilter, EventRow, StoredEvent, UsageBucket};
@@ -12,18 +13,8 @@ use crate::db::utilization::{ObservationPoint, ServedRequest};
 use crate::postgres::PgDb;
 use crate::store::StoreResult;
 
-/// Column `index` of `row`; a value of another type is corrupt data.
-fn column<'a, T: FromSql<'a>>(row: &'a Row, index: usize) -> StoreResult<T> {
-    row.try_get(index).map_err(corrupt)
-}
-
-/// A stored count (never negative; a negative one reads as 0).
-fn count(row: &Row, index: usize) -> StoreResult<u64> {
-    Ok(column::<i64>(row, index)?.max(0) as u64)
-}
-
 /// The six counts from column `first` on, in the order of the events table.
-fn totals_at(row: &Row, first: usize) -> StoreResult<Totals> {
+pub(super) fn totals_at(row: &Row, first: usize) -> StoreResult<Totals> {
     Ok(Totals {
         prompts: count(row, first)?,
         credits: count(row, first + 1)?,
@@ -34,7 +25,8 @@ fn totals_at(row: &Row, first: usize) -> StoreResult<Totals> {
     })
 }
 
-fn family(text: &str) -> StoreResult<ModelFamily> {
+/// A stored model family.
+pub(super) fn family(text: &str) -> StoreResult<ModelFamily> {
     text.parse().map_err(corrupt)
 }
 
@@ -65,16 +57,25 @@ const _: () = assert!(
 const USAGE_BUCKETS_ALL: &str = usage_buckets_sql!("");
 const USAGE_BUCKETS_ONE: &str = usage_buckets_sql!("user_id = $3 AND");
 
-/// The columns of an event page: its position, then the event.
+/// A stored event's columns, its position (`seq`) first, in the order
+/// [`stored_event`] reads them.
+macro_rules! event_columns {
+    () => {
+        "seq, id, user_id, device_id, at, received_at, type, model, family,
+         prompts, credits, input_tokens, output_tokens, cache_creation_input_tokens,
+         cache_read_input_tokens, kind, turn_key, session_id, detail, count_reason,
+         estimated, credential"
+    };
+}
+pub(super) use event_columns;
+
+/// An event page: `$1`, `$2` the position to start before, `$3` how many.
 macro_rules! events_page_sql {
     ($filters:literal) => {
         concat!(
-            "SELECT seq, id, user_id, device_id, at, received_at, type, model, family,
-                    prompts, credits, input_tokens, output_tokens, cache_creation_input_tokens,
-                    cache_read_input_tokens, kind, turn_key, session_id, detail, count_reason,
-                    estimated, credential
-             FROM events
-             WHERE (at, seq) < ($1, $2)",
+            "SELECT ",
+            event_columns!(),
+            " FROM events WHERE (at, seq) < ($1, $2)",
             $filters,
             " ORDER BY at DESC, seq DESC LIMIT $3"
         )
@@ -85,7 +86,8 @@ const EVENTS_PAGE_USER: &str = events_page_sql!(" AND user_id = $4");
 const EVENTS_PAGE_TYPE: &str = events_page_sql!(" AND type = $4");
 const EVENTS_PAGE_USER_TYPE: &str = events_page_sql!(" AND user_id = $4 AND type = $5");
 
-fn stored_event(row: &Row) -> StoreResult<StoredEvent> {
+/// A row of [`event_columns!`].
+pub(super) fn stored_event(row: &Row) -> StoreResult<StoredEvent> {
     Ok(StoredEvent {
         seq: column(row, 0)?,
         row: EventRow {
@@ -107,6 +109,30 @@ fn stored_event(row: &Row) -> StoreResult<StoredEvent> {
             credential: column(row, 21)?,
         },
     })
+}
+
+/// Each subscription's newest observation by observation time (the
+/// latest stored among those at the same instant), by subscription.
+pub(super) async fn latest_utilization(
+    client: &impl GenericClient,
+) -> StoreResult<Vec<(i64, SubscriptionUsage)>> {
+    client
+        .query(
+            "SELECT DISTINCT ON (subscription_id) subscription_id, data
+             FROM utilization_observations
+             ORDER BY subscription_id, at DESC, id DESC",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|row| {
+            let data: serde_json::Value = column(row, 1)?;
+            Ok((
+                column(row, 0)?,
+                serde_json::from_value(data).map_err(corrupt)?,
+            ))
+        })
+        .collect()
 }
 
 /// A subscription's observations from `since_ms` on, oldest first.
@@ -262,27 +288,9 @@ impl PgDb {
             .collect()
     }
 
-    /// Each subscription's newest observation by observation time (the
-    /// latest stored among those at the same instant), by subscription.
     pub async fn latest_utilization(&self) -> StoreResult<Vec<(i64, SubscriptionUsage)>> {
         let client = self.connection().await?;
-        client
-            .query(
-                "SELECT DISTINCT ON (subscription_id) subscription_id, data
-                 FROM utilization_observations
-                 ORDER BY subscription_id, at DESC, id DESC",
-                &[],
-            )
-            .await?
-            .iter()
-            .map(|row| {
-                let data: serde_json::Value = column(row, 1)?;
-                Ok((
-                    column(row, 0)?,
-                    serde_json::from_value(data).map_err(corrupt)?,
-                ))
-            })
-            .collect()
+        latest_utilization(&**client).await
     }
 
     pub async fn utilization_points(
@@ -301,12 +309,7 @@ impl PgDb {
         since: i64,
     ) -> StoreResult<Vec<(i64, Vec<ObservationPoint>, Vec<ServedRequest>)>> {
         let mut client = self.connection().await?;
-        let tx = client
-            .build_transaction()
-            .isolation_level(IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await?;
+        let tx = read_snapshot(&mut client).await?;
         let ids = tx
             .query(
                 "SELECT DISTINCT subscription_id FROM utilization_observations WHERE at >= $1

@@ -3,6 +3,8 @@
 
 mod statements;
 
+pub(super) use self::statements::{identity, identity_columns};
+
 use jiff::Timestamp;
 use serde_json::json;
 

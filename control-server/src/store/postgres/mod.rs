@@ -14,10 +14,34 @@ mod startup;
 mod subscriptions;
 mod upkeep;
 
-use tokio_postgres::GenericClient;
+use deadpool_postgres::{Object, Transaction};
+use tokio_postgres::types::FromSql;
+use tokio_postgres::{GenericClient, IsolationLevel, Row};
 
 use crate::db::audit::AuditEntry;
+use crate::db::corrupt;
 use crate::store::StoreResult;
+
+/// Column `index` of `row`; a value of another type is corrupt data.
+fn column<'a, T: FromSql<'a>>(row: &'a Row, index: usize) -> StoreResult<T> {
+    row.try_get(index).map_err(corrupt)
+}
+
+/// A stored count or version (never negative; a negative one reads as 0,
+/// as on SQLite).
+fn count(row: &Row, index: usize) -> StoreResult<u64> {
+    Ok(column::<i64>(row, index)?.max(0) as u64)
+}
+
+/// A read-only repeatable-read transaction: its reads see one snapshot.
+async fn read_snapshot(client: &mut Object) -> StoreResult<Transaction<'_>> {
+    Ok(client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?)
+}
 
 /// Adds `entry` to the audit log in the caller's transaction.
 async fn insert_audit(client: &impl GenericClient, entry: &AuditEntry) -> StoreResult<()> {

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use tokio_postgres::{GenericClient, Row};
 
 use super::devices;
+use super::identities::{identity, identity_columns};
 use super::settings::next_policy_version;
 use crate::db::devices::DeviceRow;
 use crate::db::identities::Identity;
@@ -18,14 +19,15 @@ use crate::store::{Change, NewInstallCode, NewPerson, PendingToken};
 use crate::store::{StoreError, StoreResult};
 
 /// A user's columns, in the order [`user_row`] reads them.
-macro_rules! columns {
+macro_rules! user_columns {
     () => {
         "id, name, slug, status, time_zone, policy_version, created_at, subscription_id, \
          agent_turns"
     };
 }
+pub(super) use user_columns;
 
-const USERS: &str = concat!("SELECT ", columns!(), " FROM users ORDER BY id");
+const USERS: &str = concat!("SELECT ", user_columns!(), " FROM users ORDER BY id");
 
 /// Every limit, each person's in order.
 const ALL_RULES: &str = "SELECT user_id, id, rule FROM limits ORDER BY user_id, position, id";
@@ -41,7 +43,7 @@ const INSERT_USER: &str = concat!(
      VALUES ($1, $2, 'active', $3, $4, $5, $6, $7)
      ON CONFLICT (slug) DO NOTHING
      RETURNING ",
-    columns!()
+    user_columns!()
 );
 
 /// Applies a [`UserChanges`]: a field whose flag is false keeps its value.
@@ -57,7 +59,7 @@ const UPDATE_USER: &str = concat!(
          policy_version = $11
      WHERE id = $1
      RETURNING ",
-    columns!()
+    user_columns!()
 );
 
 const INSERT_INSTALL_CODE: &str =
@@ -75,17 +77,18 @@ const LAST_ACTIVE: &str = "SELECT (SELECT MAX(at) FROM events WHERE user_id = id
      FROM unnest($1::bigint[]) WITH ORDINALITY AS ids(id, n)
      ORDER BY ids.n";
 
-/// The person's e-mail and the identity linked to them (at most one: the
-/// `identities_user` index), with the person's name.
-const CONTACT: &str = "SELECT u.email, i.id, i.issuer, i.subject, i.email, i.email_verified,
-         i.name, i.groups, i.group_role, i.role_override, u.name, i.created_at, i.last_login_at
-     FROM users u LEFT JOIN identities i ON i.user_id = u.id
-     WHERE u.id = $1";
+/// The identity linked to the person (at most one: the `identities_user`
+/// index; all NULL when none), then the person's e-mail.
+const CONTACT: &str = concat!(
+    "SELECT ",
+    identity_columns!(),
+    ", u.email FROM users u LEFT JOIN identities i ON i.user_id = u.id WHERE u.id = $1"
+);
 
 const USER_WITH_EMAIL: &str = "SELECT id FROM users WHERE lower(email) = lower($1)";
 
-/// A row of [`columns!`], without its rules.
-fn user_row(row: &Row) -> StoreResult<UserRow> {
+/// A row of [`user_columns!`], without its rules.
+pub(super) fn user_row(row: &Row) -> StoreResult<UserRow> {
     let status: String = row.try_get(3)?;
     let agent_turns: Option<String> = row.try_get(8)?;
     Ok(UserRow {
@@ -103,7 +106,7 @@ fn user_row(row: &Row) -> StoreResult<UserRow> {
 }
 
 /// A stored limit, with its row id.
-fn rule(id: i64, value: Value) -> StoreResult<Rule> {
+pub(super) fn rule(id: i64, value: Value) -> StoreResult<Rule> {
     let mut rule: Rule =
         serde_json::from_value(value).map_err(|e| corrupt(format!("limit {id}: {e}")))?;
     rule.id = Some(id);
@@ -170,7 +173,8 @@ fn agent_turns_text(value: Option<AgentTurns>) -> StoreResult<Option<String>> {
     value.as_ref().map(enum_to_text).transpose()
 }
 
-fn policy_version(version: u64) -> StoreResult<i64> {
+/// A policy version as it is stored.
+pub(super) fn policy_version(version: u64) -> StoreResult<i64> {
     i64::try_from(version).map_err(|_| corrupt(format!("policy version {version} is too large")))
 }
 
@@ -290,32 +294,6 @@ async fn insert_code(
         )
         .await?;
     Ok(())
-}
-
-fn role(text: Option<String>) -> StoreResult<Option<crate::model::Role>> {
-    text.map(|t| t.parse().map_err(corrupt)).transpose()
-}
-
-/// The identity in a [`CONTACT`] row of person `user_id`, if they have one.
-fn contact_identity(row: &Row, user_id: i64) -> StoreResult<Option<Identity>> {
-    let Some(id) = row.try_get::<_, Option<i64>>(1)? else {
-        return Ok(None);
-    };
-    let groups: Value = row.try_get(7)?;
-    Ok(Some(Identity {
-        id,
-        issuer: row.try_get(2)?,
-        subject: row.try_get(3)?,
-        email: row.try_get(4)?,
-        email_verified: row.try_get(5)?,
-        name: row.try_get(6)?,
-        groups: serde_json::from_value(groups).map_err(corrupt)?,
-        group_role: role(row.try_get(8)?)?,
-        role_override: role(row.try_get(9)?)?,
-        person: Some((user_id, row.try_get(10)?)),
-        created_at: row.try_get(11)?,
-        last_login_at: row.try_get(12)?,
-    }))
 }
 
 impl PgDb {
@@ -486,7 +464,9 @@ impl PgDb {
         let Some(row) = client.query_opt(CONTACT, &[&user_id]).await? else {
             return Ok((None, None));
         };
-        Ok((row.try_get(0)?, contact_identity(&row, user_id)?))
+        let linked = row.try_get::<_, Option<i64>>(0)?.is_some();
+        let identity = linked.then(|| identity(&row)).transpose()?;
+        Ok((row.try_get(13)?, identity))
     }
 
     pub async fn person_with_email(&self, email: String) -> StoreResult<Option<i64>> {

@@ -1,26 +1,17 @@
 //! On PostgreSQL: Subscriptions and their sealed credentials.
 
-use ccgate_quota::Rule;
-use tokio_postgres::types::FromSql;
 use tokio_postgres::{GenericClient, Row};
 
+use super::people::{policy_version, rule, user_columns, user_row};
+use super::settings::next_policy_version;
+use super::{column, count};
 use crate::db::audit::AuditEntry;
 use crate::db::subscriptions::{NewCredential, SealedCredential, SubscriptionRow};
 use crate::db::users::UserRow;
-use crate::db::{DbError, corrupt, enum_from_text, enum_to_text};
+use crate::db::{DbError, enum_from_text, enum_to_text};
 use crate::postgres::{PgDb, PgError};
 use crate::store::StoreResult;
 use crate::store::subscriptions::{describing, not_found};
-
-/// Column `index` of `row`; a value of another type is corrupt data.
-fn column<'a, T: FromSql<'a>>(row: &'a Row, index: usize) -> StoreResult<T> {
-    row.try_get(index).map_err(corrupt)
-}
-
-/// A stored count or version (never negative; a negative one reads as 0).
-fn unsigned(row: &Row, index: usize) -> StoreResult<u64> {
-    Ok(column::<i64>(row, index)?.max(0) as u64)
-}
 
 /// A subscription's columns, with how many people it serves (assigned, or
 /// last seen using it).
@@ -34,14 +25,31 @@ fn subscription_row(row: &Row) -> StoreResult<SubscriptionRow> {
         name: column(row, 1)?,
         kind: enum_from_text(column(row, 2)?)?,
         credential_hint: column(row, 3)?,
-        credential_version: unsigned(row, 4)?,
-        users: unsigned(row, 5)?,
+        credential_version: count(row, 4)?,
+        users: count(row, 5)?,
         created_at: column(row, 6)?,
         updated_at: column(row, 7)?,
         origin: enum_from_text(column(row, 8)?)?,
         account_uuid: column(row, 9)?,
         credential_set_at: column(row, 10)?,
     })
+}
+
+/// Every subscription, by name as SQLite's NOCASE orders them (ASCII
+/// letters folded, then byte order), then id.
+pub(super) async fn list(client: &impl GenericClient) -> StoreResult<Vec<SubscriptionRow>> {
+    client
+        .query(
+            &format!(
+                "SELECT {COLUMNS} FROM subscriptions s
+                 ORDER BY lower(s.name COLLATE \"C\"), s.id"
+            ),
+            &[],
+        )
+        .await?
+        .iter()
+        .map(subscription_row)
+        .collect()
 }
 
 async fn get(client: &impl GenericClient, id: i64) -> StoreResult<Option<SubscriptionRow>> {
@@ -136,40 +144,11 @@ async fn user_ids(client: &impl GenericClient, id: i64) -> StoreResult<Vec<i64>>
         .collect()
 }
 
-/// The next policy version, in one statement so that replicas restamping
-/// at once never hand out the same one (the counter starts at 0, as on SQLite).
-async fn next_policy_version(client: &impl GenericClient) -> StoreResult<u64> {
-    let row = client
-        .query_one(
-            "INSERT INTO settings (key, value) VALUES ('policy_version', '1')
-             ON CONFLICT (key) DO UPDATE SET value = (settings.value::bigint + 1)::text
-             RETURNING value",
-            &[],
-        )
-        .await?;
-    column::<&str>(&row, 0)?.parse().map_err(corrupt)
-}
-
-const USER_COLUMNS: &str =
-    "id, name, slug, status, time_zone, policy_version, created_at, subscription_id, agent_turns";
-
-/// A user without their rules.
-fn user_row(row: &Row) -> StoreResult<UserRow> {
-    Ok(UserRow {
-        id: column(row, 0)?,
-        name: column(row, 1)?,
-        slug: column(row, 2)?,
-        status: column::<&str>(row, 3)?.parse().map_err(corrupt)?,
-        time_zone: column(row, 4)?,
-        policy_version: unsigned(row, 5)?,
-        created_at: column(row, 6)?,
-        rules: Vec::new(),
-        subscription_id: column(row, 7)?,
-        agent_turns: column::<Option<&str>>(row, 8)?
-            .map(enum_from_text)
-            .transpose()?,
-    })
-}
+/// Stamps users `$1` (an array) with policy version `$2`.
+const RESTAMP: &str = concat!(
+    "UPDATE users SET policy_version = $2 WHERE id = ANY($1) RETURNING ",
+    user_columns!()
+);
 
 /// Gives every user of subscription `id` a new policy version; their rows.
 async fn restamp_users(client: &impl GenericClient, id: i64) -> StoreResult<Vec<UserRow>> {
@@ -183,16 +162,9 @@ async fn restamp(client: &impl GenericClient, ids: &[i64]) -> StoreResult<Vec<Us
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let version = next_policy_version(client).await?;
-    let version = i64::try_from(version)
-        .map_err(|_| corrupt(format!("policy version {version} is too large")))?;
+    let version = policy_version(next_policy_version(client).await?)?;
     let mut users = client
-        .query(
-            &format!(
-                "UPDATE users SET policy_version = $2 WHERE id = ANY($1) RETURNING {USER_COLUMNS}"
-            ),
-            &[&ids, &version],
-        )
+        .query(RESTAMP, &[&ids, &version])
         .await?
         .iter()
         .map(user_row)
@@ -207,9 +179,7 @@ async fn restamp(client: &impl GenericClient, ids: &[i64]) -> StoreResult<Vec<Us
         .await?;
     for row in &limits {
         let (user_id, id): (i64, i64) = (column(row, 0)?, column(row, 1)?);
-        let mut rule: Rule = serde_json::from_value(column(row, 2)?)
-            .map_err(|e| corrupt(format!("limit {id}: {e}")))?;
-        rule.id = Some(id);
+        let rule = rule(id, column(row, 2)?)?;
         if let Ok(index) = users.binary_search_by_key(&user_id, |user| user.id) {
             users[index].rules.push(rule);
         }
@@ -218,22 +188,9 @@ async fn restamp(client: &impl GenericClient, ids: &[i64]) -> StoreResult<Vec<Us
 }
 
 impl PgDb {
-    /// By name as SQLite's NOCASE orders them (ASCII letters folded, then
-    /// byte order), then id.
     pub async fn subscriptions(&self) -> StoreResult<Vec<SubscriptionRow>> {
         let client = self.connection().await?;
-        client
-            .query(
-                &format!(
-                    "SELECT {COLUMNS} FROM subscriptions s
-                     ORDER BY lower(s.name COLLATE \"C\"), s.id"
-                ),
-                &[],
-            )
-            .await?
-            .iter()
-            .map(subscription_row)
-            .collect()
+        list(&**client).await
     }
 
     pub async fn subscription(&self, id: i64) -> StoreResult<Option<SubscriptionRow>> {
@@ -331,7 +288,7 @@ impl PgDb {
             .map(|row| {
                 Ok(SealedCredential {
                     kind: enum_from_text(column(&row, 0)?)?,
-                    version: unsigned(&row, 1)?,
+                    version: count(&row, 1)?,
                     sealed: column(&row, 2)?,
                 })
             })

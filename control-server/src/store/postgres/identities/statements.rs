@@ -10,13 +10,23 @@ use crate::model::Role;
 use crate::store::StoreResult;
 use crate::store::postgres::accounts::{conflict_if_unique, role};
 
+/// An identity's columns (`i`) with the name of its person (`u`), in the
+/// order [`identity`] reads them.
+macro_rules! identity_columns {
+    () => {
+        "i.id, i.issuer, i.subject, i.email, i.email_verified, i.name, i.groups,
+         i.group_role, i.role_override, i.user_id, u.name, i.created_at, i.last_login_at"
+    };
+}
+pub(in crate::store::postgres) use identity_columns;
+
 /// An identity with the name of its person, then `$tail` (a filter, an order).
 macro_rules! select_identities {
     ($tail:literal) => {
         concat!(
-            "SELECT i.id, i.issuer, i.subject, i.email, i.email_verified, i.name, i.groups,
-                    i.group_role, i.role_override, i.user_id, u.name, i.created_at, i.last_login_at
-             FROM identities i LEFT JOIN users u ON u.id = i.user_id ",
+            "SELECT ",
+            identity_columns!(),
+            " FROM identities i LEFT JOIN users u ON u.id = i.user_id ",
             $tail
         )
     };
@@ -26,7 +36,8 @@ fn optional_role(text: Option<&str>) -> StoreResult<Option<Role>> {
     text.map(role).transpose()
 }
 
-fn identity(row: &Row) -> StoreResult<Identity> {
+/// A row of [`identity_columns!`].
+pub(in crate::store::postgres) fn identity(row: &Row) -> StoreResult<Identity> {
     let id: i64 = row.try_get(0)?;
     let groups: serde_json::Value = row.try_get(6)?;
     let user_id: Option<i64> = row.try_get(9)?;
