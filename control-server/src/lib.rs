@@ -26,6 +26,7 @@ pub mod metrics;
 pub mod model;
 pub mod postgres;
 pub mod ratelimit;
+pub mod replicas;
 pub mod secrets;
 pub mod service;
 pub mod sso;
@@ -47,6 +48,7 @@ pub use error::ServerError;
 
 use crate::db::Db;
 use crate::live::Live;
+use crate::postgres::PgDb;
 use crate::ratelimit::FailureLimiter;
 use crate::state::{AppState, Inner};
 use crate::store::Store;
@@ -68,7 +70,7 @@ fn open_database(config: &ServerConfig) -> Result<Db, ServerError> {
 
 /// The store `config` names: PostgreSQL (migrated under a lock, so replicas
 /// starting together agree) or the SQLite file in the data directory.
-async fn open_store(config: &ServerConfig) -> Result<Store, ServerError> {
+async fn open_store(config: &ServerConfig) -> Result<(Store, Option<PgDb>), ServerError> {
     // The data directory holds the server key whatever the backend.
     std::fs::create_dir_all(&config.data_dir).map_err(|error| ServerError::DataDir {
         path: config.data_dir.clone(),
@@ -83,14 +85,14 @@ async fn open_store(config: &ServerConfig) -> Result<Store, ServerError> {
                 .await
                 .map_err(|error| ServerError::Db(error_chain(&error)))?;
             tracing::info!("keeping the record in PostgreSQL");
-            Ok(Store::postgres(pg))
+            Ok((Store::postgres(pg.clone()), Some(pg)))
         }
         config::Database::Sqlite => {
             let config = config.clone();
             let db = tokio::task::spawn_blocking(move || open_database(&config))
                 .await
                 .map_err(|e| ServerError::Io(e.to_string()))??;
-            Ok(Store::sqlite(db))
+            Ok((Store::sqlite(db), None))
         }
     }
 }
@@ -188,7 +190,21 @@ pub async fn serve(
 ) -> Result<(), ServerError> {
     config.validate()?;
     let local_addr = listener.local_addr()?;
-    let store = open_store(&config).await?;
+    let (store, shared) = open_store(&config).await?;
+    // With PostgreSQL other replicas may share the record: this one's live
+    // events and changes go to them, and theirs come here.
+    let (hub, replica_link) = match (&shared, &config.database) {
+        (Some(pg), config::Database::Postgres { url, .. }) => {
+            let origin = uuid::Uuid::new_v4();
+            let listener = postgres::fanout::Listener::<hub::Notice>::start(url.expose(), origin)
+                .await
+                .map_err(|error| ServerError::Db(error_chain(&error)))?;
+            let (notices, outgoing) = tokio::sync::mpsc::channel(replicas::RELAY_QUEUE);
+            let relay = tokio::spawn(replicas::relay(pg.clone(), origin, outgoing));
+            (hub::Hub::relayed(notices), Some((listener, relay)))
+        }
+        _ => (hub::Hub::default(), None),
+    };
     let (live, vault) = open(&config, &store).await?;
     let agent = {
         let (agent_dir, binaries_dir) = (config.agent_dir.clone(), config.binaries_dir.clone());
@@ -230,7 +246,7 @@ pub async fn serve(
         store,
         live,
         vault,
-        hub: hub::Hub::default(),
+        hub,
         metrics,
         writer,
         shutdown: stop,
@@ -244,6 +260,13 @@ pub async fn serve(
     let alert_engine = tokio::spawn(alerts::engine::run(state.clone()));
     let share_keeper = tokio::spawn(service::shares::run(state.clone()));
     let sso_rechecks = tokio::spawn(service::sso::run_rechecks(state.clone()));
+    let (follower, relay) = match replica_link {
+        Some((listener, relay)) => (
+            Some(tokio::spawn(replicas::follow(state.clone(), listener))),
+            Some(relay),
+        ),
+        None => (None, None),
+    };
     let app = api::router(state.clone());
     tracing::info!(address = %local_addr, "ccgate-server listening");
     if let Some(warning) = state.config.plain_http_warning(local_addr) {
@@ -268,8 +291,16 @@ pub async fn serve(
     let _ = alert_engine.await;
     let _ = share_keeper.await;
     let _ = sso_rechecks.await;
+    if let Some(follower) = follower {
+        let _ = follower.await;
+    }
     tasks::flush_sightings(&state).await;
     let _ = writer_stop.send(true);
     let _ = writer_task.await;
+    if let Some(relay) = relay {
+        // Notices still queued at the stop are not sent: live events are
+        // at most once, and the other replicas reload on the next change.
+        relay.abort();
+    }
     Ok(())
 }

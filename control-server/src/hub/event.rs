@@ -4,12 +4,12 @@
 
 use ccgate_quota::{DenyReason, ModelFamily, UserStatus};
 use jiff::Timestamp;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::model::{DeviceKind, PlanWindow};
 
 /// Who did something on which device, and when.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Activity {
     pub user_id: i64,
@@ -23,7 +23,7 @@ pub struct Activity {
 }
 
 /// A request's token figures, as the API reports them.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TokenFigures {
     pub input_tokens: u64,
     pub output_tokens: u64,
@@ -35,7 +35,7 @@ pub struct TokenFigures {
 }
 
 /// What a person's row looks like now.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UserRef {
     pub user_id: i64,
@@ -43,7 +43,7 @@ pub struct UserRef {
     pub timestamp: Timestamp,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeviceRef {
     pub user_id: i64,
@@ -54,7 +54,7 @@ pub struct DeviceRef {
 }
 
 /// One live event. The variant is the `type` of the JSON message.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum LiveEvent {
     /// A prompt passed the gate.
@@ -77,7 +77,7 @@ pub enum LiveEvent {
         credit_cost: u64,
         count_reason: Option<String>,
         /// Counted from a hook reservation nobody reported.
-        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         unreported: bool,
     },
     /// A request's usage arrived.
@@ -200,7 +200,7 @@ pub enum LiveEvent {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SubscriptionAction {
     Created,
@@ -209,6 +209,22 @@ pub enum SubscriptionAction {
 }
 
 impl LiveEvent {
+    /// Whether the event tells of a change to people, devices or
+    /// subscriptions, which other replicas hold a copy of.
+    pub fn changes_record(&self) -> bool {
+        matches!(
+            self,
+            Self::SubscriptionChanged { .. }
+                | Self::UserCreated { .. }
+                | Self::UserUpdated { .. }
+                | Self::UserStatusChange { .. }
+                | Self::UserKilled(_)
+                | Self::UserDeleted { .. }
+                | Self::DeviceRegistered { .. }
+                | Self::DeviceRevoked(_)
+        )
+    }
+
     /// The message `/ws` sends.
     pub fn to_json(&self) -> String {
         // Every field serialises (no maps with non-string keys, no failing
@@ -282,5 +298,144 @@ mod tests {
                 .to_json()
                 .starts_with(r#"{"type":"subscription","userId":7"#)
         );
+    }
+
+    /// Replicas send events to each other as this JSON: every variant reads
+    /// back as what was sent.
+    #[test]
+    fn every_event_reads_back_from_its_json() {
+        let at: Timestamp = "2026-12-03T10:00:00Z".parse().unwrap();
+        let user = UserRef {
+            user_id: 7,
+            user_name: Some("Ann".into()),
+            timestamp: at,
+        };
+        let device = DeviceRef {
+            user_id: 7,
+            user_name: None,
+            device_id: 3,
+            hostname: Some("laptop".into()),
+            timestamp: at,
+        };
+        let tokens = TokenFigures {
+            input_tokens: 5,
+            output_tokens: 6,
+            cache_creation_input_tokens: 7,
+            cache_read_input_tokens: 8,
+            estimated: true,
+            credential: Some("team".into()),
+            counted: true,
+        };
+        let events = vec![
+            LiveEvent::UserCheck(activity()),
+            LiveEvent::UserBlocked {
+                activity: activity(),
+                reason: Some(DenyReason::PerModel),
+                message: "no".into(),
+            },
+            LiveEvent::UserCounted {
+                activity: activity(),
+                tokens: Some(tokens.clone()),
+                credit_cost: 10,
+                count_reason: Some("new_prompt".into()),
+                unreported: true,
+            },
+            LiveEvent::UserCounted {
+                activity: activity(),
+                tokens: None,
+                credit_cost: 1,
+                count_reason: None,
+                unreported: false,
+            },
+            LiveEvent::Usage {
+                activity: activity(),
+                tokens,
+                kind: Some("prompt".into()),
+            },
+            LiveEvent::UserStatus {
+                activity: activity(),
+                status: UserStatus::Paused,
+            },
+            LiveEvent::Tamper {
+                activity: activity(),
+                detail: Some(serde_json::json!({ "path": "/etc/x" })),
+            },
+            LiveEvent::DeliveryFault {
+                activity: activity(),
+                quarantined: Some(3),
+                reason: None,
+            },
+            LiveEvent::AgentUpdate {
+                activity: activity(),
+                detail: None,
+            },
+            LiveEvent::Utilization {
+                user_id: 7,
+                timestamp: at,
+            },
+            LiveEvent::SubscriptionChanged {
+                subscription_id: 2,
+                name: "Team Max".into(),
+                action: SubscriptionAction::Updated,
+                timestamp: at,
+            },
+            LiveEvent::UserCreated {
+                user: user.clone(),
+                slug: "ann".into(),
+            },
+            LiveEvent::UserUpdated {
+                user: user.clone(),
+                status: UserStatus::Active,
+            },
+            LiveEvent::UserStatusChange {
+                user: user.clone(),
+                old_status: UserStatus::Active,
+                new_status: UserStatus::Killed,
+            },
+            LiveEvent::UserKilled(user),
+            LiveEvent::UserDeleted {
+                user_id: 7,
+                timestamp: at,
+            },
+            LiveEvent::DeviceRegistered {
+                device: device.clone(),
+                kind: DeviceKind::Hook,
+            },
+            LiveEvent::DeviceRevoked(device),
+            LiveEvent::CredentialRefused {
+                activity: activity(),
+                subscription_id: 2,
+                status: 401,
+            },
+            LiveEvent::UnattributedUse {
+                subscription_id: 2,
+                window: PlanWindow::FiveHour,
+                amount: 0.25,
+                timestamp: at,
+            },
+            LiveEvent::SharesUpdated { timestamp: at },
+            LiveEvent::AlertFired {
+                alert_id: 1,
+                rule_id: 2,
+                severity: "warning".into(),
+                title: "t".into(),
+                message: "m".into(),
+                timestamp: at,
+            },
+            LiveEvent::AlertDelivery {
+                alert_id: None,
+                channel_id: 4,
+                attempt: 2,
+                ok: false,
+                detail: "503".into(),
+                timestamp: at,
+            },
+        ];
+        for event in events {
+            let json = event.to_json();
+            let back: LiveEvent =
+                serde_json::from_str(&json).unwrap_or_else(|e| panic!("{json}: {e}"));
+            assert_eq!(back.to_json(), json);
+        }
     }
 }

@@ -7,7 +7,7 @@ pub mod event;
 
 use std::sync::{Arc, OnceLock};
 
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 
 pub use event::LiveEvent;
 
@@ -33,12 +33,27 @@ impl Published {
 #[derive(Debug)]
 pub struct Hub {
     sender: broadcast::Sender<Arc<Published>>,
+    /// With several replicas: where this replica's events leave for the
+    /// others (`replicas::relay` sends them on over PostgreSQL).
+    relay: Option<mpsc::Sender<Notice>>,
+}
+
+/// What one replica tells the others.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "notice", content = "event", rename_all = "snake_case")]
+pub enum Notice {
+    /// A live event, for the other replicas' listeners.
+    Live(LiveEvent),
+    /// The record changed in a way no live event tells (settings, a device's
+    /// token): the other replicas reload their copy.
+    RecordChanged,
 }
 
 impl Default for Hub {
     fn default() -> Self {
         Self {
             sender: broadcast::Sender::new(CAPACITY),
+            relay: None,
         }
     }
 }
@@ -48,14 +63,45 @@ impl Hub {
         self.sender.subscribe()
     }
 
-    /// Sends the event to every listener; `event` is only called when
-    /// someone listens.
+    /// A hub whose events also go to `relay`, for the other replicas.
+    pub fn relayed(relay: mpsc::Sender<Notice>) -> Self {
+        Self {
+            relay: Some(relay),
+            ..Self::default()
+        }
+    }
+
+    /// Sends the event to every listener (and the other replicas); `event`
+    /// is only called when someone listens.
     pub fn publish(&self, event: impl FnOnce() -> LiveEvent) {
+        if let Some(relay) = &self.relay {
+            let event = event();
+            // Full: the other replicas miss it, as a slow listener would.
+            let _ = relay.try_send(Notice::Live(event.clone()));
+            self.publish_here(event);
+            return;
+        }
+        if self.sender.receiver_count() == 0 {
+            return;
+        }
+        self.publish_here(event());
+    }
+
+    /// Tells the other replicas to reload their copy of the record.
+    pub fn record_changed(&self) {
+        if let Some(relay) = &self.relay {
+            let _ = relay.try_send(Notice::RecordChanged);
+        }
+    }
+
+    /// Sends the event to this replica's listeners only (one that another
+    /// replica published).
+    pub fn publish_here(&self, event: LiveEvent) {
         if self.sender.receiver_count() == 0 {
             return;
         }
         let published = Arc::new(Published {
-            event: event(),
+            event,
             json: OnceLock::new(),
         });
         // An error only means every listener left meanwhile.

@@ -67,6 +67,14 @@ impl DeviceLive {
         }
     }
 
+    /// The hash of the token the device uses now.
+    pub fn token(&self) -> TokenHash {
+        self.tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .current
+    }
+
     pub fn details(&self) -> DeviceDetails {
         self.details
             .lock()

@@ -12,6 +12,7 @@ use std::sync::{Arc, RwLock};
 
 use jiff::Timestamp;
 
+use crate::db::devices::DeviceRow;
 use crate::db::settings::TeamSettings;
 use crate::db::users::UserRow;
 use ccgate_quota::UsageIndex;
@@ -74,22 +75,9 @@ impl Live {
         };
         let mut reissue = Vec::new();
         for row in &device_rows {
-            let Some(token) = secrets::token_hash_from_hex(&row.token_hash) else {
-                tracing::error!(
-                    device = row.id,
-                    "stored device token hash is malformed; skipped"
-                );
+            let Some(device) = device_from_row(row) else {
                 continue;
             };
-            let device = Arc::new(DeviceLive::new(
-                row.id,
-                row.user_id,
-                row.kind,
-                Timestamp::from_millisecond(row.created_at).unwrap_or(Timestamp::UNIX_EPOCH),
-                token,
-                row.details.clone(),
-                row.last_seen_at,
-            ));
             live.devices.insert(Arc::clone(&device));
             if row.pending_token_hash.is_some() {
                 reissue.push(device);
@@ -206,4 +194,80 @@ impl Live {
     pub fn token_hash(token: &str) -> TokenHash {
         secrets::hash_token(token)
     }
+
+    /// Another replica changed the record: brings this copy in line with
+    /// `directory`, keeping each person's usage and reservations. A person
+    /// is put in (their streams told) when the stored row has a newer policy
+    /// version than this copy, so a snapshot read just before a change made
+    /// here does not undo it; new devices are added, and a device whose token
+    /// another replica promoted gets the new one. Removals come with their own
+    /// events ([`Live::remove_user`], `devices.remove`), not from a snapshot
+    /// that may predate a creation made here. A replacement token another
+    /// replica issued is not known here (its text lives in that replica only):
+    /// the old token keeps working here until the device uses the new one
+    /// there.
+    pub fn refresh(&self, directory: Directory) {
+        let Directory {
+            settings,
+            subscriptions,
+            users,
+            devices,
+        } = directory;
+        *self
+            .subscriptions
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) =
+            Arc::new(SubscriptionDirectory::from_rows(&subscriptions));
+        if settings.version > self.settings().version {
+            self.replace_settings(settings);
+        }
+        for row in users {
+            let newer = self
+                .user(row.id)
+                .is_none_or(|user| user.lock().row.policy_version < row.policy_version);
+            if newer {
+                self.put_user(row);
+            }
+        }
+        for row in &devices {
+            let Some(stored) = secrets::token_hash_from_hex(&row.token_hash) else {
+                continue;
+            };
+            let known = self.devices.get(row.id);
+            if let Some(device) = &known {
+                let current = device.token();
+                // The same token, or a snapshot from before this replica promoted it.
+                let promoted_here =
+                    row.pending_token_hash.as_deref() == Some(hex::encode(current).as_str());
+                if current == stored || promoted_here {
+                    continue;
+                }
+                self.devices.remove(row.id);
+            }
+            if let Some(device) = device_from_row(row) {
+                self.devices.insert(device);
+            }
+        }
+    }
+}
+
+/// A stored device as the live state holds it; `None` (logged) when its
+/// token hash is malformed.
+fn device_from_row(row: &DeviceRow) -> Option<Arc<DeviceLive>> {
+    let Some(token) = secrets::token_hash_from_hex(&row.token_hash) else {
+        tracing::error!(
+            device = row.id,
+            "stored device token hash is malformed; skipped"
+        );
+        return None;
+    };
+    Some(Arc::new(DeviceLive::new(
+        row.id,
+        row.user_id,
+        row.kind,
+        Timestamp::from_millisecond(row.created_at).unwrap_or(Timestamp::UNIX_EPOCH),
+        token,
+        row.details.clone(),
+        row.last_seen_at,
+    )))
 }

@@ -387,5 +387,6 @@ pub async fn promote_token(
     let hash = hex::encode(used);
     state.store.promote_device_token(device_id, hash).await?;
     state.live.devices.promote_pending(device, &used);
+    state.hub.record_changed();
     Ok(())
 }

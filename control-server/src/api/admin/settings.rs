@@ -236,6 +236,7 @@ pub async fn put_settings(
         .await?;
     if policy_changed {
         state.live.replace_settings(saved.clone());
+        state.hub.record_changed();
     }
     Ok(axum::Json(json!({ "settings": settings_json(&saved) })))
 }
