@@ -45,7 +45,7 @@ pub async fn follow(state: AppState, mut listener: Listener<Notice>) {
                 if event.changes_record() {
                     dirty.notify_one();
                 }
-                state.hub.publish_here(event);
+                state.hub.publish_here(*event);
             }
         }
     }

@@ -78,8 +78,14 @@ async fn a_change_through_one_replica_reaches_the_other() {
     let zero = json!([{ "type": "per_model", "model": "opus", "window": "daily", "value": 1 }]);
     let (status, body) = a.put_user(user_id, json!({ "limits": zero })).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    // A new turn each try: a repeated turn keeps its first answer.
+    let turns = std::sync::atomic::AtomicU32::new(2);
     eventually(WAIT, || async {
-        (!b.allowed(&token, "t:2", "claude-opus-4-5").await).then_some(())
+        let turn = format!(
+            "t:{}",
+            turns.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        (!b.allowed(&token, &turn, "claude-opus-4-5").await).then_some(())
     })
     .await;
 

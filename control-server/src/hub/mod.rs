@@ -43,7 +43,7 @@ pub struct Hub {
 #[serde(tag = "notice", content = "event", rename_all = "snake_case")]
 pub enum Notice {
     /// A live event, for the other replicas' listeners.
-    Live(LiveEvent),
+    Live(Box<LiveEvent>),
     /// The record changed in a way no live event tells (settings, a device's
     /// token): the other replicas reload their copy.
     RecordChanged,
@@ -77,7 +77,7 @@ impl Hub {
         if let Some(relay) = &self.relay {
             let event = event();
             // Full: the other replicas miss it, as a slow listener would.
-            let _ = relay.try_send(Notice::Live(event.clone()));
+            let _ = relay.try_send(Notice::Live(Box::new(event.clone())));
             self.publish_here(event);
             return;
         }
