@@ -112,3 +112,38 @@ async fn a_change_through_one_replica_reaches_the_other() {
     a.stop().await;
     b.stop().await;
 }
+
+/// The last prompt goes once whatever replica each check reaches: 50
+/// checks at once, half through each replica, one prompt left.
+#[tokio::test]
+async fn fifty_checks_over_two_replicas_give_the_last_prompt_once() {
+    let postgres = Postgres::start().await;
+    let url = postgres.create_database("last_prompt").await;
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = replica(&url, dir_a.path()).await;
+    let b = replica(&url, dir_b.path()).await;
+    let limits = json!([{ "type": "per_model", "model": "opus", "window": "daily", "value": 1 }]);
+    let (_, code) = a.create_user("Bo", limits).await;
+    let (_, token, _) = a.register_proxy(&code, "bo-laptop").await;
+    // B knows the machine once A's registration reached it.
+    eventually(WAIT, || async {
+        let (status, _) = b.agent(&token, "/sync", json!({})).await;
+        (status == StatusCode::OK).then_some(())
+    })
+    .await;
+
+    let checks = (0..50).map(|i| {
+        let (server, token) = (if i % 2 == 0 { &a } else { &b }, &token);
+        async move {
+            server
+                .allowed(token, &format!("turn:{i}"), "claude-opus-4-5")
+                .await
+        }
+    });
+    let answers = futures_util::future::join_all(checks).await;
+    let allowed = answers.iter().filter(|&&allowed| allowed).count();
+    assert_eq!(allowed, 1, "the last prompt was given {allowed} times");
+
+    a.stop().await;
+    b.stop().await;
+}

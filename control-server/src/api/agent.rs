@@ -143,17 +143,17 @@ async fn check(
     // A denial is stored: room for it first (or 503 when the queue is full).
     let _room = state.writer.admit(1).await?;
     let started = Instant::now();
-    let outcome = gate::check(
-        &state,
-        &auth.user,
-        gate::CheckInput {
-            device: &auth.device,
-            key: request.turn_key,
-            model: &request.model,
-            session_id: request.session_id.as_deref(),
-            hook: false,
-        },
-    );
+    let input = gate::CheckInput {
+        device: &auth.device,
+        key: request.turn_key,
+        model: &request.model,
+        session_id: request.session_id.as_deref(),
+        hook: false,
+    };
+    let outcome = match state.store.shared_database() {
+        Some(shared) => gate::check_shared(&state, shared, &auth.user, input).await?,
+        None => gate::check(&state, &auth.user, input),
+    };
     state
         .metrics
         .check_latency

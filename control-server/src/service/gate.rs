@@ -12,10 +12,13 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::db::events::EventRow;
+use crate::error::Result;
 use crate::hub::event::{Activity, LiveEvent};
 use crate::live::devices::DeviceLive;
 use crate::live::reservations::{Reservation, ReservationKey};
 use crate::live::users::{UserLive, UserState};
+use crate::postgres::PgDb;
+use crate::postgres::gate::Check as SharedCheck;
 use crate::state::AppState;
 use crate::writer::PendingRow;
 
@@ -55,7 +58,7 @@ pub fn check(state: &AppState, user: &UserLive, input: CheckInput<'_>) -> CheckO
     let family = ModelFamily::from_model_id(input.model);
     let key = ReservationKey {
         device_id: input.device.id,
-        key: input.key,
+        key: input.key.clone(),
     };
     let mut counted = Vec::new();
     let (outcome, user_name) = {
@@ -124,9 +127,69 @@ pub fn check(state: &AppState, user: &UserLive, input: CheckInput<'_>) -> CheckO
         )
     };
     record_counted(state, user.id, &user_name, counted);
-    let activity = || Activity {
+    report(state, user.id, &user_name, &input, now, family, &outcome);
+    outcome
+}
+
+/// The check decided in the shared database, exact whatever replica each
+/// check reaches: the person's row is locked, their usage read from the
+/// database's running totals plus pending reservations, and an allowed
+/// prompt reserved there (`PgDb::check`). The policy is this replica's copy
+/// (kept current by `replicas`). Hook clients' checks stay in memory.
+pub async fn check_shared(
+    state: &AppState,
+    shared: &PgDb,
+    user: &UserLive,
+    input: CheckInput<'_>,
+) -> Result<CheckOutcome> {
+    let now = state.now();
+    let family = ModelFamily::from_model_id(input.model);
+    let (policy, user_name) = {
+        let guard = user.lock();
+        (guard.policy.clone(), guard.row.name.clone())
+    };
+    let (status, policy_version) = (policy.policy.status, policy.policy.version);
+    let check = SharedCheck {
         user_id: user.id,
-        user_name: Some(user_name.clone()),
+        device_id: input.device.id,
+        key: &input.key,
+        model: input.model,
+        family,
+        kind: GateKind::Prompt,
+        now,
+        hold: state.config.reservation_ttl,
+    };
+    let decision = shared
+        .check(&policy, &check)
+        .await
+        .map_err(crate::db::DbError::from)?;
+    let reservation_expires_at = decision
+        .allowed()
+        .then(|| now.checked_add(ttl(state)).unwrap_or(now));
+    let outcome = CheckOutcome {
+        decision,
+        family,
+        status,
+        policy_version,
+        reservation_expires_at,
+    };
+    report(state, user.id, &user_name, &input, now, family, &outcome);
+    Ok(outcome)
+}
+
+/// Tells the admins what a check decided; a denial is also stored.
+fn report(
+    state: &AppState,
+    user_id: i64,
+    user_name: &str,
+    input: &CheckInput<'_>,
+    now: Timestamp,
+    family: ModelFamily,
+    outcome: &CheckOutcome,
+) {
+    let activity = || Activity {
+        user_id,
+        user_name: Some(user_name.to_owned()),
         device_id: Some(input.device.id),
         hostname: input.device.hostname(),
         model: Some(input.model.to_owned()),
@@ -139,7 +202,7 @@ pub fn check(state: &AppState, user: &UserLive, input: CheckInput<'_>) -> CheckO
         Some(denial) => {
             state.writer.push(vec![PendingRow::from(EventRow {
                 id: Uuid::new_v4().to_string(),
-                user_id: user.id,
+                user_id,
                 device_id: Some(input.device.id),
                 at: now.as_millisecond(),
                 received_at: now.as_millisecond(),
@@ -148,7 +211,7 @@ pub fn check(state: &AppState, user: &UserLive, input: CheckInput<'_>) -> CheckO
                 family: Some(family),
                 totals: Default::default(),
                 kind: Some("prompt".to_owned()),
-                turn_key: Some(key.key.clone()),
+                turn_key: Some(input.key.clone()),
                 session_id: input.session_id.map(str::to_owned),
                 detail: Some(json!({
                     "reason": denial.reason,
@@ -166,7 +229,6 @@ pub fn check(state: &AppState, user: &UserLive, input: CheckInput<'_>) -> CheckO
             });
         }
     }
-    outcome
 }
 
 /// A prompt counted from a hook reservation (lapsed or superseded).

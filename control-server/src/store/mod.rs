@@ -62,6 +62,15 @@ impl Store {
         }
     }
 
+    /// The PostgreSQL database this store shares with other replicas, if
+    /// it is kept there.
+    pub fn shared_database(&self) -> Option<&PgDb> {
+        match &self.backend {
+            Backend::Postgres(pg) => Some(pg),
+            Backend::Sqlite(_) => None,
+        }
+    }
+
     /// The store kept in PostgreSQL, shared with other replicas.
     pub fn postgres(pg: PgDb) -> Self {
         Self {
