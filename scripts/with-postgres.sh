@@ -21,6 +21,8 @@ stop() {
   rm -rf "$dir"
 }
 trap stop EXIT
+# Stopped by a signal: still stop the cluster and remove it.
+trap 'exit 130' INT TERM
 
 "${as_owner[@]}" "$bin/initdb" -D "$dir/data" -U ccgate --auth=trust -E UTF8 \
   --no-sync --no-instructions >"$dir/initdb.log" 2>&1 || { cat "$dir/initdb.log" >&2; exit 1; }
