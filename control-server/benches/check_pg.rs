@@ -107,11 +107,12 @@ async fn run(replicas: &Arc<[PgDb; 2]>, tasks: usize, seconds: u64, round: usize
                                 kind: GateKind::Prompt,
                                 now: Timestamp::now(),
                                 hold: Duration::from_secs(1800),
+                                shares: Vec::new(),
                             },
                         )
                         .await
                         .unwrap();
-                    assert!(decision.allowed());
+                    assert!(decision.decision.allowed());
                     latencies.push(started.elapsed().as_micros() as u64);
                     n += 1;
                 }

@@ -263,10 +263,12 @@ async fn fifty_checks_over_two_replicas_give_away_the_last_prompt_once() {
                         kind: GateKind::Prompt,
                         now,
                         hold: Duration::from_secs(1800),
+                        shares: Vec::new(),
                     },
                 )
                 .await
                 .unwrap()
+                .decision
         })
     };
     let checks: Vec<_> = (0..50).map(|i| check(i, ModelFamily::Opus)).collect();

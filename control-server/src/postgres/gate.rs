@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use ccgate_quota::share::WindowShare;
 use ccgate_quota::usage::SnapshotWindow;
 use ccgate_quota::window::Window;
 use ccgate_quota::{
@@ -19,6 +20,15 @@ use jiff::Timestamp;
 use tokio_postgres::GenericClient;
 
 use super::{PgDb, PgError};
+
+/// What a check decided, and until when its prompt is held if allowed.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    pub decision: Decision,
+    /// When the reservation lapses (ms): for a repeated turn, the one it
+    /// already holds.
+    pub reservation_expires_at: Option<i64>,
+}
 
 /// One check: a device's turn (`key`) asking to send `model`.
 #[derive(Debug, Clone)]
@@ -32,6 +42,9 @@ pub struct Check<'a> {
     pub now: Timestamp,
     /// How long an allowed prompt is held if no event settles it.
     pub hold: Duration,
+    /// The person's estimated shares of their subscription's windows (for
+    /// `share` rules), as this replica's share keeper has them.
+    pub shares: Vec<WindowShare>,
 }
 
 /// Every window start the policy's rules need, and today's.
@@ -168,7 +181,7 @@ impl PgDb {
         &self,
         policy: &CompiledPolicy,
         check: &Check<'_>,
-    ) -> Result<Decision, PgError> {
+    ) -> Result<Checked, PgError> {
         let now = check.now.as_millisecond();
         let request = GateRequest {
             family: check.family,
@@ -184,16 +197,19 @@ impl PgDb {
         .await?;
         let held = tx
             .query_opt(
-                "SELECT credits FROM reservations
+                "SELECT credits, expires_at FROM reservations
                  WHERE device_id = $1 AND key = $2 AND expires_at > $3",
                 &[&check.device_id, &check.key, &now],
             )
             .await?;
         if let Some(row) = held {
             tx.commit().await?;
-            return Ok(Decision {
-                cost: count(row.get(0)),
-                denial: None,
+            return Ok(Checked {
+                decision: Decision {
+                    cost: count(row.get(0)),
+                    denial: None,
+                },
+                reservation_expires_at: Some(row.get(1)),
             });
         }
         let starts = window_starts(policy, check.now);
@@ -220,11 +236,13 @@ impl PgDb {
                 .checked_add(jiff::SignedDuration::from_millis(1))
                 .unwrap_or(check.now),
             windows,
-            shares: Vec::new(),
+            shares: check.shares.clone(),
         };
         let decision = evaluate(policy, &snapshot, request);
+        let mut reservation_expires_at = None;
         if decision.allowed() && check.kind == GateKind::Prompt {
             let expires = now + i64::try_from(check.hold.as_millis()).unwrap_or(i64::MAX / 2);
+            reservation_expires_at = Some(expires);
             // Lapsed reservations of the person go in the same statement.
             tx.execute(
                 "WITH lapsed AS (DELETE FROM reservations WHERE user_id = $3 AND expires_at <= $7)
@@ -245,6 +263,9 @@ impl PgDb {
             .await?;
         }
         tx.commit().await?;
-        Ok(decision)
+        Ok(Checked {
+            decision,
+            reservation_expires_at,
+        })
     }
 }

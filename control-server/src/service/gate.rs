@@ -144,9 +144,13 @@ pub async fn check_shared(
 ) -> Result<CheckOutcome> {
     let now = state.now();
     let family = ModelFamily::from_model_id(input.model);
-    let (policy, user_name) = {
+    let (policy, user_name, shares) = {
         let guard = user.lock();
-        (guard.policy.clone(), guard.row.name.clone())
+        (
+            guard.policy.clone(),
+            guard.row.name.clone(),
+            guard.shares.clone(),
+        )
     };
     let (status, policy_version) = (policy.policy.status, policy.policy.version);
     let check = SharedCheck {
@@ -158,14 +162,36 @@ pub async fn check_shared(
         kind: GateKind::Prompt,
         now,
         hold: state.config.reservation_ttl,
+        shares,
     };
-    let decision = shared
+    let checked = shared
         .check(&policy, &check)
         .await
         .map_err(crate::db::DbError::from)?;
-    let reservation_expires_at = decision
-        .allowed()
-        .then(|| now.checked_add(ttl(state)).unwrap_or(now));
+    let decision = checked.decision;
+    let reservation_expires_at = checked
+        .reservation_expires_at
+        .and_then(|ms| Timestamp::from_millisecond(ms).ok());
+    if let Some(expires_at) = reservation_expires_at {
+        // Mirrored here, so this replica's views show the prompt held and
+        // its events settle it as with SQLite.
+        let key = ReservationKey {
+            device_id: input.device.id,
+            key: input.key.clone(),
+        };
+        user.lock().reservations.insert(
+            key,
+            Reservation::new(
+                family,
+                input.model.to_owned(),
+                input.session_id.map(str::to_owned),
+                decision.cost,
+                now,
+                expires_at,
+                false,
+            ),
+        );
+    }
     let outcome = CheckOutcome {
         decision,
         family,
