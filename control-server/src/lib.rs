@@ -45,6 +45,7 @@ use tokio::sync::watch;
 pub use clock::Clock;
 pub use config::{Args, ConfigError, ServerConfig};
 pub use error::ServerError;
+use error::error_chain;
 
 use crate::db::Db;
 use crate::live::Live;
@@ -95,18 +96,6 @@ async fn open_store(config: &ServerConfig) -> Result<(Store, Option<PgDb>), Serv
             Ok((Store::sqlite(db), None))
         }
     }
-}
-
-/// `error` and each of its sources, joined: "could not connect: connection refused".
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Makes sure the built-in admin has a password, finds the server key, and

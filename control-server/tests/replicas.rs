@@ -8,17 +8,12 @@ use std::time::Duration;
 use ccgate_quota::seal::SealKey;
 use ccgate_server::config::Database;
 use common::postgres::Postgres;
-use common::{TestServer, eventually};
-use futures_util::StreamExt;
+use common::{TestServer, eventually, next_of};
 use reqwest::StatusCode;
-use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::Message;
+use serde_json::json;
 
 const KEY: &str = "8f14e45fceea167a5a36dedd4bea2543c9f0f895fb98ab9159f51fd0297e236d";
 const WAIT: Duration = Duration::from_secs(10);
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// A replica on database `url` with its own data directory and the shared key.
 async fn replica(url: &str, dir: &std::path::Path) -> TestServer {
@@ -26,22 +21,6 @@ async fn replica(url: &str, dir: &std::path::Path) -> TestServer {
     config.database = Database::postgres(url);
     config.secret_key = Some(SealKey::from_hex(KEY).unwrap());
     TestServer::launch(config).await
-}
-
-async fn next_of(socket: &mut Socket, kind: &str) -> Value {
-    tokio::time::timeout(WAIT, async {
-        loop {
-            let message = socket.next().await.expect("socket open").unwrap();
-            if let Message::Text(text) = message {
-                let value: Value = serde_json::from_str(&text).unwrap();
-                if value["type"] == kind {
-                    return value;
-                }
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("no {kind} message"))
 }
 
 #[tokio::test]

@@ -4,35 +4,16 @@ mod common;
 
 use std::time::Duration;
 
-use common::{ADMIN_PASSWORD, TestServer, request_event};
+use common::{ADMIN_PASSWORD, Socket, TestServer, next_of, request_event};
 use futures_util::StreamExt;
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::handshake::client::Request;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
 fn ws_url(server: &TestServer, query: &str) -> String {
     format!("{}/ws{query}", server.url.replace("http://", "ws://"))
-}
-
-async fn next_of(socket: &mut Socket, kind: &str) -> Value {
-    tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            let message = socket.next().await.expect("socket open").unwrap();
-            if let Message::Text(text) = message {
-                let value: Value = serde_json::from_str(&text).unwrap();
-                if value["type"] == kind {
-                    return value;
-                }
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("no {kind} message"))
 }
 
 /// An upgrade request as a browser sends it from `origin`, with its session `cookie`.

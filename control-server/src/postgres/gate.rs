@@ -3,8 +3,8 @@
 //! give away the last prompt; the usage a check compares comes from the
 //! database (the recorded usage of each window the policy needs, read from
 //! running totals, plus the pending reservations) and is decided by
-//! `quota::evaluate`, the same engine as on SQLite. Not wired into the
-//! server yet (issue 13).
+//! `quota::evaluate`, the same engine as on SQLite. The agent API's checks
+//! come here when the store is PostgreSQL (`service::gate::check_shared`).
 
 use std::time::Duration;
 

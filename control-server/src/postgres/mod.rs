@@ -1,10 +1,9 @@
-//! PostgreSQL storage for several replicas (issue 13, under way): the
-//! connection pool and the schema's migrations, run at start under an
-//! advisory lock so that replicas starting together migrate once. The
-//! server does not store anything here yet: SQLite (`db`) is the only
-//! backend wired in; see docs/architecture.md, "Under way: scale-out".
-//! [`fanout`] carries live events between replicas; [`gate`] decides a
-//! check exactly whatever replica takes it.
+//! PostgreSQL for several replicas: the connection pool and the schema's
+//! migrations, run at start under an advisory lock so that replicas
+//! starting together migrate once. The store's use cases on it are in
+//! `store/postgres`; [`fanout`] carries live events between replicas;
+//! [`gate`] decides a check exactly whatever replica takes it. See
+//! docs/architecture.md, "Under way: scale-out".
 
 pub mod fanout;
 pub mod gate;

@@ -102,17 +102,14 @@ pub fn check(state: &AppState, user: &UserLive, input: CheckInput<'_>) -> CheckO
         if decision.allowed() {
             let lapse_at = now.checked_add(ttl(state)).unwrap_or(now);
             expires_at = Some(lapse_at);
-            user_state.reservations.insert(
+            hold(
+                user_state,
                 key.clone(),
-                Reservation::new(
-                    family,
-                    input.model.to_owned(),
-                    input.session_id.map(str::to_owned),
-                    decision.cost,
-                    now,
-                    lapse_at,
-                    input.hook,
-                ),
+                &input,
+                family,
+                decision.cost,
+                now,
+                lapse_at,
             );
         }
         (
@@ -179,17 +176,14 @@ pub async fn check_shared(
             device_id: input.device.id,
             key: input.key.clone(),
         };
-        user.lock().reservations.insert(
+        hold(
+            &mut user.lock(),
             key,
-            Reservation::new(
-                family,
-                input.model.to_owned(),
-                input.session_id.map(str::to_owned),
-                decision.cost,
-                now,
-                expires_at,
-                false,
-            ),
+            &input,
+            family,
+            decision.cost,
+            now,
+            expires_at,
         );
     }
     let outcome = CheckOutcome {
@@ -201,6 +195,28 @@ pub async fn check_shared(
     };
     report(state, user.id, &user_name, &input, now, family, &outcome);
     Ok(outcome)
+}
+
+/// Holds an allowed prompt of `input` under `key` until `expires_at`.
+fn hold(
+    user_state: &mut UserState,
+    key: ReservationKey,
+    input: &CheckInput<'_>,
+    family: ModelFamily,
+    cost: u64,
+    now: Timestamp,
+    expires_at: Timestamp,
+) {
+    let reservation = Reservation::new(
+        family,
+        input.model.to_owned(),
+        input.session_id.map(str::to_owned),
+        cost,
+        now,
+        expires_at,
+        input.hook,
+    );
+    user_state.reservations.insert(key, reservation);
 }
 
 /// Tells the admins what a check decided; a denial is also stored.

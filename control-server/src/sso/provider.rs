@@ -21,6 +21,7 @@ use tokio::sync::Mutex;
 use super::OidcConfig;
 use super::http::HttpClient;
 use crate::db::identities::Claims;
+use crate::error::error_chain;
 
 /// How long discovered metadata and keys are trusted before they are
 /// fetched again (keys rotate; a key not seen yet triggers a fetch too).
@@ -358,17 +359,6 @@ fn token_error<RE: std::error::Error + 'static, T: openidconnect::ErrorResponse 
         }
         _ => unavailable(error_chain(&error)),
     }
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// The claims of a JWT's payload (unverified: call only on a verified token).
