@@ -142,7 +142,8 @@ impl Args {
         config.header_read_timeout = Duration::from_secs(self.header_read_timeout_secs);
         config.idle_timeout = Duration::from_secs(self.idle_timeout_secs);
         config.max_connections = self.max_connections;
-        if let Some(url) = self.database_url {
+        // An empty value is unset, as compose passes `${DATABASE_URL:-}`.
+        if let Some(url) = self.database_url.filter(|url| !url.0.is_empty()) {
             config.database = Database::Postgres {
                 url,
                 max_connections: self.database_max_connections,
@@ -150,6 +151,7 @@ impl Args {
         }
         config.secret_key = self
             .secret_key
+            .filter(|text| !text.0.is_empty())
             .map(|text| {
                 SealKey::from_hex(&text.0).map_err(|error| {
                     ConfigError(format!(
@@ -442,5 +444,28 @@ impl ServerConfig {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn config_of(args: &[&str]) -> ServerConfig {
+        Args::try_parse_from(std::iter::once("ccgate-server").chain(args.iter().copied()))
+            .unwrap()
+            .into_config()
+            .unwrap()
+    }
+
+    #[test]
+    fn an_empty_database_url_or_secret_key_is_unset() {
+        let config = config_of(&["--database-url", "", "--secret-key", ""]);
+        assert!(matches!(config.database, Database::Sqlite));
+        assert!(config.secret_key.is_none());
+        let config = config_of(&["--database-url", "postgres://db/ccgate"]);
+        assert!(matches!(config.database, Database::Postgres { .. }));
     }
 }

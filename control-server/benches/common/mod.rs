@@ -3,6 +3,11 @@
 //! straight into the database. (A module in a folder, so Cargo does not
 //! build it as a benchmark of its own.)
 
+// Each benchmark uses a part of it.
+#![allow(dead_code)]
+
+pub mod load;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -50,8 +55,18 @@ pub struct Running {
 /// Starts the server on its own runtime (its own worker threads, as the
 /// real binary has), so the load generator's tasks do not queue with it.
 pub async fn start(server_runtime: &tokio::runtime::Handle, dir: &Path) -> Running {
+    start_with(server_runtime, bench_config(dir)).await
+}
+
+/// The benchmarks' configuration: data in `dir`, the admin password set.
+pub fn bench_config(dir: &Path) -> ServerConfig {
     let mut config = ServerConfig::new(dir);
     config.admin_password = Some(PASSWORD.to_owned());
+    config
+}
+
+/// Starts the server with `config` on `server_runtime`.
+pub async fn start_with(server_runtime: &tokio::runtime::Handle, config: ServerConfig) -> Running {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
