@@ -6,14 +6,15 @@
 //! (`common::load`); the history (200,000 then 1,000,000 events over 35
 //! days) is written while the servers are stopped: through the server's
 //! own `db` module into SQLite, server-side with `generate_series` in time
-//! order into PostgreSQL (through the running totals' trigger). PostgreSQL
+//! order into a fresh PostgreSQL database per size (through the running
+//! totals' trigger). PostgreSQL
 //! is a throwaway cluster on loopback (`fsync=off`), started here from
 //! Debian's `postgresql` package as `tests/common/postgres.rs` does.
 //!
 //! ```sh
 //! cargo bench -p ccgate-server --bench check_replicas
 //! ```
-//! Knobs: `BENCH_SECONDS` (5), `BENCH_CONNECTIONS` (`16`),
+//! Knobs: `BENCH_SECONDS` (5), `BENCH_CONNECTIONS` (`1,16`),
 //! `BENCH_HISTORY` (`200000,1000000`, cumulative event counts).
 //!
 //! The balancer works as HAProxy's `mode tcp` with `balance roundrobin`
@@ -108,10 +109,10 @@ async fn measure(
     }
 }
 
-/// Adds `count` events for the benchmark's devices to PostgreSQL, oldest
-/// first, their ids going on from `first`: spread over the last 35 days,
-/// every third model, every other one a counted prompt.
-async fn seed_postgres_history(client: &tokio_postgres::Client, first: i64, count: i64) {
+/// Stores `count` events for the benchmark's devices in PostgreSQL, oldest
+/// first: spread over the last 35 days, every third model, every other one
+/// a counted prompt.
+async fn seed_postgres_history(client: &tokio_postgres::Client, count: i64) {
     let now = jiff::Timestamp::now().as_millisecond();
     let span = HISTORY_DAYS * 86_400_000;
     client
@@ -125,13 +126,13 @@ async fn seed_postgres_history(client: &tokio_postgres::Client, first: i64, coun
                     1000 + n % 5000, 100 + n % 2000, n % 20000,
                     CASE WHEN n % 2 = 0 THEN 'prompt' ELSE 'continuation' END,
                     CASE WHEN n % 2 = 0 THEN 'new_prompt' END
-             FROM generate_series($1::BIGINT, $1::BIGINT + $2::BIGINT - 1) AS n
-             CROSS JOIN LATERAL (SELECT $3::BIGINT - $4::BIGINT + (n - $1::BIGINT) * $4::BIGINT / $2::BIGINT AS at) AS t
+             FROM generate_series(0::BIGINT, $1::BIGINT - 1) AS n
+             CROSS JOIN LATERAL (SELECT $2::BIGINT - $3::BIGINT + n * $3::BIGINT / $1::BIGINT AS at) AS t
              CROSS JOIN LATERAL (SELECT (ARRAY['opus', 'sonnet', 'haiku'])[1 + n % 3] AS family) AS f
              JOIN (SELECT id, user_id, row_number() OVER (ORDER BY id) - 1 AS k FROM devices) AS d
-               ON d.k = n % $5::BIGINT
+               ON d.k = n % $4::BIGINT
              ORDER BY n",
-            &[&first, &count, &now, &span, &(USERS as i64)],
+            &[&count, &now, &span, &(USERS as i64)],
         )
         .await
         .unwrap();
@@ -148,7 +149,7 @@ fn replica(dir: &Path, url: &str) -> ServerConfig {
 
 fn main() {
     let seconds: u64 = env_or("BENCH_SECONDS", 5);
-    let connections: Vec<usize> = env_list("BENCH_CONNECTIONS", "16");
+    let connections: Vec<usize> = env_list("BENCH_CONNECTIONS", "1,16");
     let history: Vec<u64> = env_list("BENCH_HISTORY", "200000,1000000");
     let cores = cores();
     let server_runtime = new_runtime(cores, "server");
@@ -185,36 +186,33 @@ fn main() {
         }
 
         let cluster = Postgres::start().await;
-        let url = cluster.create_database(DATABASE).await;
-        let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
-        let first = start_with(&server, replica(dirs[0].path(), &url)).await;
-        let devices = seed_users(&first.url, USERS, person).await;
-        stop(first).await;
-        // Replicas share the server key, as the compose profile's do.
-        std::fs::copy(
-            dirs[0].path().join("secret.key"),
-            dirs[1].path().join("secret.key"),
-        )
-        .unwrap();
-        let admin = cluster.connect(DATABASE).await;
-        let mut seeded = 0;
         for &target in &history {
+            // A database per size, so that the history is stored in time
+            // order (an event older than the running totals' last bucket
+            // updates every later bucket: fine for a device's late replay,
+            // slow for a million).
+            let database = format!("{DATABASE}_{target}");
+            let url = cluster.create_database(&database).await;
+            let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+            let first = start_with(&server, replica(dirs[0].path(), &url)).await;
+            let devices = seed_users(&first.url, USERS, person).await;
+            stop(first).await;
+            // Replicas share the server key, as the compose profile's do.
+            std::fs::copy(
+                dirs[0].path().join("secret.key"),
+                dirs[1].path().join("secret.key"),
+            )
+            .unwrap();
+            let admin = cluster.connect(&database).await;
             let began = Instant::now();
-            seed_postgres_history(&admin, seeded as i64, target.saturating_sub(seeded) as i64)
-                .await;
+            seed_postgres_history(&admin, target as i64).await;
             eprintln!(
-                "  (PostgreSQL: {} events seeded in {:.1} s)",
-                target.saturating_sub(seeded),
+                "  (PostgreSQL: {target} events seeded in {:.1} s)",
                 began.elapsed().as_secs_f64()
             );
-            seeded = seeded.max(target);
-            // Each set-up starts without the prompts the last one held.
-            admin
-                .batch_execute("DELETE FROM reservations")
-                .await
-                .unwrap();
             let a = start_with(&server, replica(dirs[0].path(), &url)).await;
-            measure("PostgreSQL, 1 replica", seeded, &a.url, &devices, &connections, seconds).await;
+            measure("PostgreSQL, 1 replica", target, &a.url, &devices, &connections, seconds).await;
+            // The two replicas start without the prompts the last run held.
             admin
                 .batch_execute("DELETE FROM reservations")
                 .await
@@ -223,7 +221,7 @@ fn main() {
             let balancer = Balancer::start(vec![address(&a), address(&b)]).await;
             measure(
                 "PostgreSQL, 2 replicas",
-                seeded,
+                target,
                 &balancer.url,
                 &devices,
                 &connections,

@@ -194,6 +194,14 @@ pub async fn serve(
         }
         _ => (hub::Hub::default(), None),
     };
+    // And one of them raises the alerts.
+    let (election, leadership) = match &config.database {
+        config::Database::Postgres { url, .. } => {
+            let (elected, leadership) = replicas::Leadership::elected();
+            (Some((url.expose().to_owned(), elected)), leadership)
+        }
+        config::Database::Sqlite => (None, replicas::Leadership::alone()),
+    };
     let (live, vault) = open(&config, &store).await?;
     let agent = {
         let (agent_dir, binaries_dir) = (config.agent_dir.clone(), config.binaries_dir.clone());
@@ -244,6 +252,10 @@ pub async fn serve(
         alerts: alerts::Alerts::new().map_err(|e| ServerError::Io(e.to_string()))?,
         shares: service::shares::ShareBook::default(),
         sso,
+        leadership,
+    });
+    let leader_election = election.map(|(url, elected)| {
+        tokio::spawn(postgres::leader::keep(url, elected, state.shutdown.clone()))
     });
     let housekeeping = tasks::spawn(state.clone());
     let alert_engine = tokio::spawn(alerts::engine::run(state.clone()));
@@ -280,6 +292,9 @@ pub async fn serve(
     let _ = alert_engine.await;
     let _ = share_keeper.await;
     let _ = sso_rechecks.await;
+    if let Some(election) = leader_election {
+        let _ = election.await;
+    }
     if let Some(follower) = follower {
         let _ = follower.await;
     }

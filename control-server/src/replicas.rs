@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, watch};
 use uuid::Uuid;
 
 use crate::hub::{LiveEvent, Notice};
@@ -71,8 +71,51 @@ async fn reload_when_told(state: AppState, dirty: Arc<Notify>) {
     loop {
         dirty.notified().await;
         match state.store.directory().await {
-            Ok(directory) => state.live.refresh(directory),
+            Ok(directory) => {
+                state.live.refresh(directory);
+                // Alert rules and channels may have changed too.
+                state.alerts.changed();
+            }
             Err(error) => tracing::warn!(%error, "could not reload what another replica changed"),
+        }
+    }
+}
+
+/// Whether this replica is the one that raises alerts
+/// ([`crate::postgres::leader`]); a lone server always is.
+#[derive(Debug, Clone)]
+pub struct Leadership(watch::Receiver<bool>);
+
+impl Leadership {
+    /// A server alone on its record.
+    pub fn alone() -> Self {
+        Self(watch::channel(true).1)
+    }
+
+    /// Led by the election whose outcome `sender` gives.
+    pub fn elected() -> (watch::Sender<bool>, Self) {
+        let (sender, receiver) = watch::channel(false);
+        (sender, Self(receiver))
+    }
+
+    pub fn is_leading(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Returns once this replica leads (at once if it does).
+    pub async fn gained(&mut self) {
+        self.until(true).await;
+    }
+
+    /// Returns once this replica no longer leads.
+    pub async fn lost(&mut self) {
+        self.until(false).await;
+    }
+
+    async fn until(&mut self, leading: bool) {
+        // Without an election (its sender gone) nothing changes any more.
+        if self.0.wait_for(|now| *now == leading).await.is_err() {
+            std::future::pending::<()>().await;
         }
     }
 }

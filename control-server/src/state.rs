@@ -43,6 +43,8 @@ pub struct Inner {
     pub shares: crate::service::shares::ShareBook,
     /// The OpenID provider people sign in with, if single sign-on is on.
     pub sso: Option<crate::sso::Provider>,
+    /// Whether this replica raises alerts (always, on SQLite).
+    pub leadership: crate::replicas::Leadership,
 }
 
 impl AppState {

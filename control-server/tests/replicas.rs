@@ -126,3 +126,196 @@ async fn fifty_checks_over_two_replicas_give_the_last_prompt_once() {
     a.stop().await;
     b.stop().await;
 }
+
+/// Event batches a device sends while one of two replicas is killed: each
+/// batch goes to the replica whose turn it is (a load balancer's round
+/// robin); one that gets no answer is sent again to the other, as the
+/// proxy resends what it was not told was stored.
+const SENDERS: usize = 4;
+const BATCHES_PER_SENDER: usize = 30;
+const EVENTS_PER_BATCH: usize = 10;
+
+#[tokio::test]
+async fn a_replica_killed_mid_load_loses_nothing() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let postgres = Postgres::start().await;
+    let url = postgres.create_database("killed").await;
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // A is the real binary, so it can be killed for real (SIGKILL: no
+    // shutdown, no flushing); B runs in this process.
+    let port = common::process::free_port();
+    let mut a = common::process::server_binary(dir_a.path(), port, KEY)
+        .env("DATABASE_URL", &url)
+        .spawn()
+        .unwrap();
+    let a_url = format!("http://127.0.0.1:{port}");
+    common::process::wait_healthy(&a_url).await;
+    let b = replica(&url, dir_b.path()).await;
+    let total = SENDERS * BATCHES_PER_SENDER * EVENTS_PER_BATCH;
+    let limits =
+        json!([{ "type": "per_model", "model": "opus", "window": "daily", "value": total }]);
+    let (user_id, code) = b.create_user("Cy", limits).await;
+    let (device_id, token, _) = b.register_proxy(&code, "cy-laptop").await;
+    let http = reqwest::Client::new();
+    let send = |base: String, events: serde_json::Value| {
+        let request = http
+            .post(format!("{base}/api/agent/v1/events"))
+            .bearer_auth(&token)
+            .json(&json!({ "events": events }))
+            .timeout(WAIT);
+        async move {
+            request
+                .send()
+                .await
+                .is_ok_and(|response| response.status() == StatusCode::OK)
+        }
+    };
+    // A knows the machine once B's registration reached it.
+    eventually(WAIT, || async {
+        let (status, _) = common::send(
+            http.post(format!("{a_url}/api/agent/v1/sync"))
+                .bearer_auth(&token)
+                .json(&json!({})),
+        )
+        .await;
+        (status == StatusCode::OK).then_some(())
+    })
+    .await;
+
+    let stored_by_a = AtomicUsize::new(0);
+    let resent = AtomicUsize::new(0);
+    let senders = (0..SENDERS).map(|sender| {
+        let (send, stored_by_a, resent, a_url, b_url) =
+            (&send, &stored_by_a, &resent, &a_url, &b.url);
+        async move {
+            for batch in 0..BATCHES_PER_SENDER {
+                let events: Vec<_> = (0..EVENTS_PER_BATCH)
+                    .map(|n| {
+                        let id = format!(
+                            "00000000-0000-4000-8000-{:04x}{:04x}{:04x}",
+                            sender, batch, n
+                        );
+                        let turn = format!("t:{sender}:{batch}:{n}");
+                        let at = jiff::Timestamp::now().to_string();
+                        common::request_event(&id, &at, "claude-opus-4-5", &turn, true, 100)
+                    })
+                    .collect();
+                let events = serde_json::Value::Array(events);
+                let to_a = (sender + batch) % 2 == 0;
+                let first = if to_a { a_url } else { b_url };
+                if send(first.clone(), events.clone()).await {
+                    if to_a {
+                        stored_by_a.fetch_add(1, Ordering::SeqCst);
+                    }
+                    continue;
+                }
+                resent.fetch_add(1, Ordering::SeqCst);
+                assert!(
+                    send(b_url.clone(), events).await,
+                    "the surviving replica refused a batch"
+                );
+            }
+        }
+    });
+    let killer = async {
+        // Mid-load: once A has stored a few batches, while the rest go on.
+        eventually(WAIT, || async {
+            (stored_by_a.load(Ordering::SeqCst) >= 8).then_some(())
+        })
+        .await;
+        a.kill().unwrap();
+    };
+    futures_util::future::join(futures_util::future::join_all(senders), killer).await;
+    a.wait().unwrap();
+    assert!(
+        resent.load(Ordering::SeqCst) > 0,
+        "no batch was in flight or left for A when it was killed"
+    );
+
+    // Every event is stored once, and counted once in the running totals
+    // the checks read.
+    let db = postgres.connect("killed").await;
+    let row = db
+        .query_one(
+            "SELECT count(*), COALESCE(sum(prompts), 0)::BIGINT FROM events
+             WHERE device_id = $1 AND type = 'request'",
+            &[&device_id],
+        )
+        .await
+        .unwrap();
+    let (stored, prompts): (i64, i64) = (row.get(0), row.get(1));
+    assert_eq!(stored as usize, total, "events stored");
+    assert_eq!(prompts as usize, total, "prompts stored");
+    let running: i64 = db
+        .query_one(
+            "SELECT prompts FROM usage_running WHERE user_id = $1 AND family = 'opus'
+             ORDER BY bucket DESC LIMIT 1",
+            &[&user_id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(running as usize, total, "prompts in the running totals");
+    // The survivor decides from all of them: the day's prompts are used.
+    assert!(!b.allowed(&token, "t:after", "claude-opus-4-5").await);
+    b.stop().await;
+}
+
+/// The titles of the alerts raised so far, as `server` lists them.
+async fn alert_titles(server: &TestServer) -> Vec<String> {
+    let (status, log) = server.admin_get("/api/admin/alerts/log").await;
+    assert_eq!(status, StatusCode::OK, "{log}");
+    log["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|alert| alert["title"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn one_replica_raises_an_alert_and_another_takes_over_when_it_stops() {
+    let postgres = Postgres::start().await;
+    let url = postgres.create_database("alerts").await;
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = replica(&url, dir_a.path()).await;
+    let b = replica(&url, dir_b.path()).await;
+
+    // A kill through B: both replicas hear of it, the alert is raised once.
+    let (user, _) = b.create_user("Cy", json!([])).await;
+    b.set_status(user, "killed").await;
+    let wanted = "Cy was stopped with the kill switch";
+    eventually(WAIT, || async {
+        alert_titles(&a)
+            .await
+            .iter()
+            .any(|t| t == wanted)
+            .then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let raised = alert_titles(&b).await;
+    let times = raised.iter().filter(|t| *t == wanted).count();
+    assert_eq!(times, 1, "{raised:?}");
+
+    // The replica that led stops: the other one raises the next alerts.
+    a.stop().await;
+    let mut taken_over = false;
+    for attempt in 0..30 {
+        let name = format!("Dee {attempt}");
+        let (user, _) = b.create_user(&name, json!([])).await;
+        b.set_status(user, "killed").await;
+        let wanted = format!("{name} was stopped with the kill switch");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if alert_titles(&b).await.contains(&wanted) {
+            taken_over = true;
+            break;
+        }
+    }
+    assert!(
+        taken_over,
+        "no replica raised alerts after the leader stopped"
+    );
+    b.stop().await;
+}

@@ -5,12 +5,11 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use ccgate_quota::seal::SealKey;
 use ccgate_server::ServerError;
+use common::process::{free_port, server_binary, wait_healthy};
 use common::{ADMIN_PASSWORD, TestServer, config, start_error};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -107,46 +106,14 @@ async fn a_wrong_malformed_or_lost_key_stops_the_start_naming_secret_key() {
     drop(temp);
 }
 
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
-/// `ccgate-server` itself, configured by environment variables only.
-fn server_binary(data_dir: &Path, port: u16, secret_key: &str) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_ccgate-server"));
-    command
-        .env_clear()
-        .env("DATA_DIR", data_dir)
-        .env("BIND", "127.0.0.1")
-        .env("PORT", port.to_string())
-        .env("ADMIN_PASSWORD", ADMIN_PASSWORD)
-        .env("SECRET_KEY", secret_key)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    if let Some(url) = common::postgres::shared_database_for(data_dir) {
-        command.env("DATABASE_URL", url);
-    }
-    command
-}
-
 #[tokio::test]
 async fn secret_key_from_the_environment_seals_and_a_malformed_one_is_refused() {
     let temp = tempfile::tempdir().unwrap();
     let port = free_port();
     let mut child = server_binary(temp.path(), port, KEY).spawn().unwrap();
     let base = format!("http://127.0.0.1:{port}");
+    wait_healthy(&base).await;
     let http = reqwest::Client::new();
-    let mut ready = false;
-    for _ in 0..400 {
-        if http.get(format!("{base}/healthz")).send().await.is_ok() {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert!(ready, "ccgate-server did not come up");
     let login: Value = http
         .post(format!("{base}/api/admin/login"))
         .json(&json!({ "password": ADMIN_PASSWORD }))

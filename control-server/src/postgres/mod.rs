@@ -7,6 +7,7 @@
 
 pub mod fanout;
 pub mod gate;
+pub mod leader;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
@@ -45,6 +46,8 @@ pub enum PgError {
         "the database's schema is version {found}, newer than this server's {known}: run a newer ccgate-server"
     )]
     Newer { found: i64, known: i64 },
+    #[error("PostgreSQL did not answer in time")]
+    Timeout,
 }
 
 impl From<tokio_postgres::Error> for crate::db::DbError {

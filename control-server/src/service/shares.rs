@@ -230,6 +230,10 @@ fn report_unattributed(state: &AppState, computed: &HashMap<i64, SubscriptionSha
                 continue;
             };
             reported.insert(key, last);
+            // Every replica keeps the book; the one that leads announces.
+            if !state.leadership.is_leading() {
+                continue;
+            }
             let amount: f64 = new.iter().map(|interval| interval.amount).sum();
             state.hub.publish(|| LiveEvent::UnattributedUse {
                 subscription_id: *subscription_id,

@@ -4,6 +4,7 @@
 
 pub mod oidc;
 pub mod postgres;
+pub mod process;
 pub mod sse;
 
 use std::path::{Path, PathBuf};

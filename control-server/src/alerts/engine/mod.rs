@@ -345,8 +345,32 @@ fn reset_phrase(at: Timestamp) -> String {
     format!("; it resets at {} UTC", at.strftime("%Y-%m-%d %H:%M"))
 }
 
-/// Runs the engine until shutdown.
+/// Runs the engine until shutdown, while this replica leads (one replica
+/// raises the alerts of a shared record).
 pub async fn run(state: AppState) {
+    let mut leadership = state.leadership.clone();
+    let mut shutdown = state.shutdown.clone();
+    loop {
+        tokio::select! {
+            () = leadership.gained() => {}
+            _ = crate::state::stopped(&mut shutdown) => return,
+        }
+        if lead(&state, &mut leadership).await == Ended::Shutdown {
+            return;
+        }
+    }
+}
+
+#[derive(PartialEq, Eq)]
+enum Ended {
+    Shutdown,
+    LostLeadership,
+}
+
+/// Evaluates the rules on every tick and live event until shutdown or
+/// until another replica leads. It starts from the states saved last, by
+/// whichever replica led then.
+async fn lead(state: &AppState, leadership: &mut crate::replicas::Leadership) -> Ended {
     let mut events = state.hub.subscribe();
     let mut shutdown = state.shutdown.clone();
     let mut engine = Engine::load(state.clone()).await;
@@ -365,9 +389,10 @@ pub async fn run(state: AppState) {
                     tracing::warn!(missed, "the alert engine missed live events");
                     engine.check_subscriptions().await
                 }
-                Err(RecvError::Closed) => break,
+                Err(RecvError::Closed) => return Ended::Shutdown,
             },
-            _ = crate::state::stopped(&mut shutdown) => break,
+            _ = crate::state::stopped(&mut shutdown) => return Ended::Shutdown,
+            () = leadership.lost() => return Ended::LostLeadership,
         };
         engine.save_states().await;
         engine.raise(fired).await;

@@ -138,7 +138,7 @@ pub async fn create_channel(
         .store
         .create_alert_channel(channel, now.as_millisecond(), audit)
         .await?;
-    state.alerts.changed();
+    rules_changed(&state);
     Ok((StatusCode::CREATED, one_channel(&state, id).await?))
 }
 
@@ -180,7 +180,7 @@ pub async fn update_channel(
         .store
         .update_alert_channel(id, channel, now.as_millisecond(), audit)
         .await?;
-    state.alerts.changed();
+    rules_changed(&state);
     one_channel(&state, id).await
 }
 
@@ -196,7 +196,7 @@ pub async fn delete_channel(
         json!({ "channel_id": id }),
     );
     let gone = state.store.delete_alert_channel(id, audit).await?;
-    state.alerts.changed();
+    rules_changed(&state);
     deleted(gone, "alert channel", id)
 }
 
@@ -317,7 +317,7 @@ pub async fn create_rule(
         .store
         .create_alert_rule(fields, now.as_millisecond(), audit)
         .await?;
-    state.alerts.changed();
+    rules_changed(&state);
     Ok((StatusCode::CREATED, one_rule(&state, id).await?))
 }
 
@@ -336,7 +336,7 @@ pub async fn update_rule(
         .store
         .update_alert_rule(id, fields, now.as_millisecond(), audit)
         .await?;
-    state.alerts.changed();
+    rules_changed(&state);
     one_rule(&state, id).await
 }
 
@@ -352,7 +352,7 @@ pub async fn delete_rule(
         json!({ "rule_id": id }),
     );
     let gone = state.store.delete_alert_rule(id, audit).await?;
-    state.alerts.changed();
+    rules_changed(&state);
     deleted(gone, "alert rule", id)
 }
 
@@ -419,4 +419,11 @@ pub async fn log(State(state): State<AppState>) -> Result<axum::Json<AlertLog>> 
         alerts: alerts.into_iter().map(AlertView::from).collect(),
         deliveries: deliveries.into_iter().map(DeliveryView::from).collect(),
     }))
+}
+
+/// Rules or channels changed: the engine reads them again, on whichever
+/// replica leads.
+fn rules_changed(state: &AppState) {
+    state.alerts.changed();
+    state.hub.record_changed();
 }
