@@ -232,13 +232,21 @@ pub async fn serve(
         Some(oidc) => Some(sso::Provider::new(oidc).map_err(|e| ServerError::Io(e.to_string()))?),
         None => None,
     };
+    let mut login_limiter =
+        FailureLimiter::new(config.login_max_failures, config.login_failure_window);
+    let mut register_limiter = FailureLimiter::new(
+        config.login_max_failures.max(10),
+        config.login_failure_window,
+    );
+    // Replicas count each other's failures.
+    if let Some(pg) = &shared {
+        login_limiter = login_limiter.shared(pg.clone(), "login");
+        register_limiter = register_limiter.shared(pg.clone(), "register");
+    }
     let state = AppState::new(Inner {
-        login_limiter: FailureLimiter::new(config.login_max_failures, config.login_failure_window),
+        login_limiter,
         passwords: secrets::PasswordWork::default(),
-        register_limiter: FailureLimiter::new(
-            config.login_max_failures.max(10),
-            config.login_failure_window,
-        ),
+        register_limiter,
         config,
         store,
         live,

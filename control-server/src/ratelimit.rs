@@ -4,11 +4,20 @@
 //! work it guards (a password hash, a code lookup), so concurrent attempts
 //! cannot all pass the check before any failure is recorded. IPv6 clients
 //! are keyed by their /64 (one host usually holds a whole /64).
+//!
+//! With several replicas on PostgreSQL ([`FailureLimiter::shared`]) each
+//! failure is also stored there, and an attempt is refused when the
+//! failures every replica stored use up the limit. Attempts reserved at
+//! the same moment on different replicas are not seen by each other, so a
+//! burst may get up to `max` tries per replica before the first failures
+//! are stored; after that the client waits on every replica.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use crate::postgres::PgDb;
 
 /// The address a client is limited by: IPv4 as it is (also when it comes
 /// as an IPv4-mapped IPv6 address), IPv6 by its /64.
@@ -34,6 +43,14 @@ pub struct FailureLimiter {
     max: u32,
     window: Duration,
     entries: Mutex<HashMap<IpAddr, Entry>>,
+    shared: Option<Shared>,
+}
+
+/// Where the replicas keep their failures, and under what name.
+#[derive(Debug)]
+struct Shared {
+    pg: PgDb,
+    scope: &'static str,
 }
 
 /// A reserved attempt. [`Attempt::succeeded`] gives it back; dropped
@@ -62,6 +79,17 @@ impl Drop for Attempt<'_> {
             while entry.failures.len() > self.limiter.max as usize {
                 entry.failures.pop_front();
             }
+            if let (Some(shared), Ok(runtime)) =
+                (&self.limiter.shared, tokio::runtime::Handle::try_current())
+            {
+                let (pg, scope, client) = (shared.pg.clone(), shared.scope, self.key.to_string());
+                runtime.spawn(async move {
+                    let at = jiff::Timestamp::now().as_millisecond();
+                    if let Err(error) = pg.record_failure(scope, &client, at).await {
+                        tracing::warn!(%error, scope, "could not store a failed attempt");
+                    }
+                });
+            }
         }
     }
 }
@@ -72,7 +100,15 @@ impl FailureLimiter {
             max: max.max(1),
             window,
             entries: Mutex::new(HashMap::new()),
+            shared: None,
         }
+    }
+
+    /// The same limit over the failures every replica stores in `pg`
+    /// under `scope`.
+    pub fn shared(mut self, pg: PgDb, scope: &'static str) -> Self {
+        self.shared = Some(Shared { pg, scope });
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, Entry>> {
@@ -101,8 +137,40 @@ impl FailureLimiter {
     }
 
     /// Reserves an attempt for `client`; `Err(seconds to wait)` when its
-    /// failures and the attempts it has running use up the limit.
-    pub fn begin(&self, client: IpAddr) -> Result<Attempt<'_>, u64> {
+    /// failures (on every replica) and the attempts it has running here use
+    /// up the limit.
+    pub async fn begin(&self, client: IpAddr) -> Result<Attempt<'_>, u64> {
+        let attempt = self.reserve(client)?;
+        let Some(shared) = &self.shared else {
+            return Ok(attempt);
+        };
+        let now = jiff::Timestamp::now().as_millisecond();
+        let window = i64::try_from(self.window.as_millis()).unwrap_or(i64::MAX);
+        let since = now.saturating_sub(window);
+        match shared
+            .pg
+            .failures_since(shared.scope, &attempt.key.to_string(), since)
+            .await
+        {
+            Ok(failures) if failures.count >= i64::from(self.max) => {
+                // Refused before any work: not a failure of its own.
+                attempt.succeeded();
+                let oldest = failures.oldest.unwrap_or(now);
+                let wait_ms = (oldest + window - now).max(0);
+                Err(u64::try_from(wait_ms / 1000).unwrap_or(0) + 1)
+            }
+            Ok(_) => Ok(attempt),
+            // This replica's own count still holds; the work the attempt
+            // guards needs the database too and says so.
+            Err(error) => {
+                tracing::warn!(%error, scope = shared.scope, "could not read the stored failed attempts");
+                Ok(attempt)
+            }
+        }
+    }
+
+    /// Reserves an attempt on this replica's count only.
+    fn reserve(&self, client: IpAddr) -> Result<Attempt<'_>, u64> {
         let key = client_key(client);
         let now = Instant::now();
         let mut entries = self.lock();
@@ -135,8 +203,21 @@ impl FailureLimiter {
         });
     }
 
-    /// Forgets clients with nothing running and no failure in the window.
+    /// Forgets clients with nothing running and no failure in the window,
+    /// here and in the shared store.
     pub fn sweep(&self) {
+        if let (Some(shared), Ok(runtime)) = (&self.shared, tokio::runtime::Handle::try_current()) {
+            let (pg, scope) = (shared.pg.clone(), shared.scope);
+            let window = i64::try_from(self.window.as_millis()).unwrap_or(i64::MAX);
+            runtime.spawn(async move {
+                let before = jiff::Timestamp::now()
+                    .as_millisecond()
+                    .saturating_sub(window);
+                if let Err(error) = pg.forget_failures_before(scope, before).await {
+                    tracing::warn!(%error, scope, "could not forget old failed attempts");
+                }
+            });
+        }
         let now = Instant::now();
         self.lock().retain(|_, entry| {
             entry.in_flight > 0
@@ -169,16 +250,16 @@ mod tests {
     fn attempts_are_reserved_before_they_fail() {
         let limiter = FailureLimiter::new(2, Duration::from_secs(60));
         let a: IpAddr = "10.0.0.1".parse().unwrap();
-        let first = limiter.begin(a).unwrap();
-        let second = limiter.begin(a).unwrap();
+        let first = limiter.reserve(a).unwrap();
+        let second = limiter.reserve(a).unwrap();
         // Two running: a third waits, though nothing has failed yet.
-        assert_eq!(limiter.begin(a).unwrap_err(), 1);
+        assert_eq!(limiter.reserve(a).unwrap_err(), 1);
         first.succeeded();
-        let third = limiter.begin(a).unwrap();
+        let third = limiter.reserve(a).unwrap();
         drop(second);
         drop(third);
         // Two failures: locked out for the window.
-        assert!(limiter.begin(a).unwrap_err() > 1);
+        assert!(limiter.reserve(a).unwrap_err() > 1);
     }
 
     #[test]

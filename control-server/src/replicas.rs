@@ -5,10 +5,11 @@
 
 use std::sync::Arc;
 
+use jiff::Timestamp;
 use tokio::sync::{Notify, mpsc, watch};
 use uuid::Uuid;
 
-use crate::hub::{LiveEvent, Notice};
+use crate::hub::{LiveEvent, Notice, StoredUsage};
 use crate::postgres::PgDb;
 use crate::postgres::fanout::Listener;
 use crate::state::{AppState, stopped};
@@ -40,6 +41,7 @@ pub async fn follow(state: AppState, mut listener: Listener<Notice>) {
         match notice {
             None => break,
             Some(Notice::RecordChanged) => dirty.notify_one(),
+            Some(Notice::Usage(usage)) => add_usage(&state, usage),
             Some(Notice::Live(event)) => {
                 forget_removed(&state, &event);
                 if event.changes_record() {
@@ -50,6 +52,27 @@ pub async fn follow(state: AppState, mut listener: Listener<Notice>) {
         }
     }
     reloader.abort();
+}
+
+/// Usage another replica stored goes into this one's usage index, and the
+/// reservations it settles end here too.
+fn add_usage(state: &AppState, usage: Vec<StoredUsage>) {
+    for stored in usage {
+        let Some(user) = state.live.user(stored.user_id) else {
+            continue;
+        };
+        let mut guard = user.lock();
+        if let (Some(family), false, Ok(at)) = (
+            stored.family,
+            stored.totals.is_zero(),
+            Timestamp::from_millisecond(stored.at),
+        ) {
+            guard.usage.add(at, family, stored.totals);
+        }
+        if let Some(key) = &stored.settles {
+            guard.reservations.remove(key);
+        }
+    }
 }
 
 /// A deletion or revocation on another replica ends here at once: the

@@ -67,6 +67,7 @@ async fn replicas_starting_together_migrate_once() {
             "install_codes",
             "limits",
             "live_overflow",
+            "login_failures",
             "oidc_logins",
             "reservations",
             "sessions",

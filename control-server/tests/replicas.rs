@@ -17,10 +17,14 @@ const WAIT: Duration = Duration::from_secs(10);
 
 /// A replica on database `url` with its own data directory and the shared key.
 async fn replica(url: &str, dir: &std::path::Path) -> TestServer {
+    TestServer::launch(replica_config(url, dir)).await
+}
+
+fn replica_config(url: &str, dir: &std::path::Path) -> ccgate_server::ServerConfig {
     let mut config = common::config(dir);
     config.database = Database::postgres(url);
     config.secret_key = Some(SealKey::from_hex(KEY).unwrap());
-    TestServer::launch(config).await
+    config
 }
 
 #[tokio::test]
@@ -317,5 +321,77 @@ async fn one_replica_raises_an_alert_and_another_takes_over_when_it_stops() {
         taken_over,
         "no replica raised alerts after the leader stopped"
     );
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn usage_stored_through_one_replica_shows_on_the_other() {
+    let postgres = Postgres::start().await;
+    let url = postgres.create_database("usage").await;
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = replica(&url, dir_a.path()).await;
+    let b = replica(&url, dir_b.path()).await;
+    let limits = json!([{ "type": "per_model", "model": "opus", "window": "daily", "value": 5 }]);
+    let (user_id, code) = a.create_user("Eli", limits).await;
+    let (_, token, _) = a.register_proxy(&code, "eli-laptop").await;
+    eventually(WAIT, || async {
+        let (status, _) = b.agent(&token, "/sync", json!({})).await;
+        (status == StatusCode::OK).then_some(())
+    })
+    .await;
+
+    // A check through B holds the prompt there; its event, stored through
+    // A, counts on B and settles B's hold.
+    assert!(b.allowed(&token, "t:1", "claude-opus-4-5").await);
+    assert_eq!(b.user(user_id).await["pending_prompts"], 1);
+    let now = jiff::Timestamp::now().to_string();
+    let event = common::request_event(
+        "00000000-0000-4000-8000-0000000000e1",
+        &now,
+        "claude-opus-4-5",
+        "t:1",
+        true,
+        100,
+    );
+    let (status, body) = a
+        .agent(&token, "/events", json!({ "events": [event] }))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let on_b = eventually(WAIT, || async {
+        let user = b.user(user_id).await;
+        (user["usage"]["opus"] == 1 && user["pending_prompts"] == 0).then_some(user)
+    })
+    .await;
+    assert_eq!(on_b["usage"]["opus"], 1, "{on_b}");
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn failed_logins_through_one_replica_count_on_the_other() {
+    let postgres = Postgres::start().await;
+    let url = postgres.create_database("logins").await;
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let limited = |dir| {
+        let mut config = replica_config(&url, dir);
+        config.login_max_failures = 3;
+        config
+    };
+    let a = TestServer::launch(limited(dir_a.path())).await;
+    let b = TestServer::launch(limited(dir_b.path())).await;
+    for server in [&a, &a, &b] {
+        let response = server.login_response(None, "a wrong guess").await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+    // Three failures over both: the next try waits, on either replica,
+    // even with the right password.
+    eventually(WAIT, || async {
+        let response = b.login_response(None, common::ADMIN_PASSWORD).await;
+        (response.status() == StatusCode::TOO_MANY_REQUESTS).then_some(())
+    })
+    .await;
+    let response = a.login_response(None, common::ADMIN_PASSWORD).await;
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    a.stop().await;
     b.stop().await;
 }

@@ -9,6 +9,8 @@ use std::sync::{Arc, OnceLock};
 
 use tokio::sync::{broadcast, mpsc};
 
+use crate::live::reservations::ReservationKey;
+
 pub use event::LiveEvent;
 
 /// Events a listener may fall behind by before it misses some. The alert
@@ -47,6 +49,35 @@ pub enum Notice {
     /// The record changed in a way no live event tells (settings, a device's
     /// token): the other replicas reload their copy.
     RecordChanged,
+    /// Usage this replica stored: the others add it to their copy of the
+    /// usage index (what views and hook checks read).
+    Usage(Vec<StoredUsage>),
+}
+
+/// An event's usage, as another replica's usage index takes it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StoredUsage {
+    pub user_id: i64,
+    /// When it happened, in ms.
+    pub at: i64,
+    pub family: Option<ccgate_quota::ModelFamily>,
+    pub totals: ccgate_quota::Totals,
+    /// The turn it settles: its reservation is gone.
+    pub settles: Option<crate::live::reservations::ReservationKey>,
+}
+
+impl StoredUsage {
+    /// What `row` adds and settles, if anything.
+    pub fn of(row: &crate::db::events::EventRow, settles: Option<ReservationKey>) -> Option<Self> {
+        let adds = row.family.is_some() && !row.totals.is_zero();
+        (adds || settles.is_some()).then_some(Self {
+            user_id: row.user_id,
+            at: row.at,
+            family: row.family,
+            totals: row.totals,
+            settles,
+        })
+    }
 }
 
 impl Default for Hub {
@@ -85,6 +116,17 @@ impl Hub {
             return;
         }
         self.publish_here(event());
+    }
+
+    /// Tells the other replicas of usage stored here.
+    pub fn usage_stored(&self, usage: Vec<StoredUsage>) {
+        if let Some(relay) = &self.relay
+            && !usage.is_empty()
+        {
+            // Full: the others' views miss it until they reload (the
+            // check on PostgreSQL reads the database, not these).
+            let _ = relay.try_send(Notice::Usage(usage));
+        }
     }
 
     /// Tells the other replicas to reload their copy of the record.

@@ -8,7 +8,7 @@ use ccgate_quota::{ModelFamily, PerFamily, Totals, UsageSource};
 use jiff::Timestamp;
 
 /// A reservation is per device and per turn (agent API) or per session (hook API).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct ReservationKey {
     pub device_id: i64,
     pub key: String,

@@ -5,6 +5,7 @@
 //! [`gate`] decides a check exactly whatever replica takes it. See
 //! docs/architecture.md, "Under way: scale-out".
 
+pub mod failures;
 pub mod fanout;
 pub mod gate;
 pub mod leader;
@@ -21,6 +22,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_usage_running.sql"),
     include_str!("migrations/0005_settle_reservations.sql"),
     include_str!("migrations/0006_alerts.sql"),
+    include_str!("migrations/0007_login_failures.sql"),
 ];
 
 /// The schema version this server brings its databases to.

@@ -107,7 +107,7 @@ pub async fn login(
     username: Option<String>,
     password: String,
 ) -> Result<LoggedIn> {
-    let attempt = state.login_limiter.begin(client).map_err(|wait| {
+    let attempt = state.login_limiter.begin(client).await.map_err(|wait| {
         Error::too_many_requests(
             format!("too many failed logins from this address; try again in {wait} s"),
             wait,

@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use crate::db::events::EventRow;
 use crate::error::Result;
+use crate::hub::StoredUsage;
 use crate::hub::event::{Activity, LiveEvent};
 use crate::live::devices::DeviceLive;
 use crate::live::reservations::{Reservation, ReservationKey};
@@ -331,6 +332,11 @@ fn count_reservation(
 
 /// Queues counted hook prompts for storage and tells the admins.
 fn record_counted(state: &AppState, user_id: i64, user_name: &str, counted: Vec<CountedPrompt>) {
+    let stored = counted
+        .iter()
+        .filter_map(|counted| StoredUsage::of(&counted.row, None))
+        .collect();
+    state.hub.usage_stored(stored);
     for CountedPrompt { row } in counted {
         state.hub.publish(|| LiveEvent::UserCounted {
             activity: Activity {

@@ -25,6 +25,7 @@ use crate::db::audit::AuditEntry;
 use crate::db::events::EventRow;
 use crate::db::utilization::SubscriptionClaim;
 use crate::error::{Error, Result};
+use crate::hub::StoredUsage;
 use crate::hub::event::{Activity, LiveEvent, TokenFigures};
 use crate::live::devices::DeviceLive;
 use crate::live::reservations::ReservationKey;
@@ -361,6 +362,7 @@ fn apply(
             RowResult::Failed(_) => applied.failed += 1,
         }
     }
+    let mut stored = Vec::new();
     let (user_name, subscription_id) = {
         let mut guard = user.lock();
         for row in &new_rows {
@@ -376,15 +378,22 @@ fn apply(
                 "turn_released" => true,
                 _ => false,
             };
-            if settles && let Some(turn_key) = &row.turn_key {
-                guard.reservations.remove(&ReservationKey {
-                    device_id: device.id,
-                    key: turn_key.clone(),
-                });
+            let settled =
+                row.turn_key
+                    .as_ref()
+                    .filter(|_| settles)
+                    .map(|turn_key| ReservationKey {
+                        device_id: device.id,
+                        key: turn_key.clone(),
+                    });
+            if let Some(key) = &settled {
+                guard.reservations.remove(key);
             }
+            stored.extend(StoredUsage::of(row, settled));
         }
         (guard.row.name.clone(), guard.row.subscription_id)
     };
+    state.hub.usage_stored(stored);
     state
         .metrics
         .count_events("accepted", u64::from(applied.accepted));
@@ -673,6 +682,10 @@ pub async fn hook_count(
         };
         (row, guard.row.name.clone())
     };
+    // The hook's reservation may be mirrored on another replica too.
+    state
+        .hub
+        .usage_stored(StoredUsage::of(&row, Some(key)).into_iter().collect());
     ticket.submit(vec![PendingRow::from(row.clone())]);
     state.metrics.count_events("accepted", 1);
     publish(state, device, &user_name, None, std::iter::once(&row));

@@ -58,7 +58,7 @@ pub async fn register(
     kind: DeviceKind,
     details: DeviceDetails,
 ) -> Result<Registered> {
-    let attempt = state.register_limiter.begin(client).map_err(|wait| {
+    let attempt = state.register_limiter.begin(client).await.map_err(|wait| {
         Error::too_many_requests(
             format!("too many failed registrations from this address; try again in {wait} s"),
             wait,

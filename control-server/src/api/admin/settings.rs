@@ -116,7 +116,7 @@ async fn check_current_password(
             "changing the admin password needs the current one (current_password)",
         ));
     };
-    let attempt = state.login_limiter.begin(client).map_err(|wait| {
+    let attempt = state.login_limiter.begin(client).await.map_err(|wait| {
         Error::too_many_requests(
             format!("too many wrong passwords from this address; try again in {wait} s"),
             wait,
