@@ -18,17 +18,17 @@ mod common;
 
 use std::time::Instant;
 
-use common::load::{DENIED_USERS, HISTORY_DAYS, USERS, env_list, hammer, percentile, person};
-use common::{cores, env_or, new_runtime, seed_history, seed_users, start, stop};
+use common::load::{DENIED_USERS, HISTORY_DAYS, Knobs, USERS, hammer, person};
+use common::{runtimes, seed_history, seed_users, start, stop};
 
 fn main() {
-    let seconds: u64 = env_or("BENCH_SECONDS", 10);
-    let connection_counts: Vec<usize> = env_list("BENCH_CONNECTIONS", "8,16,32");
-    let history: Vec<u64> = env_list("BENCH_HISTORY", "200000,1000000");
-    let cores = cores();
-    let server_runtime = new_runtime(cores, "server");
+    let Knobs {
+        seconds,
+        connections: connection_counts,
+        history,
+    } = Knobs::from_env(10, "8,16,32");
+    let (cores, server_runtime, runtime) = runtimes();
     let server_handle = server_runtime.handle().clone();
-    let runtime = new_runtime(cores, "client");
     runtime.block_on(async {
         let temp = tempfile::tempdir().unwrap();
         let dir = temp.path();
@@ -67,6 +67,7 @@ fn main() {
             let server = start(&server_handle, dir).await;
             for &connections in &connection_counts {
                 let figures = hammer(&server.url, &devices, connections, seconds).await;
+                let [p50, p99, p999] = figures.percentiles_ms();
                 println!(
                     "{:>10} {:>7.2} {:>6} {:>10.0} {:>7.0}% {:>8.3} {:>8.3} {:>9.3} {:>8.2}",
                     seeded,
@@ -74,9 +75,9 @@ fn main() {
                     connections,
                     figures.per_second(),
                     figures.allowed_percent(),
-                    percentile(&figures.latencies_us, 0.50),
-                    percentile(&figures.latencies_us, 0.99),
-                    percentile(&figures.latencies_us, 0.999),
+                    p50,
+                    p99,
+                    p999,
                     figures.max_ms(),
                 );
             }

@@ -33,10 +33,9 @@ use std::time::Instant;
 
 use ccgate_server::ServerConfig;
 use ccgate_server::config::Database;
-use common::load::{HISTORY_DAYS, USERS, env_list, hammer, percentile, person};
+use common::load::{HISTORY_DAYS, Knobs, USERS, hammer, person};
 use common::{
-    Device, Running, bench_config, cores, env_or, new_runtime, seed_history, seed_users, start,
-    start_with, stop,
+    Device, Running, bench_config, runtimes, seed_history, seed_users, start, start_with, stop,
 };
 use postgres::Postgres;
 use tokio::net::{TcpListener, TcpStream};
@@ -97,13 +96,14 @@ async fn measure(
 ) {
     for &connections in connections {
         let figures = hammer(url, devices, connections, seconds).await;
+        let [p50, p99, p999] = figures.percentiles_ms();
         println!(
             "| {setup} | {history} | {connections} | {:.0} | {:.0}% | {:.2} | {:.2} | {:.2} | {:.1} |",
             figures.per_second(),
             figures.allowed_percent(),
-            percentile(&figures.latencies_us, 0.50),
-            percentile(&figures.latencies_us, 0.99),
-            percentile(&figures.latencies_us, 0.999),
+            p50,
+            p99,
+            p999,
             figures.max_ms(),
         );
     }
@@ -148,13 +148,13 @@ fn replica(dir: &Path, url: &str) -> ServerConfig {
 }
 
 fn main() {
-    let seconds: u64 = env_or("BENCH_SECONDS", 5);
-    let connections: Vec<usize> = env_list("BENCH_CONNECTIONS", "1,16");
-    let history: Vec<u64> = env_list("BENCH_HISTORY", "200000,1000000");
-    let cores = cores();
-    let server_runtime = new_runtime(cores, "server");
+    let Knobs {
+        seconds,
+        connections,
+        history,
+    } = Knobs::from_env(5, "1,16");
+    let (cores, server_runtime, runtime) = runtimes();
     let server = server_runtime.handle().clone();
-    let runtime = new_runtime(cores, "client");
     runtime.block_on(async {
         println!(
             "check over HTTP, {USERS} people, 6 rules each, {seconds} s per run, {cores} cores \

@@ -351,21 +351,9 @@ async fn a_kill_raises_the_default_alert_and_rule_changes_apply_at_once() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
 
-/// The fired alerts' titles, newest first.
-async fn alert_titles(server: &TestServer) -> Vec<String> {
-    let (status, log) = server.admin_get("/api/admin/alerts/log").await;
-    assert_eq!(status, StatusCode::OK, "{log}");
-    log["alerts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|alert| alert["title"].as_str().unwrap().to_owned())
-        .collect()
-}
-
 async fn wait_for_title(server: &TestServer, wanted: &str) -> Vec<String> {
     eventually(WAIT, || async {
-        let titles = alert_titles(server).await;
+        let titles = server.alert_titles().await;
         titles.iter().any(|t| t.contains(wanted)).then_some(titles)
     })
     .await

@@ -6,6 +6,7 @@ mod common;
 use std::time::Duration;
 
 use ccgate_quota::seal::SealKey;
+use ccgate_server::ServerConfig;
 use ccgate_server::config::Database;
 use common::postgres::Postgres;
 use common::{TestServer, eventually, next_of};
@@ -15,25 +16,40 @@ use serde_json::json;
 const KEY: &str = "8f14e45fceea167a5a36dedd4bea2543c9f0f895fb98ab9159f51fd0297e236d";
 const WAIT: Duration = Duration::from_secs(10);
 
-/// A replica on database `url` with its own data directory and the shared key.
-async fn replica(url: &str, dir: &std::path::Path) -> TestServer {
-    TestServer::launch(replica_config(url, dir)).await
+/// A replica on database `url` (a temp dir of its own, the shared key),
+/// as `tweak` adjusts it.
+async fn replica_with(url: &str, tweak: impl FnOnce(&mut ServerConfig)) -> TestServer {
+    TestServer::start_with(|config| {
+        config.database = Database::postgres(url);
+        config.secret_key = Some(SealKey::from_hex(KEY).unwrap());
+        tweak(config);
+    })
+    .await
 }
 
-fn replica_config(url: &str, dir: &std::path::Path) -> ccgate_server::ServerConfig {
-    let mut config = common::config(dir);
-    config.database = Database::postgres(url);
-    config.secret_key = Some(SealKey::from_hex(KEY).unwrap());
-    config
+/// Waits until `server` knows the machine of `token` (registered through
+/// another replica).
+async fn known_on(server: &TestServer, token: &str) {
+    eventually(WAIT, || async {
+        let (status, _) = server.agent(token, "/sync", json!({})).await;
+        (status == StatusCode::OK).then_some(())
+    })
+    .await;
+}
+
+/// A cluster of its own and two replicas on one fresh database in it; the
+/// cluster lives as long as the caller keeps it.
+async fn two_replicas(tweak: impl Fn(&mut ServerConfig)) -> (Postgres, TestServer, TestServer) {
+    let postgres = Postgres::start().await;
+    let url = postgres.create_database("ccgate").await;
+    let a = replica_with(&url, &tweak).await;
+    let b = replica_with(&url, &tweak).await;
+    (postgres, a, b)
 }
 
 #[tokio::test]
 async fn a_change_through_one_replica_reaches_the_other() {
-    let postgres = Postgres::start().await;
-    let url = postgres.create_database("replicas").await;
-    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = replica(&url, dir_a.path()).await;
-    let b = replica(&url, dir_b.path()).await;
+    let (_postgres, a, b) = two_replicas(|_| {}).await;
     let ws = format!(
         "{}/ws?token={}",
         b.url.replace("http://", "ws://"),
@@ -100,20 +116,12 @@ async fn a_change_through_one_replica_reaches_the_other() {
 /// checks at once, half through each replica, one prompt left.
 #[tokio::test]
 async fn fifty_checks_over_two_replicas_give_the_last_prompt_once() {
-    let postgres = Postgres::start().await;
-    let url = postgres.create_database("last_prompt").await;
-    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = replica(&url, dir_a.path()).await;
-    let b = replica(&url, dir_b.path()).await;
+    let (_postgres, a, b) = two_replicas(|_| {}).await;
     let limits = json!([{ "type": "per_model", "model": "opus", "window": "daily", "value": 1 }]);
     let (_, code) = a.create_user("Bo", limits).await;
     let (_, token, _) = a.register_proxy(&code, "bo-laptop").await;
     // B knows the machine once A's registration reached it.
-    eventually(WAIT, || async {
-        let (status, _) = b.agent(&token, "/sync", json!({})).await;
-        (status == StatusCode::OK).then_some(())
-    })
-    .await;
+    known_on(&b, &token).await;
 
     let checks = (0..50).map(|i| {
         let (server, token) = (if i % 2 == 0 { &a } else { &b }, &token);
@@ -145,7 +153,7 @@ async fn a_replica_killed_mid_load_loses_nothing() {
 
     let postgres = Postgres::start().await;
     let url = postgres.create_database("killed").await;
-    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let dir_a = tempfile::tempdir().unwrap();
     // A is the real binary, so it can be killed for real (SIGKILL: no
     // shutdown, no flushing); B runs in this process.
     let port = common::process::free_port();
@@ -155,7 +163,7 @@ async fn a_replica_killed_mid_load_loses_nothing() {
         .unwrap();
     let a_url = format!("http://127.0.0.1:{port}");
     common::process::wait_healthy(&a_url).await;
-    let b = replica(&url, dir_b.path()).await;
+    let b = replica_with(&url, |_| {}).await;
     let total = SENDERS * BATCHES_PER_SENDER * EVENTS_PER_BATCH;
     let limits =
         json!([{ "type": "per_model", "model": "opus", "window": "daily", "value": total }]);
@@ -266,32 +274,16 @@ async fn a_replica_killed_mid_load_loses_nothing() {
     b.stop().await;
 }
 
-/// The titles of the alerts raised so far, as `server` lists them.
-async fn alert_titles(server: &TestServer) -> Vec<String> {
-    let (status, log) = server.admin_get("/api/admin/alerts/log").await;
-    assert_eq!(status, StatusCode::OK, "{log}");
-    log["alerts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|alert| alert["title"].as_str().unwrap().to_owned())
-        .collect()
-}
-
 #[tokio::test]
 async fn one_replica_raises_an_alert_and_another_takes_over_when_it_stops() {
-    let postgres = Postgres::start().await;
-    let url = postgres.create_database("alerts").await;
-    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = replica(&url, dir_a.path()).await;
-    let b = replica(&url, dir_b.path()).await;
+    let (_postgres, a, b) = two_replicas(|_| {}).await;
 
     // A kill through B: both replicas hear of it, the alert is raised once.
     let (user, _) = b.create_user("Cy", json!([])).await;
     b.set_status(user, "killed").await;
     let wanted = "Cy was stopped with the kill switch";
     eventually(WAIT, || async {
-        alert_titles(&a)
+        a.alert_titles()
             .await
             .iter()
             .any(|t| t == wanted)
@@ -299,7 +291,7 @@ async fn one_replica_raises_an_alert_and_another_takes_over_when_it_stops() {
     })
     .await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let raised = alert_titles(&b).await;
+    let raised = b.alert_titles().await;
     let times = raised.iter().filter(|t| *t == wanted).count();
     assert_eq!(times, 1, "{raised:?}");
 
@@ -312,7 +304,7 @@ async fn one_replica_raises_an_alert_and_another_takes_over_when_it_stops() {
         b.set_status(user, "killed").await;
         let wanted = format!("{name} was stopped with the kill switch");
         tokio::time::sleep(Duration::from_millis(500)).await;
-        if alert_titles(&b).await.contains(&wanted) {
+        if b.alert_titles().await.contains(&wanted) {
             taken_over = true;
             break;
         }
@@ -326,19 +318,11 @@ async fn one_replica_raises_an_alert_and_another_takes_over_when_it_stops() {
 
 #[tokio::test]
 async fn usage_stored_through_one_replica_shows_on_the_other() {
-    let postgres = Postgres::start().await;
-    let url = postgres.create_database("usage").await;
-    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = replica(&url, dir_a.path()).await;
-    let b = replica(&url, dir_b.path()).await;
+    let (_postgres, a, b) = two_replicas(|_| {}).await;
     let limits = json!([{ "type": "per_model", "model": "opus", "window": "daily", "value": 5 }]);
     let (user_id, code) = a.create_user("Eli", limits).await;
     let (_, token, _) = a.register_proxy(&code, "eli-laptop").await;
-    eventually(WAIT, || async {
-        let (status, _) = b.agent(&token, "/sync", json!({})).await;
-        (status == StatusCode::OK).then_some(())
-    })
-    .await;
+    known_on(&b, &token).await;
 
     // A check through B holds the prompt there; its event, stored through
     // A, counts on B and settles B's hold.
@@ -369,16 +353,7 @@ async fn usage_stored_through_one_replica_shows_on_the_other() {
 
 #[tokio::test]
 async fn failed_logins_through_one_replica_count_on_the_other() {
-    let postgres = Postgres::start().await;
-    let url = postgres.create_database("logins").await;
-    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let limited = |dir| {
-        let mut config = replica_config(&url, dir);
-        config.login_max_failures = 3;
-        config
-    };
-    let a = TestServer::launch(limited(dir_a.path())).await;
-    let b = TestServer::launch(limited(dir_b.path())).await;
+    let (_postgres, a, b) = two_replicas(|config| config.login_max_failures = 3).await;
     for server in [&a, &a, &b] {
         let response = server.login_response(None, "a wrong guess").await;
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);

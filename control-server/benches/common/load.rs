@@ -36,9 +36,29 @@ pub fn person(i: usize) -> (Value, Value) {
     )
 }
 
+/// What a run of a check benchmark is told by the environment.
+pub struct Knobs {
+    /// `BENCH_SECONDS`: measured per run.
+    pub seconds: u64,
+    /// `BENCH_CONNECTIONS`: one run each.
+    pub connections: Vec<usize>,
+    /// `BENCH_HISTORY`: event counts to measure at.
+    pub history: Vec<u64>,
+}
+
+impl Knobs {
+    pub fn from_env(seconds: u64, connections: &str) -> Self {
+        Self {
+            seconds: super::env_or("BENCH_SECONDS", seconds),
+            connections: env_list("BENCH_CONNECTIONS", connections),
+            history: env_list("BENCH_HISTORY", "200000,1000000"),
+        }
+    }
+}
+
 /// A comma-separated list from the environment variable `name`, else
 /// `default`.
-pub fn env_list<T: std::str::FromStr>(name: &str, default: &str) -> Vec<T> {
+fn env_list<T: std::str::FromStr>(name: &str, default: &str) -> Vec<T> {
     std::env::var(name)
         .unwrap_or_else(|_| default.to_owned())
         .split(',')
@@ -46,7 +66,7 @@ pub fn env_list<T: std::str::FromStr>(name: &str, default: &str) -> Vec<T> {
         .collect()
 }
 
-pub fn percentile(sorted: &[u64], p: f64) -> f64 {
+fn percentile(sorted: &[u64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -69,6 +89,11 @@ impl Figures {
 
     pub fn allowed_percent(&self) -> f64 {
         100.0 * self.allowed as f64 / self.checks.max(1) as f64
+    }
+
+    /// p50, p99 and p99.9 in ms.
+    pub fn percentiles_ms(&self) -> [f64; 3] {
+        [0.50, 0.99, 0.999].map(|p| percentile(&self.latencies_us, p))
     }
 
     pub fn max_ms(&self) -> f64 {

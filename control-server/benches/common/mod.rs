@@ -34,6 +34,18 @@ pub fn cores() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
+/// The cores, and two runtimes with a worker per core: the server's (as
+/// the binary has) and the load generator's, so their tasks do not queue
+/// together.
+pub fn runtimes() -> (usize, tokio::runtime::Runtime, tokio::runtime::Runtime) {
+    let cores = cores();
+    (
+        cores,
+        new_runtime(cores, "server"),
+        new_runtime(cores, "client"),
+    )
+}
+
 /// A multi-threaded runtime with `threads` workers named `name`.
 pub fn new_runtime(threads: usize, name: &str) -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()

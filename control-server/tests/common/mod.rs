@@ -343,6 +343,18 @@ impl TestServer {
         self.check(token, turn_key, model).await["allowed"] == true
     }
 
+    /// The titles of the alerts raised so far, newest first.
+    pub async fn alert_titles(&self) -> Vec<String> {
+        let (status, log) = self.admin_get("/api/admin/alerts/log").await;
+        assert_eq!(status, StatusCode::OK, "{log}");
+        log["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|alert| alert["title"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
     pub async fn user(&self, id: i64) -> Value {
         let (status, body) = self.admin_get(&format!("/api/admin/users/{id}")).await;
         assert_eq!(status, StatusCode::OK, "{body}");
