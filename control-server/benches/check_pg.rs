@@ -108,6 +108,8 @@ async fn run(replicas: &Arc<[PgDb; 2]>, tasks: usize, seconds: u64, round: usize
                                 now: Timestamp::now(),
                                 hold: Duration::from_secs(1800),
                                 shares: Vec::new(),
+                                hook: false,
+                                session_id: None,
                             },
                         )
                         .await

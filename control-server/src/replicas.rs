@@ -56,7 +56,7 @@ pub async fn follow(state: AppState, mut listener: Listener<Notice>) {
 
 /// Usage another replica stored goes into this one's usage index, and the
 /// reservations it settles end here too.
-fn add_usage(state: &AppState, usage: Vec<StoredUsage>) {
+pub fn add_usage(state: &AppState, usage: Vec<StoredUsage>) {
     for stored in usage {
         let Some(user) = state.live.user(stored.user_id) else {
             continue;

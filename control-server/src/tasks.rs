@@ -30,6 +30,11 @@ pub fn spawn(state: AppState) -> JoinHandle<()> {
             ticks += 1;
             if ticks.is_multiple_of(EXPIRE_EVERY) {
                 gate::expire_reservations(&state);
+                if let Some(shared) = state.store.shared_database()
+                    && state.leadership.is_leading()
+                {
+                    gate::count_lapsed_shared(&state, shared).await;
+                }
             }
             if ticks.is_multiple_of(flush_every) {
                 flush_sightings(&state).await;

@@ -265,6 +265,8 @@ async fn fifty_checks_over_two_replicas_give_away_the_last_prompt_once() {
                         now,
                         hold: Duration::from_secs(1800),
                         shares: Vec::new(),
+                        hook: false,
+                        session_id: None,
                     },
                 )
                 .await

@@ -370,3 +370,101 @@ async fn failed_logins_through_one_replica_count_on_the_other() {
     a.stop().await;
     b.stop().await;
 }
+
+/// A claude-code-limiter hook client's call to `path` with its token.
+async fn hook(
+    server: &TestServer,
+    token: &str,
+    path: &str,
+    body: serde_json::Value,
+) -> serde_json::Value {
+    let (status, body) = common::send(
+        server
+            .request(reqwest::Method::POST, &format!("/api/v1{path}"))
+            .bearer_auth(token)
+            .json(&body),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+/// A person with a hook client registered through `server`: id and token.
+async fn hook_user(server: &TestServer, limits: serde_json::Value) -> (i64, String) {
+    let (user_id, _) = server.create_user("Hook user", limits).await;
+    let code = server.hook_code(user_id).await;
+    let (status, body) = common::send(
+        server
+            .request(reqwest::Method::POST, "/api/v1/register")
+            .json(&json!({ "code": code })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    (user_id, body["auth_token"].as_str().unwrap().to_owned())
+}
+
+#[tokio::test]
+async fn fifty_hook_checks_over_two_replicas_give_the_last_prompt_once() {
+    let (_postgres, a, b) = two_replicas(|_| {}).await;
+    let limits = json!([{ "type": "per_model", "model": "opus", "window": "daily", "value": 1 }]);
+    let (_, token) = hook_user(&a, limits).await;
+    eventually(WAIT, || async {
+        let (status, _) = common::send(
+            b.request(reqwest::Method::POST, "/api/v1/sync")
+                .bearer_auth(&token)
+                .json(&json!({})),
+        )
+        .await;
+        (status == StatusCode::OK).then_some(())
+    })
+    .await;
+
+    let checks = (0..50).map(|i| {
+        let (server, token) = (if i % 2 == 0 { &a } else { &b }, &token);
+        async move {
+            let body = json!({ "model": "opus", "session_id": format!("s{i}") });
+            hook(server, token, "/check", body).await["allowed"] == true
+        }
+    });
+    let answers = futures_util::future::join_all(checks).await;
+    let allowed = answers.iter().filter(|&&allowed| allowed).count();
+    assert_eq!(allowed, 1, "the last prompt was given {allowed} times");
+}
+
+#[tokio::test]
+async fn a_hook_prompt_is_counted_once_by_the_replicas() {
+    // Reservations lapse after a second: the leading replica counts them.
+    let (_postgres, a, b) =
+        two_replicas(|config| config.reservation_ttl = Duration::from_secs(1)).await;
+    let (user_id, token) = hook_user(&a, json!([])).await;
+    let body = json!({ "model": "sonnet", "session_id": "gone" });
+    assert_eq!(hook(&a, &token, "/check", body).await["allowed"], true);
+    // Claude was killed: no count ever arrives. The prompt is counted once,
+    // and both replicas show it.
+    for server in [&a, &b] {
+        eventually(WAIT, || async {
+            let user = server.user(user_id).await;
+            (user["pending_prompts"] == 0 && user["usage"]["sonnet"] == 1).then_some(())
+        })
+        .await;
+    }
+    // Another sweep or two go by: still one.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let stored = b.events(&format!("user_id={user_id}&type=request")).await;
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!(stored[0]["detail"]["settled"], "unreported");
+    for server in [&a, &b] {
+        assert_eq!(server.user(user_id).await["usage"]["sonnet"], 1);
+    }
+
+    // A session that checks again counts its previous prompt, through
+    // either replica.
+    let body = json!({ "model": "sonnet", "session_id": "kept" });
+    assert_eq!(
+        hook(&a, &token, "/check", body.clone()).await["allowed"],
+        true
+    );
+    assert_eq!(hook(&b, &token, "/check", body).await["allowed"], true);
+    let stored = b.events(&format!("user_id={user_id}&type=request")).await;
+    assert_eq!(stored.len(), 2, "{stored:?}");
+}

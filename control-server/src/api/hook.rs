@@ -260,17 +260,17 @@ async fn check(
     // A denial is stored: room for it first (or 503 when the queue is full).
     let _room = state.writer.admit(1).await?;
     let started = Instant::now();
-    let outcome = gate::check(
-        &state,
-        &user,
-        gate::CheckInput {
-            device: &device,
-            key: ingest::hook_key(session_id.as_deref()),
-            model: &model,
-            session_id: session_id.as_deref(),
-            hook: true,
-        },
-    );
+    let input = gate::CheckInput {
+        device: &device,
+        key: ingest::hook_key(session_id.as_deref()),
+        model: &model,
+        session_id: session_id.as_deref(),
+        hook: true,
+    };
+    let outcome = match state.store.shared_database() {
+        Some(shared) => gate::check_shared(&state, shared, &user, input).await?,
+        None => gate::check(&state, &user, input),
+    };
     state
         .metrics
         .check_latency

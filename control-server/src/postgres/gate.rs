@@ -3,8 +3,14 @@
 //! give away the last prompt; the usage a check compares comes from the
 //! database (the recorded usage of each window the policy needs, read from
 //! running totals, plus the pending reservations) and is decided by
-//! `quota::evaluate`, the same engine as on SQLite. The agent API's checks
-//! come here when the store is PostgreSQL (`service::gate::check_shared`).
+//! `quota::evaluate`, the same engine as on SQLite. The agent and hook
+//! APIs' checks come here when the store is PostgreSQL
+//! (`service::gate::check_shared`).
+//!
+//! A hook client's reservation counts as a prompt when it lapses or when
+//! its session checks again (the previous prompt was sent): it becomes a
+//! `request` event at the time it was allowed, in the same transaction as
+//! its deletion, so it is counted once whichever replica sees it go.
 
 use std::time::Duration;
 
@@ -20,6 +26,7 @@ use jiff::Timestamp;
 use tokio_postgres::GenericClient;
 
 use super::{PgDb, PgError};
+use crate::db::events::EventRow;
 
 /// What a check decided, and until when its prompt is held if allowed.
 #[derive(Debug, Clone)]
@@ -28,6 +35,9 @@ pub struct Checked {
     /// When the reservation lapses (ms): for a repeated turn, the one it
     /// already holds.
     pub reservation_expires_at: Option<i64>,
+    /// Hook prompts the check counted on the way (lapsed, or the session's
+    /// previous one), as stored.
+    pub counted: Vec<EventRow>,
 }
 
 /// One check: a device's turn (`key`) asking to send `model`.
@@ -45,6 +55,66 @@ pub struct Check<'a> {
     /// The person's estimated shares of their subscription's windows (for
     /// `share` rules), as this replica's share keeper has them.
     pub shares: Vec<WindowShare>,
+    /// A hook client's check: its reservation counts if it lapses, and a
+    /// held one is counted rather than reused.
+    pub hook: bool,
+    pub session_id: Option<&'a str>,
+}
+
+/// Turns the reservations the statement's `gone` deleted into counted
+/// prompts, those that count (hook clients'), and returns the events.
+/// `$1` is the time now.
+const COUNT_GONE: &str = "
+    INSERT INTO events (id, user_id, device_id, at, received_at, type, model, family, prompts,
+                        credits, kind, turn_key, session_id, detail, count_reason)
+    SELECT gen_random_uuid()::TEXT, user_id, device_id, created_at, $1, 'request', model, family,
+           prompts, credits, 'prompt', key, session_id,
+           '{\"source\": \"hook\", \"settled\": \"unreported\"}'::JSONB, 'new_prompt'
+    FROM gone WHERE counts_on_expiry
+    RETURNING id, user_id, device_id, at, received_at, model, family, prompts, credits, turn_key,
+              session_id, detail, count_reason";
+
+fn counted_row(row: &tokio_postgres::Row) -> EventRow {
+    let family: String = row.get(6);
+    EventRow {
+        id: row.get(0),
+        user_id: row.get(1),
+        device_id: row.get(2),
+        at: row.get(3),
+        received_at: row.get(4),
+        event_type: "request".to_owned(),
+        model: row.get(5),
+        family: family.parse().ok(),
+        totals: Totals {
+            prompts: count(row.get(7)),
+            credits: count(row.get(8)),
+            ..Totals::default()
+        },
+        kind: Some("prompt".to_owned()),
+        turn_key: row.get(9),
+        session_id: row.get(10),
+        detail: row
+            .get::<_, Option<tokio_postgres::types::Json<serde_json::Value>>>(11)
+            .map(|json| json.0),
+        count_reason: row.get(12),
+        estimated: false,
+        credential: None,
+    }
+}
+
+/// Deletes the person's lapsed reservations and counts the hook clients'
+/// ones; the caller holds the person's row lock.
+async fn lapse(
+    client: &impl GenericClient,
+    user_id: i64,
+    now: i64,
+) -> Result<Vec<EventRow>, PgError> {
+    let statement = format!(
+        "WITH gone AS (DELETE FROM reservations WHERE user_id = $2 AND expires_at <= $1 RETURNING *)
+         {COUNT_GONE}"
+    );
+    let rows = client.query(&statement, &[&now, &user_id]).await?;
+    Ok(rows.iter().map(counted_row).collect())
 }
 
 /// Every window start the policy's rules need, and today's.
@@ -195,22 +265,37 @@ impl PgDb {
             &[&check.user_id],
         )
         .await?;
-        let held = tx
-            .query_opt(
-                "SELECT credits, expires_at FROM reservations
-                 WHERE device_id = $1 AND key = $2 AND expires_at > $3",
-                &[&check.device_id, &check.key, &now],
-            )
-            .await?;
-        if let Some(row) = held {
-            tx.commit().await?;
-            return Ok(Checked {
-                decision: Decision {
-                    cost: count(row.get(0)),
-                    denial: None,
-                },
-                reservation_expires_at: Some(row.get(1)),
-            });
+        let mut counted = lapse(&*tx, check.user_id, now).await?;
+        if check.hook {
+            // The session's previous prompt was sent: it counts, and this
+            // check is decided anew.
+            let statement = format!(
+                "WITH gone AS (DELETE FROM reservations WHERE device_id = $2 AND key = $3 RETURNING *)
+                 {COUNT_GONE}"
+            );
+            let rows = tx
+                .query(&statement, &[&now, &check.device_id, &check.key])
+                .await?;
+            counted.extend(rows.iter().map(counted_row));
+        } else {
+            let held = tx
+                .query_opt(
+                    "SELECT credits, expires_at FROM reservations
+                     WHERE device_id = $1 AND key = $2 AND expires_at > $3",
+                    &[&check.device_id, &check.key, &now],
+                )
+                .await?;
+            if let Some(row) = held {
+                tx.commit().await?;
+                return Ok(Checked {
+                    decision: Decision {
+                        cost: count(row.get(0)),
+                        denial: None,
+                    },
+                    reservation_expires_at: Some(row.get(1)),
+                    counted,
+                });
+            }
         }
         let starts = window_starts(policy, check.now);
         let recorded = recorded_usage(&*tx, check.user_id, &starts, now).await?;
@@ -243,12 +328,11 @@ impl PgDb {
         if decision.allowed() && check.kind == GateKind::Prompt {
             let expires = now + i64::try_from(check.hold.as_millis()).unwrap_or(i64::MAX / 2);
             reservation_expires_at = Some(expires);
-            // Lapsed reservations of the person go in the same statement.
             tx.execute(
-                "WITH lapsed AS (DELETE FROM reservations WHERE user_id = $3 AND expires_at <= $7)
-                 INSERT INTO reservations
-                     (device_id, key, user_id, family, model, prompts, credits, created_at, expires_at)
-                 VALUES ($1, $2, $3, $4, $5, 1, $6, $7, $8)",
+                "INSERT INTO reservations
+                     (device_id, key, user_id, family, model, prompts, credits, created_at,
+                      expires_at, counts_on_expiry, session_id)
+                 VALUES ($1, $2, $3, $4, $5, 1, $6, $7, $8, $9, $10)",
                 &[
                     &check.device_id,
                     &check.key,
@@ -258,6 +342,8 @@ impl PgDb {
                     &i64::try_from(decision.cost).unwrap_or(i64::MAX),
                     &now,
                     &expires,
+                    &check.hook,
+                    &check.session_id,
                 ],
             )
             .await?;
@@ -266,6 +352,33 @@ impl PgDb {
         Ok(Checked {
             decision,
             reservation_expires_at,
+            counted,
         })
+    }
+
+    /// Counts the hook clients' reservations that lapsed by `now` for
+    /// people who did not check again meanwhile (the leading replica's
+    /// sweep), a transaction per person under their row lock.
+    pub async fn count_lapsed(&self, now: i64) -> Result<Vec<EventRow>, PgError> {
+        let mut client = self.connection().await?;
+        let people: Vec<i64> = client
+            .query(
+                "SELECT DISTINCT user_id FROM reservations
+                 WHERE counts_on_expiry AND expires_at <= $1 ORDER BY user_id",
+                &[&now],
+            )
+            .await?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        let mut counted = Vec::new();
+        for user_id in people {
+            let tx = client.transaction().await?;
+            tx.execute("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", &[&user_id])
+                .await?;
+            counted.extend(lapse(&*tx, user_id, now).await?);
+            tx.commit().await?;
+        }
+        Ok(counted)
     }
 }

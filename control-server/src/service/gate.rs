@@ -111,6 +111,7 @@ pub fn check(state: &AppState, user: &UserLive, input: CheckInput<'_>) -> CheckO
                 decision.cost,
                 now,
                 lapse_at,
+                input.hook,
             );
         }
         (
@@ -161,6 +162,8 @@ pub async fn check_shared(
         now,
         hold: state.config.reservation_ttl,
         shares,
+        hook: input.hook,
+        session_id: input.session_id,
     };
     let checked = shared
         .check(&policy, &check)
@@ -170,6 +173,8 @@ pub async fn check_shared(
     let reservation_expires_at = checked
         .reservation_expires_at
         .and_then(|ms| Timestamp::from_millisecond(ms).ok());
+    // First, as one of them may have held the key the new hold takes.
+    take_counted(state, user.id, &user_name, checked.counted);
     if let Some(expires_at) = reservation_expires_at {
         // Mirrored here, so this replica's views show the prompt held and
         // its events settle it as with SQLite.
@@ -177,6 +182,7 @@ pub async fn check_shared(
             device_id: input.device.id,
             key: input.key.clone(),
         };
+        // The database counts a hook prompt that lapses: the mirror does not.
         hold(
             &mut user.lock(),
             key,
@@ -185,6 +191,7 @@ pub async fn check_shared(
             decision.cost,
             now,
             expires_at,
+            false,
         );
     }
     let outcome = CheckOutcome {
@@ -198,7 +205,9 @@ pub async fn check_shared(
     Ok(outcome)
 }
 
-/// Holds an allowed prompt of `input` under `key` until `expires_at`.
+/// Holds an allowed prompt of `input` under `key` until `expires_at`;
+/// `counts_on_expiry`: it is counted here if it lapses.
+#[allow(clippy::too_many_arguments)]
 fn hold(
     user_state: &mut UserState,
     key: ReservationKey,
@@ -207,6 +216,7 @@ fn hold(
     cost: u64,
     now: Timestamp,
     expires_at: Timestamp,
+    counts_on_expiry: bool,
 ) {
     let reservation = Reservation::new(
         family,
@@ -215,7 +225,7 @@ fn hold(
         cost,
         now,
         expires_at,
-        input.hook,
+        counts_on_expiry,
     );
     user_state.reservations.insert(key, reservation);
 }
@@ -332,12 +342,41 @@ fn count_reservation(
 
 /// Queues counted hook prompts for storage and tells the admins.
 fn record_counted(state: &AppState, user_id: i64, user_name: &str, counted: Vec<CountedPrompt>) {
-    let stored = counted
-        .iter()
-        .filter_map(|counted| StoredUsage::of(&counted.row, None))
-        .collect();
-    state.hub.usage_stored(stored);
-    for CountedPrompt { row } in counted {
+    let rows: Vec<EventRow> = counted.into_iter().map(|counted| counted.row).collect();
+    announce_counted(state, user_id, user_name, &rows);
+    for row in rows {
+        state.writer.push(vec![PendingRow::from(row)]);
+    }
+}
+
+/// Hook prompts the database counted (on PostgreSQL): into this replica's
+/// usage index, and announced as [`record_counted`] does.
+fn take_counted(state: &AppState, user_id: i64, user_name: &str, rows: Vec<EventRow>) {
+    if rows.is_empty() {
+        return;
+    }
+    crate::replicas::add_usage(state, rows.iter().filter_map(stored_usage).collect());
+    announce_counted(state, user_id, user_name, &rows);
+}
+
+/// What a counted hook prompt adds, and the hold it ends.
+fn stored_usage(row: &EventRow) -> Option<StoredUsage> {
+    let settles = match (row.device_id, &row.turn_key) {
+        (Some(device_id), Some(key)) => Some(ReservationKey {
+            device_id,
+            key: key.clone(),
+        }),
+        _ => None,
+    };
+    StoredUsage::of(row, settles)
+}
+
+/// Tells the other replicas and the admins of counted hook prompts.
+fn announce_counted(state: &AppState, user_id: i64, user_name: &str, rows: &[EventRow]) {
+    state
+        .hub
+        .usage_stored(rows.iter().filter_map(stored_usage).collect());
+    for row in rows {
         state.hub.publish(|| LiveEvent::UserCounted {
             activity: Activity {
                 user_id,
@@ -354,12 +393,14 @@ fn record_counted(state: &AppState, user_id: i64, user_name: &str, counted: Vec<
             count_reason: row.count_reason.clone(),
             unreported: true,
         });
-        state.writer.push(vec![PendingRow::from(row)]);
     }
 }
 
 /// Sweeps every user's lapsed reservations (checks sweep their own user too).
 pub fn expire_reservations(state: &AppState) {
+    // (On PostgreSQL the reservations here are mirrors that count nothing:
+    // the leading replica counts the lapsed hook prompts,
+    // [`count_lapsed_shared`].)
     let now = state.now();
     for user in state.live.all_users() {
         let (counted, name) = {
@@ -370,5 +411,30 @@ pub fn expire_reservations(state: &AppState) {
         if !counted.is_empty() {
             record_counted(state, user.id, &name, counted);
         }
+    }
+}
+
+/// The leading replica's sweep on PostgreSQL: hook prompts whose
+/// reservations lapsed for people who did not check again are counted in
+/// the database, then here and on the other replicas.
+pub async fn count_lapsed_shared(state: &AppState, shared: &PgDb) {
+    let counted = match shared.count_lapsed(state.now().as_millisecond()).await {
+        Ok(counted) => counted,
+        Err(error) => {
+            tracing::warn!(%error, "could not count the lapsed hook prompts");
+            return;
+        }
+    };
+    let mut by_user: std::collections::BTreeMap<i64, Vec<EventRow>> = Default::default();
+    for row in counted {
+        by_user.entry(row.user_id).or_default().push(row);
+    }
+    for (user_id, rows) in by_user {
+        let name = state
+            .live
+            .user(user_id)
+            .map(|user| user.lock().row.name.clone())
+            .unwrap_or_default();
+        take_counted(state, user_id, &name, rows);
     }
 }

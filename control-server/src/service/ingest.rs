@@ -673,7 +673,9 @@ pub async fn hook_count(
             family: Some(family),
             totals,
             kind: Some("prompt".to_owned()),
-            turn_key: None,
+            // On PostgreSQL the stored row settles the session's
+            // reservation there (whatever replica held it).
+            turn_key: Some(key.key.clone()),
             session_id: session_id.map(str::to_owned),
             detail: Some(json!({ "source": "hook", "reserved": reservation.is_some() })),
             count_reason: Some(CountReason::NewPrompt.as_str().to_owned()),
