@@ -131,7 +131,7 @@ async fn open(config: &ServerConfig, store: &Store) -> Result<(Live, Vault), Ser
         .now()
         .checked_sub(history)
         .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
-    let (live, stats) = Live::load(store, since).await?;
+    let (live, stats) = Live::load(store, &vault, since).await?;
     tracing::info!(
         users = stats.users,
         devices = stats.devices,

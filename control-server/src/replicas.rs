@@ -95,7 +95,7 @@ async fn reload_when_told(state: AppState, dirty: Arc<Notify>) {
         dirty.notified().await;
         match state.store.directory().await {
             Ok(directory) => {
-                state.live.refresh(directory);
+                state.live.refresh(directory, &state.vault);
                 // Alert rules and channels may have changed too.
                 state.alerts.changed();
             }

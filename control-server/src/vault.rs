@@ -10,6 +10,7 @@ use ccgate_quota::seal::{SealError, SealKey};
 pub const CREDENTIAL_CONTEXT: &[u8] = b"ccgate subscription credential";
 pub const CHANNEL_CONTEXT: &[u8] = b"ccgate alert channel";
 pub const REFRESH_TOKEN_CONTEXT: &[u8] = b"ccgate sso refresh token";
+pub const DEVICE_TOKEN_CONTEXT: &[u8] = b"ccgate replacement device token";
 
 /// A subscription's credential in plain text. `Debug` shows no part of it;
 /// it has no `Serialize` and no `Display`.
@@ -89,6 +90,16 @@ impl Vault {
 
     pub fn open_refresh_token(&self, sealed: &[u8]) -> Result<String, SealError> {
         let bytes = self.key.open(sealed, REFRESH_TOKEN_CONTEXT)?;
+        String::from_utf8(bytes).map_err(|_| SealError::Rejected)
+    }
+
+    /// Seals a device's replacement token, for the other replicas.
+    pub fn seal_device_token(&self, token: &str) -> Vec<u8> {
+        self.key.seal(token.as_bytes(), DEVICE_TOKEN_CONTEXT)
+    }
+
+    pub fn open_device_token(&self, sealed: &[u8]) -> Result<String, SealError> {
+        let bytes = self.key.open(sealed, DEVICE_TOKEN_CONTEXT)?;
         String::from_utf8(bytes).map_err(|_| SealError::Rejected)
     }
 

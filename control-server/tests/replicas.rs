@@ -468,3 +468,47 @@ async fn a_hook_prompt_is_counted_once_by_the_replicas() {
     let stored = b.events(&format!("user_id={user_id}&type=request")).await;
     assert_eq!(stored.len(), 2, "{stored:?}");
 }
+
+#[tokio::test]
+async fn a_token_rotated_through_one_replica_is_handed_over_by_the_other() {
+    let (_postgres, a, b) = two_replicas(|_| {}).await;
+    let limits = json!([{ "type": "per_model", "model": "opus", "window": "daily", "value": 5 }]);
+    let (user_id, code) = a.create_user("Flo", limits).await;
+    let (_, token, _) = a.register_proxy(&code, "flo-laptop").await;
+    known_on(&b, &token).await;
+
+    let (status, body) = a
+        .admin_json(
+            reqwest::Method::POST,
+            &format!("/api/admin/users/{user_id}/rotate-tokens"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // The device's next sync reaches B: B hands the new token over.
+    let new_token = eventually(WAIT, || async {
+        let (status, sync) = b.agent(&token, "/sync", json!({})).await;
+        assert_eq!(status, StatusCode::OK, "{sync}");
+        sync["new_device_token"].as_str().map(str::to_owned)
+    })
+    .await;
+    assert_ne!(new_token, token);
+    let (status, _) = a.agent(&token, "/sync", json!({})).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the old token works until the new one is used"
+    );
+
+    // Used through B: it is the only token, on both replicas.
+    let (status, sync) = b.agent(&new_token, "/sync", json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{sync}");
+    eventually(WAIT, || async {
+        let (old, _) = a.agent(&token, "/sync", json!({})).await;
+        let (new, _) = a.agent(&new_token, "/sync", json!({})).await;
+        (old == StatusCode::UNAUTHORIZED && new == StatusCode::OK).then_some(())
+    })
+    .await;
+    let (status, _) = b.agent(&token, "/sync", json!({})).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}

@@ -12,6 +12,9 @@ pub struct DeviceRow {
     pub kind: DeviceKind,
     pub token_hash: String,
     pub pending_token_hash: Option<String>,
+    /// The replacement token's text, sealed with the server key (kept on
+    /// PostgreSQL only, where another replica may have to hand it over).
+    pub pending_token_sealed: Option<Vec<u8>>,
     pub details: DeviceDetails,
     pub created_at: i64,
     pub last_seen_at: Option<i64>,
@@ -28,6 +31,7 @@ fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(DeviceRow, String)> {
             kind: DeviceKind::Proxy,
             token_hash: row.get(3)?,
             pending_token_hash: row.get(4)?,
+            pending_token_sealed: None,
             details: DeviceDetails {
                 hostname: row.get(5)?,
                 os: row.get(6)?,

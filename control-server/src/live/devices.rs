@@ -114,6 +114,12 @@ impl DeviceLive {
         tokens.pending.as_ref().map(|(_, text)| text.clone())
     }
 
+    /// The hash of the replacement token still to be delivered, if any.
+    pub fn pending_hash(&self) -> Option<TokenHash> {
+        let tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        tokens.pending.as_ref().map(|(hash, _)| *hash)
+    }
+
     pub fn seen(&self, now_ms: i64) {
         self.last_seen_ms.fetch_max(now_ms, Ordering::Relaxed);
     }

@@ -18,7 +18,8 @@ use crate::db::users::UserRow;
 use ccgate_quota::UsageIndex;
 
 use crate::secrets::{self, TokenHash};
-use crate::store::{Directory, RecentUsage, Store, StoreResult};
+use crate::store::{Directory, PendingToken, RecentUsage, Store, StoreResult};
+use crate::vault::Vault;
 use devices::{DeviceLive, DeviceRegistry};
 use subscriptions::SubscriptionDirectory;
 use users::UserLive;
@@ -44,9 +45,13 @@ pub struct LoadStats {
 
 impl Live {
     /// Loads settings, users, devices and the last `history_since` of usage.
-    /// Replacement tokens whose text was lost with the last process are
-    /// issued afresh (only hashes are stored).
-    pub async fn load(store: &Store, history_since: Timestamp) -> StoreResult<(Self, LoadStats)> {
+    /// A replacement token is taken up again when its text is stored sealed
+    /// (PostgreSQL), else issued afresh (SQLite keeps only its hash).
+    pub async fn load(
+        store: &Store,
+        vault: &Vault,
+        history_since: Timestamp,
+    ) -> StoreResult<(Self, LoadStats)> {
         let Directory {
             settings,
             subscriptions: subscription_rows,
@@ -79,7 +84,7 @@ impl Live {
                 continue;
             };
             live.devices.insert(Arc::clone(&device));
-            if row.pending_token_hash.is_some() {
+            if row.pending_token_hash.is_some() && !live.take_up_pending(&device, row, vault) {
                 reissue.push(device);
             }
         }
@@ -87,7 +92,11 @@ impl Live {
             let text = secrets::new_token();
             let hash = secrets::hash_token(&text);
             store
-                .set_pending_token(device.id, hex::encode(hash))
+                .set_pending_token(PendingToken {
+                    device_id: device.id,
+                    hash: hex::encode(hash),
+                    sealed: vault.seal_device_token(&text),
+                })
                 .await?;
             live.devices.set_pending(&device, hash, text);
         }
@@ -206,7 +215,36 @@ impl Live {
     /// replica issued is not known here (its text lives in that replica only):
     /// the old token keeps working here until the device uses the new one
     /// there.
-    pub fn refresh(&self, directory: Directory) {
+    /// Hands `device` the replacement token `row` holds sealed, unless it
+    /// already has it; false when there is none to take up.
+    fn take_up_pending(&self, device: &Arc<DeviceLive>, row: &DeviceRow, vault: &Vault) -> bool {
+        let (Some(hash), Some(sealed)) = (
+            row.pending_token_hash
+                .as_deref()
+                .and_then(secrets::token_hash_from_hex),
+            &row.pending_token_sealed,
+        ) else {
+            return false;
+        };
+        if device.pending_hash() == Some(hash) {
+            return true;
+        }
+        match vault.open_device_token(sealed) {
+            Ok(text) if secrets::hash_token(&text) == hash => {
+                self.devices.set_pending(device, hash, text);
+                true
+            }
+            _ => {
+                tracing::warn!(
+                    device = device.id,
+                    "a stored replacement token does not open with the server key"
+                );
+                false
+            }
+        }
+    }
+
+    pub fn refresh(&self, directory: Directory, vault: &Vault) {
         let Directory {
             settings,
             subscriptions,
@@ -240,12 +278,17 @@ impl Live {
                 let promoted_here =
                     row.pending_token_hash.as_deref() == Some(hex::encode(current).as_str());
                 if current == stored || promoted_here {
+                    // A rotation through another replica: hand it over here too.
+                    if current == stored {
+                        self.take_up_pending(device, row, vault);
+                    }
                     continue;
                 }
                 self.devices.remove(row.id);
             }
             if let Some(device) = device_from_row(row) {
-                self.devices.insert(device);
+                self.devices.insert(Arc::clone(&device));
+                self.take_up_pending(&device, row, vault);
             }
         }
     }

@@ -24,6 +24,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0006_alerts.sql"),
     include_str!("migrations/0007_login_failures.sql"),
     include_str!("migrations/0008_hook_reservations.sql"),
+    include_str!("migrations/0009_sealed_pending_tokens.sql"),
 ];
 
 /// The schema version this server brings its databases to.

@@ -15,7 +15,7 @@ use crate::live::devices::DeviceLive;
 use crate::model::{CodeKind, DeviceKind};
 use crate::secrets::{self, TokenHash};
 use crate::state::AppState;
-use crate::store::{Change, NewInstallCode, NewPerson};
+use crate::store::{Change, NewInstallCode, NewPerson, PendingToken};
 
 const MAX_NAME: usize = 100;
 const MAX_SLUG: usize = 63;
@@ -203,6 +203,22 @@ fn new_tokens(devices: &[Arc<DeviceLive>]) -> Vec<(Arc<DeviceLive>, TokenHash, S
         .collect()
 }
 
+/// The rotations as the store keeps them: the hash, and the text sealed
+/// so that another replica can hand it over.
+fn pending_tokens(
+    state: &AppState,
+    rotations: &[(Arc<DeviceLive>, TokenHash, String)],
+) -> Vec<PendingToken> {
+    rotations
+        .iter()
+        .map(|(device, hash, text)| PendingToken {
+            device_id: device.id,
+            hash: hex::encode(hash),
+            sealed: state.vault.seal_device_token(text),
+        })
+        .collect()
+}
+
 pub async fn update(
     state: &AppState,
     actor: &str,
@@ -221,10 +237,7 @@ pub async fn update(
     } else {
         Vec::new()
     };
-    let stored: Vec<(i64, String)> = rotations
-        .iter()
-        .map(|(device, hash, _)| (device.id, hex::encode(hash)))
-        .collect();
+    let stored = pending_tokens(state, &rotations);
     let mut change_detail = json!({
         "name": changes.name, "slug": changes.slug, "status": changes.status,
         "time_zone": changes.time_zone, "limits": changes.rules,
@@ -333,10 +346,7 @@ pub async fn rotate_tokens(state: &AppState, actor: &str, id: i64) -> Result<usi
         .ok_or_else(|| Error::not_found(format!("no user with id {id}")))?;
     let now = state.now();
     let rotations = new_tokens(&state.live.devices.of_user(id));
-    let stored: Vec<(i64, String)> = rotations
-        .iter()
-        .map(|(device, hash, _)| (device.id, hex::encode(hash)))
-        .collect();
+    let stored = pending_tokens(state, &rotations);
     let count = stored.len();
     state
         .store
@@ -345,6 +355,8 @@ pub async fn rotate_tokens(state: &AppState, actor: &str, id: i64) -> Result<usi
     for (device, hash, text) in rotations {
         state.live.devices.set_pending(&device, hash, text);
     }
+    // The other replicas read the sealed tokens and hand them over too.
+    state.hub.record_changed();
     user.notify();
     Ok(count)
 }

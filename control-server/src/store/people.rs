@@ -60,8 +60,15 @@ pub struct NewInstallCode {
     pub expires_at: Timestamp,
 }
 
-/// A replacement token for a device, by its hex hash.
-pub type PendingToken = (i64, String);
+/// A replacement token for a device: its hex hash, and its text sealed
+/// with the server key (kept on PostgreSQL, so that any replica can hand
+/// it over).
+#[derive(Debug, Clone)]
+pub struct PendingToken {
+    pub device_id: i64,
+    pub hash: String,
+    pub sealed: Vec<u8>,
+}
 
 impl Store {
     /// Creates a person with their limits and first setup code, audited.

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use ccgate_quota::UsageIndex;
 use jiff::Timestamp;
 
-use super::{Store, StoreResult};
+use super::{PendingToken, Store, StoreResult};
 use crate::db::devices::DeviceRow;
 use crate::db::settings::TeamSettings;
 use crate::db::subscriptions::SubscriptionRow;
@@ -56,9 +56,9 @@ impl Store {
         dispatch!(self, usage_since(since))
     }
 
-    /// Gives device `id` a pending replacement token (hex hash): one whose
-    /// text was lost with the last process is issued afresh.
-    pub async fn set_pending_token(&self, id: i64, hash: String) -> StoreResult<()> {
-        dispatch!(self, set_pending_token(id, hash))
+    /// Gives a device a pending replacement token: one whose text was lost
+    /// with the last process is issued afresh.
+    pub async fn set_pending_token(&self, token: PendingToken) -> StoreResult<()> {
+        dispatch!(self, set_pending_token(token))
     }
 }

@@ -9,14 +9,15 @@ use crate::db::{corrupt, non_empty};
 use crate::model::{CodeKind, DeviceDetails};
 use crate::postgres::PgDb;
 use crate::service::audit;
-use crate::store::DeviceToRegister;
 use crate::store::StoreResult;
+use crate::store::{DeviceToRegister, PendingToken};
 
 /// A device's columns, in the order [`device_row`] reads them.
 macro_rules! columns {
     () => {
         "id, user_id, kind, token_hash, pending_token_hash, hostname, os, arch, os_user, \
-         os_version, claude_version, agent_version, created_at, last_seen_at, agent_build"
+         os_version, claude_version, agent_version, created_at, last_seen_at, agent_build, \
+         pending_token_sealed"
     };
 }
 
@@ -41,10 +42,11 @@ const INSERT_DEVICE: &str = concat!(
 );
 
 const REVOKE: &str = "UPDATE devices SET revoked_at = $2, token_hash = 'revoked:' || id,
-         pending_token_hash = NULL
+         pending_token_hash = NULL, pending_token_sealed = NULL
      WHERE id = $1";
 
-const SET_PENDING_TOKEN: &str = "UPDATE devices SET pending_token_hash = $2 WHERE id = $1";
+const SET_PENDING_TOKEN: &str =
+    "UPDATE devices SET pending_token_hash = $2, pending_token_sealed = $3 WHERE id = $1";
 
 /// Fields a client did not send keep their value.
 const UPDATE_DETAILS: &str = "UPDATE devices SET
@@ -73,6 +75,7 @@ pub(super) fn device_row(row: &Row) -> StoreResult<DeviceRow> {
         kind: kind.parse().map_err(corrupt)?,
         token_hash: row.try_get(3)?,
         pending_token_hash: row.try_get(4)?,
+        pending_token_sealed: row.try_get(15)?,
         details: DeviceDetails {
             hostname: row.try_get(5)?,
             os: row.try_get(6)?,
@@ -116,10 +119,14 @@ pub(super) async fn revoke(
 
 pub(super) async fn set_pending_token(
     client: &impl GenericClient,
-    id: i64,
-    hash: &str,
+    token: &PendingToken,
 ) -> StoreResult<()> {
-    client.execute(SET_PENDING_TOKEN, &[&id, &hash]).await?;
+    client
+        .execute(
+            SET_PENDING_TOKEN,
+            &[&token.device_id, &token.hash, &token.sealed],
+        )
+        .await?;
     Ok(())
 }
 

@@ -68,7 +68,8 @@ const INSERT_INSTALL_CODE: &str =
 
 /// The new token was used: it becomes the device's token, the old one is dropped.
 const PROMOTE_PENDING_TOKEN: &str =
-    "UPDATE devices SET token_hash = pending_token_hash, pending_token_hash = NULL
+    "UPDATE devices SET token_hash = pending_token_hash, pending_token_hash = NULL,
+            pending_token_sealed = NULL
      WHERE id = $1 AND pending_token_hash = $2";
 
 /// When each of the ids (an array) last did anything that counts, in the
@@ -334,8 +335,8 @@ impl PgDb {
         let tx = client.transaction().await?;
         let version = next_policy_version(&*tx).await?;
         let row = update_user(&*tx, id, &changes, version).await?;
-        for (device_id, hash) in &pending {
-            devices::set_pending_token(&*tx, *device_id, hash).await?;
+        for token in &pending {
+            devices::set_pending_token(&*tx, token).await?;
         }
         super::insert_audit(
             &*tx,
@@ -406,8 +407,8 @@ impl PgDb {
     ) -> StoreResult<()> {
         let mut client = self.connection().await?;
         let tx = client.transaction().await?;
-        for (device_id, hash) in &pending {
-            devices::set_pending_token(&*tx, *device_id, hash).await?;
+        for token in &pending {
+            devices::set_pending_token(&*tx, token).await?;
         }
         let detail = json!({ "devices": pending.len() });
         super::insert_audit(

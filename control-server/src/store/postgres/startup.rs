@@ -14,7 +14,7 @@ use super::history::{family, totals_at};
 use super::{column, devices, people, read_snapshot, settings, subscriptions};
 use crate::postgres::PgDb;
 use crate::store::StoreResult;
-use crate::store::{Directory, RecentUsage};
+use crate::store::{Directory, PendingToken, RecentUsage};
 
 const SEALED_CREDENTIALS: &str = "SELECT name, credential FROM subscriptions ORDER BY id";
 
@@ -95,8 +95,8 @@ impl PgDb {
         Ok(RecentUsage { by_user, events })
     }
 
-    pub async fn set_pending_token(&self, id: i64, hash: String) -> StoreResult<()> {
+    pub async fn set_pending_token(&self, token: PendingToken) -> StoreResult<()> {
         let client = self.connection().await?;
-        devices::set_pending_token(&**client, id, &hash).await
+        devices::set_pending_token(&**client, &token).await
     }
 }

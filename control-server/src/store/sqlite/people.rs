@@ -83,8 +83,8 @@ impl Db {
         self.write(move |tx| {
             let version = db::settings::next_policy_version(tx)?;
             let row = db::users::update(tx, id, &changes, version)?;
-            for (device_id, hash) in &pending {
-                db::devices::set_pending_token(tx, *device_id, Some(hash))?;
+            for token in &pending {
+                db::devices::set_pending_token(tx, token.device_id, Some(&token.hash))?;
             }
             db::audit::insert(
                 tx,
@@ -141,8 +141,8 @@ impl Db {
         change: Change,
     ) -> StoreResult<()> {
         self.write(move |tx| {
-            for (device_id, hash) in &pending {
-                db::devices::set_pending_token(tx, *device_id, Some(hash))?;
+            for token in &pending {
+                db::devices::set_pending_token(tx, token.device_id, Some(&token.hash))?;
             }
             let detail = json!({ "devices": pending.len() });
             db::audit::insert(

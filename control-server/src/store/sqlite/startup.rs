@@ -10,7 +10,7 @@ use jiff::Timestamp;
 use crate::db::Db;
 use crate::db::{self};
 use crate::store::StoreResult;
-use crate::store::{Directory, RecentUsage};
+use crate::store::{Directory, PendingToken, RecentUsage};
 
 impl Db {
     pub async fn admin_password_hash(&self) -> StoreResult<Option<String>> {
@@ -59,8 +59,8 @@ impl Db {
         .await
     }
 
-    pub async fn set_pending_token(&self, id: i64, hash: String) -> StoreResult<()> {
-        self.write(move |tx| db::devices::set_pending_token(tx, id, Some(&hash)))
+    pub async fn set_pending_token(&self, token: PendingToken) -> StoreResult<()> {
+        self.write(move |tx| db::devices::set_pending_token(tx, token.device_id, Some(&token.hash)))
             .await
     }
 }
