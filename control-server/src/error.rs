@@ -142,17 +142,7 @@ impl Error {
     }
 }
 
-/// `error` and each of its sources, joined: "could not connect: connection refused".
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
+pub use ccgate_quota::error_chain;
 
 impl From<DbError> for Error {
     fn from(error: DbError) -> Self {

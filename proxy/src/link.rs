@@ -291,17 +291,7 @@ async fn read_answer<R: DeserializeOwned>(response: reqwest::Response) -> Result
     serde_json::from_slice(&bytes).map_err(|e| LinkError::BadAnswer(e.to_string()))
 }
 
-/// An error with its causes, which reqwest hides behind "error sending request".
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
+pub use ccgate_quota::error_chain;
 
 #[cfg(test)]
 mod tests {

@@ -3,6 +3,7 @@
 
 pub mod attribution;
 pub mod engine;
+pub mod error_text;
 pub mod limits;
 mod message;
 pub mod model;
@@ -17,6 +18,7 @@ pub mod window;
 pub mod wire;
 
 pub use engine::{Decision, Denial, DenyReason, GateKind, GateRequest, evaluate};
+pub use error_text::error_chain;
 pub use message::{in_duration, thousands};
 pub use model::{CreditWeights, ModelFamily};
 pub use policy::{

@@ -118,11 +118,14 @@ impl Hub {
         self.publish_here(event());
     }
 
-    /// Tells the other replicas of usage stored here.
-    pub fn usage_stored(&self, usage: Vec<StoredUsage>) {
-        if let Some(relay) = &self.relay
-            && !usage.is_empty()
-        {
+    /// Tells the other replicas of usage stored here; `usage` is only
+    /// called when there are others.
+    pub fn usage_stored(&self, usage: impl FnOnce() -> Vec<StoredUsage>) {
+        let Some(relay) = &self.relay else {
+            return;
+        };
+        let usage = usage();
+        if !usage.is_empty() {
             // Full: the others' views miss it until they reload (the
             // check on PostgreSQL reads the database, not these).
             let _ = relay.try_send(Notice::Usage(usage));

@@ -375,7 +375,7 @@ fn stored_usage(row: &EventRow) -> Option<StoredUsage> {
 fn announce_counted(state: &AppState, user_id: i64, user_name: &str, rows: &[EventRow]) {
     state
         .hub
-        .usage_stored(rows.iter().filter_map(stored_usage).collect());
+        .usage_stored(|| rows.iter().filter_map(stored_usage).collect());
     for row in rows {
         state.hub.publish(|| LiveEvent::UserCounted {
             activity: Activity {

@@ -322,6 +322,23 @@ fn audit_for(row: &EventRow, hostname: Option<&str>, now: Timestamp) -> Option<A
     ))
 }
 
+/// The reservation a new row settles, if any. Only a new event settles: a
+/// replay must not settle a reservation made after the event it repeats.
+fn settled_turn(row: &EventRow, device_id: i64) -> Option<ReservationKey> {
+    let settles = match row.event_type.as_str() {
+        "request" => row.totals.prompts > 0,
+        "turn_released" => true,
+        _ => false,
+    };
+    row.turn_key
+        .as_ref()
+        .filter(|_| settles)
+        .map(|turn_key| ReservationKey {
+            device_id,
+            key: turn_key.clone(),
+        })
+}
+
 /// What the writer did with a batch's rows, once applied to the live state.
 struct Applied {
     accepted: u32,
@@ -362,7 +379,6 @@ fn apply(
             RowResult::Failed(_) => applied.failed += 1,
         }
     }
-    let mut stored = Vec::new();
     let (user_name, subscription_id) = {
         let mut guard = user.lock();
         for row in &new_rows {
@@ -371,29 +387,18 @@ fn apply(
             {
                 guard.usage.add(at, family, row.totals);
             }
-            // Only a new event settles: a replay must not settle a
-            // reservation made after the event it repeats.
-            let settles = match row.event_type.as_str() {
-                "request" => row.totals.prompts > 0,
-                "turn_released" => true,
-                _ => false,
-            };
-            let settled =
-                row.turn_key
-                    .as_ref()
-                    .filter(|_| settles)
-                    .map(|turn_key| ReservationKey {
-                        device_id: device.id,
-                        key: turn_key.clone(),
-                    });
-            if let Some(key) = &settled {
-                guard.reservations.remove(key);
+            if let Some(key) = settled_turn(row, device.id) {
+                guard.reservations.remove(&key);
             }
-            stored.extend(StoredUsage::of(row, settled));
         }
         (guard.row.name.clone(), guard.row.subscription_id)
     };
-    state.hub.usage_stored(stored);
+    state.hub.usage_stored(|| {
+        new_rows
+            .iter()
+            .filter_map(|row| StoredUsage::of(row, settled_turn(row, device.id)))
+            .collect()
+    });
     state
         .metrics
         .count_events("accepted", u64::from(applied.accepted));
@@ -687,7 +692,7 @@ pub async fn hook_count(
     // The hook's reservation may be mirrored on another replica too.
     state
         .hub
-        .usage_stored(StoredUsage::of(&row, Some(key)).into_iter().collect());
+        .usage_stored(|| StoredUsage::of(&row, Some(key)).into_iter().collect());
     ticket.submit(vec![PendingRow::from(row.clone())]);
     state.metrics.count_events("accepted", 1);
     publish(state, device, &user_name, None, std::iter::once(&row));
