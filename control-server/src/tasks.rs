@@ -29,12 +29,14 @@ pub fn spawn(state: AppState) -> JoinHandle<()> {
             }
             ticks += 1;
             if ticks.is_multiple_of(EXPIRE_EVERY) {
-                gate::expire_reservations(&state);
+                // The database counts first, so this replica's copy of a
+                // reservation never goes before the prompt it becomes.
                 if let Some(shared) = state.store.shared_database()
                     && state.leadership.is_leading()
                 {
                     gate::count_lapsed_shared(&state, shared).await;
                 }
+                gate::expire_reservations(&state);
             }
             if ticks.is_multiple_of(flush_every) {
                 flush_sightings(&state).await;
