@@ -144,7 +144,7 @@ pub fn evaluate(
     Decision { cost, denial }
 }
 
-fn find_breach(
+pub(crate) fn find_breach(
     policy: &CompiledPolicy,
     usage: &impl UsageSource,
     request: GateRequest,

@@ -2,6 +2,7 @@
 //! ccgate-server. Pure: no I/O, no clock (callers pass `now`).
 
 pub mod attribution;
+pub mod caps;
 pub mod engine;
 pub mod error_text;
 pub mod limits;
@@ -17,6 +18,7 @@ pub mod usage;
 pub mod window;
 pub mod wire;
 
+pub use caps::{PromptCaps, UsageCap, prompt_caps};
 pub use engine::{Decision, Denial, DenyReason, GateKind, GateRequest, evaluate};
 pub use error_text::error_chain;
 pub use message::{in_duration, thousands};

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{CreditWeights, ModelFamily};
 use crate::policy::{CompiledPolicy, UserRef, UserStatus};
-use crate::rules::{Rule, RuleSpec, TokenKind};
+use crate::rules::{Limit, Rule, RuleSpec, TokenKind};
 use crate::share::ShareWindow;
 use crate::usage::{PerFamily, Totals, UsageSource};
 use crate::window::Window;
@@ -20,6 +20,37 @@ pub enum Metric {
     Prompts,
     Credits,
     Tokens(TokenKind),
+}
+
+impl Metric {
+    /// How much of this metric `totals` hold.
+    pub fn of(self, totals: &Totals) -> u64 {
+        match self {
+            Self::Prompts => totals.prompts,
+            Self::Credits => totals.credits,
+            Self::Tokens(kind) => totals.tokens(kind),
+        }
+    }
+}
+
+/// What a counting rule counts: its family (`None`: all), window, limit and
+/// metric; `None` for time_of_day and share rules.
+pub(crate) fn counter(spec: &RuleSpec) -> Option<(Option<ModelFamily>, Window, Limit, Metric)> {
+    match spec {
+        RuleSpec::PerModel {
+            model,
+            window,
+            limit,
+        } => Some((*model, *window, *limit, Metric::Prompts)),
+        RuleSpec::Credits { window, limit } => Some((None, *window, *limit, Metric::Credits)),
+        RuleSpec::Tokens {
+            model,
+            window,
+            limit,
+            kind,
+        } => Some((*model, *window, *limit, Metric::Tokens(*kind))),
+        RuleSpec::TimeOfDay { .. } | RuleSpec::Share { .. } => None,
+    }
 }
 
 /// One counting rule with the usage in its current window.
@@ -184,28 +215,9 @@ pub(crate) fn measure(
     usage: &impl UsageSource,
     now: Timestamp,
 ) -> Option<LimitUsage> {
-    let (family, window, limit, metric) = match &rule.spec {
-        RuleSpec::PerModel {
-            model,
-            window,
-            limit,
-        } => (*model, *window, *limit, Metric::Prompts),
-        RuleSpec::Credits { window, limit } => (None, *window, *limit, Metric::Credits),
-        RuleSpec::Tokens {
-            model,
-            window,
-            limit,
-            kind,
-        } => (*model, *window, *limit, Metric::Tokens(*kind)),
-        RuleSpec::TimeOfDay { .. } | RuleSpec::Share { .. } => return None,
-    };
+    let (family, window, limit, metric) = counter(&rule.spec)?;
     let bounds = window.bounds(now, zone);
-    let totals = usage.totals_since(family, bounds.start);
-    let used = match metric {
-        Metric::Prompts => totals.prompts,
-        Metric::Credits => totals.credits,
-        Metric::Tokens(kind) => totals.tokens(kind),
-    };
+    let used = metric.of(&usage.totals_since(family, bounds.start));
     // Usage is kept by the minute, so the oldest minute has left the window
     // one minute after it would have exactly.
     let frees_at = window.sliding_length().and_then(|length| {
