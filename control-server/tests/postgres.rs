@@ -1,6 +1,7 @@
 //! The PostgreSQL backend's foundation against a real PostgreSQL: the
 //! schema migrates once however many replicas start together, a newer
-//! schema is refused, and the schema keeps SQLite's uniqueness rules.
+//! schema is refused, the schema keeps SQLite's uniqueness rules, and the
+//! one-statement check reads the usage and decides as the engine does.
 
 mod common;
 
@@ -359,7 +360,6 @@ async fn fifty_checks_over_two_replicas_give_away_the_last_prompt_once() {
 #[tokio::test]
 async fn window_usage_from_running_totals_equals_the_events_late_ones_included() {
     use ccgate_quota::ModelFamily;
-    use ccgate_server::postgres::gate::recorded_usage;
 
     let postgres = Postgres::start().await;
     let url = postgres.create_database("ccgate").await;
@@ -395,9 +395,19 @@ async fn window_usage_from_running_totals_equals_the_events_late_ones_included()
         now - 5 * 3_600_000 - 7,
         now - 900_000,
     ];
-    let usage = recorded_usage(&client, 1, &starts, now).await.unwrap();
-    for (since, usage) in starts.iter().zip(&usage) {
-        for family in ModelFamily::ALL {
+    // The check's reading (it reserves nothing: no prompt asked for).
+    let family_names: Vec<&str> = ModelFamily::ALL.map(ModelFamily::as_str).to_vec();
+    let usage: Vec<i64> = client
+        .query_one(
+            "SELECT usage FROM ccgate_check(1, 1, 'probe', $1, FALSE, NULL, 'opus', 'claude-opus',
+                                           $2, $3, FALSE, 0, 0, '{}', '{}', '{}', '{}')",
+            &[&now, &family_names, &starts],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    for (start_index, since) in starts.iter().enumerate() {
+        for (family_index, family) in ModelFamily::ALL.into_iter().enumerate() {
             let row = client
                 .query_one(
                     "SELECT COALESCE(SUM(prompts), 0)::BIGINT, COALESCE(SUM(credits), 0)::BIGINT,
@@ -408,19 +418,211 @@ async fn window_usage_from_running_totals_equals_the_events_late_ones_included()
                 .await
                 .unwrap();
             let want: Vec<i64> = (0..4).map(|i| row.get(i)).collect();
-            let got = usage[family];
-            assert_eq!(
-                [
-                    got.prompts,
-                    got.credits,
-                    got.input_tokens,
-                    got.output_tokens
-                ]
-                .map(|v| v as i64)
-                .to_vec(),
-                want,
-                "{family:?} since {since}"
-            );
+            // Six figures per family and start: prompts, credits, input,
+            // output, cache creation, cache read.
+            let first = (start_index * ModelFamily::ALL.len() + family_index) * 6;
+            assert_eq!(usage[first..first + 4], want, "{family:?} since {since}");
         }
     }
+}
+
+/// A small deterministic generator, so a failing case can be replayed.
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % n
+    }
+}
+
+#[tokio::test]
+async fn checks_decide_as_the_engine_does_on_the_same_usage() {
+    use ccgate_quota::{
+        CompiledPolicy, CreditWeights, GateKind, GateRequest, Limit, ModelFamily, Rule, RuleSpec,
+        TokenKind, Totals, UsageIndex, Window, evaluate,
+    };
+    use ccgate_server::postgres::gate::Check;
+
+    let postgres = Postgres::start().await;
+    let url = postgres.create_database("ccgate").await;
+    let db = PgDb::open(&url, 2).await.unwrap();
+    let admin = postgres.connect("ccgate").await;
+    // Whole minutes, as the engine's index keeps usage by the minute (it
+    // counts the minute a window starts in whole).
+    let minute = 60_000;
+    let now = jiff::Timestamp::from_millisecond(
+        jiff::Timestamp::now().as_millisecond() / minute * minute,
+    )
+    .unwrap();
+    let windows = [
+        Window::Daily,
+        Window::Weekly,
+        Window::Monthly,
+        Window::Sliding24h,
+        Window::Rolling5h,
+        Window::Sliding7d,
+    ];
+    let kinds = [
+        TokenKind::Input,
+        TokenKind::Output,
+        TokenKind::CacheCreation,
+        TokenKind::CacheRead,
+        TokenKind::Total,
+    ];
+    let weights = CreditWeights::default();
+    let mut random = Lcg(13);
+    let (mut allowed, mut refused) = (0, 0);
+    for person in 1..=120i64 {
+        let pick_family = |random: &mut Lcg| ModelFamily::ALL[random.below(4) as usize];
+        let rules: Vec<Rule> = (0..1 + random.below(3))
+            .map(|_| {
+                let window = windows[random.below(6) as usize];
+                let model = (random.below(2) == 0).then(|| pick_family(&mut random));
+                Rule::new(match random.below(3) {
+                    0 => RuleSpec::PerModel {
+                        model,
+                        window,
+                        limit: Limit::AtMost(1 + random.below(12)),
+                    },
+                    1 => RuleSpec::Credits {
+                        window,
+                        limit: Limit::AtMost(1 + random.below(80)),
+                    },
+                    _ => RuleSpec::Tokens {
+                        model,
+                        window,
+                        limit: Limit::AtMost(1 + random.below(40_000)),
+                        kind: kinds[random.below(5) as usize],
+                    },
+                })
+            })
+            .collect();
+        let zone = ["UTC", "Europe/Berlin", "Asia/Kolkata"][person as usize % 3];
+        let policy: ccgate_quota::Policy = serde_json::from_value(serde_json::json!({
+            "version": 1,
+            "team": "Team",
+            "user": { "id": person, "name": "P", "slug": format!("p{person}") },
+            "status": "active",
+            "time_zone": zone,
+            "credit_weights": weights,
+            "rules": rules,
+        }))
+        .unwrap();
+        let policy = CompiledPolicy::new(policy).unwrap();
+        admin
+            .execute(
+                "INSERT INTO users (id, name, slug, created_at) VALUES ($1, 'P', $2, 0)",
+                &[&person, &format!("p{person}")],
+            )
+            .await
+            .unwrap();
+        // The same history in PostgreSQL and in the engine's own index.
+        let mut index = UsageIndex::new();
+        for n in 0..random.below(25) {
+            let at = now.as_millisecond() - random.below(9 * 24 * 60) as i64 * minute;
+            let family = pick_family(&mut random);
+            let totals = Totals {
+                prompts: random.below(2),
+                input_tokens: random.below(4_000),
+                output_tokens: random.below(2_000),
+                cache_creation_input_tokens: random.below(1_000),
+                cache_read_input_tokens: random.below(8_000),
+                ..Totals::default()
+            };
+            let totals = Totals {
+                credits: totals.prompts * weights.weight(family),
+                ..totals
+            };
+            let figure = |value: u64| value as i64;
+            admin
+                .execute(
+                    "INSERT INTO events (id, user_id, device_id, at, received_at, type, family,
+                         prompts, credits, input_tokens, output_tokens,
+                         cache_creation_input_tokens, cache_read_input_tokens)
+                     VALUES ($1, $2, $2, $3, $3, 'request', $4, $5, $6, $7, $8, $9, $10)",
+                    &[
+                        &format!("p{person}-e{n}"),
+                        &person,
+                        &at,
+                        &family.as_str(),
+                        &figure(totals.prompts),
+                        &figure(totals.credits),
+                        &figure(totals.input_tokens),
+                        &figure(totals.output_tokens),
+                        &figure(totals.cache_creation_input_tokens),
+                        &figure(totals.cache_read_input_tokens),
+                    ],
+                )
+                .await
+                .unwrap();
+            index.add(
+                jiff::Timestamp::from_millisecond(at).unwrap(),
+                family,
+                totals,
+            );
+        }
+        // A few prompts in a row: each one allowed is held, and counts in
+        // the next one's usage.
+        for turn in 0..4 {
+            let family = pick_family(&mut random);
+            let request = GateRequest {
+                family,
+                kind: GateKind::Prompt,
+                now,
+            };
+            let want = evaluate(&policy, &index, request);
+            let key = format!("turn-{turn}");
+            let got = db
+                .check(
+                    &policy,
+                    &Check {
+                        user_id: person,
+                        device_id: person,
+                        key: &key,
+                        model: "claude",
+                        family,
+                        kind: GateKind::Prompt,
+                        now,
+                        hold: Duration::from_secs(1800),
+                        shares: Vec::new(),
+                        hook: false,
+                        session_id: None,
+                    },
+                )
+                .await
+                .unwrap();
+            assert_eq!(
+                got.decision.denial.as_ref().map(|d| d.reason),
+                want.denial.as_ref().map(|d| d.reason),
+                "person {person}, turn {turn}, {family:?}, rules {:?}",
+                policy.policy.rules
+            );
+            assert_eq!(got.reservation_expires_at.is_some(), want.allowed());
+            if want.allowed() {
+                allowed += 1;
+                index.add(
+                    now,
+                    family,
+                    Totals {
+                        prompts: 1,
+                        credits: want.cost,
+                        ..Totals::default()
+                    },
+                );
+            } else {
+                refused += 1;
+            }
+        }
+    }
+    // The database held exactly what the engine allowed (its safety net
+    // never had to step in), and both answers were exercised.
+    assert_eq!(db.caps_disagreements(), 0);
+    assert!(
+        allowed > 20 && refused > 20,
+        "{allowed} allowed, {refused} refused"
+    );
 }

@@ -25,6 +25,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0007_login_failures.sql"),
     include_str!("migrations/0008_hook_reservations.sql"),
     include_str!("migrations/0009_sealed_pending_tokens.sql"),
+    include_str!("migrations/0010_check_function.sql"),
 ];
 
 /// The schema version this server brings its databases to.
@@ -52,6 +53,10 @@ pub enum PgError {
     Newer { found: i64, known: i64 },
     #[error("PostgreSQL did not answer in time")]
     Timeout,
+    #[error("a cap's window start ({0} ms) is not among the check's window starts")]
+    CapWindow(i64),
+    #[error("the check's caps and the policy engine disagree; the prompt was refused")]
+    CapsDisagree,
 }
 
 impl From<tokio_postgres::Error> for crate::db::DbError {
@@ -118,6 +123,9 @@ impl PgError {
 #[derive(Clone)]
 pub struct PgDb {
     pool: Pool,
+    /// Checks whose caps and engine disagreed (see `gate`): always zero
+    /// unless there is a bug, which tests watch for.
+    disagreements: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for PgDb {
@@ -144,7 +152,10 @@ impl PgDb {
             .max_size(max_connections.max(1))
             .build()
             .map_err(PgError::Pool)?;
-        let db = Self { pool };
+        let db = Self {
+            pool,
+            disagreements: Default::default(),
+        };
         db.migrate().await?;
         Ok(db)
     }
@@ -186,6 +197,12 @@ impl PgDb {
         }
         tx.commit().await?;
         Ok(applied)
+    }
+
+    /// How many checks' caps disagreed with the engine since start.
+    pub fn caps_disagreements(&self) -> u64 {
+        self.disagreements
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// A connection from the pool.
