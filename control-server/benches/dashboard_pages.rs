@@ -22,6 +22,7 @@ mod common;
 
 use std::time::Instant;
 
+use ccgate_server::model::EventType;
 use common::{PASSWORD, cores, env_or, new_runtime, seed_history, seed_users, start, stop};
 use dashboard_support::Browser;
 use serde_json::json;
@@ -158,11 +159,11 @@ fn main() {
         // block or a tamper report.
         seed_history(dir, &devices, 0, events, HISTORY_DAYS, |rng| match rng.next() % 1000 {
             0 => Some((
-                "blocked",
+                EventType::Blocked,
                 json!({ "reason": "per_model", "message": "limit reached" }),
             )),
             1 => Some((
-                "tamper",
+                EventType::Tamper,
                 json!({ "path": "/etc/claude-code/managed-settings.json", "what": "settings_key", "restored": true }),
             )),
             _ => None,

@@ -63,6 +63,64 @@ impl CodeKind {
     }
 }
 
+/// What a stored event records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventType {
+    /// A Messages API call: its model and token usage, and whether it
+    /// counted a prompt.
+    Request,
+    /// A prompt the device or the server refused.
+    Blocked,
+    /// A turn the device let go without counting it (settles its hold).
+    TurnReleased,
+    /// The proxy found its files or settings changed.
+    Tamper,
+    /// The proxy could not deliver events (quarantined a spool file).
+    DeliveryFault,
+    /// The proxy updated itself, or tried to.
+    AgentUpdate,
+}
+
+impl EventType {
+    pub const ALL: [EventType; 6] = [
+        Self::Request,
+        Self::Blocked,
+        Self::TurnReleased,
+        Self::Tamper,
+        Self::DeliveryFault,
+        Self::AgentUpdate,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Request => "request",
+            Self::Blocked => "blocked",
+            Self::TurnReleased => "turn_released",
+            Self::Tamper => "tamper",
+            Self::DeliveryFault => "delivery_fault",
+            Self::AgentUpdate => "agent_update",
+        }
+    }
+}
+
+impl fmt::Display for EventType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for EventType {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == text)
+            .ok_or_else(|| format!("unknown event type {text:?}"))
+    }
+}
+
 /// What an admin login or API token may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -399,6 +399,16 @@ async fn reports_page_and_group() {
     assert_eq!(next["next_before"], Value::Null);
     let (status, _) = server.admin_get("/api/admin/events?before=garbage").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+    // The type filter takes the stored types only.
+    let (_, requests) = server
+        .admin_get(&format!("/api/admin/events?user_id={user_id}&type=request"))
+        .await;
+    assert_eq!(requests["events"].as_array().unwrap().len(), 5);
+    assert_eq!(requests["events"][0]["type"], "request");
+    let (_, blocked) = server.admin_get("/api/admin/events?type=blocked").await;
+    assert_eq!(blocked["events"].as_array().unwrap().len(), 0);
+    let (status, _) = server.admin_get("/api/admin/events?type=requests").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
     let (_, monthly) = server.admin_get("/api/admin/usage?group=month").await;
     assert_eq!(monthly["monthly"][0]["count"], 5, "{monthly}");
     assert_eq!(monthly["monthly"][0]["model"], "haiku");

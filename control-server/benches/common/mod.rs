@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use ccgate_quota::{ModelFamily, Totals};
 use ccgate_server::db::events::EventRow;
 use ccgate_server::db::{self, Db};
+use ccgate_server::model::EventType;
 use ccgate_server::{ServerConfig, serve};
 use jiff::Timestamp;
 use serde_json::{Value, json};
@@ -182,7 +183,7 @@ pub fn seed_history(
     first: u64,
     count: u64,
     days: i64,
-    mut other: impl FnMut(&mut Rng) -> Option<(&'static str, Value)>,
+    mut other: impl FnMut(&mut Rng) -> Option<(EventType, Value)>,
 ) {
     let db = Db::open(&dir.join("ccgate.db")).unwrap();
     let now = Timestamp::now().as_millisecond();
@@ -202,7 +203,7 @@ pub fn seed_history(
                 let (event_type, totals, detail) = match other(&mut rng) {
                     Some((event_type, detail)) => (event_type, Totals::default(), Some(detail)),
                     None => (
-                        "request",
+                        EventType::Request,
                         Totals {
                             prompts: u64::from(counted),
                             credits: if counted { 3 } else { 0 },
@@ -220,7 +221,7 @@ pub fn seed_history(
                     device_id: Some(*device_id),
                     at,
                     received_at: at,
-                    event_type: event_type.to_owned(),
+                    event_type,
                     model: Some(format!("claude-{family}-4-5")),
                     family: Some(family),
                     totals,

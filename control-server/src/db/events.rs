@@ -5,6 +5,7 @@ use ccgate_quota::{ModelFamily, Totals};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{DbResult, corrupt};
+use crate::model::EventType;
 
 /// One stored event. `totals` is what it adds to the user's usage.
 #[derive(Debug, Clone, PartialEq)]
@@ -16,8 +17,7 @@ pub struct EventRow {
     /// When it happened (clamped by the server), ms.
     pub at: i64,
     pub received_at: i64,
-    /// `request`, `blocked`, `turn_released`, `tamper`, `delivery_fault`.
-    pub event_type: String,
+    pub event_type: EventType,
     pub model: Option<String>,
     pub family: Option<ModelFamily>,
     pub totals: Totals,
@@ -68,7 +68,7 @@ pub fn insert_row(conn: &Connection, row: &EventRow) -> DbResult<bool> {
         row.device_id,
         row.at,
         row.received_at,
-        row.event_type,
+        row.event_type.as_str(),
         row.model,
         row.family.map(ModelFamily::as_str),
         count(t.prompts)?,
@@ -194,7 +194,7 @@ pub struct StoredEvent {
 #[derive(Debug, Clone, Default)]
 pub struct EventFilter {
     pub user_id: Option<i64>,
-    pub event_type: Option<String>,
+    pub event_type: Option<EventType>,
     /// Only events before this `(at, seq)` position (the paging cursor).
     pub before: Option<(i64, i64)>,
     pub limit: u32,
@@ -213,8 +213,9 @@ pub fn page(conn: &Connection, filter: &EventFilter) -> DbResult<Vec<StoredEvent
     if let Some(user_id) = &filter.user_id {
         named.push((":user_id", user_id));
     }
-    if let Some(event_type) = &filter.event_type {
-        named.push((":type", event_type));
+    let type_name = filter.event_type.map(EventType::as_str);
+    if let Some(type_name) = &type_name {
+        named.push((":type", type_name));
     }
     let rows = statement.query_map(named.as_slice(), |row| {
         Ok((
@@ -225,7 +226,7 @@ pub fn page(conn: &Connection, filter: &EventFilter) -> DbResult<Vec<StoredEvent
                 device_id: row.get(3)?,
                 at: row.get(4)?,
                 received_at: row.get(5)?,
-                event_type: row.get(6)?,
+                event_type: EventType::Request,
                 model: row.get(7)?,
                 family: None,
                 totals: totals_at(row, 9)?,
@@ -239,10 +240,12 @@ pub fn page(conn: &Connection, filter: &EventFilter) -> DbResult<Vec<StoredEvent
             },
             row.get::<_, Option<String>>(8)?,
             row.get::<_, Option<String>>(18)?,
+            row.get::<_, String>(6)?,
         ))
     })?;
     rows.map(|row| {
-        let (seq, mut event, family, detail) = row?;
+        let (seq, mut event, family, detail, event_type) = row?;
+        event.event_type = event_type.parse().map_err(corrupt)?;
         event.family = family.map(|f| f.parse()).transpose().map_err(corrupt)?;
         event.detail = detail
             .map(|d| serde_json::from_str(&d))
@@ -319,17 +322,20 @@ mod tests {
     fn the_event_log_uses_the_index_that_fits_its_filters() {
         let dir = tempfile::tempdir().unwrap();
         let db = super::super::Db::open(&dir.path().join("ccgate.db")).unwrap();
-        let filter = |user_id: Option<i64>, event_type: Option<&str>| EventFilter {
+        let filter = |user_id: Option<i64>, event_type: Option<EventType>| EventFilter {
             user_id,
-            event_type: event_type.map(str::to_owned),
+            event_type,
             before: None,
             limit: 50,
         };
         let cases = [
             (filter(None, None), "events_at"),
             (filter(Some(1), None), "events_user_at"),
-            (filter(None, Some("tamper")), "events_type_at"),
-            (filter(Some(1), Some("tamper")), "events_user_type_at"),
+            (filter(None, Some(EventType::Tamper)), "events_type_at"),
+            (
+                filter(Some(1), Some(EventType::Tamper)),
+                "events_user_type_at",
+            ),
         ];
         for (filter, index) in cases {
             let sql = page_sql(&filter);

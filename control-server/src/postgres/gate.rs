@@ -27,6 +27,7 @@ use tokio_postgres::types::Json;
 
 use super::{PgDb, PgError};
 use crate::db::events::EventRow;
+use crate::model::EventType;
 
 /// What a check decided, and until when its prompt is held if allowed.
 #[derive(Debug, Clone)]
@@ -87,7 +88,7 @@ impl From<CountedEvent> for EventRow {
             device_id: event.device_id,
             at: event.at,
             received_at: event.received_at,
-            event_type: "request".to_owned(),
+            event_type: EventType::Request,
             model: event.model,
             family: event.family.and_then(|family| family.parse().ok()),
             totals: Totals {

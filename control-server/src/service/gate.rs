@@ -18,6 +18,7 @@ use crate::hub::event::{Activity, LiveEvent};
 use crate::live::devices::DeviceLive;
 use crate::live::reservations::{Reservation, ReservationKey};
 use crate::live::users::{UserLive, UserState};
+use crate::model::EventType;
 use crate::postgres::PgDb;
 use crate::postgres::gate::Check as SharedCheck;
 use crate::state::AppState;
@@ -259,7 +260,7 @@ fn report(
                 device_id: Some(input.device.id),
                 at: now.as_millisecond(),
                 received_at: now.as_millisecond(),
-                event_type: "blocked".to_owned(),
+                event_type: EventType::Blocked,
                 model: Some(input.model.to_owned()),
                 family: Some(family),
                 totals: Default::default(),
@@ -325,7 +326,7 @@ fn count_reservation(
             device_id: Some(device_id),
             at,
             received_at: at,
-            event_type: "request".to_owned(),
+            event_type: EventType::Request,
             model: Some(reservation.model),
             family: Some(reservation.family),
             totals: reservation.totals,

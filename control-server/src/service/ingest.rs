@@ -30,6 +30,7 @@ use crate::hub::event::{Activity, LiveEvent, TokenFigures};
 use crate::live::devices::DeviceLive;
 use crate::live::reservations::ReservationKey;
 use crate::live::users::UserLive;
+use crate::model::EventType;
 use crate::service::audit;
 use crate::state::AppState;
 use crate::writer::{PendingRow, RequestSubscription, RowResult};
@@ -175,7 +176,7 @@ fn row_for(
         device_id: Some(device_id),
         at: at.as_millisecond(),
         received_at: now.as_millisecond(),
-        event_type: String::new(),
+        event_type: EventType::Request,
         model: None,
         family: None,
         totals: Totals::default(),
@@ -190,7 +191,7 @@ fn row_for(
     match &event.body {
         EventBody::Request(r) => {
             let family = ModelFamily::from_model_id(&r.model);
-            row.event_type = "request".to_owned();
+            row.event_type = EventType::Request;
             row.model = Some(r.model.clone());
             row.family = Some(family);
             row.totals = Totals {
@@ -219,7 +220,7 @@ fn row_for(
             }));
         }
         EventBody::Blocked(b) => {
-            row.event_type = "blocked".to_owned();
+            row.event_type = EventType::Blocked;
             row.model = Some(b.model.clone());
             row.family = Some(ModelFamily::from_model_id(&b.model));
             row.kind = Some(b.kind.as_str().to_owned());
@@ -230,21 +231,21 @@ fn row_for(
             }));
         }
         EventBody::TurnReleased { turn_key } => {
-            row.event_type = "turn_released".to_owned();
+            row.event_type = EventType::TurnReleased;
             row.turn_key = Some(turn_key.clone());
         }
         EventBody::Tamper(t) => {
-            row.event_type = "tamper".to_owned();
+            row.event_type = EventType::Tamper;
             row.detail = Some(json!({
                 "path": t.path, "what": t.what, "restored": t.restored, "detail": t.detail,
             }));
         }
         EventBody::DeliveryFault(f) => {
-            row.event_type = "delivery_fault".to_owned();
+            row.event_type = EventType::DeliveryFault;
             row.detail = Some(json!({ "quarantined": f.quarantined, "reason": f.reason }));
         }
         EventBody::AgentUpdate(u) => {
-            row.event_type = "agent_update".to_owned();
+            row.event_type = EventType::AgentUpdate;
             row.detail = Some(json!({
                 "from_version": u.from_version, "to_version": u.to_version,
                 "outcome": u.outcome, "detail": u.detail,
@@ -303,9 +304,9 @@ impl RequestSubscription {
 /// The audit entry written with a new row, for events admins must see.
 fn audit_for(row: &EventRow, hostname: Option<&str>, now: Timestamp) -> Option<AuditEntry> {
     let actor = format!("device:{}", row.device_id.unwrap_or_default());
-    let detail = match row.event_type.as_str() {
-        "tamper" => row.detail.clone(),
-        "delivery_fault" | "agent_update" => {
+    let detail = match row.event_type {
+        EventType::Tamper => row.detail.clone(),
+        EventType::DeliveryFault | EventType::AgentUpdate => {
             let mut detail = row.detail.clone().unwrap_or_else(|| json!({}));
             detail["hostname"] = json!(hostname);
             Some(detail)
@@ -314,7 +315,7 @@ fn audit_for(row: &EventRow, hostname: Option<&str>, now: Timestamp) -> Option<A
     };
     Some(audit(
         now,
-        &row.event_type,
+        row.event_type.as_str(),
         &actor,
         Some(row.user_id),
         row.device_id,
@@ -325,9 +326,9 @@ fn audit_for(row: &EventRow, hostname: Option<&str>, now: Timestamp) -> Option<A
 /// The reservation a new row settles, if any. Only a new event settles: a
 /// replay must not settle a reservation made after the event it repeats.
 fn settled_turn(row: &EventRow, device_id: i64) -> Option<ReservationKey> {
-    let settles = match row.event_type.as_str() {
-        "request" => row.totals.prompts > 0,
-        "turn_released" => true,
+    let settles = match row.event_type {
+        EventType::Request => row.totals.prompts > 0,
+        EventType::TurnReleased => true,
         _ => false,
     };
     row.turn_key
@@ -541,8 +542,8 @@ fn publish<'a>(
             timestamp: Timestamp::from_millisecond(row.at).ok(),
         };
         let detail = || row.detail.clone().unwrap_or_default();
-        match row.event_type.as_str() {
-            "request" => {
+        match row.event_type {
+            EventType::Request => {
                 let t = row.totals;
                 let tokens = TokenFigures {
                     input_tokens: t.input_tokens,
@@ -577,7 +578,7 @@ fn publish<'a>(
                     });
                 }
             }
-            "blocked" => state.hub.publish(|| {
+            EventType::Blocked => state.hub.publish(|| {
                 let detail = detail();
                 LiveEvent::UserBlocked {
                     activity: activity(),
@@ -585,11 +586,11 @@ fn publish<'a>(
                     message: detail["message"].as_str().unwrap_or_default().to_owned(),
                 }
             }),
-            "tamper" => state.hub.publish(|| LiveEvent::Tamper {
+            EventType::Tamper => state.hub.publish(|| LiveEvent::Tamper {
                 activity: activity(),
                 detail: row.detail.clone(),
             }),
-            "delivery_fault" => state.hub.publish(|| {
+            EventType::DeliveryFault => state.hub.publish(|| {
                 let detail = detail();
                 LiveEvent::DeliveryFault {
                     activity: activity(),
@@ -597,11 +598,11 @@ fn publish<'a>(
                     reason: detail["reason"].as_str().map(str::to_owned),
                 }
             }),
-            "agent_update" => state.hub.publish(|| LiveEvent::AgentUpdate {
+            EventType::AgentUpdate => state.hub.publish(|| LiveEvent::AgentUpdate {
                 activity: activity(),
                 detail: row.detail.clone(),
             }),
-            _ => {}
+            EventType::TurnReleased => {}
         }
     }
 }
@@ -673,7 +674,7 @@ pub async fn hook_count(
             device_id: Some(device.id),
             at: now.as_millisecond(),
             received_at: now.as_millisecond(),
-            event_type: "request".to_owned(),
+            event_type: EventType::Request,
             model: Some(model.to_owned()),
             family: Some(family),
             totals,

@@ -14,6 +14,7 @@ use super::ts;
 use crate::db::audit::AuditFilter;
 use crate::db::events::{EventFilter, StoredEvent};
 use crate::error::{Error, Result};
+use crate::model::EventType;
 use crate::state::AppState;
 
 type Out = axum::Json<Value>;
@@ -109,7 +110,7 @@ pub struct EventsQuery {
     #[serde(default)]
     user_id: Option<i64>,
     #[serde(default, rename = "type")]
-    event_type: Option<String>,
+    event_type: Option<EventType>,
     #[serde(default)]
     limit: Option<u32>,
     /// The `next_before` of the previous page.

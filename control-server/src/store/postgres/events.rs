@@ -51,7 +51,7 @@ async fn insert_row(tx: &Transaction<'_>, row: &EventRow) -> StoreResult<bool> {
                 &row.device_id,
                 &row.at,
                 &row.received_at,
-                &row.event_type,
+                &row.event_type.as_str(),
                 &row.model,
                 &family,
                 &prompts,

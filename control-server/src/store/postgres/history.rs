@@ -10,6 +10,7 @@ use crate::db::audit::{AuditEntry, AuditFilter};
 use crate::db::corrupt;
 use crate::db::events::{BUCKET_MS, EventFilter, EventRow, StoredEvent, UsageBucket};
 use crate::db::utilization::{ObservationPoint, ServedRequest};
+use crate::model::EventType;
 use crate::postgres::PgDb;
 use crate::store::StoreResult;
 
@@ -96,7 +97,7 @@ pub(super) fn stored_event(row: &Row) -> StoreResult<StoredEvent> {
             device_id: column(row, 3)?,
             at: column(row, 4)?,
             received_at: column(row, 5)?,
-            event_type: column(row, 6)?,
+            event_type: column::<&str>(row, 6)?.parse().map_err(corrupt)?,
             model: column(row, 7)?,
             family: column::<Option<&str>>(row, 8)?.map(family).transpose()?,
             totals: totals_at(row, 9)?,
@@ -232,7 +233,8 @@ impl PgDb {
         let (before_at, before_seq) = filter.before.unwrap_or((i64::MAX, i64::MAX));
         let limit = i64::from(filter.limit);
         let mut params: Vec<&(dyn ToSql + Sync)> = vec![&before_at, &before_seq, &limit];
-        let sql = match (&filter.user_id, &filter.event_type) {
+        let type_name = filter.event_type.map(EventType::as_str);
+        let sql = match (&filter.user_id, &type_name) {
             (None, None) => EVENTS_PAGE,
             (Some(user_id), None) => {
                 params.push(user_id);

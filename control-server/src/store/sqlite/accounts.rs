@@ -11,6 +11,7 @@ use crate::db::audit::AuditEntry;
 use crate::db::auth::{Account, ApiToken, NewApiToken, NewSession, Session};
 use crate::db::events::{EventFilter, StoredEvent};
 use crate::db::{self};
+use crate::model::EventType;
 use crate::model::Role;
 use crate::service::audit;
 use crate::store::StoreResult;
@@ -214,7 +215,7 @@ impl Db {
     ) -> StoreResult<Vec<StoredEvent>> {
         let filter = EventFilter {
             user_id: Some(user_id),
-            event_type: Some("blocked".to_owned()),
+            event_type: Some(EventType::Blocked),
             before: None,
             limit,
         };
