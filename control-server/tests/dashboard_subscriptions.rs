@@ -251,19 +251,22 @@ async fn the_overview_shows_each_subscription_its_history_and_new_readings_live(
         "{meter}"
     );
 
-    // The countdown, and the local time of the reset.
-    let at = seeded
-        .five_hour_resets_at
-        .to_zoned(TimeZone::system())
-        .strftime("%H:%M")
-        .to_string();
+    // The countdown, and the local time of the reset: with its weekday
+    // when that is tomorrow (a run late in the evening).
+    let reset_at = seeded.five_hour_resets_at.to_zoned(TimeZone::system());
+    let today = Timestamp::now().to_zoned(TimeZone::system()).date();
+    let at = if reset_at.date() == today {
+        reset_at.strftime("at %H:%M").to_string()
+    } else {
+        reset_at.strftime("on %a %H:%M").to_string()
+    };
     let reset = browser
         .eval(&format!(
             "return {}.querySelector('.util-gauge[data-window=\"5h\"] .util-gauge__reset').textContent",
             card("Team Max")
         ))
         .await;
-    assert_eq!(reset, format!("resets in 2 h 14 min, at {at}"));
+    assert_eq!(reset, format!("resets in 2 h 14 min, {at}"));
 
     // The per-model buckets as small bars, and overage.
     let team_text = browser

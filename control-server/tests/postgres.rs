@@ -221,10 +221,32 @@ fn one_opus_rule_policy(max: u64) -> ccgate_quota::CompiledPolicy {
     ccgate_quota::CompiledPolicy::new(policy).unwrap()
 }
 
+/// A proxy's check of a new prompt, held 30 minutes if allowed.
+fn proxy_prompt(
+    user_id: i64,
+    device_id: i64,
+    key: &str,
+    family: ccgate_quota::ModelFamily,
+    now: jiff::Timestamp,
+) -> ccgate_server::postgres::gate::Check<'_> {
+    ccgate_server::postgres::gate::Check {
+        user_id,
+        device_id,
+        key,
+        model: "claude-opus-4-5",
+        family,
+        kind: ccgate_quota::GateKind::Prompt,
+        now,
+        hold: Duration::from_secs(1800),
+        shares: Vec::new(),
+        hook: false,
+        session_id: None,
+    }
+}
+
 #[tokio::test]
 async fn fifty_checks_over_two_replicas_give_away_the_last_prompt_once() {
-    use ccgate_quota::{DenyReason, GateKind, ModelFamily};
-    use ccgate_server::postgres::gate::Check;
+    use ccgate_quota::{DenyReason, ModelFamily};
     use std::sync::Arc;
 
     let postgres = Postgres::start().await;
@@ -254,22 +276,7 @@ async fn fifty_checks_over_two_replicas_give_away_the_last_prompt_once() {
         tokio::spawn(async move {
             let key = format!("turn-{i}");
             replicas[i % 2]
-                .check(
-                    &policy,
-                    &Check {
-                        user_id: 1,
-                        device_id: 7,
-                        key: &key,
-                        model: "claude-opus-4-5",
-                        family,
-                        kind: GateKind::Prompt,
-                        now,
-                        hold: Duration::from_secs(1800),
-                        shares: Vec::new(),
-                        hook: false,
-                        session_id: None,
-                    },
-                )
+                .check(&policy, &proxy_prompt(1, 7, &key, family, now))
                 .await
                 .unwrap()
                 .decision
@@ -445,7 +452,6 @@ async fn checks_decide_as_the_engine_does_on_the_same_usage() {
         CompiledPolicy, CreditWeights, GateKind, GateRequest, Limit, ModelFamily, Rule, RuleSpec,
         TokenKind, Totals, UsageIndex, Window, evaluate,
     };
-    use ccgate_server::postgres::gate::Check;
 
     let postgres = Postgres::start().await;
     let url = postgres.create_database("ccgate").await;
@@ -458,14 +464,7 @@ async fn checks_decide_as_the_engine_does_on_the_same_usage() {
         jiff::Timestamp::now().as_millisecond() / minute * minute,
     )
     .unwrap();
-    let windows = [
-        Window::Daily,
-        Window::Weekly,
-        Window::Monthly,
-        Window::Sliding24h,
-        Window::Rolling5h,
-        Window::Sliding7d,
-    ];
+    let windows = Window::ALL;
     let kinds = [
         TokenKind::Input,
         TokenKind::Output,
@@ -577,22 +576,7 @@ async fn checks_decide_as_the_engine_does_on_the_same_usage() {
             let want = evaluate(&policy, &index, request);
             let key = format!("turn-{turn}");
             let got = db
-                .check(
-                    &policy,
-                    &Check {
-                        user_id: person,
-                        device_id: person,
-                        key: &key,
-                        model: "claude",
-                        family,
-                        kind: GateKind::Prompt,
-                        now,
-                        hold: Duration::from_secs(1800),
-                        shares: Vec::new(),
-                        hook: false,
-                        session_id: None,
-                    },
-                )
+                .check(&policy, &proxy_prompt(person, person, &key, family, now))
                 .await
                 .unwrap();
             assert_eq!(

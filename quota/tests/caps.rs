@@ -29,14 +29,7 @@ fn limit() -> impl Strategy<Value = Limit> {
 }
 
 fn window() -> impl Strategy<Value = Window> {
-    prop::sample::select(vec![
-        Window::Daily,
-        Window::Weekly,
-        Window::Monthly,
-        Window::Sliding24h,
-        Window::Rolling5h,
-        Window::Sliding7d,
-    ])
+    prop::sample::select(Window::ALL.to_vec())
 }
 
 fn token_kind() -> impl Strategy<Value = TokenKind> {
