@@ -83,15 +83,6 @@ pub enum EventType {
 }
 
 impl EventType {
-    pub const ALL: [EventType; 6] = [
-        Self::Request,
-        Self::Blocked,
-        Self::TurnReleased,
-        Self::Tamper,
-        Self::DeliveryFault,
-        Self::AgentUpdate,
-    ];
-
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Request => "request",
@@ -101,23 +92,6 @@ impl EventType {
             Self::DeliveryFault => "delivery_fault",
             Self::AgentUpdate => "agent_update",
         }
-    }
-}
-
-impl fmt::Display for EventType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for EventType {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, String> {
-        Self::ALL
-            .into_iter()
-            .find(|kind| kind.as_str() == text)
-            .ok_or_else(|| format!("unknown event type {text:?}"))
     }
 }
 

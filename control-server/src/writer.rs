@@ -380,7 +380,7 @@ fn settle_durable(row: PendingRow, result: &RowResult, keep: &mut Vec<PendingRow
         RowResult::Failed(_) => keep.push(row),
         RowResult::Refused(reason) => tracing::error!(
             event = %row.row.id,
-            kind = %row.row.event_type,
+            kind = row.row.event_type.as_str(),
             %reason,
             "an event the server counted was refused by the database; it is not stored"
         ),

@@ -3,10 +3,12 @@
 //! `evaluate`, so a disagreement would hold a refused prompt or refuse one
 //! that should pass.
 
+mod common;
+
 use ccgate_quota::{
-    CompiledPolicy, CreditWeights, GateKind, GateRequest, Limit, ModelFamily, Policy, Rule,
-    RuleSpec, ShareWindow, TokenKind, Totals, UnidentifiedClients, UsageIndex, UserRef, UserStatus,
-    Window, WindowShare, WithShares, evaluate, prompt_caps,
+    CompiledPolicy, CreditWeights, GateKind, GateRequest, Limit, ModelFamily, Rule, RuleSpec,
+    ShareWindow, TokenKind, Totals, UsageIndex, UserStatus, Window, WindowShare, WithShares,
+    evaluate, prompt_caps,
 };
 use jiff::civil::Time;
 use jiff::{SignedDuration, Timestamp};
@@ -68,31 +70,18 @@ fn policy(
     weights: [u32; 4],
     rules: Vec<RuleSpec>,
 ) -> CompiledPolicy {
-    CompiledPolicy::new(Policy {
-        version: 1,
-        team: "Lab".into(),
-        user: UserRef {
-            id: 1,
-            name: "Alice".into(),
-            slug: "alice".into(),
-        },
+    let [opus, sonnet, haiku, other] = weights;
+    common::policy_with(
         status,
-        time_zone: zone.into(),
-        credit_weights: CreditWeights {
-            opus: weights[0],
-            sonnet: weights[1],
-            haiku: weights[2],
-            other: weights[3],
+        zone,
+        CreditWeights {
+            opus,
+            sonnet,
+            haiku,
+            other,
         },
-        rules: rules.into_iter().map(Rule::new).collect(),
-        unidentified_clients: UnidentifiedClients::Allow,
-        agent_turns: Default::default(),
-        turn_limits: Default::default(),
-        personal_api_keys: Default::default(),
-        credential: Default::default(),
-        auto_update: true,
-    })
-    .unwrap()
+        rules.into_iter().map(Rule::new).collect(),
+    )
 }
 
 /// Usage over the eight days before `origin()`: (minutes ago, family,

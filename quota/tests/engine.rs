@@ -1,9 +1,11 @@
 //! The gate decision: order of checks, sentinels, credits, continuations,
 //! time-of-day schedules and the block message.
 
+mod common;
+
 use ccgate_quota::{
     CompiledPolicy, CreditWeights, DenyReason, GateKind, GateRequest, ModelFamily, Policy, Rule,
-    Totals, UnidentifiedClients, UsageIndex, UsageReport, UserRef, UserStatus, evaluate,
+    Totals, UsageIndex, UsageReport, UserStatus, evaluate,
 };
 use jiff::Timestamp;
 use serde_json::json;
@@ -17,26 +19,12 @@ fn rules(value: serde_json::Value) -> Vec<Rule> {
 }
 
 fn policy(time_zone: &str, rules: Vec<Rule>) -> CompiledPolicy {
-    CompiledPolicy::new(Policy {
-        version: 1,
-        team: "Lab".into(),
-        user: UserRef {
-            id: 1,
-            name: "Alice".into(),
-            slug: "alice".into(),
-        },
-        status: UserStatus::Active,
-        time_zone: time_zone.into(),
-        credit_weights: CreditWeights::default(),
+    common::policy_with(
+        UserStatus::Active,
+        time_zone,
+        CreditWeights::default(),
         rules,
-        unidentified_clients: UnidentifiedClients::Allow,
-        agent_turns: Default::default(),
-        turn_limits: Default::default(),
-        personal_api_keys: Default::default(),
-        credential: Default::default(),
-        auto_update: true,
-    })
-    .unwrap()
+    )
 }
 
 fn prompt(family: ModelFamily, now: &str) -> GateRequest {

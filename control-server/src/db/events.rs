@@ -4,7 +4,7 @@
 use ccgate_quota::{ModelFamily, Totals};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{DbResult, corrupt};
+use super::{DbResult, corrupt, enum_from_text};
 use crate::model::EventType;
 
 /// One stored event. `totals` is what it adds to the user's usage.
@@ -245,7 +245,7 @@ pub fn page(conn: &Connection, filter: &EventFilter) -> DbResult<Vec<StoredEvent
     })?;
     rows.map(|row| {
         let (seq, mut event, family, detail, event_type) = row?;
-        event.event_type = event_type.parse().map_err(corrupt)?;
+        event.event_type = enum_from_text(&event_type)?;
         event.family = family.map(|f| f.parse()).transpose().map_err(corrupt)?;
         event.detail = detail
             .map(|d| serde_json::from_str(&d))

@@ -265,7 +265,7 @@ impl PgDb {
         let cap_arrays = CapArrays::new(&caps.caps, &starts)?;
         let reserve = caps.open && check.kind == GateKind::Prompt;
         let expires = now + i64::try_from(check.hold.as_millis()).unwrap_or(i64::MAX / 2);
-        let families: Vec<&str> = ModelFamily::ALL.map(ModelFamily::as_str).to_vec();
+        let families = ModelFamily::ALL.map(ModelFamily::as_str);
         let client = self.connection().await?;
         let statement = client.prepare_cached(CHECK).await?;
         let row = client
@@ -280,7 +280,7 @@ impl PgDb {
                     &check.session_id,
                     &check.family.as_str(),
                     &check.model,
-                    &families,
+                    &&families[..],
                     &starts,
                     &reserve,
                     &figure(caps.cost),
@@ -292,10 +292,11 @@ impl PgDb {
                 ],
             )
             .await?;
-        let counted = counted_events(row.get(0));
-        if let (Some(credits), Some(expires_at)) =
-            (row.get::<_, Option<i64>>(1), row.get::<_, Option<i64>>(2))
-        {
+        let counted = counted_events(row.try_get(0)?);
+        if let (Some(credits), Some(expires_at)) = (
+            row.try_get::<_, Option<i64>>(1)?,
+            row.try_get::<_, Option<i64>>(2)?,
+        ) {
             return Ok(Checked {
                 decision: Decision {
                     cost: count(credits),
@@ -305,9 +306,9 @@ impl PgDb {
                 counted,
             });
         }
-        let usage: Vec<i64> = row.get::<_, Option<Vec<i64>>>(3).unwrap_or_default();
-        let pending: Vec<i64> = row.get::<_, Option<Vec<i64>>>(4).unwrap_or_default();
-        let reserved: bool = row.get(5);
+        let usage: Vec<i64> = row.try_get::<_, Option<Vec<i64>>>(3)?.unwrap_or_default();
+        let pending: Vec<i64> = row.try_get::<_, Option<Vec<i64>>>(4)?.unwrap_or_default();
+        let reserved: bool = row.try_get(5)?;
         let snapshot = snapshot(check.now, &starts, &usage, &pending, check.shares.clone());
         let decision = evaluate(policy, &snapshot, request);
         let wanted = decision.allowed() && check.kind == GateKind::Prompt;
@@ -362,7 +363,7 @@ impl PgDb {
             let row = client
                 .query_one("SELECT ccgate_lapse($1, $2)", &[&user_id, &now])
                 .await?;
-            counted.extend(counted_events(row.get(0)));
+            counted.extend(counted_events(row.try_get(0)?));
         }
         Ok(counted)
     }

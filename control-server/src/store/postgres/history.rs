@@ -7,9 +7,9 @@ use tokio_postgres::{GenericClient, Row};
 
 use super::{column, count, read_snapshot};
 use crate::db::audit::{AuditEntry, AuditFilter};
-use crate::db::corrupt;
 use crate::db::events::{BUCKET_MS, EventFilter, EventRow, StoredEvent, UsageBucket};
 use crate::db::utilization::{ObservationPoint, ServedRequest};
+use crate::db::{corrupt, enum_from_text};
 use crate::model::EventType;
 use crate::postgres::PgDb;
 use crate::store::StoreResult;
@@ -97,7 +97,7 @@ pub(super) fn stored_event(row: &Row) -> StoreResult<StoredEvent> {
             device_id: column(row, 3)?,
             at: column(row, 4)?,
             received_at: column(row, 5)?,
-            event_type: column::<&str>(row, 6)?.parse().map_err(corrupt)?,
+            event_type: enum_from_text(column(row, 6)?)?,
             model: column(row, 7)?,
             family: column::<Option<&str>>(row, 8)?.map(family).transpose()?,
             totals: totals_at(row, 9)?,
