@@ -91,6 +91,10 @@ pub struct Args {
     /// Connections this replica keeps to PostgreSQL at most.
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
     pub database_max_connections: usize,
+    /// The CA certificates (PEM) PostgreSQL's certificate must chain to when
+    /// DATABASE_URL has `sslmode=require` [default: Mozilla's roots].
+    #[arg(long, env = "DATABASE_CA_FILE", value_name = "PATH")]
+    pub database_ca_file: Option<PathBuf>,
     #[command(flatten)]
     pub oidc: crate::sso::OidcArgs,
 }
@@ -147,6 +151,9 @@ impl Args {
             config.database = Database::Postgres {
                 url,
                 max_connections: self.database_max_connections,
+                ca_file: self
+                    .database_ca_file
+                    .filter(|path| !path.as_os_str().is_empty()),
             };
         }
         config.secret_key = self
@@ -212,6 +219,8 @@ pub enum Database {
     Postgres {
         url: SecretText,
         max_connections: usize,
+        /// What PostgreSQL's TLS certificate must chain to (`postgres::Target`).
+        ca_file: Option<PathBuf>,
     },
 }
 
@@ -221,6 +230,7 @@ impl Database {
         Self::Postgres {
             url: SecretText(url.into()),
             max_connections: 16,
+            ca_file: None,
         }
     }
 }
@@ -383,6 +393,7 @@ impl ServerConfig {
         if let Database::Postgres {
             url,
             max_connections,
+            ..
         } = &self.database
         {
             let url = url.0.trim();
@@ -466,6 +477,19 @@ mod tests {
         assert!(matches!(config.database, Database::Sqlite));
         assert!(config.secret_key.is_none());
         let config = config_of(&["--database-url", "postgres://db/ccgate"]);
-        assert!(matches!(config.database, Database::Postgres { .. }));
+        assert!(matches!(
+            config.database,
+            Database::Postgres { ca_file: None, .. }
+        ));
+        let config = config_of(&[
+            "--database-url",
+            "postgres://db/ccgate?sslmode=require",
+            "--database-ca-file",
+            "/etc/ccgate/db-ca.pem",
+        ]);
+        let Database::Postgres { ca_file, .. } = config.database else {
+            panic!("PostgreSQL expected");
+        };
+        assert_eq!(ca_file.as_deref(), Some(Path::new("/etc/ccgate/db-ca.pem")));
     }
 }

@@ -206,5 +206,9 @@ mod tests {
         }
         let error = Error::from(sqlite(rusqlite::ffi::SQLITE_CONSTRAINT));
         assert_eq!(error.status, StatusCode::INTERNAL_SERVER_ERROR);
+        // A PostgreSQL check that ran out of time.
+        let error = Error::from(DbError::Postgres(crate::postgres::PgError::Timeout));
+        assert_eq!(error.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(error.retry_after.is_some());
     }
 }

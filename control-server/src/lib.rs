@@ -81,8 +81,13 @@ async fn open_store(config: &ServerConfig) -> Result<(Store, Option<PgDb>), Serv
         config::Database::Postgres {
             url,
             max_connections,
+            ca_file,
         } => {
-            let pg = postgres::PgDb::open(url.expose(), *max_connections)
+            let connect = async {
+                let target = postgres::Target::new(url.expose(), ca_file.as_deref())?;
+                postgres::PgDb::connect(target, *max_connections).await
+            };
+            let pg = connect
                 .await
                 .map_err(|error| ServerError::Db(error_chain(&error)))?;
             tracing::info!("keeping the record in PostgreSQL");
@@ -182,25 +187,25 @@ pub async fn serve(
     let (store, shared) = open_store(&config).await?;
     // With PostgreSQL other replicas may share the record: this one's live
     // events and changes go to them, and theirs come here.
-    let (hub, replica_link) = match (&shared, &config.database) {
-        (Some(pg), config::Database::Postgres { url, .. }) => {
+    let (hub, replica_link) = match &shared {
+        Some(pg) => {
             let origin = uuid::Uuid::new_v4();
-            let listener = postgres::fanout::Listener::<hub::Notice>::start(url.expose(), origin)
+            let listener = postgres::fanout::Listener::<hub::Notice>::start(pg.target(), origin)
                 .await
                 .map_err(|error| ServerError::Db(error_chain(&error)))?;
             let (notices, outgoing) = tokio::sync::mpsc::channel(replicas::RELAY_QUEUE);
             let relay = tokio::spawn(replicas::relay(pg.clone(), origin, outgoing));
             (hub::Hub::relayed(notices), Some((listener, relay)))
         }
-        _ => (hub::Hub::default(), None),
+        None => (hub::Hub::default(), None),
     };
     // And one of them raises the alerts.
-    let (election, leadership) = match &config.database {
-        config::Database::Postgres { url, .. } => {
+    let (election, leadership) = match &shared {
+        Some(pg) => {
             let (elected, leadership) = replicas::Leadership::elected();
-            (Some((url.expose().to_owned(), elected)), leadership)
+            (Some((pg.target().clone(), elected)), leadership)
         }
-        config::Database::Sqlite => (None, replicas::Leadership::alone()),
+        None => (None, replicas::Leadership::alone()),
     };
     let (live, vault) = open(&config, &store).await?;
     let agent = {
@@ -262,8 +267,12 @@ pub async fn serve(
         sso,
         leadership,
     });
-    let leader_election = election.map(|(url, elected)| {
-        tokio::spawn(postgres::leader::keep(url, elected, state.shutdown.clone()))
+    let leader_election = election.map(|(target, elected)| {
+        tokio::spawn(postgres::leader::keep(
+            target,
+            elected,
+            state.shutdown.clone(),
+        ))
     });
     let housekeeping = tasks::spawn(state.clone());
     let alert_engine = tokio::spawn(alerts::engine::run(state.clone()));

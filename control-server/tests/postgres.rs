@@ -8,8 +8,8 @@ mod common;
 use std::time::Duration;
 
 use ccgate_server::postgres::fanout::Listener;
-use ccgate_server::postgres::{PgDb, PgError, SCHEMA_VERSION};
-use common::postgres::Postgres;
+use ccgate_server::postgres::{PgDb, PgError, SCHEMA_VERSION, Target};
+use common::postgres::{Postgres, one_opus_rule_policy, proxy_prompt};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -155,8 +155,12 @@ async fn live_events_reach_the_other_replicas_and_not_their_sender() {
     let url = postgres.create_database("ccgate").await;
     let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
     let replica_a = PgDb::open(&url, 2).await.unwrap();
-    let mut heard_by_a = Listener::<Ping>::start(&url, a).await.unwrap();
-    let mut heard_by_b = Listener::<Ping>::start(&url, b).await.unwrap();
+    let mut heard_by_a = Listener::<Ping>::start(&Target::new(&url, None).unwrap(), a)
+        .await
+        .unwrap();
+    let mut heard_by_b = Listener::<Ping>::start(&Target::new(&url, None).unwrap(), b)
+        .await
+        .unwrap();
 
     let small = Ping {
         n: 1,
@@ -205,43 +209,6 @@ async fn live_events_reach_the_other_replicas_and_not_their_sender() {
         }
     }
     assert_eq!(heard, Some(again));
-}
-
-fn one_opus_rule_policy(max: u64) -> ccgate_quota::CompiledPolicy {
-    let policy: ccgate_quota::Policy = serde_json::from_value(serde_json::json!({
-        "version": 1,
-        "team": "Team",
-        "user": { "id": 1, "name": "Mel", "slug": "mel" },
-        "status": "active",
-        "time_zone": "UTC",
-        "credit_weights": ccgate_quota::CreditWeights::default(),
-        "rules": [{ "type": "per_model", "model": "opus", "window": "daily", "value": max }],
-    }))
-    .unwrap();
-    ccgate_quota::CompiledPolicy::new(policy).unwrap()
-}
-
-/// A proxy's check of a new prompt, held 30 minutes if allowed.
-fn proxy_prompt(
-    user_id: i64,
-    device_id: i64,
-    key: &str,
-    family: ccgate_quota::ModelFamily,
-    now: jiff::Timestamp,
-) -> ccgate_server::postgres::gate::Check<'_> {
-    ccgate_server::postgres::gate::Check {
-        user_id,
-        device_id,
-        key,
-        model: "claude-opus-4-5",
-        family,
-        kind: ccgate_quota::GateKind::Prompt,
-        now,
-        hold: Duration::from_secs(1800),
-        shares: Vec::new(),
-        hook: false,
-        session_id: None,
-    }
 }
 
 #[tokio::test]

@@ -11,10 +11,10 @@ use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 use uuid::Uuid;
 
-use super::{PgDb, PgError};
+use super::{PgDb, PgError, Target};
 
 /// The NOTIFY channel of live events.
 pub const CHANNEL: &str = "ccgate_live";
@@ -92,19 +92,17 @@ impl<T> Drop for Listener<T> {
 
 impl<T: DeserializeOwned + Send + 'static> Listener<T> {
     /// Listens as replica `origin` (its own events are skipped).
-    pub async fn start(url: &str, origin: Uuid) -> Result<Self, PgError> {
-        let mut config: tokio_postgres::Config = url.parse().map_err(PgError::Url)?;
-        // Named, so operators see it in pg_stat_activity.
-        config.application_name(LISTENER_NAME);
+    pub async fn start(target: &Target, origin: Uuid) -> Result<Self, PgError> {
+        let target = target.clone();
         let (sender, events) = mpsc::channel(QUEUE);
         // The first connection is made here, so a wrong URL is an error now.
-        let first = connect(&config).await?;
+        let first = connect(&target).await?;
         let task = tokio::spawn(async move {
             let mut connected = Some(first);
             loop {
                 let session = match connected.take() {
                     Some(session) => session,
-                    None => match connect(&config).await {
+                    None => match connect(&target).await {
                         Ok(session) => session,
                         Err(error) => {
                             tracing::warn!(?error, "could not listen for other replicas' events");
@@ -134,8 +132,9 @@ type Session = (
 );
 
 /// A connection that LISTENs, with its notifications on a channel.
-async fn connect(config: &tokio_postgres::Config) -> Result<Session, PgError> {
-    let (client, mut connection) = config.connect(NoTls).await?;
+async fn connect(target: &Target) -> Result<Session, PgError> {
+    // Named, so operators see it in pg_stat_activity.
+    let (client, mut connection) = target.connect(LISTENER_NAME).await?;
     let (notifications, received) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));

@@ -266,32 +266,50 @@ impl PgDb {
         let reserve = caps.open && check.kind == GateKind::Prompt;
         let expires = now + i64::try_from(check.hold.as_millis()).unwrap_or(i64::MAX / 2);
         let families = ModelFamily::ALL.map(ModelFamily::as_str);
-        let client = self.connection().await?;
-        let statement = client.prepare_cached(CHECK).await?;
-        let row = client
-            .query_one(
-                &statement,
-                &[
-                    &check.user_id,
-                    &check.device_id,
-                    &check.key,
-                    &now,
-                    &check.hook,
-                    &check.session_id,
-                    &check.family.as_str(),
-                    &check.model,
-                    &&families[..],
-                    &starts,
-                    &reserve,
-                    &figure(caps.cost),
-                    &expires,
-                    &cap_arrays.window,
-                    &cap_arrays.family,
-                    &cap_arrays.bits,
-                    &cap_arrays.most,
-                ],
-            )
-            .await?;
+        // The whole check, waiting for a connection included, has
+        // `check_timeout`: past it the answer is a 503 to retry, never a
+        // prompt let through.
+        let started = tokio::time::Instant::now();
+        let client = tokio::time::timeout(self.check_timeout, self.connection())
+            .await
+            .map_err(|_| PgError::Timeout)??;
+        let left = self.check_timeout.saturating_sub(started.elapsed());
+        let cancel = client.cancel_token();
+        let answer = tokio::time::timeout(left, async {
+            let statement = client.prepare_cached(CHECK).await?;
+            client
+                .query_one(
+                    &statement,
+                    &[
+                        &check.user_id,
+                        &check.device_id,
+                        &check.key,
+                        &now,
+                        &check.hook,
+                        &check.session_id,
+                        &check.family.as_str(),
+                        &check.model,
+                        &&families[..],
+                        &starts,
+                        &reserve,
+                        &figure(caps.cost),
+                        &expires,
+                        &cap_arrays.window,
+                        &cap_arrays.family,
+                        &cap_arrays.bits,
+                        &cap_arrays.most,
+                    ],
+                )
+                .await
+        })
+        .await;
+        let row = match answer {
+            Ok(row) => row?,
+            Err(_elapsed) => {
+                self.abandon(client, cancel);
+                return Err(PgError::Timeout);
+            }
+        };
         let counted = counted_events(row.try_get(0)?);
         if let (Some(credits), Some(expires_at)) = (
             row.try_get::<_, Option<i64>>(1)?,
@@ -341,6 +359,21 @@ impl PgDb {
             decision,
             counted,
         })
+    }
+
+    /// Gives up on a statement still running on `client`: PostgreSQL is
+    /// asked to cancel it (it may be waiting for a person's row lock, or
+    /// holding it), which rolls it back, and the connection leaves the pool
+    /// rather than serve the next check after it.
+    fn abandon(&self, client: deadpool_postgres::Object, cancel: tokio_postgres::CancelToken) {
+        drop(deadpool_postgres::Object::take(client));
+        let tls = self.target.tls();
+        tokio::spawn(async move {
+            if let Err(error) = cancel.cancel_query(tls).await {
+                tracing::warn!(%error, "could not cancel a check that ran out of time");
+            }
+        });
+        tracing::warn!("a check ran out of time; its statement is cancelled");
     }
 
     /// Counts the hook clients' reservations that lapsed by `now` for

@@ -6,10 +6,8 @@
 
 use std::time::Duration;
 
+use super::{PgError, Target};
 use tokio::sync::watch;
-use tokio_postgres::NoTls;
-
-use super::PgError;
 
 /// The leader's advisory lock ("ccgate" and 2).
 const LEADER_LOCK: i64 = 0x6363_6761_7465_0002;
@@ -20,19 +18,9 @@ const SESSION_NAME: &str = "ccgate leader";
 
 /// Keeps `leading` true while this replica holds the lock, trying to take
 /// it every [`RETRY`] otherwise, until `stop` turns true.
-pub async fn keep(url: String, leading: watch::Sender<bool>, mut stop: watch::Receiver<bool>) {
-    let config = match url.parse::<tokio_postgres::Config>() {
-        Ok(mut config) => {
-            config.application_name(SESSION_NAME);
-            config
-        }
-        Err(error) => {
-            tracing::warn!(%error, "no leader election: DATABASE_URL does not parse");
-            return;
-        }
-    };
+pub async fn keep(target: Target, leading: watch::Sender<bool>, mut stop: watch::Receiver<bool>) {
     loop {
-        match hold(&config, &leading, &mut stop).await {
+        match hold(&target, &leading, &mut stop).await {
             Ok(()) => {}
             Err(error) => tracing::warn!(%error, "lost or could not reach the leader's lock"),
         }
@@ -47,11 +35,11 @@ pub async fn keep(url: String, leading: watch::Sender<bool>, mut stop: watch::Re
 /// Takes the lock if it is free and holds it while the session lives (a
 /// query each [`RETRY`] shows that it does), or until `stop`.
 async fn hold(
-    config: &tokio_postgres::Config,
+    target: &Target,
     leading: &watch::Sender<bool>,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<(), PgError> {
-    let (client, connection) = config.connect(NoTls).await?;
+    let (client, connection) = target.connect(SESSION_NAME).await?;
     let mut connection = tokio::spawn(connection);
     let taken: bool = client
         .query_one("SELECT pg_try_advisory_lock($1)", &[&LEADER_LOCK])

@@ -9,9 +9,13 @@ pub mod failures;
 pub mod fanout;
 pub mod gate;
 pub mod leader;
+pub mod target;
+
+pub use target::Target;
+
+use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
 /// The schema, one entry per version (1-based), embedded in the binary.
@@ -35,6 +39,11 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 /// others wait for it, then find nothing left to do.
 const MIGRATION_LOCK: i64 = 0x6363_6761_7465_0001;
 
+/// How long a check may take, connection included, before it is a 503 to
+/// retry and its statement is cancelled (Anthropic's gateway allows its one
+/// query 2 s too).
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
 #[derive(Debug, thiserror::Error)]
 pub enum PgError {
     #[error("DATABASE_URL is not a PostgreSQL connection string")]
@@ -53,6 +62,18 @@ pub enum PgError {
     Newer { found: i64, known: i64 },
     #[error("PostgreSQL did not answer in time")]
     Timeout,
+    #[error("DATABASE_CA_FILE is set but DATABASE_URL does not ask for TLS: add sslmode=require")]
+    CaWithoutTls,
+    #[error("could not read the CA certificates in {path}")]
+    CaFile {
+        path: std::path::PathBuf,
+        #[source]
+        source: rustls_pki_types::pem::Error,
+    },
+    #[error("{0} holds no CA certificate")]
+    NoCaCertificate(std::path::PathBuf),
+    #[error("could not set up TLS to PostgreSQL")]
+    Tls(#[source] rustls::Error),
     #[error("a cap's window start ({0} ms) is not among the check's window starts")]
     CapWindow(i64),
     #[error("the check's caps and the policy engine disagree; the prompt was refused")]
@@ -99,7 +120,7 @@ impl PgError {
     /// The database is unreachable or busy for a moment: a retry may pass.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Connect(_) => true,
+            Self::Connect(_) | Self::Timeout => true,
             Self::Query(error) => match error.code() {
                 // No SQLSTATE: the connection broke.
                 None => error.is_closed() || error.as_db_error().is_none(),
@@ -123,6 +144,8 @@ impl PgError {
 #[derive(Clone)]
 pub struct PgDb {
     pool: Pool,
+    target: Target,
+    check_timeout: Duration,
     /// Checks whose caps and engine disagreed (see `gate`): always zero
     /// unless there is a bug, which tests watch for.
     disagreements: std::sync::Arc<std::sync::atomic::AtomicU64>,
@@ -132,18 +155,24 @@ impl std::fmt::Debug for PgDb {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgDb")
             .field("status", &self.pool.status())
+            .field("target", &self.target)
             .finish()
     }
 }
 
 impl PgDb {
+    /// Connects to `url` without TLS options (see [`Target`]) and brings
+    /// the schema up to date.
+    pub async fn open(url: &str, max_connections: usize) -> Result<Self, PgError> {
+        Self::connect(Target::new(url, None)?, max_connections).await
+    }
+
     /// Connects (at most `max_connections` at once) and brings the schema
     /// up to date.
-    pub async fn open(url: &str, max_connections: usize) -> Result<Self, PgError> {
-        let config: tokio_postgres::Config = url.parse().map_err(PgError::Url)?;
+    pub async fn connect(target: Target, max_connections: usize) -> Result<Self, PgError> {
         let manager = Manager::from_config(
-            config,
-            NoTls,
+            target.config().clone(),
+            target.tls(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -154,10 +183,24 @@ impl PgDb {
             .map_err(PgError::Pool)?;
         let db = Self {
             pool,
+            target,
+            check_timeout: CHECK_TIMEOUT,
             disagreements: Default::default(),
         };
         db.migrate().await?;
         Ok(db)
+    }
+
+    /// The same database with checks bounded by `timeout` rather than
+    /// [`CHECK_TIMEOUT`].
+    pub fn with_check_timeout(mut self, timeout: Duration) -> Self {
+        self.check_timeout = timeout;
+        self
+    }
+
+    /// Where the database is: for connections outside the pool.
+    pub fn target(&self) -> &Target {
+        &self.target
     }
 
     /// Applies the migrations this database lacks, in one transaction under

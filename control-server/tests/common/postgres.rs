@@ -73,6 +73,16 @@ fn free_port() -> u16 {
 
 impl Postgres {
     pub async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// A cluster that also speaks TLS, presenting `certificate` (PEM) with
+    /// its private `key` (PEM).
+    pub async fn start_with_tls(certificate: &str, key: &str) -> Self {
+        Self::start_with(Some((certificate, key))).await
+    }
+
+    async fn start_with(tls: Option<(&str, &str)>) -> Self {
         let bin = bin_dir();
         let dir = tempfile::tempdir().unwrap();
         if is_root() {
@@ -104,6 +114,33 @@ impl Postgres {
             std::os::unix::fs::chown(dir.path().join("postgres.log"), Some(NOBODY), Some(NOBODY))
                 .unwrap();
         }
+        let mut settings = vec![
+            "listen_addresses=127.0.0.1",
+            "fsync=off",
+            "synchronous_commit=off",
+            "full_page_writes=off",
+            "max_connections=200",
+        ];
+        if let Some((certificate, key)) = tls {
+            for (name, text) in [("server.crt", certificate), ("server.key", key)] {
+                let path = data.join(name);
+                std::fs::write(&path, text).unwrap();
+                // PostgreSQL refuses a key others can read.
+                std::fs::set_permissions(
+                    &path,
+                    std::os::unix::fs::PermissionsExt::from_mode(0o600),
+                )
+                .unwrap();
+                if is_root() {
+                    std::os::unix::fs::chown(&path, Some(NOBODY), Some(NOBODY)).unwrap();
+                }
+            }
+            settings.extend([
+                "ssl=on",
+                "ssl_cert_file=server.crt",
+                "ssl_key_file=server.key",
+            ]);
+        }
         let child = as_owner(&bin.join("postgres"))
             .arg("-D")
             .arg(&data)
@@ -111,18 +148,7 @@ impl Postgres {
             .arg(port.to_string())
             .arg("-k")
             .arg(dir.path())
-            .args([
-                "-c",
-                "listen_addresses=127.0.0.1",
-                "-c",
-                "fsync=off",
-                "-c",
-                "synchronous_commit=off",
-                "-c",
-                "full_page_writes=off",
-                "-c",
-                "max_connections=200",
-            ])
+            .args(settings.iter().flat_map(|setting| ["-c", setting]))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -258,5 +284,43 @@ async fn ensure_database(base: &str, name: &str) {
             Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => {}
             Err(e) => panic!("create database {name}: {e}"),
         }
+    }
+}
+
+/// Mel's policy: `max` Opus prompts a day.
+pub fn one_opus_rule_policy(max: u64) -> ccgate_quota::CompiledPolicy {
+    let policy: ccgate_quota::Policy = serde_json::from_value(serde_json::json!({
+        "version": 1,
+        "team": "Team",
+        "user": { "id": 1, "name": "Mel", "slug": "mel" },
+        "status": "active",
+        "time_zone": "UTC",
+        "credit_weights": ccgate_quota::CreditWeights::default(),
+        "rules": [{ "type": "per_model", "model": "opus", "window": "daily", "value": max }],
+    }))
+    .unwrap();
+    ccgate_quota::CompiledPolicy::new(policy).unwrap()
+}
+
+/// A proxy's check of a new prompt, held 30 minutes if allowed.
+pub fn proxy_prompt(
+    user_id: i64,
+    device_id: i64,
+    key: &str,
+    family: ccgate_quota::ModelFamily,
+    now: jiff::Timestamp,
+) -> ccgate_server::postgres::gate::Check<'_> {
+    ccgate_server::postgres::gate::Check {
+        user_id,
+        device_id,
+        key,
+        model: "claude-opus-4-5",
+        family,
+        kind: ccgate_quota::GateKind::Prompt,
+        now,
+        hold: Duration::from_secs(1800),
+        shares: Vec::new(),
+        hook: false,
+        session_id: None,
     }
 }
