@@ -267,7 +267,7 @@ impl PgDb {
         let expires = now + i64::try_from(check.hold.as_millis()).unwrap_or(i64::MAX / 2);
         let families = ModelFamily::ALL.map(ModelFamily::as_str);
         // The whole check, waiting for a connection included, has
-        // `check_timeout`: past it the answer is a 503 to retry, never a
+        // `check_timeout`: past it the answer is a 503, never a
         // prompt let through.
         let started = tokio::time::Instant::now();
         let client = tokio::time::timeout(self.check_timeout, self.connection())
