@@ -389,6 +389,13 @@ impl ServerConfig {
         self.public_url_is_https() || (self.loopback_is_local && peer.to_canonical().is_loopback())
     }
 
+    /// The oldest usage kept in memory (`history_days` before `now`).
+    pub fn history_since(&self, now: jiff::Timestamp) -> jiff::Timestamp {
+        let history = jiff::SignedDuration::from_hours(24 * i64::from(self.history_days));
+        now.checked_sub(history)
+            .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+    }
+
     pub fn validate(&mut self) -> Result<(), ConfigError> {
         if let Database::Postgres {
             url,

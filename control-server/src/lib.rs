@@ -39,7 +39,6 @@ pub mod writer;
 use std::future::Future;
 use std::sync::Arc;
 
-use jiff::SignedDuration;
 use tokio::sync::watch;
 
 pub use clock::Clock;
@@ -130,12 +129,7 @@ async fn open(config: &ServerConfig, store: &Store) -> Result<(Live, Vault), Ser
         (Some(_), None) => {}
     }
     let vault = open_vault(config, store).await?;
-    let history = SignedDuration::from_hours(24 * i64::from(config.history_days));
-    let since = config
-        .clock
-        .now()
-        .checked_sub(history)
-        .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    let since = config.history_since(config.clock.now());
     let (live, stats) = Live::load(store, &vault, since).await?;
     tracing::info!(
         users = stats.users,

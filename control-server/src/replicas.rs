@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::hub::{LiveEvent, Notice, StoredUsage};
 use crate::postgres::PgDb;
-use crate::postgres::fanout::Listener;
+use crate::postgres::fanout::{Heard, Listener};
 use crate::state::{AppState, stopped};
 
 /// Notices waiting to leave before new ones are dropped.
@@ -28,7 +28,9 @@ pub async fn relay(pg: PgDb, origin: Uuid, mut notices: mpsc::Receiver<Notice>) 
 
 /// Hands the other replicas' notices to this one until it shuts down: live
 /// events to its listeners, changes to its copy of the record (reloaded
-/// once per burst).
+/// once per burst). When notices may have been missed (the listener
+/// reconnected, or its queue was full), the record is reloaded and the
+/// usage figures read again from the database.
 pub async fn follow(state: AppState, mut listener: Listener<Notice>) {
     let dirty = Arc::new(Notify::new());
     let reloader = tokio::spawn(reload_when_told(state.clone(), Arc::clone(&dirty)));
@@ -40,9 +42,15 @@ pub async fn follow(state: AppState, mut listener: Listener<Notice>) {
         };
         match notice {
             None => break,
-            Some(Notice::RecordChanged) => dirty.notify_one(),
-            Some(Notice::Usage(usage)) => add_usage(&state, usage),
-            Some(Notice::Live(event)) => {
+            Some(Heard::Missed) => {
+                dirty.notify_one();
+                // Inline, so notices heard meanwhile wait and are added to
+                // the figures read, not to those they replace.
+                reread_usage(&state).await;
+            }
+            Some(Heard::Event(Notice::RecordChanged)) => dirty.notify_one(),
+            Some(Heard::Event(Notice::Usage(usage))) => add_usage(&state, usage),
+            Some(Heard::Event(Notice::Live(event))) => {
                 forget_removed(&state, &event);
                 if event.changes_record() {
                     dirty.notify_one();
@@ -71,6 +79,30 @@ pub fn add_usage(state: &AppState, usage: Vec<StoredUsage>) {
         }
         if let Some(key) = &stored.settles {
             guard.reservations.remove(key);
+        }
+    }
+}
+
+/// Replaces every person's usage figures with what the database holds for
+/// the history the server keeps. Usage this replica stores itself while
+/// the figures are read can be missing from them until the next re-read
+/// or restart (the figures are for display: checks read the database).
+async fn reread_usage(state: &AppState) {
+    let since = state.config.history_since(state.now());
+    match state.store.usage_since(since).await {
+        Ok(recent) => {
+            let mut indexes = recent.by_user;
+            for user in state.live.all_users() {
+                user.lock().usage = indexes.remove(&user.id).unwrap_or_default();
+                user.notify();
+            }
+            tracing::info!(
+                events = recent.events,
+                "read the usage figures again after missing other replicas' notices"
+            );
+        }
+        Err(error) => {
+            tracing::warn!(%error, "could not read the usage figures again after missing notices");
         }
     }
 }

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use ccgate_server::postgres::fanout::Listener;
+use ccgate_server::postgres::fanout::{Heard, Listener};
 use ccgate_server::postgres::{PgDb, PgError, SCHEMA_VERSION, Target};
 use common::postgres::{Postgres, one_opus_rule_policy, proxy_prompt};
 use serde::{Deserialize, Serialize};
@@ -142,7 +142,7 @@ struct Ping {
     text: String,
 }
 
-async fn next(listener: &mut Listener<Ping>) -> Ping {
+async fn next(listener: &mut Listener<Ping>) -> Heard<Ping> {
     tokio::time::timeout(Duration::from_secs(5), listener.recv())
         .await
         .expect("an event within 5 s")
@@ -173,8 +173,8 @@ async fn live_events_reach_the_other_replicas_and_not_their_sender() {
     };
     replica_a.notify(a, &small).await.unwrap();
     replica_a.notify(a, &large).await.unwrap();
-    assert_eq!(next(&mut heard_by_b).await, small);
-    assert_eq!(next(&mut heard_by_b).await, large);
+    assert_eq!(next(&mut heard_by_b).await, Heard::Event(small));
+    assert_eq!(next(&mut heard_by_b).await, Heard::Event(large));
     assert!(
         tokio::time::timeout(Duration::from_millis(500), heard_by_a.recv())
             .await
@@ -182,7 +182,8 @@ async fn live_events_reach_the_other_replicas_and_not_their_sender() {
         "a replica does not hear itself"
     );
 
-    // A listener whose connection is cut connects again by itself.
+    // A listener whose connection is cut connects again by itself, and
+    // says first that it may have missed events meanwhile.
     let admin = postgres.connect("ccgate").await;
     let cut: i64 = admin
         .query_one(
@@ -198,17 +199,19 @@ async fn live_events_reach_the_other_replicas_and_not_their_sender() {
         n: 3,
         text: "again".to_owned(),
     };
-    let mut heard = None;
+    let mut heard = Vec::new();
     for _ in 0..50 {
         replica_a.notify(a, &again).await.unwrap();
         if let Ok(Some(ping)) =
             tokio::time::timeout(Duration::from_millis(200), heard_by_b.recv()).await
         {
-            heard = Some(ping);
-            break;
+            heard.push(ping);
+            if heard.len() == 2 {
+                break;
+            }
         }
     }
-    assert_eq!(heard, Some(again));
+    assert_eq!(heard, [Heard::Missed, Heard::Event(again)]);
 }
 
 #[tokio::test]

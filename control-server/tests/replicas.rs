@@ -352,6 +352,53 @@ async fn usage_stored_through_one_replica_shows_on_the_other() {
 }
 
 #[tokio::test]
+async fn usage_a_replica_missed_while_not_listening_shows_once_it_listens_again() {
+    let (postgres, a, b) = two_replicas(|_| {}).await;
+    let limits = json!([{ "type": "per_model", "model": "opus", "window": "daily", "value": 5 }]);
+    let (user_id, code) = a.create_user("Eli", limits).await;
+    let (_, token, _) = a.register_proxy(&code, "eli-laptop").await;
+    known_on(&b, &token).await;
+
+    // Every listening connection is cut (waiting until each is gone), so
+    // the notice of the event stored next through A reaches nobody.
+    let admin = postgres.connect("ccgate").await;
+    let cut: i64 = admin
+        .query_one(
+            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 5000))
+             FROM pg_stat_activity WHERE application_name = 'ccgate live listener'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(cut, 2);
+    let now = jiff::Timestamp::now().to_string();
+    let event = common::request_event(
+        "00000000-0000-4000-8000-0000000000e2",
+        &now,
+        "claude-opus-4-5",
+        "t:2",
+        true,
+        100,
+    );
+    let (status, body) = a
+        .agent(&token, "/events", json!({ "events": [event] }))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(a.user(user_id).await["usage"]["opus"], 1);
+
+    // B listens again by itself and reads the figures it may have missed.
+    let on_b = eventually(WAIT, || async {
+        let user = b.user(user_id).await;
+        (user["usage"]["opus"] == 1).then_some(user)
+    })
+    .await;
+    assert_eq!(on_b["usage"]["opus"], 1, "{on_b}");
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
 async fn failed_logins_through_one_replica_count_on_the_other() {
     let (_postgres, a, b) = two_replicas(|config| config.login_max_failures = 3).await;
     for server in [&a, &a, &b] {

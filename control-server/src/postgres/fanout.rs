@@ -2,8 +2,9 @@
 //! one replica publishes, the others receive within a moment and hand to
 //! their own hub (so `/ws` and device streams on every replica see it).
 //! Delivery is at most once, like the hub's: a replica that is
-//! reconnecting misses what was sent meanwhile, and its clients catch up
-//! by reading again.
+//! reconnecting misses what was sent meanwhile, and so does one whose
+//! queue was full. The listener says so ([`Heard::Missed`]), so that the
+//! replica can read again what it may have missed.
 
 use std::time::Duration;
 
@@ -21,8 +22,8 @@ pub const CHANNEL: &str = "ccgate_live";
 /// PostgreSQL refuses payloads of 8000 bytes and more; larger events go
 /// through `live_overflow`.
 const MAX_PAYLOAD: usize = 7900;
-/// Events waiting for the receiver before the oldest are dropped (a stuck
-/// receiver must not hold the connection's notifications forever).
+/// Events waiting for the receiver before new ones are dropped (and the
+/// receiver told it missed some).
 const QUEUE: usize = 4096;
 const RECONNECT_AFTER: Duration = Duration::from_secs(1);
 const LISTENER_NAME: &str = "ccgate live listener";
@@ -77,10 +78,20 @@ impl PgDb {
     }
 }
 
+/// What a [`Listener`] hands on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Heard<T> {
+    /// An event another replica sent.
+    Event(T),
+    /// Events may have been lost here: the connection dropped and came
+    /// back, or the queue was full.
+    Missed,
+}
+
 /// Receives the events other replicas send, on its own connection (a
 /// listening connection cannot be pooled), reconnecting when it drops.
 pub struct Listener<T> {
-    events: mpsc::Receiver<T>,
+    events: mpsc::Receiver<Heard<T>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -99,11 +110,17 @@ impl<T: DeserializeOwned + Send + 'static> Listener<T> {
         let first = connect(&target).await?;
         let task = tokio::spawn(async move {
             let mut connected = Some(first);
+            let mut missed = false;
             loop {
                 let session = match connected.take() {
                     Some(session) => session,
                     None => match connect(&target).await {
-                        Ok(session) => session,
+                        Ok(session) => {
+                            // What was sent while this replica did not
+                            // listen is lost.
+                            missed = true;
+                            session
+                        }
                         Err(error) => {
                             tracing::warn!(?error, "could not listen for other replicas' events");
                             tokio::time::sleep(RECONNECT_AFTER).await;
@@ -111,7 +128,7 @@ impl<T: DeserializeOwned + Send + 'static> Listener<T> {
                         }
                     },
                 };
-                if relay(session, origin, &sender).await.is_err() {
+                if relay(session, origin, &sender, &mut missed).await.is_err() {
                     return; // The listener was dropped.
                 }
                 tokio::time::sleep(RECONNECT_AFTER).await;
@@ -120,8 +137,8 @@ impl<T: DeserializeOwned + Send + 'static> Listener<T> {
         Ok(Self { events, task })
     }
 
-    /// The next event from another replica.
-    pub async fn recv(&mut self) -> Option<T> {
+    /// The next event from another replica, or word that some were lost.
+    pub async fn recv(&mut self) -> Option<Heard<T>> {
         self.events.recv().await
     }
 }
@@ -151,13 +168,25 @@ async fn connect(target: &Target) -> Result<Session, PgError> {
 }
 
 /// Hands the session's events to `sender` until the connection ends
-/// (`Ok`) or nobody receives any more (`Err`).
+/// (`Ok`) or nobody receives any more (`Err`). `missed`: events were lost
+/// and the receiver has not been told yet.
 async fn relay<T: DeserializeOwned>(
     (client, mut notifications): Session,
     origin: Uuid,
-    sender: &mpsc::Sender<T>,
+    sender: &mpsc::Sender<Heard<T>>,
+    missed: &mut bool,
 ) -> Result<(), ()> {
-    while let Some(notification) = notifications.recv().await {
+    loop {
+        if *missed {
+            match sender.try_send(Heard::Missed) {
+                Ok(()) => *missed = false,
+                Err(mpsc::error::TrySendError::Closed(_)) => return Err(()),
+                Err(mpsc::error::TrySendError::Full(_)) => {}
+            }
+        }
+        let Some(notification) = notifications.recv().await else {
+            break;
+        };
         let envelope: Envelope<serde_json::Value> =
             match serde_json::from_str(notification.payload()) {
                 Ok(envelope) => envelope,
@@ -186,11 +215,11 @@ async fn relay<T: DeserializeOwned>(
             }
         };
         match serde_json::from_value(value) {
-            Ok(event) => {
-                if let Err(mpsc::error::TrySendError::Closed(_)) = sender.try_send(event) {
-                    return Err(());
-                }
-            }
+            Ok(event) => match sender.try_send(Heard::Event(event)) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Closed(_)) => return Err(()),
+                Err(mpsc::error::TrySendError::Full(_)) => *missed = true,
+            },
             Err(error) => {
                 tracing::warn!(%error, "a live event from another replica has an unknown shape");
             }
