@@ -4,6 +4,8 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
+
+use crate::client_addr::TrustedProxies;
 use std::time::Duration;
 
 use ccgate_quota::seal::SealKey;
@@ -95,6 +97,17 @@ pub struct Args {
     /// DATABASE_URL has `sslmode=require` [default: Mozilla's roots].
     #[arg(long, env = "DATABASE_CA_FILE", value_name = "PATH")]
     pub database_ca_file: Option<PathBuf>,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (addresses
+    /// or CIDR ranges, or `private_ranges`), so that failed logins count
+    /// per client rather than per proxy [default: none, the TCP peer is the
+    /// client].
+    #[arg(
+        long,
+        env = "TRUSTED_PROXIES",
+        value_name = "RANGES",
+        default_value = ""
+    )]
+    pub trusted_proxies: String,
     #[command(flatten)]
     pub oidc: crate::sso::OidcArgs,
 }
@@ -146,6 +159,8 @@ impl Args {
         config.header_read_timeout = Duration::from_secs(self.header_read_timeout_secs);
         config.idle_timeout = Duration::from_secs(self.idle_timeout_secs);
         config.max_connections = self.max_connections;
+        config.trusted_proxies = TrustedProxies::parse(&self.trusted_proxies)
+            .map_err(|error| ConfigError(error.to_string()))?;
         // An empty value is unset, as compose passes `${DATABASE_URL:-}`.
         if let Some(url) = self.database_url.filter(|url| !url.0.is_empty()) {
             config.database = Database::Postgres {
@@ -287,6 +302,8 @@ pub struct ServerConfig {
     /// credential over plain http. True for the real server; tests turn it
     /// off to stand for a remote device (every test peer is on loopback).
     pub loopback_is_local: bool,
+    /// Proxies whose `X-Forwarded-For` names the client (`TRUSTED_PROXIES`).
+    pub trusted_proxies: TrustedProxies,
     /// Rows the background writer may hold before requests that add events
     /// wait for room (then 503 with `Retry-After`).
     pub event_queue_rows: usize,
@@ -329,6 +346,7 @@ impl ServerConfig {
             last_seen_flush_interval: Duration::from_secs(5),
             secret_key: None,
             loopback_is_local: true,
+            trusted_proxies: TrustedProxies::default(),
             event_queue_rows: 100_000,
             event_queue_wait: Duration::from_secs(5),
             alert_tick: Duration::from_secs(60),

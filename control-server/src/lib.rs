@@ -14,6 +14,7 @@
 pub mod agent_bundle;
 pub mod alerts;
 pub mod api;
+pub mod client_addr;
 pub mod clock;
 pub mod config;
 pub mod db;

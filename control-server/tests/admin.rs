@@ -3,6 +3,7 @@
 
 mod common;
 
+use ccgate_server::client_addr::TrustedProxies;
 use common::{ADMIN_PASSWORD, TestServer, expect_status, send};
 use jiff::SignedDuration;
 use reqwest::header::{CONTENT_TYPE, COOKIE, SET_COOKIE};
@@ -124,6 +125,61 @@ async fn failed_logins_are_rate_limited_per_address() {
         .parse()
         .unwrap();
     assert!(retry > 0);
+}
+
+/// A login with `password` that a proxy says came from `client`.
+async fn login_forwarded_for(
+    server: &TestServer,
+    client: &str,
+    password: &str,
+) -> reqwest::StatusCode {
+    server
+        .request(reqwest::Method::POST, "/api/admin/login")
+        .header("x-forwarded-for", client)
+        .json(&serde_json::json!({ "password": password }))
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_failed_logins_count_per_forwarded_client() {
+    // Without trusted proxies a forged header changes nothing: every guess
+    // counts against the peer.
+    let server = TestServer::start().await;
+    for i in 0..5 {
+        let client = format!("198.51.100.{i}");
+        assert_eq!(
+            login_forwarded_for(&server, &client, "guess").await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        login_forwarded_for(&server, "198.51.100.99", ADMIN_PASSWORD).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+
+    // Behind a trusted proxy (the tests' peer, loopback) one client's
+    // guesses do not lock the others out.
+    let proxied = TestServer::start_with(|config| {
+        config.trusted_proxies = TrustedProxies::parse("127.0.0.0/8, ::1").unwrap();
+    })
+    .await;
+    for _ in 0..5 {
+        assert_eq!(
+            login_forwarded_for(&proxied, "198.51.100.7", "guess").await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        login_forwarded_for(&proxied, "198.51.100.7", ADMIN_PASSWORD).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        login_forwarded_for(&proxied, "198.51.100.8", ADMIN_PASSWORD).await,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]

@@ -131,20 +131,23 @@ impl<T: DeserializeOwned + Default> FromRequest<AppState> for OptionalJson<T> {
     }
 }
 
-/// The client's address (the TCP peer; ccgate does not trust forwarded headers).
+/// The client's address: the TCP peer, or what a trusted proxy says it
+/// forwarded (`client_addr`).
 #[derive(Debug, Clone, Copy)]
 pub struct ClientIp(pub IpAddr);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+impl FromRequestParts<AppState> for ClientIp {
     type Rejection = Error;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Error> {
-        let ip = parts
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|info| info.0.ip())
             .unwrap_or(IpAddr::from([127, 0, 0, 1]));
-        Ok(ClientIp(ip))
+        Ok(ClientIp(
+            state.config.trusted_proxies.client(peer, &parts.headers),
+        ))
     }
 }
 
