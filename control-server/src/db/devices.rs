@@ -3,29 +3,14 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{DbError, DbResult, corrupt, non_empty};
-use crate::model::{CodeKind, DeviceDetails, DeviceKind};
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeviceRow {
-    pub id: i64,
-    pub user_id: i64,
-    pub kind: DeviceKind,
-    pub token_hash: String,
-    pub pending_token_hash: Option<String>,
-    /// The replacement token's text, sealed with the server key (kept on
-    /// PostgreSQL only, where another replica may have to hand it over).
-    pub pending_token_sealed: Option<Vec<u8>>,
-    pub details: DeviceDetails,
-    pub created_at: i64,
-    pub last_seen_at: Option<i64>,
-}
+use crate::model::{CodeKind, Device, DeviceDetails, DeviceKind};
 
 const COLUMNS: &str = "id, user_id, kind, token_hash, pending_token_hash, hostname, os, arch, \
      os_user, os_version, claude_version, agent_version, created_at, last_seen_at, agent_build";
 
-fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(DeviceRow, String)> {
+fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(Device, String)> {
     Ok((
-        DeviceRow {
+        Device {
             id: row.get(0)?,
             user_id: row.get(1)?,
             kind: DeviceKind::Proxy,
@@ -42,14 +27,14 @@ fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(DeviceRow, String)> {
                 agent_version: row.get(11)?,
                 agent_build: row.get(14)?,
             },
-            created_at: row.get(12)?,
-            last_seen_at: row.get(13)?,
+            created_at: super::instant_column(row, 12)?,
+            last_seen_at: super::instant_column_opt(row, 13)?,
         },
         row.get(2)?,
     ))
 }
 
-fn query(conn: &Connection, filter: &str, args: impl rusqlite::Params) -> DbResult<Vec<DeviceRow>> {
+fn query(conn: &Connection, filter: &str, args: impl rusqlite::Params) -> DbResult<Vec<Device>> {
     let mut statement = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM devices {filter} ORDER BY id"
     ))?;
@@ -63,23 +48,23 @@ fn query(conn: &Connection, filter: &str, args: impl rusqlite::Params) -> DbResu
 }
 
 /// Every device that was not revoked.
-pub fn list_all(conn: &Connection) -> DbResult<Vec<DeviceRow>> {
+pub fn list_all(conn: &Connection) -> DbResult<Vec<Device>> {
     query(conn, "WHERE revoked_at IS NULL", [])
 }
 
-pub fn list_for_user(conn: &Connection, user_id: i64) -> DbResult<Vec<DeviceRow>> {
+pub fn list_for_user(conn: &Connection, user_id: i64) -> DbResult<Vec<Device>> {
     query(conn, "WHERE user_id = ?1 AND revoked_at IS NULL", [user_id])
 }
 
 /// A device that was not revoked.
-pub fn get(conn: &Connection, id: i64) -> DbResult<Option<DeviceRow>> {
+pub fn get(conn: &Connection, id: i64) -> DbResult<Option<Device>> {
     Ok(query(conn, "WHERE id = ?1 AND revoked_at IS NULL", [id])?.pop())
 }
 
 /// Revokes a device: its tokens are forgotten (no token hashes to
 /// `revoked:<id>`), its row and events stay. The row as it was, if it was
 /// a device that was not revoked yet.
-pub fn revoke(conn: &Connection, id: i64, now: i64) -> DbResult<Option<DeviceRow>> {
+pub fn revoke(conn: &Connection, id: i64, now: i64) -> DbResult<Option<Device>> {
     let Some(row) = get(conn, id)? else {
         return Ok(None);
     };
@@ -188,7 +173,7 @@ pub fn redeem_install_code(
     code_hash: &str,
     now: i64,
     device: &NewDevice<'_>,
-) -> DbResult<Result<DeviceRow, CodeProblem>> {
+) -> DbResult<Result<Device, CodeProblem>> {
     let code = conn
         .query_row(
             "SELECT id, user_id, expires_at, used_at, kind FROM install_codes WHERE code_hash = ?1",

@@ -244,6 +244,37 @@ pub(crate) fn is_foreign_key_violation(error: &rusqlite::Error) -> bool {
     )
 }
 
+/// A time stored as ms since the epoch; one out of jiff's range is corrupt.
+pub(crate) fn timestamp(ms: i64) -> DbResult<jiff::Timestamp> {
+    jiff::Timestamp::from_millisecond(ms).map_err(|e| corrupt(format!("time {ms} ms: {e}")))
+}
+
+/// Column `index` of `row`, a time stored as ms since the epoch.
+pub(crate) fn instant_column(
+    row: &rusqlite::Row<'_>,
+    index: usize,
+) -> rusqlite::Result<jiff::Timestamp> {
+    let ms: i64 = row.get(index)?;
+    jiff::Timestamp::from_millisecond(ms).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(
+            index,
+            rusqlite::types::Type::Integer,
+            Box::new(e),
+        )
+    })
+}
+
+/// Column `index` of `row`, an optional time stored as ms since the epoch.
+pub(crate) fn instant_column_opt(
+    row: &rusqlite::Row<'_>,
+    index: usize,
+) -> rusqlite::Result<Option<jiff::Timestamp>> {
+    match row.get::<_, Option<i64>>(index)? {
+        None => Ok(None),
+        Some(_) => instant_column(row, index).map(Some),
+    }
+}
+
 pub(crate) fn corrupt(what: impl std::fmt::Display) -> DbError {
     DbError::Corrupt(what.to_string())
 }

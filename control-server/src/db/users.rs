@@ -2,31 +2,14 @@
 //! caller's transaction, so a user is never seen without them.
 
 use ccgate_quota::{AgentTurns, Rule, UserStatus};
+
+use crate::model::{Person, PersonChanges};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
     DbError, DbResult, corrupt, enum_from_text, enum_to_text, is_foreign_key_violation,
     is_unique_violation,
 };
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UserRow {
-    pub id: i64,
-    pub name: String,
-    pub slug: String,
-    pub status: UserStatus,
-    /// `None`: the team's zone.
-    pub time_zone: Option<String>,
-    pub policy_version: u64,
-    pub created_at: i64,
-    /// In order, with their row ids.
-    pub rules: Vec<Rule>,
-    /// The subscription whose credential this user's devices swap in;
-    /// `None`: the person signs in with their own login.
-    pub subscription_id: Option<i64>,
-    /// `None`: the team's setting.
-    pub agent_turns: Option<AgentTurns>,
-}
 
 pub struct NewUser<'a> {
     pub name: &'a str,
@@ -39,51 +22,23 @@ pub struct NewUser<'a> {
     pub created_at: i64,
 }
 
-/// Changes to a user; `None` leaves a field alone.
-#[derive(Debug, Clone, Default)]
-pub struct UserChanges {
-    pub name: Option<String>,
-    pub slug: Option<String>,
-    pub status: Option<UserStatus>,
-    /// `Some(None)` returns the user to the team's zone.
-    pub time_zone: Option<Option<String>>,
-    pub rules: Option<Vec<Rule>>,
-    /// `Some(None)` returns the user to their own login.
-    pub subscription_id: Option<Option<i64>>,
-    /// `Some(None)` returns the user to the team's setting.
-    pub agent_turns: Option<Option<AgentTurns>>,
-}
-
-impl UserChanges {
-    /// Whether nothing would change.
-    pub fn is_empty(&self) -> bool {
-        self.name.is_none()
-            && self.slug.is_none()
-            && self.status.is_none()
-            && self.time_zone.is_none()
-            && self.rules.is_none()
-            && self.subscription_id.is_none()
-            && self.agent_turns.is_none()
-    }
-}
-
 const COLUMNS: &str =
     "id, name, slug, status, time_zone, policy_version, created_at, subscription_id, agent_turns";
 
 /// A row with the columns that still need parsing: status and agent turns.
-type RawUser = (UserRow, String, Option<String>);
+type RawUser = (Person, String, Option<String>);
 
 fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawUser> {
     let status: String = row.get(3)?;
     Ok((
-        UserRow {
+        Person {
             id: row.get(0)?,
             name: row.get(1)?,
             slug: row.get(2)?,
             status: UserStatus::Active,
             time_zone: row.get(4)?,
             policy_version: row.get::<_, i64>(5)?.max(0) as u64,
-            created_at: row.get(6)?,
+            created_at: super::instant_column(row, 6)?,
             rules: Vec::new(),
             subscription_id: row.get(7)?,
             agent_turns: None,
@@ -93,7 +48,7 @@ fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawUser> {
     ))
 }
 
-fn finish(conn: &Connection, (mut user, status, agent_turns): RawUser) -> DbResult<UserRow> {
+fn finish(conn: &Connection, (mut user, status, agent_turns): RawUser) -> DbResult<Person> {
     user.status = status.parse().map_err(corrupt)?;
     user.agent_turns = agent_turns.as_deref().map(enum_from_text).transpose()?;
     user.rules = rules_of(conn, user.id)?;
@@ -120,7 +75,7 @@ pub fn rules_of(conn: &Connection, user_id: i64) -> DbResult<Vec<Rule>> {
     .collect()
 }
 
-pub fn list(conn: &Connection) -> DbResult<Vec<UserRow>> {
+pub fn list(conn: &Connection) -> DbResult<Vec<Person>> {
     let mut statement = conn.prepare(&format!("SELECT {COLUMNS} FROM users ORDER BY id"))?;
     let rows = statement
         .query_map([], from_row)?
@@ -128,7 +83,7 @@ pub fn list(conn: &Connection) -> DbResult<Vec<UserRow>> {
     rows.into_iter().map(|row| finish(conn, row)).collect()
 }
 
-pub fn get(conn: &Connection, id: i64) -> DbResult<Option<UserRow>> {
+pub fn get(conn: &Connection, id: i64) -> DbResult<Option<Person>> {
     let row = conn
         .query_row(
             &format!("SELECT {COLUMNS} FROM users WHERE id = ?1"),
@@ -163,7 +118,7 @@ fn subscription_gone(error: rusqlite::Error) -> DbError {
     }
 }
 
-pub fn insert(conn: &Connection, user: &NewUser<'_>) -> DbResult<UserRow> {
+pub fn insert(conn: &Connection, user: &NewUser<'_>) -> DbResult<Person> {
     conn.execute(
         "INSERT INTO users (name, slug, status, time_zone, policy_version, created_at,
              subscription_id, agent_turns)
@@ -202,9 +157,9 @@ pub fn replace_rules(conn: &Connection, user_id: i64, rules: &[Rule]) -> DbResul
 pub fn update(
     conn: &Connection,
     id: i64,
-    changes: &UserChanges,
+    changes: &PersonChanges,
     policy_version: u64,
-) -> DbResult<UserRow> {
+) -> DbResult<Person> {
     let exists = conn
         .query_row("SELECT 1 FROM users WHERE id = ?1", [id], |_| Ok(()))
         .optional()?;

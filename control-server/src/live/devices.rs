@@ -48,9 +48,9 @@ impl DeviceLive {
         created_at: Timestamp,
         token: TokenHash,
         details: DeviceDetails,
-        last_seen_ms: Option<i64>,
+        last_seen_at: Option<Timestamp>,
     ) -> Self {
-        let seen = last_seen_ms.unwrap_or(0);
+        let seen = last_seen_at.map_or(0, Timestamp::as_millisecond);
         Self {
             id,
             user_id,

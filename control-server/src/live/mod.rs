@@ -12,9 +12,9 @@ use std::sync::{Arc, RwLock};
 
 use jiff::Timestamp;
 
-use crate::db::devices::DeviceRow;
 use crate::db::settings::TeamSettings;
-use crate::db::users::UserRow;
+use crate::model::Device;
+use crate::model::Person;
 use ccgate_quota::UsageIndex;
 
 use crate::secrets::{self, TokenHash};
@@ -135,7 +135,7 @@ impl Live {
     /// A subscription was added, renamed, rotated or deleted: the directory
     /// is replaced, then the rows of the users whose policy it changed are
     /// put in (recompiled, their streams told).
-    pub fn replace_subscriptions(&self, directory: SubscriptionDirectory, changed: Vec<UserRow>) {
+    pub fn replace_subscriptions(&self, directory: SubscriptionDirectory, changed: Vec<Person>) {
         *self
             .subscriptions
             .write()
@@ -166,7 +166,7 @@ impl Live {
     }
 
     /// A user was created or changed in the database: mirror it and tell its devices.
-    pub fn put_user(&self, row: UserRow) -> Arc<UserLive> {
+    pub fn put_user(&self, row: Person) -> Arc<UserLive> {
         let settings = self.settings();
         let subscriptions = self.subscriptions();
         if let Some(user) = self.user(row.id) {
@@ -217,7 +217,7 @@ impl Live {
     /// there.
     /// Hands `device` the replacement token `row` holds sealed, unless it
     /// already has it; false when there is none to take up.
-    fn take_up_pending(&self, device: &Arc<DeviceLive>, row: &DeviceRow, vault: &Vault) -> bool {
+    fn take_up_pending(&self, device: &Arc<DeviceLive>, row: &Device, vault: &Vault) -> bool {
         let (Some(hash), Some(sealed)) = (
             row.pending_token_hash
                 .as_deref()
@@ -296,7 +296,7 @@ impl Live {
 
 /// A stored device as the live state holds it; `None` (logged) when its
 /// token hash is malformed.
-fn device_from_row(row: &DeviceRow) -> Option<Arc<DeviceLive>> {
+fn device_from_row(row: &Device) -> Option<Arc<DeviceLive>> {
     let Some(token) = secrets::token_hash_from_hex(&row.token_hash) else {
         tracing::error!(
             device = row.id,
@@ -308,7 +308,7 @@ fn device_from_row(row: &DeviceRow) -> Option<Arc<DeviceLive>> {
         row.id,
         row.user_id,
         row.kind,
-        Timestamp::from_millisecond(row.created_at).unwrap_or(Timestamp::UNIX_EPOCH),
+        row.created_at,
         token,
         row.details.clone(),
         row.last_seen_at,

@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use super::reservations::Reservations;
 use super::subscriptions::SubscriptionDirectory;
 use crate::db::settings::TeamSettings;
-use crate::db::users::UserRow;
+use crate::model::Person;
 
 #[derive(Debug)]
 pub struct UserLive {
@@ -27,7 +27,7 @@ pub struct UserLive {
 
 #[derive(Debug)]
 pub struct UserState {
-    pub row: UserRow,
+    pub row: Person,
     pub policy: CompiledPolicy,
     pub usage: UsageIndex,
     pub reservations: Reservations,
@@ -40,7 +40,7 @@ pub struct UserState {
 
 impl UserLive {
     pub fn new(
-        row: UserRow,
+        row: Person,
         settings: &TeamSettings,
         subscriptions: &SubscriptionDirectory,
         usage: UsageIndex,
@@ -77,7 +77,7 @@ impl UserLive {
 impl UserState {
     pub fn replace_row(
         &mut self,
-        row: UserRow,
+        row: Person,
         settings: &TeamSettings,
         subscriptions: &SubscriptionDirectory,
     ) {
@@ -121,7 +121,7 @@ impl UserState {
 /// not compile is left out and logged. A subscription that no longer exists
 /// leaves the user with their own login.
 pub fn compile_policy(
-    row: &UserRow,
+    row: &Person,
     settings: &TeamSettings,
     subscriptions: &SubscriptionDirectory,
 ) -> CompiledPolicy {

@@ -4,7 +4,6 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use jiff::Timestamp;
 use serde_json::json;
 
 use crate::db::devices::CodeProblem;
@@ -124,10 +123,10 @@ pub async fn register(
         row.id,
         row.user_id,
         kind,
-        Timestamp::from_millisecond(row.created_at).unwrap_or(now),
+        row.created_at,
         token_hash,
         details,
-        Some(now.as_millisecond()),
+        Some(now),
     ));
     state.live.devices.insert(Arc::clone(&device));
     let user_name = user.lock().row.name.clone();

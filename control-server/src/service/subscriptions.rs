@@ -10,9 +10,9 @@ use ccgate_quota::CredentialKind;
 use serde_json::json;
 
 use crate::db::subscriptions::{NewCredential, SubscriptionOrigin, SubscriptionRow};
-use crate::db::users::UserRow;
 use crate::error::{Error, Result};
 use crate::hub::event::{LiveEvent, SubscriptionAction, UserRef};
+use crate::model::Person;
 use crate::service::audit;
 use crate::state::AppState;
 use crate::vault::Credential;
@@ -236,7 +236,7 @@ fn publish(state: &AppState, row: &SubscriptionRow, action: SubscriptionAction) 
 }
 
 /// Admin pages showing these users refresh.
-fn announce_users(state: &AppState, rows: &[UserRow]) {
+fn announce_users(state: &AppState, rows: &[Person]) {
     let now = state.now();
     for row in rows {
         state.hub.publish(|| LiveEvent::UserUpdated {

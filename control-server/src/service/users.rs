@@ -8,11 +8,11 @@ use ccgate_quota::{AgentTurns, Rule, UserStatus};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 
-use crate::db::users::{UserChanges, UserRow};
 use crate::error::{Error, Result};
 use crate::hub::event::{DeviceRef, LiveEvent, UserRef};
 use crate::live::devices::DeviceLive;
 use crate::model::{CodeKind, DeviceKind};
+use crate::model::{Person, PersonChanges};
 use crate::secrets::{self, TokenHash};
 use crate::state::AppState;
 use crate::store::{Change, NewInstallCode, NewPerson, PendingToken};
@@ -118,7 +118,7 @@ pub struct NewUserInput {
 }
 
 pub struct Created {
-    pub user: UserRow,
+    pub user: Person,
     pub install_code: String,
     pub code_expires_at: Timestamp,
 }
@@ -223,8 +223,8 @@ pub async fn update(
     state: &AppState,
     actor: &str,
     id: i64,
-    changes: UserChanges,
-) -> Result<UserRow> {
+    changes: PersonChanges,
+) -> Result<Person> {
     let now = state.now();
     let old = state
         .live

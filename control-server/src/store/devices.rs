@@ -3,7 +3,8 @@
 use jiff::Timestamp;
 
 use super::{Store, StoreResult};
-use crate::db::devices::{CodeProblem, DeviceRow};
+use crate::db::devices::CodeProblem;
+use crate::model::Device;
 use crate::model::{DeviceDetails, DeviceKind};
 
 /// A device to create once its install code is redeemed.
@@ -24,7 +25,7 @@ impl Store {
         code_hash: String,
         device: DeviceToRegister,
         now: Timestamp,
-    ) -> StoreResult<Result<DeviceRow, CodeProblem>> {
+    ) -> StoreResult<Result<Device, CodeProblem>> {
         dispatch!(self, register_device(code_hash, device, now))
     }
 

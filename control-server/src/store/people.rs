@@ -5,10 +5,10 @@ use jiff::Timestamp;
 use serde_json::Value;
 
 use super::{Store, StoreResult};
-use crate::db::devices::DeviceRow;
-use crate::db::users::{UserChanges, UserRow};
 use crate::db::{self};
 use crate::model::CodeKind;
+use crate::model::Device;
+use crate::model::{Person, PersonChanges};
 use crate::service::audit;
 
 /// Who changes the record, and when: every audited use case takes one.
@@ -77,7 +77,7 @@ impl Store {
         person: NewPerson,
         setup_code: NewInstallCode,
         change: Change,
-    ) -> StoreResult<UserRow> {
+    ) -> StoreResult<Person> {
         dispatch!(self, create_person(person, setup_code, change))
     }
 
@@ -87,12 +87,12 @@ impl Store {
     pub async fn update_person(
         &self,
         id: i64,
-        changes: UserChanges,
+        changes: PersonChanges,
         old_status: UserStatus,
         pending: Vec<PendingToken>,
         detail: Value,
         change: Change,
-    ) -> StoreResult<UserRow> {
+    ) -> StoreResult<Person> {
         dispatch!(
             self,
             update_person(id, changes, old_status, pending, detail, change)
@@ -126,7 +126,7 @@ impl Store {
     }
 
     /// Revokes device `id` (its events stay), audited; `None` when there is none.
-    pub async fn revoke_device(&self, id: i64, change: Change) -> StoreResult<Option<DeviceRow>> {
+    pub async fn revoke_device(&self, id: i64, change: Change) -> StoreResult<Option<Device>> {
         dispatch!(self, revoke_device(id, change))
     }
 

@@ -8,18 +8,18 @@ use ccgate_quota::UsageIndex;
 use jiff::Timestamp;
 
 use super::{PendingToken, Store, StoreResult};
-use crate::db::devices::DeviceRow;
 use crate::db::settings::TeamSettings;
 use crate::db::subscriptions::SubscriptionRow;
-use crate::db::users::UserRow;
+use crate::model::Device;
+use crate::model::Person;
 
 /// Everything the live state starts from, read in one transaction.
 #[derive(Debug)]
 pub struct Directory {
     pub settings: TeamSettings,
     pub subscriptions: Vec<SubscriptionRow>,
-    pub users: Vec<UserRow>,
-    pub devices: Vec<DeviceRow>,
+    pub users: Vec<Person>,
+    pub devices: Vec<Device>,
 }
 
 /// Each person's usage since some time, and how many events it came from.

@@ -5,7 +5,7 @@ use serde_json::json;
 use super::{Store, StoreError, StoreResult};
 use crate::db::audit::AuditEntry;
 use crate::db::subscriptions::{NewCredential, SealedCredential, SubscriptionRow};
-use crate::db::users::UserRow;
+use crate::model::Person;
 
 /// What the audit log keeps of a subscription: never the credential.
 pub(super) fn describe(row: &SubscriptionRow) -> serde_json::Value {
@@ -63,7 +63,7 @@ impl Store {
         rename: Option<(String, AuditEntry)>,
         rotation: Option<(NewCredential, AuditEntry)>,
         at: i64,
-    ) -> StoreResult<(SubscriptionRow, Vec<UserRow>)> {
+    ) -> StoreResult<(SubscriptionRow, Vec<Person>)> {
         dispatch!(self, update_subscription(id, rename, rotation, at))
     }
 
@@ -75,7 +75,7 @@ impl Store {
         &self,
         id: i64,
         audit: AuditEntry,
-    ) -> StoreResult<(SubscriptionRow, Vec<UserRow>)> {
+    ) -> StoreResult<(SubscriptionRow, Vec<Person>)> {
         dispatch!(self, delete_subscription(id, audit))
     }
 

@@ -15,11 +15,10 @@ use serde_json::{Map, Value, json};
 use super::{Admin, ts};
 use crate::api::extract::{Json, OptionalJson};
 use crate::api::public_url;
-use crate::db::users::UserChanges;
-use crate::db::{self};
 use crate::error::{Error, Result};
 use crate::live::users::UserLive;
 use crate::model::CodeKind;
+use crate::model::PersonChanges;
 use crate::service::sso;
 use crate::service::users as service;
 use crate::state::AppState;
@@ -81,7 +80,7 @@ pub(crate) fn user_view(state: &AppState, user: &UserLive, last_active: Option<i
         "status": row.status,
         "time_zone": row.time_zone,
         "effective_time_zone": time_zone,
-        "created_at": ts(row.created_at),
+        "created_at": row.created_at,
         "policy_version": report_version(state, &row),
         "limits": row.rules,
         "subscription_id": row.subscription_id,
@@ -100,7 +99,7 @@ pub(crate) fn user_view(state: &AppState, user: &UserLive, last_active: Option<i
     })
 }
 
-fn report_version(state: &AppState, row: &db::users::UserRow) -> u64 {
+fn report_version(state: &AppState, row: &crate::model::Person) -> u64 {
     row.policy_version.max(state.live.settings().version)
 }
 
@@ -320,7 +319,7 @@ pub async fn update(
     Json(body): Json<UpdateBody>,
 ) -> Result<Out> {
     find(&state, id)?;
-    let changes = UserChanges {
+    let changes = PersonChanges {
         name: body
             .name
             .as_deref()

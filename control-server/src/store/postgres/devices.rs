@@ -4,8 +4,9 @@ use jiff::Timestamp;
 use serde_json::json;
 use tokio_postgres::{GenericClient, Row};
 
-use crate::db::devices::{CodeProblem, DeviceRow};
+use crate::db::devices::CodeProblem;
 use crate::db::{corrupt, non_empty};
+use crate::model::Device;
 use crate::model::{CodeKind, DeviceDetails};
 use crate::postgres::PgDb;
 use crate::service::audit;
@@ -67,9 +68,9 @@ const INSTALL_CODE_FOR_UPDATE: &str = "SELECT id, user_id, expires_at, used_at, 
 const MARK_CODE_USED: &str = "UPDATE install_codes SET used_at = $2, device_id = $3 WHERE id = $1";
 
 /// A row of [`columns!`].
-pub(super) fn device_row(row: &Row) -> StoreResult<DeviceRow> {
+pub(super) fn device_row(row: &Row) -> StoreResult<Device> {
     let kind: String = row.try_get(2)?;
-    Ok(DeviceRow {
+    Ok(Device {
         id: row.try_get(0)?,
         user_id: row.try_get(1)?,
         kind: kind.parse().map_err(corrupt)?,
@@ -86,13 +87,13 @@ pub(super) fn device_row(row: &Row) -> StoreResult<DeviceRow> {
             agent_version: row.try_get(11)?,
             agent_build: row.try_get(14)?,
         },
-        created_at: row.try_get(12)?,
-        last_seen_at: row.try_get(13)?,
+        created_at: super::instant(row, 12)?,
+        last_seen_at: super::instant_opt(row, 13)?,
     })
 }
 
 /// Every device that was not revoked.
-pub(super) async fn list_live(client: &impl GenericClient) -> StoreResult<Vec<DeviceRow>> {
+pub(super) async fn list_live(client: &impl GenericClient) -> StoreResult<Vec<Device>> {
     client
         .query(LIVE_DEVICES, &[])
         .await?
@@ -108,7 +109,7 @@ pub(super) async fn revoke(
     client: &impl GenericClient,
     id: i64,
     now: i64,
-) -> StoreResult<Option<DeviceRow>> {
+) -> StoreResult<Option<Device>> {
     let Some(row) = client.query_opt(LIVE_DEVICE_FOR_UPDATE, &[&id]).await? else {
         return Ok(None);
     };
@@ -138,7 +139,7 @@ async fn redeem_install_code(
     code_hash: &str,
     now: i64,
     device: &DeviceToRegister,
-) -> StoreResult<Result<DeviceRow, CodeProblem>> {
+) -> StoreResult<Result<Device, CodeProblem>> {
     let Some(code) = client
         .query_opt(INSTALL_CODE_FOR_UPDATE, &[&code_hash])
         .await?
@@ -192,7 +193,7 @@ impl PgDb {
         code_hash: String,
         device: DeviceToRegister,
         now: Timestamp,
-    ) -> StoreResult<Result<DeviceRow, CodeProblem>> {
+    ) -> StoreResult<Result<Device, CodeProblem>> {
         let mut client = self.connection().await?;
         let tx = client.transaction().await?;
         let redeemed = redeem_install_code(&*tx, &code_hash, now.as_millisecond(), &device).await?;

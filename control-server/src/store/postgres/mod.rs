@@ -27,6 +27,18 @@ fn column<'a, T: FromSql<'a>>(row: &'a Row, index: usize) -> StoreResult<T> {
     row.try_get(index).map_err(corrupt)
 }
 
+/// A time stored as ms since the epoch; one out of jiff's range is corrupt.
+fn instant(row: &Row, index: usize) -> StoreResult<jiff::Timestamp> {
+    crate::db::timestamp(column(row, index)?)
+}
+
+/// An optional time stored as ms since the epoch.
+fn instant_opt(row: &Row, index: usize) -> StoreResult<Option<jiff::Timestamp>> {
+    column::<Option<i64>>(row, index)?
+        .map(crate::db::timestamp)
+        .transpose()
+}
+
 /// A stored count or version (never negative; a negative one reads as 0,
 /// as on SQLite).
 fn count(row: &Row, index: usize) -> StoreResult<u64> {

@@ -10,10 +10,10 @@ use tokio_postgres::{GenericClient, Row};
 use super::devices;
 use super::identities::{identity, identity_columns};
 use super::settings::next_policy_version;
-use crate::db::devices::DeviceRow;
 use crate::db::identities::Identity;
-use crate::db::users::{UserChanges, UserRow};
 use crate::db::{corrupt, enum_from_text, enum_to_text};
+use crate::model::Device;
+use crate::model::{Person, PersonChanges};
 use crate::postgres::{PgDb, PgError};
 use crate::store::{Change, NewInstallCode, NewPerson, PendingToken};
 use crate::store::{StoreError, StoreResult};
@@ -46,7 +46,7 @@ const INSERT_USER: &str = concat!(
     user_columns!()
 );
 
-/// Applies a [`UserChanges`]: a field whose flag is false keeps its value.
+/// Applies a [`PersonChanges`]: a field whose flag is false keeps its value.
 /// No row when there is no such user.
 const UPDATE_USER: &str = concat!(
     "UPDATE users SET
@@ -89,17 +89,17 @@ const CONTACT: &str = concat!(
 const USER_WITH_EMAIL: &str = "SELECT id FROM users WHERE lower(email) = lower($1)";
 
 /// A row of [`user_columns!`], without its rules.
-pub(super) fn user_row(row: &Row) -> StoreResult<UserRow> {
+pub(super) fn user_row(row: &Row) -> StoreResult<Person> {
     let status: String = row.try_get(3)?;
     let agent_turns: Option<String> = row.try_get(8)?;
-    Ok(UserRow {
+    Ok(Person {
         id: row.try_get(0)?,
         name: row.try_get(1)?,
         slug: row.try_get(2)?,
         status: status.parse().map_err(corrupt)?,
         time_zone: row.try_get(4)?,
         policy_version: u64::try_from(row.try_get::<_, i64>(5)?).unwrap_or(0),
-        created_at: row.try_get(6)?,
+        created_at: super::instant(row, 6)?,
         rules: Vec::new(),
         subscription_id: row.try_get(7)?,
         agent_turns: agent_turns.as_deref().map(enum_from_text).transpose()?,
@@ -124,7 +124,7 @@ async fn rules_of(client: &impl GenericClient, user_id: i64) -> StoreResult<Vec<
 }
 
 /// Every person with their limits, by id.
-pub(super) async fn list(client: &impl GenericClient) -> StoreResult<Vec<UserRow>> {
+pub(super) async fn list(client: &impl GenericClient) -> StoreResult<Vec<Person>> {
     let mut rules: HashMap<i64, Vec<Rule>> = HashMap::new();
     for row in client.query(ALL_RULES, &[]).await? {
         rules
@@ -201,7 +201,7 @@ async fn insert_user(
     person: &NewPerson,
     version: u64,
     created_at: i64,
-) -> StoreResult<UserRow> {
+) -> StoreResult<Person> {
     let version = policy_version(version)?;
     let agent_turns = agent_turns_text(person.agent_turns)?;
     let mut slug = person.slug.clone();
@@ -242,9 +242,9 @@ async fn insert_user(
 async fn update_user(
     client: &impl GenericClient,
     id: i64,
-    changes: &UserChanges,
+    changes: &PersonChanges,
     version: u64,
-) -> StoreResult<UserRow> {
+) -> StoreResult<Person> {
     let version = policy_version(version)?;
     let status = changes.status.map(UserStatus::as_str);
     let agent_turns = changes.agent_turns.map(agent_turns_text).transpose()?;
@@ -303,7 +303,7 @@ impl PgDb {
         person: NewPerson,
         setup_code: NewInstallCode,
         change: Change,
-    ) -> StoreResult<UserRow> {
+    ) -> StoreResult<Person> {
         let mut client = self.connection().await?;
         let tx = client.transaction().await?;
         let version = next_policy_version(&*tx).await?;
@@ -325,12 +325,12 @@ impl PgDb {
     pub async fn update_person(
         &self,
         id: i64,
-        changes: UserChanges,
+        changes: PersonChanges,
         old_status: UserStatus,
         pending: Vec<PendingToken>,
         detail: Value,
         change: Change,
-    ) -> StoreResult<UserRow> {
+    ) -> StoreResult<Person> {
         let mut client = self.connection().await?;
         let tx = client.transaction().await?;
         let version = next_policy_version(&*tx).await?;
@@ -420,7 +420,7 @@ impl PgDb {
         Ok(())
     }
 
-    pub async fn revoke_device(&self, id: i64, change: Change) -> StoreResult<Option<DeviceRow>> {
+    pub async fn revoke_device(&self, id: i64, change: Change) -> StoreResult<Option<Device>> {
         let mut client = self.connection().await?;
         let tx = client.transaction().await?;
         let Some(row) = devices::revoke(&*tx, id, change.at.as_millisecond()).await? else {

@@ -7,8 +7,8 @@ use super::settings::next_policy_version;
 use super::{column, count};
 use crate::db::audit::AuditEntry;
 use crate::db::subscriptions::{NewCredential, SealedCredential, SubscriptionRow};
-use crate::db::users::UserRow;
 use crate::db::{DbError, enum_from_text, enum_to_text};
+use crate::model::Person;
 use crate::postgres::{PgDb, PgError};
 use crate::store::StoreResult;
 use crate::store::subscriptions::{describing, not_found};
@@ -151,14 +151,14 @@ const RESTAMP: &str = concat!(
 );
 
 /// Gives every user of subscription `id` a new policy version; their rows.
-async fn restamp_users(client: &impl GenericClient, id: i64) -> StoreResult<Vec<UserRow>> {
+async fn restamp_users(client: &impl GenericClient, id: i64) -> StoreResult<Vec<Person>> {
     let ids = user_ids(client, id).await?;
     restamp(client, &ids).await
 }
 
 /// Gives users `ids` one new policy version; their rows (with their
 /// rules), by id.
-async fn restamp(client: &impl GenericClient, ids: &[i64]) -> StoreResult<Vec<UserRow>> {
+async fn restamp(client: &impl GenericClient, ids: &[i64]) -> StoreResult<Vec<Person>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -236,7 +236,7 @@ impl PgDb {
         rename: Option<(String, AuditEntry)>,
         rotation: Option<(NewCredential, AuditEntry)>,
         at: i64,
-    ) -> StoreResult<(SubscriptionRow, Vec<UserRow>)> {
+    ) -> StoreResult<(SubscriptionRow, Vec<Person>)> {
         let mut client = self.connection().await?;
         let tx = client.transaction().await?;
         if let Some((name, audit)) = &rename {
@@ -260,7 +260,7 @@ impl PgDb {
         &self,
         id: i64,
         audit: AuditEntry,
-    ) -> StoreResult<(SubscriptionRow, Vec<UserRow>)> {
+    ) -> StoreResult<(SubscriptionRow, Vec<Person>)> {
         let mut client = self.connection().await?;
         let tx = client.transaction().await?;
         lock(&*tx, id).await?;

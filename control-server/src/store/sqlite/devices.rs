@@ -4,8 +4,9 @@ use jiff::Timestamp;
 use serde_json::json;
 
 use crate::db::Db;
-use crate::db::devices::{CodeProblem, DeviceRow, NewDevice};
+use crate::db::devices::{CodeProblem, NewDevice};
 use crate::db::{self};
+use crate::model::Device;
 use crate::model::DeviceDetails;
 use crate::service::audit;
 use crate::store::DeviceToRegister;
@@ -17,7 +18,7 @@ impl Db {
         code_hash: String,
         device: DeviceToRegister,
         now: Timestamp,
-    ) -> StoreResult<Result<DeviceRow, CodeProblem>> {
+    ) -> StoreResult<Result<Device, CodeProblem>> {
         self.write(move |tx| {
             let new = NewDevice {
                 kind: device.kind,

@@ -5,9 +5,10 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use crate::db::Db;
-use crate::db::devices::DeviceRow;
-use crate::db::users::{NewUser, UserChanges, UserRow};
+use crate::db::users::NewUser;
 use crate::db::{self};
+use crate::model::Device;
+use crate::model::{Person, PersonChanges};
 use crate::store::StoreResult;
 use crate::store::{Change, NewInstallCode, NewPerson, PendingToken};
 
@@ -33,7 +34,7 @@ impl Db {
         person: NewPerson,
         setup_code: NewInstallCode,
         change: Change,
-    ) -> StoreResult<UserRow> {
+    ) -> StoreResult<Person> {
         self.write(move |tx| {
             let mut slug = person.slug.clone();
             if !person.explicit_slug {
@@ -74,12 +75,12 @@ impl Db {
     pub async fn update_person(
         &self,
         id: i64,
-        changes: UserChanges,
+        changes: PersonChanges,
         old_status: UserStatus,
         pending: Vec<PendingToken>,
         detail: Value,
         change: Change,
-    ) -> StoreResult<UserRow> {
+    ) -> StoreResult<Person> {
         self.write(move |tx| {
             let version = db::settings::next_policy_version(tx)?;
             let row = db::users::update(tx, id, &changes, version)?;
@@ -153,7 +154,7 @@ impl Db {
         .await
     }
 
-    pub async fn revoke_device(&self, id: i64, change: Change) -> StoreResult<Option<DeviceRow>> {
+    pub async fn revoke_device(&self, id: i64, change: Change) -> StoreResult<Option<Device>> {
         self.write(move |tx| {
             let Some(row) = db::devices::revoke(tx, id, change.at.as_millisecond())? else {
                 return Ok(None);

@@ -6,17 +6,17 @@ use crate::db;
 use crate::db::Db;
 use crate::db::audit::AuditEntry;
 use crate::db::subscriptions::{NewCredential, SealedCredential, SubscriptionRow};
-use crate::db::users::UserRow;
+use crate::model::Person;
 use crate::store::StoreResult;
 use crate::store::subscriptions::{describing, not_found};
 
 /// Gives every user of subscription `id` a new policy version; their rows.
-fn restamp_users(tx: &Transaction<'_>, id: i64) -> StoreResult<Vec<UserRow>> {
+fn restamp_users(tx: &Transaction<'_>, id: i64) -> StoreResult<Vec<Person>> {
     let ids = db::subscriptions::user_ids(tx, id)?;
     restamp(tx, &ids)
 }
 
-fn restamp(tx: &Transaction<'_>, ids: &[i64]) -> StoreResult<Vec<UserRow>> {
+fn restamp(tx: &Transaction<'_>, ids: &[i64]) -> StoreResult<Vec<Person>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -60,7 +60,7 @@ impl Db {
         rename: Option<(String, AuditEntry)>,
         rotation: Option<(NewCredential, AuditEntry)>,
         at: i64,
-    ) -> StoreResult<(SubscriptionRow, Vec<UserRow>)> {
+    ) -> StoreResult<(SubscriptionRow, Vec<Person>)> {
         self.write(move |tx| {
             if let Some((name, audit)) = &rename {
                 db::subscriptions::rename(tx, id, name, at)?;
@@ -84,7 +84,7 @@ impl Db {
         &self,
         id: i64,
         audit: AuditEntry,
-    ) -> StoreResult<(SubscriptionRow, Vec<UserRow>)> {
+    ) -> StoreResult<(SubscriptionRow, Vec<Person>)> {
         self.write(move |tx| {
             let row = db::subscriptions::get(tx, id)?.ok_or_else(|| not_found(id))?;
             let ids = db::subscriptions::user_ids(tx, id)?;

@@ -5,6 +5,12 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+mod device;
+mod person;
+
+pub use device::Device;
+pub use person::{Person, PersonChanges};
+
 /// What kind of client a device token belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
