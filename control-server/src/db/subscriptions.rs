@@ -6,36 +6,7 @@ use ccgate_quota::CredentialKind;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{DbError, DbResult, enum_from_text, enum_to_text, is_unique_violation};
-
-/// Where a subscription came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SubscriptionOrigin {
-    /// Enrolled with its credential for team-credential mode.
-    Enrolled,
-    /// An account named by personal-login traffic: no credential.
-    Seen,
-}
-
-/// A subscription as admins see it: no credential, its last four characters.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SubscriptionRow {
-    pub id: i64,
-    pub name: String,
-    pub origin: SubscriptionOrigin,
-    /// The account's id as Claude Code names it (seen subscriptions).
-    pub account_uuid: Option<String>,
-    /// When the held credential was enrolled or last rotated (ms).
-    pub credential_set_at: Option<i64>,
-    pub kind: CredentialKind,
-    pub credential_hint: String,
-    /// Grows with every rotation.
-    pub credential_version: u64,
-    /// How many users are assigned to it.
-    pub users: u64,
-    pub created_at: i64,
-    pub updated_at: i64,
-}
+use crate::model::{Subscription, SubscriptionOrigin};
 
 /// A credential as stored: sealed, with what the policy says about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,20 +28,20 @@ const COLUMNS: &str = "s.id, s.name, s.kind, s.credential_hint, s.credential_ver
      (SELECT COUNT(*) FROM users u WHERE COALESCE(u.subscription_id, u.seen_subscription_id) = s.id), \
      s.created_at, s.updated_at, s.origin, s.account_uuid, s.credential_set_at";
 
-fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(SubscriptionRow, String, String)> {
+fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(Subscription, String, String)> {
     Ok((
-        SubscriptionRow {
+        Subscription {
             id: row.get(0)?,
             name: row.get(1)?,
             origin: SubscriptionOrigin::Enrolled,
             account_uuid: row.get(9)?,
-            credential_set_at: row.get(10)?,
+            credential_set_at: super::instant_column_opt(row, 10)?,
             kind: CredentialKind::OauthToken,
             credential_hint: row.get(3)?,
             credential_version: row.get::<_, i64>(4)?.max(0) as u64,
             users: row.get::<_, i64>(5)?.max(0) as u64,
-            created_at: row.get(6)?,
-            updated_at: row.get(7)?,
+            created_at: super::instant_column(row, 6)?,
+            updated_at: super::instant_column(row, 7)?,
         },
         row.get(2)?,
         row.get(8)?,
@@ -78,14 +49,14 @@ fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(SubscriptionRow, Strin
 }
 
 fn finish(
-    (mut subscription, kind, origin): (SubscriptionRow, String, String),
-) -> DbResult<SubscriptionRow> {
+    (mut subscription, kind, origin): (Subscription, String, String),
+) -> DbResult<Subscription> {
     subscription.kind = enum_from_text(&kind)?;
     subscription.origin = enum_from_text(&origin)?;
     Ok(subscription)
 }
 
-pub fn list(conn: &Connection) -> DbResult<Vec<SubscriptionRow>> {
+pub fn list(conn: &Connection) -> DbResult<Vec<Subscription>> {
     let mut statement = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM subscriptions s ORDER BY s.name, s.id"
     ))?;
@@ -95,7 +66,7 @@ pub fn list(conn: &Connection) -> DbResult<Vec<SubscriptionRow>> {
     rows.into_iter().map(finish).collect()
 }
 
-pub fn get(conn: &Connection, id: i64) -> DbResult<Option<SubscriptionRow>> {
+pub fn get(conn: &Connection, id: i64) -> DbResult<Option<Subscription>> {
     conn.query_row(
         &format!("SELECT {COLUMNS} FROM subscriptions s WHERE s.id = ?1"),
         [id],
@@ -123,7 +94,7 @@ pub fn insert(
     name: &str,
     credential: &NewCredential,
     now: i64,
-) -> DbResult<SubscriptionRow> {
+) -> DbResult<Subscription> {
     conn.execute(
         "INSERT INTO subscriptions (name, kind, credential, credential_hint, credential_version,
              created_at, updated_at, credential_set_at)

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use ccgate_quota::{CredentialKind, CredentialMode};
 
-use crate::db::subscriptions::{SubscriptionOrigin, SubscriptionRow};
+use crate::model::{Subscription, SubscriptionOrigin};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubscriptionEntry {
@@ -15,8 +15,8 @@ pub struct SubscriptionEntry {
     pub credential_version: u64,
 }
 
-impl From<&SubscriptionRow> for SubscriptionEntry {
-    fn from(row: &SubscriptionRow) -> Self {
+impl From<&Subscription> for SubscriptionEntry {
+    fn from(row: &Subscription) -> Self {
         Self {
             name: row.name.clone(),
             kind: row.kind,
@@ -34,7 +34,7 @@ pub struct SubscriptionDirectory {
 impl SubscriptionDirectory {
     /// Only enrolled subscriptions: a seen account has no credential to
     /// hand out, so nobody can be assigned to one.
-    pub fn from_rows(rows: &[SubscriptionRow]) -> Self {
+    pub fn from_rows(rows: &[Subscription]) -> Self {
         Self {
             entries: rows
                 .iter()
@@ -49,7 +49,7 @@ impl SubscriptionDirectory {
     }
 
     /// The directory with `row` added or replaced.
-    pub fn with(&self, row: &SubscriptionRow) -> Self {
+    pub fn with(&self, row: &Subscription) -> Self {
         let mut next = self.clone();
         if row.origin == SubscriptionOrigin::Enrolled {
             next.entries.insert(row.id, SubscriptionEntry::from(row));

@@ -7,9 +7,11 @@ use serde::{Deserialize, Serialize};
 
 mod device;
 mod person;
+mod subscription;
 
 pub use device::Device;
 pub use person::{Person, PersonChanges};
+pub use subscription::{Subscription, SubscriptionOrigin};
 
 /// What kind of client a device token belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -9,10 +9,11 @@
 use ccgate_quota::CredentialKind;
 use serde_json::json;
 
-use crate::db::subscriptions::{NewCredential, SubscriptionOrigin, SubscriptionRow};
+use crate::db::subscriptions::NewCredential;
 use crate::error::{Error, Result};
 use crate::hub::event::{LiveEvent, SubscriptionAction, UserRef};
 use crate::model::Person;
+use crate::model::{Subscription, SubscriptionOrigin};
 use crate::service::audit;
 use crate::state::AppState;
 use crate::vault::Credential;
@@ -97,11 +98,11 @@ fn sealed(state: &AppState, credential: &Credential, kind: CredentialKind) -> Ne
     }
 }
 
-pub async fn list(state: &AppState) -> Result<Vec<SubscriptionRow>> {
+pub async fn list(state: &AppState) -> Result<Vec<Subscription>> {
     Ok(state.store.subscriptions().await?)
 }
 
-pub async fn get(state: &AppState, id: i64) -> Result<SubscriptionRow> {
+pub async fn get(state: &AppState, id: i64) -> Result<Subscription> {
     state
         .store
         .subscription(id)
@@ -129,11 +130,7 @@ impl Enrolment {
     }
 }
 
-pub async fn create(
-    state: &AppState,
-    actor: &str,
-    enrolment: Enrolment,
-) -> Result<SubscriptionRow> {
+pub async fn create(state: &AppState, actor: &str, enrolment: Enrolment) -> Result<Subscription> {
     let stored = sealed(state, &enrolment.credential, enrolment.kind);
     drop(enrolment.credential);
     let name = enrolment.name;
@@ -162,7 +159,7 @@ pub async fn update(
     actor: &str,
     id: i64,
     change: Change,
-) -> Result<SubscriptionRow> {
+) -> Result<Subscription> {
     if change.name.is_none() && change.credential.is_none() {
         return Err(Error::bad_request(
             "nothing to change: send a new name, a new credential, or both",
@@ -225,7 +222,7 @@ pub async fn delete(state: &AppState, actor: &str, id: i64) -> Result<()> {
     Ok(())
 }
 
-fn publish(state: &AppState, row: &SubscriptionRow, action: SubscriptionAction) {
+fn publish(state: &AppState, row: &Subscription, action: SubscriptionAction) {
     let timestamp = state.now();
     state.hub.publish(|| LiveEvent::SubscriptionChanged {
         subscription_id: row.id,

@@ -6,7 +6,7 @@ use super::{Store, StoreResult};
 use crate::alerts::condition::{AlertRule, SubjectState};
 use crate::db::alerts::{AlertEventRow, ChannelRow, DeliveryRow, RuleFields, SealedChannel};
 use crate::db::audit::AuditEntry;
-use crate::db::subscriptions::SubscriptionRow;
+use crate::model::Subscription;
 
 /// `entry` with `id` added to its detail under `key` (a creation's audit
 /// names what it created, whose id the insert gives).
@@ -126,7 +126,7 @@ impl Store {
     /// (the engine's window checks name the subscriptions they find).
     pub async fn subscriptions_with_latest_usage(
         &self,
-    ) -> StoreResult<(Vec<SubscriptionRow>, Vec<(i64, SubscriptionUsage)>)> {
+    ) -> StoreResult<(Vec<Subscription>, Vec<(i64, SubscriptionUsage)>)> {
         dispatch!(self, subscriptions_with_latest_usage())
     }
 }

@@ -9,15 +9,15 @@ use jiff::Timestamp;
 
 use super::{PendingToken, Store, StoreResult};
 use crate::db::settings::TeamSettings;
-use crate::db::subscriptions::SubscriptionRow;
 use crate::model::Device;
 use crate::model::Person;
+use crate::model::Subscription;
 
 /// Everything the live state starts from, read in one transaction.
 #[derive(Debug)]
 pub struct Directory {
     pub settings: TeamSettings,
-    pub subscriptions: Vec<SubscriptionRow>,
+    pub subscriptions: Vec<Subscription>,
     pub users: Vec<Person>,
     pub devices: Vec<Device>,
 }

@@ -4,11 +4,12 @@ use serde_json::json;
 
 use super::{Store, StoreError, StoreResult};
 use crate::db::audit::AuditEntry;
-use crate::db::subscriptions::{NewCredential, SealedCredential, SubscriptionRow};
+use crate::db::subscriptions::{NewCredential, SealedCredential};
 use crate::model::Person;
+use crate::model::Subscription;
 
 /// What the audit log keeps of a subscription: never the credential.
-pub(super) fn describe(row: &SubscriptionRow) -> serde_json::Value {
+pub(super) fn describe(row: &Subscription) -> serde_json::Value {
     json!({
         "subscription_id": row.id, "name": row.name, "kind": row.kind,
         "credential_hint": row.credential_hint, "credential_version": row.credential_version,
@@ -17,7 +18,7 @@ pub(super) fn describe(row: &SubscriptionRow) -> serde_json::Value {
 }
 
 /// `audit` with `row`'s description as its detail.
-pub(super) fn describing(audit: AuditEntry, row: &SubscriptionRow) -> AuditEntry {
+pub(super) fn describing(audit: AuditEntry, row: &Subscription) -> AuditEntry {
     AuditEntry {
         detail: Some(describe(row)),
         ..audit
@@ -30,12 +31,12 @@ pub(super) fn not_found(id: i64) -> StoreError {
 
 impl Store {
     /// Every subscription, enrolled or seen.
-    pub async fn subscriptions(&self) -> StoreResult<Vec<SubscriptionRow>> {
+    pub async fn subscriptions(&self) -> StoreResult<Vec<Subscription>> {
         dispatch!(self, subscriptions())
     }
 
     /// Subscription `id`, if it exists.
-    pub async fn subscription(&self, id: i64) -> StoreResult<Option<SubscriptionRow>> {
+    pub async fn subscription(&self, id: i64) -> StoreResult<Option<Subscription>> {
         dispatch!(self, subscription(id))
     }
 
@@ -48,7 +49,7 @@ impl Store {
         credential: NewCredential,
         at: i64,
         audit: AuditEntry,
-    ) -> StoreResult<SubscriptionRow> {
+    ) -> StoreResult<Subscription> {
         dispatch!(self, create_subscription(name, credential, at, audit))
     }
 
@@ -63,7 +64,7 @@ impl Store {
         rename: Option<(String, AuditEntry)>,
         rotation: Option<(NewCredential, AuditEntry)>,
         at: i64,
-    ) -> StoreResult<(SubscriptionRow, Vec<Person>)> {
+    ) -> StoreResult<(Subscription, Vec<Person>)> {
         dispatch!(self, update_subscription(id, rename, rotation, at))
     }
 
@@ -75,7 +76,7 @@ impl Store {
         &self,
         id: i64,
         audit: AuditEntry,
-    ) -> StoreResult<(SubscriptionRow, Vec<Person>)> {
+    ) -> StoreResult<(Subscription, Vec<Person>)> {
         dispatch!(self, delete_subscription(id, audit))
     }
 

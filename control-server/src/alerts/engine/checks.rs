@@ -10,8 +10,8 @@ use jiff::Timestamp;
 
 use super::{CREDENTIAL_LIFETIME, Engine, Firing, cooldown_ms, percent, reset_phrase};
 use crate::alerts::condition::{AlertCondition, AlertRule, HitOrReset};
-use crate::db::subscriptions::{SubscriptionOrigin, SubscriptionRow};
 use crate::model::PlanWindow;
+use crate::model::{Subscription, SubscriptionOrigin};
 
 impl Engine {
     /// Thresholds and hits of every subscription's windows.
@@ -251,13 +251,14 @@ impl Engine {
     fn check_expiry(
         &mut self,
         rule: &AlertRule,
-        subscription: &SubscriptionRow,
+        subscription: &Subscription,
         days: u32,
         now: i64,
     ) -> Option<Firing> {
         let set_at = subscription
             .credential_set_at
-            .unwrap_or(subscription.created_at);
+            .unwrap_or(subscription.created_at)
+            .as_millisecond();
         let expires = set_at + CREDENTIAL_LIFETIME.as_millis() as i64;
         let warn_from = expires - i64::from(days) * 86_400_000;
         let subject = format!("subscription:{}", subscription.id);

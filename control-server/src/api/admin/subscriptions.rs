@@ -11,11 +11,11 @@ use ccgate_quota::wire::SubscriptionUsage;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use super::{Admin, ts};
+use super::Admin;
 use crate::api::extract::Json;
-use crate::db::subscriptions::{SubscriptionOrigin, SubscriptionRow};
 use crate::error::Result;
 use crate::model::PlanWindow;
+use crate::model::{Subscription, SubscriptionOrigin};
 use crate::service::shares::WindowShares;
 use crate::service::subscriptions::{self as service, Change, Enrolment};
 use crate::state::AppState;
@@ -44,8 +44,8 @@ pub struct SubscriptionView {
     pub updated_at: Option<Timestamp>,
 }
 
-impl From<SubscriptionRow> for SubscriptionView {
-    fn from(row: SubscriptionRow) -> Self {
+impl From<Subscription> for SubscriptionView {
+    fn from(row: Subscription) -> Self {
         Self {
             id: row.id,
             name: row.name,
@@ -57,8 +57,8 @@ impl From<SubscriptionRow> for SubscriptionView {
             credential_hint: row.credential_hint,
             credential_version: row.credential_version,
             users: row.users,
-            created_at: ts(row.created_at),
-            updated_at: ts(row.updated_at),
+            created_at: Some(row.created_at),
+            updated_at: Some(row.updated_at),
         }
     }
 }
@@ -129,17 +129,14 @@ pub struct Deleted {
     pub id: i64,
 }
 
-fn one(row: SubscriptionRow) -> axum::Json<OneSubscription> {
+fn one(row: Subscription) -> axum::Json<OneSubscription> {
     axum::Json(OneSubscription {
         subscription: row.into(),
     })
 }
 
 /// Each subscription's view with its newest observation.
-async fn with_latest(
-    state: &AppState,
-    rows: Vec<SubscriptionRow>,
-) -> Result<Vec<SubscriptionView>> {
+async fn with_latest(state: &AppState, rows: Vec<Subscription>) -> Result<Vec<SubscriptionView>> {
     let mut latest: HashMap<i64, SubscriptionUsage> = state
         .store
         .latest_utilization()

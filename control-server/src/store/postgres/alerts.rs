@@ -8,7 +8,7 @@ use crate::alerts::condition::{AlertRule, SubjectState};
 use crate::db::alerts::{AlertEventRow, ChannelRow, DeliveryRow, RuleFields, SealedChannel};
 use crate::db::audit::AuditEntry;
 use crate::db::corrupt;
-use crate::db::subscriptions::SubscriptionRow;
+use crate::model::Subscription;
 use crate::postgres::{PgDb, PgError};
 use crate::store::alerts::naming;
 use crate::store::{StoreError, StoreResult};
@@ -335,7 +335,7 @@ impl PgDb {
 
     pub async fn subscriptions_with_latest_usage(
         &self,
-    ) -> StoreResult<(Vec<SubscriptionRow>, Vec<(i64, SubscriptionUsage)>)> {
+    ) -> StoreResult<(Vec<Subscription>, Vec<(i64, SubscriptionUsage)>)> {
         let mut client = self.connection().await?;
         let tx = read_snapshot(&mut client).await?;
         let subscriptions = subscriptions::list(&*tx).await?;

@@ -6,9 +6,10 @@ use super::people::{policy_version, rule, user_columns, user_row};
 use super::settings::next_policy_version;
 use super::{column, count};
 use crate::db::audit::AuditEntry;
-use crate::db::subscriptions::{NewCredential, SealedCredential, SubscriptionRow};
+use crate::db::subscriptions::{NewCredential, SealedCredential};
 use crate::db::{DbError, enum_from_text, enum_to_text};
 use crate::model::Person;
+use crate::model::Subscription;
 use crate::postgres::{PgDb, PgError};
 use crate::store::StoreResult;
 use crate::store::subscriptions::{describing, not_found};
@@ -19,25 +20,25 @@ const COLUMNS: &str = "s.id, s.name, s.kind, s.credential_hint, s.credential_ver
      (SELECT COUNT(*) FROM users u WHERE COALESCE(u.subscription_id, u.seen_subscription_id) = s.id), \
      s.created_at, s.updated_at, s.origin, s.account_uuid, s.credential_set_at";
 
-fn subscription_row(row: &Row) -> StoreResult<SubscriptionRow> {
-    Ok(SubscriptionRow {
+fn subscription_row(row: &Row) -> StoreResult<Subscription> {
+    Ok(Subscription {
         id: column(row, 0)?,
         name: column(row, 1)?,
         kind: enum_from_text(column(row, 2)?)?,
         credential_hint: column(row, 3)?,
         credential_version: count(row, 4)?,
         users: count(row, 5)?,
-        created_at: column(row, 6)?,
-        updated_at: column(row, 7)?,
+        created_at: super::instant(row, 6)?,
+        updated_at: super::instant(row, 7)?,
         origin: enum_from_text(column(row, 8)?)?,
         account_uuid: column(row, 9)?,
-        credential_set_at: column(row, 10)?,
+        credential_set_at: super::instant_opt(row, 10)?,
     })
 }
 
 /// Every subscription, by name as SQLite's NOCASE orders them (ASCII
 /// letters folded, then byte order), then id.
-pub(super) async fn list(client: &impl GenericClient) -> StoreResult<Vec<SubscriptionRow>> {
+pub(super) async fn list(client: &impl GenericClient) -> StoreResult<Vec<Subscription>> {
     client
         .query(
             &format!(
@@ -52,7 +53,7 @@ pub(super) async fn list(client: &impl GenericClient) -> StoreResult<Vec<Subscri
         .collect()
 }
 
-async fn get(client: &impl GenericClient, id: i64) -> StoreResult<Option<SubscriptionRow>> {
+async fn get(client: &impl GenericClient, id: i64) -> StoreResult<Option<Subscription>> {
     client
         .query_opt(
             &format!("SELECT {COLUMNS} FROM subscriptions s WHERE s.id = $1"),
@@ -188,12 +189,12 @@ async fn restamp(client: &impl GenericClient, ids: &[i64]) -> StoreResult<Vec<Pe
 }
 
 impl PgDb {
-    pub async fn subscriptions(&self) -> StoreResult<Vec<SubscriptionRow>> {
+    pub async fn subscriptions(&self) -> StoreResult<Vec<Subscription>> {
         let client = self.connection().await?;
         list(&**client).await
     }
 
-    pub async fn subscription(&self, id: i64) -> StoreResult<Option<SubscriptionRow>> {
+    pub async fn subscription(&self, id: i64) -> StoreResult<Option<Subscription>> {
         let client = self.connection().await?;
         get(&**client, id).await
     }
@@ -204,7 +205,7 @@ impl PgDb {
         credential: NewCredential,
         at: i64,
         audit: AuditEntry,
-    ) -> StoreResult<SubscriptionRow> {
+    ) -> StoreResult<Subscription> {
         let mut client = self.connection().await?;
         let tx = client.transaction().await?;
         let inserted = tx
@@ -236,7 +237,7 @@ impl PgDb {
         rename: Option<(String, AuditEntry)>,
         rotation: Option<(NewCredential, AuditEntry)>,
         at: i64,
-    ) -> StoreResult<(SubscriptionRow, Vec<Person>)> {
+    ) -> StoreResult<(Subscription, Vec<Person>)> {
         let mut client = self.connection().await?;
         let tx = client.transaction().await?;
         if let Some((name, audit)) = &rename {
@@ -260,7 +261,7 @@ impl PgDb {
         &self,
         id: i64,
         audit: AuditEntry,
-    ) -> StoreResult<(SubscriptionRow, Vec<Person>)> {
+    ) -> StoreResult<(Subscription, Vec<Person>)> {
         let mut client = self.connection().await?;
         let tx = client.transaction().await?;
         lock(&*tx, id).await?;

@@ -7,7 +7,7 @@ use crate::db;
 use crate::db::Db;
 use crate::db::alerts::{AlertEventRow, ChannelRow, DeliveryRow, RuleFields, SealedChannel};
 use crate::db::audit::AuditEntry;
-use crate::db::subscriptions::SubscriptionRow;
+use crate::model::Subscription;
 use crate::store::StoreResult;
 use crate::store::alerts::naming;
 
@@ -144,7 +144,7 @@ impl Db {
 
     pub async fn subscriptions_with_latest_usage(
         &self,
-    ) -> StoreResult<(Vec<SubscriptionRow>, Vec<(i64, SubscriptionUsage)>)> {
+    ) -> StoreResult<(Vec<Subscription>, Vec<(i64, SubscriptionUsage)>)> {
         self.read(|conn| {
             Ok((
                 db::subscriptions::list(conn)?,

@@ -5,8 +5,9 @@ use rusqlite::Transaction;
 use crate::db;
 use crate::db::Db;
 use crate::db::audit::AuditEntry;
-use crate::db::subscriptions::{NewCredential, SealedCredential, SubscriptionRow};
+use crate::db::subscriptions::{NewCredential, SealedCredential};
 use crate::model::Person;
+use crate::model::Subscription;
 use crate::store::StoreResult;
 use crate::store::subscriptions::{describing, not_found};
 
@@ -30,11 +31,11 @@ fn restamp(tx: &Transaction<'_>, ids: &[i64]) -> StoreResult<Vec<Person>> {
 }
 
 impl Db {
-    pub async fn subscriptions(&self) -> StoreResult<Vec<SubscriptionRow>> {
+    pub async fn subscriptions(&self) -> StoreResult<Vec<Subscription>> {
         self.read(db::subscriptions::list).await
     }
 
-    pub async fn subscription(&self, id: i64) -> StoreResult<Option<SubscriptionRow>> {
+    pub async fn subscription(&self, id: i64) -> StoreResult<Option<Subscription>> {
         self.read(move |conn| db::subscriptions::get(conn, id))
             .await
     }
@@ -45,7 +46,7 @@ impl Db {
         credential: NewCredential,
         at: i64,
         audit: AuditEntry,
-    ) -> StoreResult<SubscriptionRow> {
+    ) -> StoreResult<Subscription> {
         self.write(move |tx| {
             let row = db::subscriptions::insert(tx, &name, &credential, at)?;
             db::audit::insert(tx, &describing(audit, &row))?;
@@ -60,7 +61,7 @@ impl Db {
         rename: Option<(String, AuditEntry)>,
         rotation: Option<(NewCredential, AuditEntry)>,
         at: i64,
-    ) -> StoreResult<(SubscriptionRow, Vec<Person>)> {
+    ) -> StoreResult<(Subscription, Vec<Person>)> {
         self.write(move |tx| {
             if let Some((name, audit)) = &rename {
                 db::subscriptions::rename(tx, id, name, at)?;
@@ -84,7 +85,7 @@ impl Db {
         &self,
         id: i64,
         audit: AuditEntry,
-    ) -> StoreResult<(SubscriptionRow, Vec<Person>)> {
+    ) -> StoreResult<(Subscription, Vec<Person>)> {
         self.write(move |tx| {
             let row = db::subscriptions::get(tx, id)?.ok_or_else(|| not_found(id))?;
             let ids = db::subscriptions::user_ids(tx, id)?;
