@@ -4,9 +4,9 @@
 
 use ccgate_alerts::{AttemptReport, ChannelConfig, Notification};
 
-use crate::db::alerts::DeliveryRow;
 use crate::error::{Error, Result};
 use crate::hub::LiveEvent;
+use crate::model::AlertDelivery;
 use crate::state::AppState;
 
 /// A channel's settings, opened.
@@ -30,11 +30,11 @@ pub async fn open_channel(state: &AppState, channel_id: i64) -> Result<(String, 
 
 /// Records one attempt and tells the dashboards.
 fn log_attempt(state: &AppState, event_id: Option<i64>, channel_id: i64, report: &AttemptReport) {
-    let row = DeliveryRow {
+    let row = AlertDelivery {
         id: 0,
         event_id,
         channel_id: Some(channel_id),
-        at: state.now().as_millisecond(),
+        at: state.now(),
         attempt: report.attempt,
         ok: report.outcome.is_ok(),
         detail: report.to_string(),

@@ -69,7 +69,7 @@ pub struct Block {
 #[derive(Debug, Serialize)]
 pub struct RecentAlert {
     at: Option<jiff::Timestamp>,
-    severity: String,
+    severity: ccgate_alerts::Severity,
     title: String,
     message: String,
 }
@@ -103,7 +103,7 @@ async fn my_alerts(state: &AppState, user_id: i64) -> Result<MyAlerts> {
         recent: events
             .into_iter()
             .map(|event| RecentAlert {
-                at: ts(event.at),
+                at: Some(event.at),
                 severity: event.severity,
                 title: event.title,
                 message: event.message,

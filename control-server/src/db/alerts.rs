@@ -2,21 +2,10 @@
 //! fired alerts and delivery attempts.
 
 use rusqlite::{Connection, OptionalExtension, params};
-use serde::Serialize;
 
-use super::{DbError, DbResult, corrupt, is_unique_violation};
+use super::{DbError, DbResult, corrupt, enum_column, instant_column, is_unique_violation};
 use crate::alerts::condition::{AlertCondition, AlertRule, SubjectState};
-
-/// A channel as listed: never its settings (they hold secrets).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ChannelRow {
-    pub id: i64,
-    pub name: String,
-    pub kind: String,
-    pub target: String,
-    pub created_at: i64,
-    pub updated_at: i64,
-}
+use crate::model::{AlertChannel, AlertDelivery, RaisedAlert};
 
 /// A channel's settings, sealed with the server key.
 #[derive(Debug, Clone)]
@@ -29,14 +18,14 @@ pub struct SealedChannel {
 
 const CHANNEL_COLUMNS: &str = "id, name, kind, target, created_at, updated_at";
 
-fn channel_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ChannelRow> {
-    Ok(ChannelRow {
+fn channel_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AlertChannel> {
+    Ok(AlertChannel {
         id: row.get(0)?,
         name: row.get(1)?,
-        kind: row.get(2)?,
+        kind: enum_column(row, 2)?,
         target: row.get(3)?,
-        created_at: row.get(4)?,
-        updated_at: row.get(5)?,
+        created_at: instant_column(row, 4)?,
+        updated_at: instant_column(row, 5)?,
     })
 }
 
@@ -48,7 +37,7 @@ fn name_taken(error: rusqlite::Error, name: &str) -> DbError {
     }
 }
 
-pub fn channels(conn: &Connection) -> DbResult<Vec<ChannelRow>> {
+pub fn channels(conn: &Connection) -> DbResult<Vec<AlertChannel>> {
     let mut statement = conn.prepare_cached(&format!(
         "SELECT {CHANNEL_COLUMNS} FROM alert_channels ORDER BY name"
     ))?;
@@ -58,7 +47,7 @@ pub fn channels(conn: &Connection) -> DbResult<Vec<ChannelRow>> {
     Ok(rows)
 }
 
-pub fn channel(conn: &Connection, id: i64) -> DbResult<Option<(ChannelRow, Vec<u8>)>> {
+pub fn channel(conn: &Connection, id: i64) -> DbResult<Option<(AlertChannel, Vec<u8>)>> {
     Ok(conn
         .query_row(
             &format!("SELECT {CHANNEL_COLUMNS}, config FROM alert_channels WHERE id = ?1"),
@@ -275,27 +264,29 @@ pub fn save_state(
     Ok(())
 }
 
-/// A fired alert.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct AlertEventRow {
-    pub id: i64,
-    pub rule_id: Option<i64>,
-    pub subject: String,
-    pub at: i64,
-    pub severity: String,
-    pub title: String,
-    pub message: String,
+/// A row of `id, rule_id, subject, at, severity, title, message` from
+/// `alert_events`.
+fn raised_alert(row: &rusqlite::Row<'_>) -> rusqlite::Result<RaisedAlert> {
+    Ok(RaisedAlert {
+        id: row.get(0)?,
+        rule_id: row.get(1)?,
+        subject: row.get(2)?,
+        at: instant_column(row, 3)?,
+        severity: enum_column(row, 4)?,
+        title: row.get(5)?,
+        message: row.get(6)?,
+    })
 }
 
-pub fn insert_event(conn: &Connection, event: &AlertEventRow) -> DbResult<i64> {
+pub fn insert_event(conn: &Connection, event: &RaisedAlert) -> DbResult<i64> {
     conn.execute(
         "INSERT INTO alert_events (rule_id, subject, at, severity, title, message)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![
             event.rule_id,
             event.subject,
-            event.at,
-            event.severity,
+            event.at.as_millisecond(),
+            event.severity.as_str(),
             event.title,
             event.message
         ],
@@ -303,23 +294,13 @@ pub fn insert_event(conn: &Connection, event: &AlertEventRow) -> DbResult<i64> {
     Ok(conn.last_insert_rowid())
 }
 
-pub fn recent_events(conn: &Connection, limit: u32) -> DbResult<Vec<AlertEventRow>> {
+pub fn recent_events(conn: &Connection, limit: u32) -> DbResult<Vec<RaisedAlert>> {
     newest(
         conn,
         "SELECT id, rule_id, subject, at, severity, title, message FROM alert_events
          ORDER BY at DESC, id DESC LIMIT ?1",
         limit,
-        |row| {
-            Ok(AlertEventRow {
-                id: row.get(0)?,
-                rule_id: row.get(1)?,
-                subject: row.get(2)?,
-                at: row.get(3)?,
-                severity: row.get(4)?,
-                title: row.get(5)?,
-                message: row.get(6)?,
-            })
-        },
+        raised_alert,
     )
 }
 
@@ -337,26 +318,14 @@ fn newest<T>(
     Ok(rows)
 }
 
-/// One delivery attempt of an alert to a channel.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct DeliveryRow {
-    pub id: i64,
-    pub event_id: Option<i64>,
-    pub channel_id: Option<i64>,
-    pub at: i64,
-    pub attempt: u32,
-    pub ok: bool,
-    pub detail: String,
-}
-
-pub fn insert_delivery(conn: &Connection, delivery: &DeliveryRow) -> DbResult<()> {
+pub fn insert_delivery(conn: &Connection, delivery: &AlertDelivery) -> DbResult<()> {
     conn.execute(
         "INSERT INTO alert_deliveries (event_id, channel_id, at, attempt, ok, detail)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![
             delivery.event_id,
             delivery.channel_id,
-            delivery.at,
+            delivery.at.as_millisecond(),
             delivery.attempt,
             delivery.ok,
             delivery.detail
@@ -365,18 +334,18 @@ pub fn insert_delivery(conn: &Connection, delivery: &DeliveryRow) -> DbResult<()
     Ok(())
 }
 
-pub fn recent_deliveries(conn: &Connection, limit: u32) -> DbResult<Vec<DeliveryRow>> {
+pub fn recent_deliveries(conn: &Connection, limit: u32) -> DbResult<Vec<AlertDelivery>> {
     newest(
         conn,
         "SELECT id, event_id, channel_id, at, attempt, ok, detail FROM alert_deliveries
          ORDER BY at DESC, id DESC LIMIT ?1",
         limit,
         |row| {
-            Ok(DeliveryRow {
+            Ok(AlertDelivery {
                 id: row.get(0)?,
                 event_id: row.get(1)?,
                 channel_id: row.get(2)?,
-                at: row.get(3)?,
+                at: instant_column(row, 3)?,
                 attempt: row.get(4)?,
                 ok: row.get(5)?,
                 detail: row.get(6)?,
@@ -386,27 +355,13 @@ pub fn recent_deliveries(conn: &Connection, limit: u32) -> DbResult<Vec<Delivery
 }
 
 /// The newest alerts of the rules a person owns (their own thresholds).
-pub fn events_of_owner(
-    conn: &Connection,
-    user_id: i64,
-    limit: u32,
-) -> DbResult<Vec<AlertEventRow>> {
+pub fn events_of_owner(conn: &Connection, user_id: i64, limit: u32) -> DbResult<Vec<RaisedAlert>> {
     let mut statement = conn.prepare_cached(
         "SELECT e.id, e.rule_id, e.subject, e.at, e.severity, e.title, e.message
          FROM alert_events e JOIN alert_rules r ON r.id = e.rule_id
          WHERE r.owner_user_id = ?1 ORDER BY e.at DESC, e.id DESC LIMIT ?2",
     )?;
-    let rows = statement.query_map(params![user_id, limit], |row| {
-        Ok(AlertEventRow {
-            id: row.get(0)?,
-            rule_id: row.get(1)?,
-            subject: row.get(2)?,
-            at: row.get(3)?,
-            severity: row.get(4)?,
-            title: row.get(5)?,
-            message: row.get(6)?,
-        })
-    })?;
+    let rows = statement.query_map(params![user_id, limit], raised_alert)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 

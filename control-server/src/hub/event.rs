@@ -183,7 +183,7 @@ pub enum LiveEvent {
     AlertFired {
         alert_id: i64,
         rule_id: i64,
-        severity: String,
+        severity: ccgate_alerts::Severity,
         title: String,
         message: String,
         timestamp: Timestamp,
@@ -417,7 +417,7 @@ mod tests {
             LiveEvent::AlertFired {
                 alert_id: 1,
                 rule_id: 2,
-                severity: "warning".into(),
+                severity: ccgate_alerts::Severity::Warning,
                 title: "t".into(),
                 message: "m".into(),
                 timestamp: at,

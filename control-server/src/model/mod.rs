@@ -5,10 +5,12 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+mod alert;
 mod device;
 mod person;
 mod subscription;
 
+pub use alert::{AlertChannel, AlertDelivery, RaisedAlert};
 pub use device::Device;
 pub use person::{Person, PersonChanges};
 pub use subscription::{Subscription, SubscriptionOrigin};

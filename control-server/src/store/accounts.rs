@@ -5,10 +5,10 @@ use jiff::Timestamp;
 
 use super::{Store, StoreResult};
 use crate::alerts::condition::AlertRule;
-use crate::db::alerts::AlertEventRow;
 use crate::db::audit::AuditEntry;
 use crate::db::auth::{Account, ApiToken, NewApiToken, NewSession, Session};
 use crate::db::events::StoredEvent;
+use crate::model::RaisedAlert;
 use crate::model::Role;
 
 impl Store {
@@ -122,7 +122,7 @@ impl Store {
         &self,
         user_id: i64,
         limit: u32,
-    ) -> StoreResult<(Vec<AlertRule>, Vec<AlertEventRow>)> {
+    ) -> StoreResult<(Vec<AlertRule>, Vec<RaisedAlert>)> {
         dispatch!(self, person_alerts(user_id, limit))
     }
 

@@ -4,9 +4,10 @@ use ccgate_quota::wire::SubscriptionUsage;
 
 use super::{Store, StoreResult};
 use crate::alerts::condition::{AlertRule, SubjectState};
-use crate::db::alerts::{AlertEventRow, ChannelRow, DeliveryRow, RuleFields, SealedChannel};
+use crate::db::alerts::{RuleFields, SealedChannel};
 use crate::db::audit::AuditEntry;
 use crate::model::Subscription;
+use crate::model::{AlertChannel, AlertDelivery, RaisedAlert};
 
 /// `entry` with `id` added to its detail under `key` (a creation's audit
 /// names what it created, whose id the insert gives).
@@ -22,12 +23,12 @@ pub(super) fn naming(mut entry: AuditEntry, key: &str, id: i64) -> AuditEntry {
 
 impl Store {
     /// Every alert channel, without its sealed settings.
-    pub async fn alert_channels(&self) -> StoreResult<Vec<ChannelRow>> {
+    pub async fn alert_channels(&self) -> StoreResult<Vec<AlertChannel>> {
         dispatch!(self, alert_channels())
     }
 
     /// One alert channel with its sealed settings, if it exists.
-    pub async fn alert_channel(&self, id: i64) -> StoreResult<Option<(ChannelRow, Vec<u8>)>> {
+    pub async fn alert_channel(&self, id: i64) -> StoreResult<Option<(AlertChannel, Vec<u8>)>> {
         dispatch!(self, alert_channel(id))
     }
 
@@ -105,12 +106,12 @@ impl Store {
     }
 
     /// Records a fired alert (its `id` is ignored); the id it was given.
-    pub async fn record_alert(&self, alert: AlertEventRow) -> StoreResult<i64> {
+    pub async fn record_alert(&self, alert: RaisedAlert) -> StoreResult<i64> {
         dispatch!(self, record_alert(alert))
     }
 
     /// Records one delivery attempt (its `id` is ignored).
-    pub async fn record_alert_delivery(&self, delivery: DeliveryRow) -> StoreResult<()> {
+    pub async fn record_alert_delivery(&self, delivery: AlertDelivery) -> StoreResult<()> {
         dispatch!(self, record_alert_delivery(delivery))
     }
 
@@ -118,7 +119,7 @@ impl Store {
     pub async fn alert_log(
         &self,
         limit: u32,
-    ) -> StoreResult<(Vec<AlertEventRow>, Vec<DeliveryRow>)> {
+    ) -> StoreResult<(Vec<RaisedAlert>, Vec<AlertDelivery>)> {
         dispatch!(self, alert_log(limit))
     }
 

@@ -13,8 +13,8 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::condition::{AlertCondition, AlertRule, SubjectState};
 use super::delivery;
-use crate::db::alerts::AlertEventRow;
 use crate::hub::LiveEvent;
+use crate::model::RaisedAlert;
 use crate::state::AppState;
 
 /// How long a `claude setup-token` login lasts, about.
@@ -301,12 +301,12 @@ impl Engine {
             let Some(rule) = self.rules.iter().find(|r| r.id == firing.rule_id) else {
                 continue;
             };
-            let row = AlertEventRow {
+            let row = RaisedAlert {
                 id: 0,
                 rule_id: Some(rule.id),
                 subject: firing.subject.clone(),
-                at: self.now_ms(),
-                severity: firing.notification.severity.as_str().to_owned(),
+                at: self.state.now(),
+                severity: firing.notification.severity,
                 title: firing.notification.title.clone(),
                 message: firing.notification.message.clone(),
             };
@@ -321,7 +321,7 @@ impl Engine {
             self.state.hub.publish(|| LiveEvent::AlertFired {
                 alert_id: id,
                 rule_id: rule.id,
-                severity: row.severity.clone(),
+                severity: row.severity,
                 title: row.title.clone(),
                 message: row.message.clone(),
                 timestamp: self.state.now(),

@@ -5,18 +5,19 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use ccgate_alerts::ChannelConfig;
+use ccgate_alerts::{ChannelConfig, ChannelKind, Severity};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{Admin, ts};
+use super::Admin;
 use crate::alerts::condition::{AlertCondition, AlertRule, DEFAULT_COOLDOWN_SECS};
 use crate::alerts::delivery;
 use crate::api::extract::Json;
-use crate::db::alerts::{AlertEventRow, ChannelRow, DeliveryRow, RuleFields, SealedChannel};
+use crate::db::alerts::{RuleFields, SealedChannel};
 use crate::db::audit::AuditEntry;
 use crate::error::{Error, Result};
+use crate::model::{AlertChannel, AlertDelivery, RaisedAlert};
 use crate::service::audit;
 use crate::state::AppState;
 
@@ -28,7 +29,7 @@ const MAX_NAME: usize = 100;
 pub struct ChannelView {
     pub id: i64,
     pub name: String,
-    pub kind: String,
+    pub kind: ChannelKind,
     /// Where it delivers, without secrets.
     pub target: String,
     /// The settings with every secret replaced by a marker.
@@ -47,15 +48,15 @@ pub struct OneChannel {
     pub channel: ChannelView,
 }
 
-fn view(row: ChannelRow, config: &ChannelConfig) -> ChannelView {
+fn view(row: AlertChannel, config: &ChannelConfig) -> ChannelView {
     ChannelView {
         id: row.id,
         name: row.name,
         kind: row.kind,
         target: row.target,
         config: config.redacted(),
-        created_at: ts(row.created_at),
-        updated_at: ts(row.updated_at),
+        created_at: Some(row.created_at),
+        updated_at: Some(row.updated_at),
     }
 }
 
@@ -362,18 +363,18 @@ pub struct AlertView {
     pub rule_id: Option<i64>,
     pub subject: String,
     pub at: Option<Timestamp>,
-    pub severity: String,
+    pub severity: Severity,
     pub title: String,
     pub message: String,
 }
 
-impl From<AlertEventRow> for AlertView {
-    fn from(row: AlertEventRow) -> Self {
+impl From<RaisedAlert> for AlertView {
+    fn from(row: RaisedAlert) -> Self {
         Self {
             id: row.id,
             rule_id: row.rule_id,
             subject: row.subject,
-            at: ts(row.at),
+            at: Some(row.at),
             severity: row.severity,
             title: row.title,
             message: row.message,
@@ -392,13 +393,13 @@ pub struct DeliveryView {
     pub detail: String,
 }
 
-impl From<DeliveryRow> for DeliveryView {
-    fn from(row: DeliveryRow) -> Self {
+impl From<AlertDelivery> for DeliveryView {
+    fn from(row: AlertDelivery) -> Self {
         Self {
             id: row.id,
             alert_id: row.event_id,
             channel_id: row.channel_id,
-            at: ts(row.at),
+            at: Some(row.at),
             attempt: row.attempt,
             ok: row.ok,
             detail: row.detail,

@@ -5,10 +5,11 @@ use tokio_postgres::{GenericClient, Row};
 
 use super::{history, read_snapshot, subscriptions};
 use crate::alerts::condition::{AlertRule, SubjectState};
-use crate::db::alerts::{AlertEventRow, ChannelRow, DeliveryRow, RuleFields, SealedChannel};
+use crate::db::alerts::{RuleFields, SealedChannel};
 use crate::db::audit::AuditEntry;
-use crate::db::corrupt;
+use crate::db::{corrupt, enum_from_text};
 use crate::model::Subscription;
+use crate::model::{AlertChannel, AlertDelivery, RaisedAlert};
 use crate::postgres::{PgDb, PgError};
 use crate::store::alerts::naming;
 use crate::store::{StoreError, StoreResult};
@@ -35,7 +36,7 @@ pub(super) async fn rules(client: &impl GenericClient) -> StoreResult<Vec<AlertR
 }
 
 impl PgDb {
-    pub async fn alert_channels(&self) -> StoreResult<Vec<ChannelRow>> {
+    pub async fn alert_channels(&self) -> StoreResult<Vec<AlertChannel>> {
         let client = self.connection().await?;
         // As SQLite sorts NOCASE names: case folded, then in byte order.
         client
@@ -50,7 +51,7 @@ impl PgDb {
             .collect()
     }
 
-    pub async fn alert_channel(&self, id: i64) -> StoreResult<Option<(ChannelRow, Vec<u8>)>> {
+    pub async fn alert_channel(&self, id: i64) -> StoreResult<Option<(AlertChannel, Vec<u8>)>> {
         let client = self.connection().await?;
         client
             .query_opt(
@@ -263,7 +264,7 @@ impl PgDb {
         Ok(())
     }
 
-    pub async fn record_alert(&self, alert: AlertEventRow) -> StoreResult<i64> {
+    pub async fn record_alert(&self, alert: RaisedAlert) -> StoreResult<i64> {
         let client = self.connection().await?;
         Ok(client
             .query_one(
@@ -272,8 +273,8 @@ impl PgDb {
                 &[
                     &alert.rule_id,
                     &alert.subject,
-                    &alert.at,
-                    &alert.severity,
+                    &alert.at.as_millisecond(),
+                    &alert.severity.as_str(),
                     &alert.title,
                     &alert.message,
                 ],
@@ -282,7 +283,7 @@ impl PgDb {
             .try_get(0)?)
     }
 
-    pub async fn record_alert_delivery(&self, delivery: DeliveryRow) -> StoreResult<()> {
+    pub async fn record_alert_delivery(&self, delivery: AlertDelivery) -> StoreResult<()> {
         let attempt = i32::try_from(delivery.attempt).map_err(corrupt)?;
         let client = self.connection().await?;
         client
@@ -292,7 +293,7 @@ impl PgDb {
                 &[
                     &delivery.event_id,
                     &delivery.channel_id,
-                    &delivery.at,
+                    &delivery.at.as_millisecond(),
                     &attempt,
                     &delivery.ok,
                     &delivery.detail,
@@ -305,7 +306,7 @@ impl PgDb {
     pub async fn alert_log(
         &self,
         limit: u32,
-    ) -> StoreResult<(Vec<AlertEventRow>, Vec<DeliveryRow>)> {
+    ) -> StoreResult<(Vec<RaisedAlert>, Vec<AlertDelivery>)> {
         let limit = i64::from(limit);
         let mut client = self.connection().await?;
         let tx = read_snapshot(&mut client).await?;
@@ -363,14 +364,15 @@ impl PgDb {
     }
 }
 
-fn channel_row(row: &Row) -> StoreResult<ChannelRow> {
-    Ok(ChannelRow {
+fn channel_row(row: &Row) -> StoreResult<AlertChannel> {
+    let kind: String = row.try_get(2)?;
+    Ok(AlertChannel {
         id: row.try_get(0)?,
         name: row.try_get(1)?,
-        kind: row.try_get(2)?,
+        kind: enum_from_text(&kind)?,
         target: row.try_get(3)?,
-        created_at: row.try_get(4)?,
-        updated_at: row.try_get(5)?,
+        created_at: super::instant(row, 4)?,
+        updated_at: super::instant(row, 5)?,
     })
 }
 
@@ -414,25 +416,26 @@ fn rule_values(fields: &RuleFields) -> StoreResult<(serde_json::Value, serde_jso
 
 /// A row of `id, rule_id, subject, at, severity, title, message` from
 /// `alert_events`.
-pub(super) fn event_row(row: &Row) -> StoreResult<AlertEventRow> {
-    Ok(AlertEventRow {
+pub(super) fn event_row(row: &Row) -> StoreResult<RaisedAlert> {
+    let severity: String = row.try_get(4)?;
+    Ok(RaisedAlert {
         id: row.try_get(0)?,
         rule_id: row.try_get(1)?,
         subject: row.try_get(2)?,
-        at: row.try_get(3)?,
-        severity: row.try_get(4)?,
+        at: super::instant(row, 3)?,
+        severity: enum_from_text(&severity)?,
         title: row.try_get(5)?,
         message: row.try_get(6)?,
     })
 }
 
-fn delivery_row(row: &Row) -> StoreResult<DeliveryRow> {
+fn delivery_row(row: &Row) -> StoreResult<AlertDelivery> {
     let attempt: i32 = row.try_get(4)?;
-    Ok(DeliveryRow {
+    Ok(AlertDelivery {
         id: row.try_get(0)?,
         event_id: row.try_get(1)?,
         channel_id: row.try_get(2)?,
-        at: row.try_get(3)?,
+        at: super::instant(row, 3)?,
         attempt: u32::try_from(attempt)
             .map_err(|e| corrupt(format!("alert delivery attempt {attempt}: {e}")))?,
         ok: row.try_get(5)?,

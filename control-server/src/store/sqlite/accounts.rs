@@ -6,12 +6,12 @@ use serde_json::json;
 
 use crate::alerts::condition::AlertRule;
 use crate::db::Db;
-use crate::db::alerts::AlertEventRow;
 use crate::db::audit::AuditEntry;
 use crate::db::auth::{Account, ApiToken, NewApiToken, NewSession, Session};
 use crate::db::events::{EventFilter, StoredEvent};
 use crate::db::{self};
 use crate::model::EventType;
+use crate::model::RaisedAlert;
 use crate::model::Role;
 use crate::service::audit;
 use crate::store::StoreResult;
@@ -198,7 +198,7 @@ impl Db {
         &self,
         user_id: i64,
         limit: u32,
-    ) -> StoreResult<(Vec<AlertRule>, Vec<AlertEventRow>)> {
+    ) -> StoreResult<(Vec<AlertRule>, Vec<RaisedAlert>)> {
         self.read(move |conn| {
             Ok((
                 db::alerts::rules(conn)?,

@@ -5,18 +5,19 @@ use ccgate_quota::wire::SubscriptionUsage;
 use crate::alerts::condition::{AlertRule, SubjectState};
 use crate::db;
 use crate::db::Db;
-use crate::db::alerts::{AlertEventRow, ChannelRow, DeliveryRow, RuleFields, SealedChannel};
+use crate::db::alerts::{RuleFields, SealedChannel};
 use crate::db::audit::AuditEntry;
 use crate::model::Subscription;
+use crate::model::{AlertChannel, AlertDelivery, RaisedAlert};
 use crate::store::StoreResult;
 use crate::store::alerts::naming;
 
 impl Db {
-    pub async fn alert_channels(&self) -> StoreResult<Vec<ChannelRow>> {
+    pub async fn alert_channels(&self) -> StoreResult<Vec<AlertChannel>> {
         self.read(db::alerts::channels).await
     }
 
-    pub async fn alert_channel(&self, id: i64) -> StoreResult<Option<(ChannelRow, Vec<u8>)>> {
+    pub async fn alert_channel(&self, id: i64) -> StoreResult<Option<(AlertChannel, Vec<u8>)>> {
         self.read(move |conn| db::alerts::channel(conn, id)).await
     }
 
@@ -119,12 +120,12 @@ impl Db {
         .await
     }
 
-    pub async fn record_alert(&self, alert: AlertEventRow) -> StoreResult<i64> {
+    pub async fn record_alert(&self, alert: RaisedAlert) -> StoreResult<i64> {
         self.write(move |tx| db::alerts::insert_event(tx, &alert))
             .await
     }
 
-    pub async fn record_alert_delivery(&self, delivery: DeliveryRow) -> StoreResult<()> {
+    pub async fn record_alert_delivery(&self, delivery: AlertDelivery) -> StoreResult<()> {
         self.write(move |tx| db::alerts::insert_delivery(tx, &delivery))
             .await
     }
@@ -132,7 +133,7 @@ impl Db {
     pub async fn alert_log(
         &self,
         limit: u32,
-    ) -> StoreResult<(Vec<AlertEventRow>, Vec<DeliveryRow>)> {
+    ) -> StoreResult<(Vec<RaisedAlert>, Vec<AlertDelivery>)> {
         self.read(move |conn| {
             Ok((
                 db::alerts::recent_events(conn, limit)?,

@@ -4,10 +4,10 @@
 use jiff::Timestamp;
 
 use crate::alerts::condition::{AlertCondition, AlertRule, DEFAULT_COOLDOWN_SECS};
-use crate::db::alerts::AlertEventRow;
 use crate::db::audit::AuditEntry;
 use crate::db::corrupt;
 use crate::db::events::StoredEvent;
+use crate::model::RaisedAlert;
 use crate::postgres::PgDb;
 use crate::store::StoreResult;
 use crate::store::postgres::alerts::{self, event_row, rule, rule_columns};
@@ -22,7 +22,7 @@ impl PgDb {
         &self,
         user_id: i64,
         limit: u32,
-    ) -> StoreResult<(Vec<AlertRule>, Vec<AlertEventRow>)> {
+    ) -> StoreResult<(Vec<AlertRule>, Vec<RaisedAlert>)> {
         let mut client = self.connection().await?;
         let tx = read_snapshot(&mut client).await?;
         let rules = alerts::rules(&*tx).await?;
