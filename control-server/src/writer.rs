@@ -28,10 +28,10 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::db::audit::AuditEntry;
-use crate::db::events::EventRow;
 use crate::db::utilization::SubscriptionClaim;
 use crate::db::{self, DbError};
 use crate::error::Error;
+use crate::model::Event;
 use crate::store::Store;
 
 /// Rows written in one transaction at most.
@@ -46,7 +46,7 @@ const RETRY_AFTER_SECS: u64 = 2;
 /// (a tamper report, a delivery fault).
 #[derive(Debug, Clone)]
 pub struct PendingRow {
-    pub row: EventRow,
+    pub row: Event,
     pub audit: Option<AuditEntry>,
     /// A request's subscription and the utilization its reply carried.
     pub subscription: Option<RequestSubscription>,
@@ -59,8 +59,8 @@ pub struct RequestSubscription {
     pub utilization: Option<SubscriptionUsage>,
 }
 
-impl From<EventRow> for PendingRow {
-    fn from(row: EventRow) -> Self {
+impl From<Event> for PendingRow {
+    fn from(row: Event) -> Self {
         Self {
             row,
             audit: None,
@@ -84,7 +84,7 @@ pub enum RowResult {
 }
 
 /// Called with the rows of a job and what became of each.
-type Done = Box<dyn FnOnce(Vec<(EventRow, RowResult)>) + Send>;
+type Done = Box<dyn FnOnce(Vec<(Event, RowResult)>) + Send>;
 
 struct Job {
     rows: Vec<PendingRow>,
@@ -201,7 +201,7 @@ impl Ticket {
     pub fn submit_then(
         self,
         rows: Vec<PendingRow>,
-        done: impl FnOnce(Vec<(EventRow, RowResult)>) + Send + 'static,
+        done: impl FnOnce(Vec<(Event, RowResult)>) + Send + 'static,
     ) {
         self.send(rows, false, Some(Box::new(done)));
     }

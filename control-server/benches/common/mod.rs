@@ -12,8 +12,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use ccgate_quota::{ModelFamily, Totals};
-use ccgate_server::db::events::EventRow;
 use ccgate_server::db::{self, Db};
+use ccgate_server::model::Event;
 use ccgate_server::model::EventType;
 use ccgate_server::{ServerConfig, serve};
 use jiff::Timestamp;
@@ -193,7 +193,7 @@ pub fn seed_history(
     let mut written = 0;
     while written < count {
         let batch = 50_000.min(count - written);
-        let rows: Vec<EventRow> = (0..batch)
+        let rows: Vec<Event> = (0..batch)
             .map(|k| {
                 let (user_id, device_id, _) =
                     &devices[(rng.next() % devices.len() as u64) as usize];
@@ -215,12 +215,12 @@ pub fn seed_history(
                         None,
                     ),
                 };
-                EventRow {
+                Event {
                     id: format!("00000000-0000-4000-8000-{:012x}", first + written + k),
                     user_id: *user_id,
                     device_id: Some(*device_id),
-                    at,
-                    received_at: at,
+                    at: jiff::Timestamp::from_millisecond(at).expect("a time in range"),
+                    received_at: jiff::Timestamp::from_millisecond(at).expect("a time in range"),
                     event_type,
                     model: Some(format!("claude-{family}-4-5")),
                     family: Some(family),

@@ -11,7 +11,7 @@ use axum::routing::{get, put};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::admin::{Admin, check_csrf, principal_from, ts, users};
+use super::admin::{Admin, check_csrf, principal_from, users};
 use super::extract::Json;
 use crate::alerts::condition::AlertCondition;
 use crate::error::{Error, Result};
@@ -132,7 +132,7 @@ async fn overview(
             let detail = event.row.detail.unwrap_or_default();
             let text = |key: &str| detail.get(key).and_then(Value::as_str).map(str::to_owned);
             Block {
-                at: ts(event.row.at),
+                at: Some(event.row.at),
                 model: event.row.model,
                 reason: text("reason"),
                 message: text("message").unwrap_or_default(),

@@ -5,44 +5,17 @@ use ccgate_quota::{ModelFamily, Totals};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{DbResult, corrupt, enum_from_text};
-use crate::model::EventType;
-
-/// One stored event. `totals` is what it adds to the user's usage.
-#[derive(Debug, Clone, PartialEq)]
-pub struct EventRow {
-    /// The event's UUID (the device's idempotency key: unique per device).
-    pub id: String,
-    pub user_id: i64,
-    pub device_id: Option<i64>,
-    /// When it happened (clamped by the server), ms.
-    pub at: i64,
-    pub received_at: i64,
-    pub event_type: EventType,
-    pub model: Option<String>,
-    pub family: Option<ModelFamily>,
-    pub totals: Totals,
-    pub kind: Option<String>,
-    pub turn_key: Option<String>,
-    pub session_id: Option<String>,
-    pub detail: Option<serde_json::Value>,
-    /// Why a `request` counted its prompt (`new_prompt`, `agent_turn`, …).
-    pub count_reason: Option<String>,
-    /// The token figures are the proxy's estimate (a cut or abandoned reply).
-    pub estimated: bool,
-    /// The credential a request went out with: `personal`, `team`,
-    /// `personal_api_key` (`None`: not reported).
-    pub credential: Option<String>,
-}
+use crate::model::{Event, EventType};
 
 /// Inserts the rows in the caller's transaction, skipping ids this device
 /// already sent. Returns, per row, whether it was new.
-pub fn insert_new(conn: &Connection, rows: &[EventRow]) -> DbResult<Vec<bool>> {
+pub fn insert_new(conn: &Connection, rows: &[Event]) -> DbResult<Vec<bool>> {
     rows.iter().map(|row| insert_row(conn, row)).collect()
 }
 
 /// Inserts one row unless its device already sent its id; true when new.
 /// Any other constraint the row breaks is an error (never a silent skip).
-pub fn insert_row(conn: &Connection, row: &EventRow) -> DbResult<bool> {
+pub fn insert_row(conn: &Connection, row: &Event) -> DbResult<bool> {
     let mut statement = conn.prepare_cached(
         "INSERT INTO events (id, user_id, device_id, at, received_at, type, model, family,
              prompts, credits, input_tokens, output_tokens, cache_creation_input_tokens,
@@ -66,8 +39,8 @@ pub fn insert_row(conn: &Connection, row: &EventRow) -> DbResult<bool> {
         row.id,
         row.user_id,
         row.device_id,
-        row.at,
-        row.received_at,
+        row.at.as_millisecond(),
+        row.received_at.as_millisecond(),
         row.event_type.as_str(),
         row.model,
         row.family.map(ModelFamily::as_str),
@@ -187,7 +160,7 @@ pub fn usage_buckets(
 /// A stored event with its position for paging.
 #[derive(Debug, Clone)]
 pub struct StoredEvent {
-    pub row: EventRow,
+    pub row: Event,
     pub seq: i64,
 }
 
@@ -220,12 +193,12 @@ pub fn page(conn: &Connection, filter: &EventFilter) -> DbResult<Vec<StoredEvent
     let rows = statement.query_map(named.as_slice(), |row| {
         Ok((
             row.get::<_, i64>(0)?,
-            EventRow {
+            Event {
                 id: row.get(1)?,
                 user_id: row.get(2)?,
                 device_id: row.get(3)?,
-                at: row.get(4)?,
-                received_at: row.get(5)?,
+                at: super::instant_column(row, 4)?,
+                received_at: super::instant_column(row, 5)?,
                 event_type: EventType::Request,
                 model: row.get(7)?,
                 family: None,

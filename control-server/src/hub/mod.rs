@@ -68,11 +68,11 @@ pub struct StoredUsage {
 
 impl StoredUsage {
     /// What `row` adds and settles, if anything.
-    pub fn of(row: &crate::db::events::EventRow, settles: Option<ReservationKey>) -> Option<Self> {
+    pub fn of(row: &crate::model::Event, settles: Option<ReservationKey>) -> Option<Self> {
         let adds = row.family.is_some() && !row.totals.is_zero();
         (adds || settles.is_some()).then_some(Self {
             user_id: row.user_id,
-            at: row.at,
+            at: row.at.as_millisecond(),
             family: row.family,
             totals: row.totals,
             settles,

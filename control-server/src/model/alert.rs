@@ -3,10 +3,9 @@
 
 use ccgate_alerts::{ChannelKind, Severity};
 use jiff::Timestamp;
-use serde::Serialize;
 
 /// A channel as listed: never its settings (they hold secrets).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AlertChannel {
     pub id: i64,
     pub name: String,
@@ -17,7 +16,7 @@ pub struct AlertChannel {
 }
 
 /// A fired alert.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RaisedAlert {
     pub id: i64,
     pub rule_id: Option<i64>,
@@ -29,7 +28,7 @@ pub struct RaisedAlert {
 }
 
 /// One delivery attempt of an alert to a channel.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AlertDelivery {
     pub id: i64,
     pub event_id: Option<i64>,

@@ -7,11 +7,13 @@ use serde::{Deserialize, Serialize};
 
 mod alert;
 mod device;
+mod event;
 mod person;
 mod subscription;
 
 pub use alert::{AlertChannel, AlertDelivery, RaisedAlert};
 pub use device::Device;
+pub use event::Event;
 pub use person::{Person, PersonChanges};
 pub use subscription::{Subscription, SubscriptionOrigin};
 

@@ -26,7 +26,7 @@ use jiff::Timestamp;
 use tokio_postgres::types::Json;
 
 use super::{PgDb, PgError};
-use crate::db::events::EventRow;
+use crate::model::Event;
 use crate::model::EventType;
 
 /// What a check decided, and until when its prompt is held if allowed.
@@ -38,7 +38,7 @@ pub struct Checked {
     pub reservation_expires_at: Option<i64>,
     /// Hook prompts the check counted on the way (lapsed, or the session's
     /// previous one), as stored.
-    pub counted: Vec<EventRow>,
+    pub counted: Vec<Event>,
 }
 
 /// One check: a device's turn (`key`) asking to send `model`.
@@ -68,8 +68,10 @@ struct CountedEvent {
     id: String,
     user_id: i64,
     device_id: Option<i64>,
-    at: i64,
-    received_at: i64,
+    #[serde(with = "jiff::fmt::serde::timestamp::millisecond::required")]
+    at: Timestamp,
+    #[serde(with = "jiff::fmt::serde::timestamp::millisecond::required")]
+    received_at: Timestamp,
     model: Option<String>,
     family: Option<String>,
     prompts: i64,
@@ -80,7 +82,7 @@ struct CountedEvent {
     count_reason: Option<String>,
 }
 
-impl From<CountedEvent> for EventRow {
+impl From<CountedEvent> for Event {
     fn from(event: CountedEvent) -> Self {
         Self {
             id: event.id,
@@ -107,8 +109,8 @@ impl From<CountedEvent> for EventRow {
     }
 }
 
-fn counted_events(json: Json<Vec<CountedEvent>>) -> Vec<EventRow> {
-    json.0.into_iter().map(EventRow::from).collect()
+fn counted_events(json: Json<Vec<CountedEvent>>) -> Vec<Event> {
+    json.0.into_iter().map(Event::from).collect()
 }
 
 /// Every window start the policy's rules need, and today's.
@@ -379,7 +381,7 @@ impl PgDb {
     /// Counts the hook clients' reservations that lapsed by `now` for
     /// people who did not check again meanwhile (the leading replica's
     /// sweep), one statement per person, under their row lock.
-    pub async fn count_lapsed(&self, now: i64) -> Result<Vec<EventRow>, PgError> {
+    pub async fn count_lapsed(&self, now: i64) -> Result<Vec<Event>, PgError> {
         let client = self.connection().await?;
         let people: Vec<i64> = client
             .query(

@@ -11,13 +11,13 @@ use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::db::events::EventRow;
 use crate::error::Result;
 use crate::hub::StoredUsage;
 use crate::hub::event::{Activity, LiveEvent};
 use crate::live::devices::DeviceLive;
 use crate::live::reservations::{Reservation, ReservationKey};
 use crate::live::users::{UserLive, UserState};
+use crate::model::Event;
 use crate::model::EventType;
 use crate::postgres::PgDb;
 use crate::postgres::gate::Check as SharedCheck;
@@ -254,12 +254,12 @@ fn report(
     match &outcome.decision.denial {
         None => state.hub.publish(|| LiveEvent::UserCheck(activity())),
         Some(denial) => {
-            state.writer.push(vec![PendingRow::from(EventRow {
+            state.writer.push(vec![PendingRow::from(Event {
                 id: Uuid::new_v4().to_string(),
                 user_id,
                 device_id: Some(input.device.id),
-                at: now.as_millisecond(),
-                received_at: now.as_millisecond(),
+                at: now,
+                received_at: now,
                 event_type: EventType::Blocked,
                 model: Some(input.model.to_owned()),
                 family: Some(family),
@@ -287,7 +287,7 @@ fn report(
 
 /// A prompt counted from a hook reservation (lapsed or superseded).
 pub struct CountedPrompt {
-    row: EventRow,
+    row: Event,
 }
 
 /// Takes the user's lapsed reservations; hook ones become counted prompts.
@@ -318,9 +318,9 @@ fn count_reservation(
         reservation.family,
         reservation.totals,
     );
-    let at = reservation.created_at.as_millisecond();
+    let at = reservation.created_at;
     CountedPrompt {
-        row: EventRow {
+        row: Event {
             id: Uuid::new_v4().to_string(),
             user_id: user_state.row.id,
             device_id: Some(device_id),
@@ -343,7 +343,7 @@ fn count_reservation(
 
 /// Queues counted hook prompts for storage and tells the admins.
 fn record_counted(state: &AppState, user_id: i64, user_name: &str, counted: Vec<CountedPrompt>) {
-    let rows: Vec<EventRow> = counted.into_iter().map(|counted| counted.row).collect();
+    let rows: Vec<Event> = counted.into_iter().map(|counted| counted.row).collect();
     announce_counted(state, user_id, user_name, &rows);
     for row in rows {
         state.writer.push(vec![PendingRow::from(row)]);
@@ -352,7 +352,7 @@ fn record_counted(state: &AppState, user_id: i64, user_name: &str, counted: Vec<
 
 /// Hook prompts the database counted (on PostgreSQL): into this replica's
 /// usage index, and announced as [`record_counted`] does.
-fn take_counted(state: &AppState, user_id: i64, user_name: &str, rows: Vec<EventRow>) {
+fn take_counted(state: &AppState, user_id: i64, user_name: &str, rows: Vec<Event>) {
     if rows.is_empty() {
         return;
     }
@@ -361,7 +361,7 @@ fn take_counted(state: &AppState, user_id: i64, user_name: &str, rows: Vec<Event
 }
 
 /// What a counted hook prompt adds, and the hold it ends.
-fn stored_usage(row: &EventRow) -> Option<StoredUsage> {
+fn stored_usage(row: &Event) -> Option<StoredUsage> {
     let settles = match (row.device_id, &row.turn_key) {
         (Some(device_id), Some(key)) => Some(ReservationKey {
             device_id,
@@ -373,7 +373,7 @@ fn stored_usage(row: &EventRow) -> Option<StoredUsage> {
 }
 
 /// Tells the other replicas and the admins of counted hook prompts.
-fn announce_counted(state: &AppState, user_id: i64, user_name: &str, rows: &[EventRow]) {
+fn announce_counted(state: &AppState, user_id: i64, user_name: &str, rows: &[Event]) {
     state
         .hub
         .usage_stored(|| rows.iter().filter_map(stored_usage).collect());
@@ -387,7 +387,7 @@ fn announce_counted(state: &AppState, user_id: i64, user_name: &str, rows: &[Eve
                 model: row.model.clone(),
                 family: row.family,
                 session_id: row.session_id.clone(),
-                timestamp: Timestamp::from_millisecond(row.at).ok(),
+                timestamp: Some(row.at),
             },
             tokens: None,
             credit_cost: row.totals.credits,
@@ -426,7 +426,7 @@ pub async fn count_lapsed_shared(state: &AppState, shared: &PgDb) {
             return;
         }
     };
-    let mut by_user: std::collections::BTreeMap<i64, Vec<EventRow>> = Default::default();
+    let mut by_user: std::collections::BTreeMap<i64, Vec<Event>> = Default::default();
     for row in counted {
         by_user.entry(row.user_id).or_default().push(row);
     }

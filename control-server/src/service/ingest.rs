@@ -22,7 +22,6 @@ use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::db::audit::AuditEntry;
-use crate::db::events::EventRow;
 use crate::db::utilization::SubscriptionClaim;
 use crate::error::{Error, Result};
 use crate::hub::StoredUsage;
@@ -30,6 +29,7 @@ use crate::hub::event::{Activity, LiveEvent, TokenFigures};
 use crate::live::devices::DeviceLive;
 use crate::live::reservations::ReservationKey;
 use crate::live::users::UserLive;
+use crate::model::Event;
 use crate::model::EventType;
 use crate::service::audit;
 use crate::state::AppState;
@@ -169,13 +169,13 @@ fn row_for(
     at: Timestamp,
     now: Timestamp,
     weight: impl Fn(ModelFamily) -> u64,
-) -> EventRow {
-    let mut row = EventRow {
+) -> Event {
+    let mut row = Event {
         id: event.id.to_string(),
         user_id,
         device_id: Some(device_id),
-        at: at.as_millisecond(),
-        received_at: now.as_millisecond(),
+        at,
+        received_at: now,
         event_type: EventType::Request,
         model: None,
         family: None,
@@ -302,7 +302,7 @@ impl RequestSubscription {
 }
 
 /// The audit entry written with a new row, for events admins must see.
-fn audit_for(row: &EventRow, hostname: Option<&str>, now: Timestamp) -> Option<AuditEntry> {
+fn audit_for(row: &Event, hostname: Option<&str>, now: Timestamp) -> Option<AuditEntry> {
     let actor = format!("device:{}", row.device_id.unwrap_or_default());
     let detail = match row.event_type {
         EventType::Tamper => row.detail.clone(),
@@ -325,7 +325,7 @@ fn audit_for(row: &EventRow, hostname: Option<&str>, now: Timestamp) -> Option<A
 
 /// The reservation a new row settles, if any. Only a new event settles: a
 /// replay must not settle a reservation made after the event it repeats.
-fn settled_turn(row: &EventRow, device_id: i64) -> Option<ReservationKey> {
+fn settled_turn(row: &Event, device_id: i64) -> Option<ReservationKey> {
     let settles = match row.event_type {
         EventType::Request => row.totals.prompts > 0,
         EventType::TurnReleased => true,
@@ -355,7 +355,7 @@ fn apply(
     state: &AppState,
     device: &DeviceLive,
     user: &UserLive,
-    results: Vec<(EventRow, RowResult)>,
+    results: Vec<(Event, RowResult)>,
 ) -> Applied {
     let mut applied = Applied {
         accepted: 0,
@@ -383,10 +383,8 @@ fn apply(
     let (user_name, subscription_id) = {
         let mut guard = user.lock();
         for row in &new_rows {
-            if let (Some(family), false) = (row.family, row.totals.is_zero())
-                && let Ok(at) = Timestamp::from_millisecond(row.at)
-            {
-                guard.usage.add(at, family, row.totals);
+            if let (Some(family), false) = (row.family, row.totals.is_zero()) {
+                guard.usage.add(row.at, family, row.totals);
             }
             if let Some(key) = settled_turn(row, device.id) {
                 guard.reservations.remove(&key);
@@ -527,7 +525,7 @@ fn publish<'a>(
     device: &DeviceLive,
     user_name: &str,
     subscription_id: Option<i64>,
-    rows: impl Iterator<Item = &'a EventRow>,
+    rows: impl Iterator<Item = &'a Event>,
 ) {
     let hostname = device.hostname();
     for row in rows {
@@ -539,7 +537,7 @@ fn publish<'a>(
             model: row.model.clone(),
             family: row.family,
             session_id: row.session_id.clone(),
-            timestamp: Timestamp::from_millisecond(row.at).ok(),
+            timestamp: Some(row.at),
         };
         let detail = || row.detail.clone().unwrap_or_default();
         match row.event_type {
@@ -668,12 +666,12 @@ pub async fn hook_count(
         // Added now, under the lock, so no check sees neither the
         // reservation nor the count.
         guard.usage.add(now, family, totals);
-        let row = EventRow {
+        let row = Event {
             id: Uuid::new_v4().to_string(),
             user_id: user.id,
             device_id: Some(device.id),
-            at: now.as_millisecond(),
-            received_at: now.as_millisecond(),
+            at: now,
+            received_at: now,
             event_type: EventType::Request,
             model: Some(model.to_owned()),
             family: Some(family),

@@ -123,7 +123,7 @@ fn event_json(event: &StoredEvent) -> Value {
     let t = row.totals;
     json!({
         "id": row.id, "user_id": row.user_id, "device_id": row.device_id,
-        "at": ts(row.at), "received_at": ts(row.received_at), "type": row.event_type,
+        "at": row.at, "received_at": row.received_at, "type": row.event_type,
         "model": row.model, "family": row.family, "prompts": t.prompts, "credits": t.credits,
         "input_tokens": t.input_tokens, "output_tokens": t.output_tokens,
         "cache_creation_input_tokens": t.cache_creation_input_tokens,
@@ -167,7 +167,11 @@ pub async fn events(
     let limit = filter.limit as usize;
     let events = state.store.events_page(filter).await?;
     let next = (events.len() == limit)
-        .then(|| events.last().map(|e| format!("{}.{}", e.row.at, e.seq)))
+        .then(|| {
+            events
+                .last()
+                .map(|e| format!("{}.{}", e.row.at.as_millisecond(), e.seq))
+        })
         .flatten();
     Ok(axum::Json(json!({
         "events": events.iter().map(event_json).collect::<Vec<_>>(),

@@ -14,8 +14,8 @@ use deadpool_postgres::{Object, Transaction};
 
 use super::column;
 use crate::db::corrupt;
-use crate::db::events::EventRow;
 use crate::db::utilization::{MAX_SEEN_ACCOUNTS, SubscriptionClaim};
+use crate::model::Event;
 use crate::postgres::PgDb;
 use crate::store::StoreResult;
 use crate::writer::PendingRow;
@@ -31,7 +31,7 @@ const INSERT_EVENT: &str =
 
 /// Inserts one row unless its device already sent its id; true when new.
 /// Any other constraint the row breaks is an error (never a silent skip).
-async fn insert_row(tx: &Transaction<'_>, row: &EventRow) -> StoreResult<bool> {
+async fn insert_row(tx: &Transaction<'_>, row: &Event) -> StoreResult<bool> {
     // Counts are bounded on the way in (ccgate_quota::limits); a count that
     // does not fit a BIGINT is refused rather than stored negative.
     let count = |n: u64| i64::try_from(n).map_err(|_| corrupt(format!("count {n} is too large")));
@@ -49,8 +49,8 @@ async fn insert_row(tx: &Transaction<'_>, row: &EventRow) -> StoreResult<bool> {
                 &row.id,
                 &row.user_id,
                 &row.device_id,
-                &row.at,
-                &row.received_at,
+                &row.at.as_millisecond(),
+                &row.received_at.as_millisecond(),
                 &row.event_type.as_str(),
                 &row.model,
                 &family,
@@ -229,7 +229,13 @@ async fn record(tx: &Transaction<'_>, pending: &PendingRow) -> StoreResult<bool>
         super::insert_audit(&**tx, entry).await?;
     }
     if let (Some(request), Some(device_id)) = (&pending.subscription, row.device_id) {
-        let subscription = resolve(tx, row.user_id, &request.claim, row.received_at).await?;
+        let subscription = resolve(
+            tx,
+            row.user_id,
+            &request.claim,
+            row.received_at.as_millisecond(),
+        )
+        .await?;
         if let Some(subscription_id) = subscription {
             tag_event(tx, device_id, &row.id, subscription_id).await?;
             if let Some(usage) = &request.utilization {

@@ -7,9 +7,10 @@ use tokio_postgres::{GenericClient, Row};
 
 use super::{column, count, read_snapshot};
 use crate::db::audit::{AuditEntry, AuditFilter};
-use crate::db::events::{BUCKET_MS, EventFilter, EventRow, StoredEvent, UsageBucket};
+use crate::db::events::{BUCKET_MS, EventFilter, StoredEvent, UsageBucket};
 use crate::db::utilization::{ObservationPoint, ServedRequest};
 use crate::db::{corrupt, enum_from_text};
+use crate::model::Event;
 use crate::model::EventType;
 use crate::postgres::PgDb;
 use crate::store::StoreResult;
@@ -91,12 +92,12 @@ const EVENTS_PAGE_USER_TYPE: &str = events_page_sql!(" AND user_id = $4 AND type
 pub(super) fn stored_event(row: &Row) -> StoreResult<StoredEvent> {
     Ok(StoredEvent {
         seq: column(row, 0)?,
-        row: EventRow {
+        row: Event {
             id: column(row, 1)?,
             user_id: column(row, 2)?,
             device_id: column(row, 3)?,
-            at: column(row, 4)?,
-            received_at: column(row, 5)?,
+            at: super::instant(row, 4)?,
+            received_at: super::instant(row, 5)?,
             event_type: enum_from_text(column(row, 6)?)?,
             model: column(row, 7)?,
             family: column::<Option<&str>>(row, 8)?.map(family).transpose()?,

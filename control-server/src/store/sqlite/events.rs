@@ -22,8 +22,12 @@ fn record(tx: &rusqlite::Transaction<'_>, pending: &PendingRow) -> StoreResult<b
         db::audit::insert(tx, entry)?;
     }
     if let (Some(request), Some(device_id)) = (&pending.subscription, row.device_id) {
-        let subscription =
-            db::utilization::resolve(tx, row.user_id, &request.claim, row.received_at)?;
+        let subscription = db::utilization::resolve(
+            tx,
+            row.user_id,
+            &request.claim,
+            row.received_at.as_millisecond(),
+        )?;
         if let Some(subscription_id) = subscription {
             db::utilization::tag_event(tx, device_id, &row.id, subscription_id)?;
             if let Some(usage) = &request.utilization {
