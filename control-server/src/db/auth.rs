@@ -4,16 +4,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{DbError, DbResult, corrupt, is_unique_violation};
-use crate::model::Role;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Account {
-    pub id: i64,
-    pub username: String,
-    pub password_hash: String,
-    pub role: Role,
-    pub created_at: i64,
-}
+use crate::model::{Account, ApiToken, Role};
 
 fn account_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(Account, String)> {
     Ok((
@@ -22,7 +13,7 @@ fn account_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(Account, Strin
             username: row.get(1)?,
             password_hash: row.get(2)?,
             role: Role::Admin,
-            created_at: row.get(4)?,
+            created_at: super::instant_column(row, 4)?,
         },
         row.get(3)?,
     ))
@@ -63,7 +54,7 @@ pub fn insert_account(
         username: username.to_owned(),
         password_hash: password_hash.to_owned(),
         role,
-        created_at: now,
+        created_at: super::timestamp(now)?,
     })
 }
 
@@ -252,20 +243,6 @@ pub fn delete_expired_sessions(conn: &Connection, now: i64) -> DbResult<usize> {
     Ok(conn.execute("DELETE FROM sessions WHERE expires_at <= ?1", [now])?)
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiToken {
-    pub id: i64,
-    pub name: String,
-    pub role: Role,
-    pub created_by: Option<String>,
-    pub created_at: i64,
-    pub last_used_at: Option<i64>,
-    pub revoked_at: Option<i64>,
-    /// The named account that made it (also through a token of its own);
-    /// `None`: the built-in admin.
-    pub account_id: Option<i64>,
-}
-
 const TOKEN_COLUMNS: &str =
     "id, name, role, created_by, created_at, last_used_at, revoked_at, account_id";
 
@@ -276,9 +253,9 @@ fn token_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(ApiToken, String
             name: row.get(1)?,
             role: Role::Viewer,
             created_by: row.get(3)?,
-            created_at: row.get(4)?,
-            last_used_at: row.get(5)?,
-            revoked_at: row.get(6)?,
+            created_at: super::instant_column(row, 4)?,
+            last_used_at: super::instant_column_opt(row, 5)?,
+            revoked_at: super::instant_column_opt(row, 6)?,
             account_id: row.get(7)?,
         },
         row.get(2)?,
@@ -311,7 +288,7 @@ pub fn insert_api_token(conn: &Connection, new: &NewApiToken<'_>, now: i64) -> D
         name: name.to_owned(),
         role,
         created_by: Some(created_by.to_owned()),
-        created_at: now,
+        created_at: super::timestamp(now)?,
         last_used_at: None,
         revoked_at: None,
         account_id,

@@ -4,39 +4,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{DbError, DbResult, corrupt, is_unique_violation};
-use crate::model::Role;
-
-/// An identity as the provider last described it, and what ccgate made of it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
-    pub id: i64,
-    pub issuer: String,
-    pub subject: String,
-    pub email: Option<String>,
-    pub email_verified: bool,
-    pub name: Option<String>,
-    pub groups: Vec<String>,
-    /// What the groups gave at the last sign-in or re-check.
-    pub group_role: Option<Role>,
-    /// Set by an admin; wins over the groups.
-    pub role_override: Option<Role>,
-    /// The person this identity is, and their name.
-    pub person: Option<(i64, String)>,
-    pub created_at: i64,
-    pub last_login_at: i64,
-}
-
-impl Identity {
-    /// The role sessions of this identity get; `None`: it may not sign in.
-    pub fn role(&self) -> Option<Role> {
-        self.role_override.or(self.group_role)
-    }
-
-    /// How the audit log names it.
-    pub fn actor(&self) -> String {
-        format!("sso:{}", self.email.as_deref().unwrap_or(&self.subject))
-    }
-}
+use crate::model::{Identity, Role};
 
 /// What the provider said about an identity at a sign-in or re-check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,8 +46,8 @@ fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
             group_role: None,
             role_override: None,
             person: None,
-            created_at: row.get(11)?,
-            last_login_at: row.get(12)?,
+            created_at: super::instant_column(row, 11)?,
+            last_login_at: super::instant_column(row, 12)?,
         },
         row.get(6)?,
         row.get(7)?,

@@ -5,15 +5,19 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+mod account;
 mod alert;
 mod device;
 mod event;
+mod identity;
 mod person;
 mod subscription;
 
+pub use account::{Account, ApiToken};
 pub use alert::{AlertChannel, AlertDelivery, RaisedAlert};
 pub use device::Device;
 pub use event::Event;
+pub use identity::Identity;
 pub use person::{Person, PersonChanges};
 pub use subscription::{Subscription, SubscriptionOrigin};
 

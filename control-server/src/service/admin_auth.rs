@@ -204,7 +204,6 @@ pub async fn authenticate(
 ) -> Result<Option<Principal>> {
     let hash = secrets::hash_token_hex(token);
     let at = state.now();
-    let now = at.as_millisecond();
     let found = if token.starts_with(API_TOKEN_PREFIX) {
         state.store.active_api_token_by_hash(hash).await?.map(Err)
     } else {
@@ -232,7 +231,11 @@ pub async fn authenticate(
         }),
         Some(Err(api_token)) => {
             // Written at most once a minute per token.
-            if api_token.last_used_at.is_none_or(|at| now - at > 60_000) {
+            let minute = jiff::SignedDuration::from_mins(1);
+            if api_token
+                .last_used_at
+                .is_none_or(|used| at.duration_since(used) > minute)
+            {
                 state.store.touch_api_token(api_token.id, at).await?;
             }
             Some(Principal {

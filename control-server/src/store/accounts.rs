@@ -6,10 +6,11 @@ use jiff::Timestamp;
 use super::{Store, StoreResult};
 use crate::alerts::condition::AlertRule;
 use crate::db::audit::AuditEntry;
-use crate::db::auth::{Account, ApiToken, NewApiToken, NewSession, Session};
+use crate::db::auth::{NewApiToken, NewSession, Session};
 use crate::db::events::StoredEvent;
 use crate::model::RaisedAlert;
 use crate::model::Role;
+use crate::model::{Account, ApiToken};
 
 impl Store {
     /// Every named admin/viewer account, oldest first.

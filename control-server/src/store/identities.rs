@@ -6,7 +6,8 @@ use jiff::Timestamp;
 use super::{Store, StoreError, StoreResult};
 use crate::db::audit::AuditEntry;
 use crate::db::auth::{DueRecheck, NewSession};
-use crate::db::identities::{Claims, Identity, PendingLogin};
+use crate::db::identities::{Claims, PendingLogin};
+use crate::model::Identity;
 use crate::model::Role;
 
 /// Who the audit log names for what single sign-on does by itself.

@@ -144,7 +144,7 @@ impl Store {
     pub async fn person_contact(
         &self,
         user_id: i64,
-    ) -> StoreResult<(Option<String>, Option<db::identities::Identity>)> {
+    ) -> StoreResult<(Option<String>, Option<crate::model::Identity>)> {
         dispatch!(self, person_contact(user_id))
     }
 

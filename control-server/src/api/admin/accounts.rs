@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Admin, ts};
+use super::Admin;
 use crate::api::extract::Json;
 use crate::config::MIN_PASSWORD_LEN;
 use crate::db::{self};
@@ -18,10 +18,10 @@ use crate::state::AppState;
 
 type Out = axum::Json<Value>;
 
-fn account_json(account: &db::auth::Account) -> Value {
+fn account_json(account: &crate::model::Account) -> Value {
     json!({
         "id": account.id, "username": account.username, "role": account.role,
-        "created_at": ts(account.created_at),
+        "created_at": account.created_at,
     })
 }
 
@@ -102,12 +102,12 @@ pub async fn remove(
     }
 }
 
-fn token_json(token: &db::auth::ApiToken) -> Value {
+fn token_json(token: &crate::model::ApiToken) -> Value {
     json!({
         "id": token.id, "name": token.name, "role": token.role,
-        "created_by": token.created_by, "created_at": ts(token.created_at),
-        "last_used_at": token.last_used_at.and_then(ts),
-        "revoked_at": token.revoked_at.and_then(ts),
+        "created_by": token.created_by, "created_at": token.created_at,
+        "last_used_at": token.last_used_at,
+        "revoked_at": token.revoked_at,
     })
 }
 

@@ -4,9 +4,9 @@
 use axum::extract::{Path, State};
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::{Admin, ts};
-use crate::db::identities::Identity;
+use super::Admin;
 use crate::error::{Error, Result};
+use crate::model::Identity;
 use crate::model::Role;
 use crate::service::sso;
 use crate::state::AppState;
@@ -49,8 +49,8 @@ impl From<Identity> for IdentityView {
             group_role: identity.group_role,
             role_override: identity.role_override,
             person: identity.person.map(|(id, name)| Person { id, name }),
-            created_at: ts(identity.created_at),
-            last_login_at: ts(identity.last_login_at),
+            created_at: Some(identity.created_at),
+            last_login_at: Some(identity.last_login_at),
         }
     }
 }

@@ -9,9 +9,10 @@ use tokio_postgres::{GenericClient, Row};
 
 use super::insert_audit;
 use crate::db::audit::AuditEntry;
-use crate::db::auth::{Account, ApiToken, NewApiToken, NewSession, Session};
+use crate::db::auth::{NewApiToken, NewSession, Session};
 use crate::db::corrupt;
 use crate::model::Role;
+use crate::model::{Account, ApiToken};
 use crate::postgres::{PgDb, PgError};
 use crate::service::audit;
 use crate::store::{StoreError, StoreResult};
@@ -41,7 +42,7 @@ fn account(row: &Row) -> StoreResult<Account> {
         username: row.try_get(1)?,
         password_hash: row.try_get(2)?,
         role: role(row.try_get(3)?)?,
-        created_at: row.try_get(4)?,
+        created_at: super::instant(row, 4)?,
     })
 }
 
@@ -51,9 +52,9 @@ fn api_token(row: &Row) -> StoreResult<ApiToken> {
         name: row.try_get(1)?,
         role: role(row.try_get(2)?)?,
         created_by: row.try_get(3)?,
-        created_at: row.try_get(4)?,
-        last_used_at: row.try_get(5)?,
-        revoked_at: row.try_get(6)?,
+        created_at: super::instant(row, 4)?,
+        last_used_at: super::instant_opt(row, 5)?,
+        revoked_at: super::instant_opt(row, 6)?,
         account_id: row.try_get(7)?,
     })
 }
@@ -140,7 +141,7 @@ impl PgDb {
             username,
             password_hash,
             role,
-            created_at,
+            created_at: now,
         })
     }
 
@@ -229,7 +230,7 @@ impl PgDb {
             name: name.to_owned(),
             role,
             created_by: Some(created_by.to_owned()),
-            created_at,
+            created_at: now,
             last_used_at: None,
             revoked_at: None,
             account_id,

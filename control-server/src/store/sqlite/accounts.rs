@@ -7,12 +7,13 @@ use serde_json::json;
 use crate::alerts::condition::AlertRule;
 use crate::db::Db;
 use crate::db::audit::AuditEntry;
-use crate::db::auth::{Account, ApiToken, NewApiToken, NewSession, Session};
+use crate::db::auth::{NewApiToken, NewSession, Session};
 use crate::db::events::{EventFilter, StoredEvent};
 use crate::db::{self};
 use crate::model::EventType;
 use crate::model::RaisedAlert;
 use crate::model::Role;
+use crate::model::{Account, ApiToken};
 use crate::service::audit;
 use crate::store::StoreResult;
 

@@ -189,7 +189,7 @@ impl Db {
     pub async fn person_contact(
         &self,
         user_id: i64,
-    ) -> StoreResult<(Option<String>, Option<db::identities::Identity>)> {
+    ) -> StoreResult<(Option<String>, Option<crate::model::Identity>)> {
         self.read(move |conn| {
             Ok((
                 db::identities::user_email(conn, user_id)?,

@@ -5,7 +5,8 @@ use tokio_postgres::types::Json;
 use tokio_postgres::{GenericClient, Row};
 
 use crate::db::corrupt;
-use crate::db::identities::{Claims, Identity};
+use crate::db::identities::Claims;
+use crate::model::Identity;
 use crate::model::Role;
 use crate::store::StoreResult;
 use crate::store::postgres::accounts::{conflict_if_unique, role};
@@ -54,8 +55,8 @@ pub(in crate::store::postgres) fn identity(row: &Row) -> StoreResult<Identity> {
         group_role: optional_role(row.try_get(7)?)?,
         role_override: optional_role(row.try_get(8)?)?,
         person: user_id.zip(user_name),
-        created_at: row.try_get(11)?,
-        last_login_at: row.try_get(12)?,
+        created_at: crate::store::postgres::instant(row, 11)?,
+        last_login_at: crate::store::postgres::instant(row, 12)?,
     })
 }
 
