@@ -27,10 +27,10 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::db::audit::AuditEntry;
 use crate::db::utilization::SubscriptionClaim;
 use crate::db::{self, DbError};
 use crate::error::Error;
+use crate::model::AuditEntry;
 use crate::model::Event;
 use crate::store::Store;
 

@@ -3,19 +3,7 @@
 use rusqlite::{Connection, params};
 
 use super::{DbResult, corrupt};
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct AuditEntry {
-    pub id: i64,
-    pub at: i64,
-    /// `user_created`, `user_updated`, `user_killed`, `tamper`, `login`, …
-    pub kind: String,
-    /// Who did it: `admin`, `account:NAME`, `token:NAME`, `device:ID`.
-    pub actor: Option<String>,
-    pub user_id: Option<i64>,
-    pub device_id: Option<i64>,
-    pub detail: Option<serde_json::Value>,
-}
+use crate::model::AuditEntry;
 
 pub fn insert(conn: &Connection, entry: &AuditEntry) -> DbResult<()> {
     let detail = entry
@@ -29,7 +17,7 @@ pub fn insert(conn: &Connection, entry: &AuditEntry) -> DbResult<()> {
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
     .execute(params![
-        entry.at,
+        entry.at.as_millisecond(),
         entry.kind,
         entry.actor,
         entry.user_id,
@@ -66,7 +54,7 @@ pub fn page(conn: &Connection, filter: &AuditFilter) -> DbResult<Vec<AuditEntry>
             Ok((
                 AuditEntry {
                     id: row.get(0)?,
-                    at: row.get(1)?,
+                    at: super::instant_column(row, 1)?,
                     kind: row.get(2)?,
                     actor: row.get(3)?,
                     user_id: row.get(4)?,

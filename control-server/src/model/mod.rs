@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 mod account;
 mod alert;
+mod audit;
 mod device;
 mod event;
 mod identity;
@@ -15,6 +16,7 @@ mod subscription;
 
 pub use account::{Account, ApiToken};
 pub use alert::{AlertChannel, AlertDelivery, RaisedAlert};
+pub use audit::AuditEntry;
 pub use device::Device;
 pub use event::Event;
 pub use identity::Identity;

@@ -21,7 +21,6 @@ use serde_json::json;
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
-use crate::db::audit::AuditEntry;
 use crate::db::utilization::SubscriptionClaim;
 use crate::error::{Error, Result};
 use crate::hub::StoredUsage;
@@ -29,6 +28,7 @@ use crate::hub::event::{Activity, LiveEvent, TokenFigures};
 use crate::live::devices::DeviceLive;
 use crate::live::reservations::ReservationKey;
 use crate::live::users::UserLive;
+use crate::model::AuditEntry;
 use crate::model::Event;
 use crate::model::EventType;
 use crate::service::audit;

@@ -14,7 +14,7 @@ pub mod users;
 
 use jiff::Timestamp;
 
-use crate::db::audit::AuditEntry;
+use crate::model::AuditEntry;
 
 /// An audit entry at `at`.
 pub fn audit(
@@ -27,7 +27,7 @@ pub fn audit(
 ) -> AuditEntry {
     AuditEntry {
         id: 0,
-        at: at.as_millisecond(),
+        at,
         kind: kind.to_owned(),
         actor: Some(actor.to_owned()),
         user_id,

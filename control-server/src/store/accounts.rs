@@ -5,9 +5,9 @@ use jiff::Timestamp;
 
 use super::{Store, StoreResult};
 use crate::alerts::condition::AlertRule;
-use crate::db::audit::AuditEntry;
 use crate::db::auth::{NewApiToken, NewSession, Session};
 use crate::db::events::StoredEvent;
+use crate::model::AuditEntry;
 use crate::model::RaisedAlert;
 use crate::model::Role;
 use crate::model::{Account, ApiToken};

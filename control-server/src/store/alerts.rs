@@ -5,7 +5,7 @@ use ccgate_quota::wire::SubscriptionUsage;
 use super::{Store, StoreResult};
 use crate::alerts::condition::{AlertRule, SubjectState};
 use crate::db::alerts::{RuleFields, SealedChannel};
-use crate::db::audit::AuditEntry;
+use crate::model::AuditEntry;
 use crate::model::Subscription;
 use crate::model::{AlertChannel, AlertDelivery, RaisedAlert};
 

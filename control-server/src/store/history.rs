@@ -3,9 +3,10 @@
 use ccgate_quota::wire::SubscriptionUsage;
 
 use super::{Store, StoreResult};
-use crate::db::audit::{AuditEntry, AuditFilter};
+use crate::db::audit::AuditFilter;
 use crate::db::events::{EventFilter, StoredEvent, UsageBucket};
 use crate::db::utilization::{ObservationPoint, ServedRequest};
+use crate::model::AuditEntry;
 
 impl Store {
     /// Usage from `from` until before `until` (ms) in 15-minute buckets per

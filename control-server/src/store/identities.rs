@@ -4,9 +4,9 @@
 use jiff::Timestamp;
 
 use super::{Store, StoreError, StoreResult};
-use crate::db::audit::AuditEntry;
 use crate::db::auth::{DueRecheck, NewSession};
 use crate::db::identities::{Claims, PendingLogin};
+use crate::model::AuditEntry;
 use crate::model::Identity;
 use crate::model::Role;
 

@@ -5,7 +5,6 @@ use jiff::Timestamp;
 use serde_json::Value;
 
 use super::{Store, StoreResult};
-use crate::db::{self};
 use crate::model::CodeKind;
 use crate::model::Device;
 use crate::model::{Person, PersonChanges};
@@ -32,7 +31,7 @@ impl Change {
         user_id: Option<i64>,
         device_id: Option<i64>,
         detail: Option<Value>,
-    ) -> db::audit::AuditEntry {
+    ) -> crate::model::AuditEntry {
         audit(self.at, kind, &self.actor, user_id, device_id, detail)
     }
 }

@@ -3,8 +3,8 @@
 use serde_json::json;
 
 use super::{Store, StoreError, StoreResult};
-use crate::db::audit::AuditEntry;
 use crate::db::subscriptions::{NewCredential, SealedCredential};
+use crate::model::AuditEntry;
 use crate::model::Person;
 use crate::model::Subscription;
 

@@ -15,8 +15,8 @@ use crate::alerts::condition::{AlertCondition, AlertRule, DEFAULT_COOLDOWN_SECS}
 use crate::alerts::delivery;
 use crate::api::extract::Json;
 use crate::db::alerts::{RuleFields, SealedChannel};
-use crate::db::audit::AuditEntry;
 use crate::error::{Error, Result};
+use crate::model::AuditEntry;
 use crate::model::{AlertChannel, AlertDelivery, RaisedAlert};
 use crate::service::audit;
 use crate::state::AppState;

@@ -207,7 +207,7 @@ pub async fn audit(State(state): State<AppState>, Query(query): Query<AuditQuery
         .iter()
         .map(|e| {
             json!({
-                "id": e.id, "at": ts(e.at), "kind": e.kind, "actor": e.actor,
+                "id": e.id, "at": e.at, "kind": e.kind, "actor": e.actor,
                 "user_id": e.user_id, "device_id": e.device_id, "detail": e.detail,
             })
         })

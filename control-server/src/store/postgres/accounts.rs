@@ -8,9 +8,9 @@ use serde_json::json;
 use tokio_postgres::{GenericClient, Row};
 
 use super::insert_audit;
-use crate::db::audit::AuditEntry;
 use crate::db::auth::{NewApiToken, NewSession, Session};
 use crate::db::corrupt;
+use crate::model::AuditEntry;
 use crate::model::Role;
 use crate::model::{Account, ApiToken};
 use crate::postgres::{PgDb, PgError};

@@ -6,10 +6,11 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{GenericClient, Row};
 
 use super::{column, count, read_snapshot};
-use crate::db::audit::{AuditEntry, AuditFilter};
+use crate::db::audit::AuditFilter;
 use crate::db::events::{BUCKET_MS, EventFilter, StoredEvent, UsageBucket};
 use crate::db::utilization::{ObservationPoint, ServedRequest};
 use crate::db::{corrupt, enum_from_text};
+use crate::model::AuditEntry;
 use crate::model::Event;
 use crate::model::EventType;
 use crate::postgres::PgDb;
@@ -280,7 +281,7 @@ impl PgDb {
             .map(|row| {
                 Ok(AuditEntry {
                     id: column(row, 0)?,
-                    at: column(row, 1)?,
+                    at: super::instant(row, 1)?,
                     kind: column(row, 2)?,
                     actor: column(row, 3)?,
                     user_id: column(row, 4)?,

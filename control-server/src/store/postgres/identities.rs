@@ -14,10 +14,10 @@ use self::statements::{
 };
 use super::accounts::{conflict_if_unique, insert_session};
 use super::insert_audit;
-use crate::db::audit::AuditEntry;
 use crate::db::auth::{DueRecheck, NewSession};
 use crate::db::corrupt;
 use crate::db::identities::{Claims, PendingLogin};
+use crate::model::AuditEntry;
 use crate::model::Identity;
 use crate::model::Role;
 use crate::postgres::PgDb;

@@ -18,8 +18,8 @@ use deadpool_postgres::{Object, Transaction};
 use tokio_postgres::types::FromSql;
 use tokio_postgres::{GenericClient, IsolationLevel, Row};
 
-use crate::db::audit::AuditEntry;
 use crate::db::corrupt;
+use crate::model::AuditEntry;
 use crate::store::StoreResult;
 
 /// Column `index` of `row`; a value of another type is corrupt data.
@@ -62,7 +62,7 @@ async fn insert_audit(client: &impl GenericClient, entry: &AuditEntry) -> StoreR
             "INSERT INTO audit_log (at, kind, actor, user_id, device_id, detail)
              VALUES ($1, $2, $3, $4, $5, $6)",
             &[
-                &entry.at,
+                &entry.at.as_millisecond(),
                 &entry.kind,
                 &entry.actor,
                 &entry.user_id,

@@ -6,10 +6,10 @@ use serde_json::json;
 
 use crate::alerts::condition::AlertRule;
 use crate::db::Db;
-use crate::db::audit::AuditEntry;
 use crate::db::auth::{NewApiToken, NewSession, Session};
 use crate::db::events::{EventFilter, StoredEvent};
 use crate::db::{self};
+use crate::model::AuditEntry;
 use crate::model::EventType;
 use crate::model::RaisedAlert;
 use crate::model::Role;

@@ -4,9 +4,10 @@ use ccgate_quota::wire::SubscriptionUsage;
 
 use crate::db;
 use crate::db::Db;
-use crate::db::audit::{AuditEntry, AuditFilter};
+use crate::db::audit::AuditFilter;
 use crate::db::events::{EventFilter, StoredEvent, UsageBucket};
 use crate::db::utilization::{ObservationPoint, ServedRequest};
+use crate::model::AuditEntry;
 use crate::store::StoreResult;
 
 impl Db {

@@ -5,10 +5,10 @@ use jiff::Timestamp;
 use serde_json::json;
 
 use crate::db::Db;
-use crate::db::audit::AuditEntry;
 use crate::db::auth::{DueRecheck, NewSession};
 use crate::db::identities::{Claims, PendingLogin};
 use crate::db::{self};
+use crate::model::AuditEntry;
 use crate::model::Identity;
 use crate::model::Role;
 use crate::service::audit;

@@ -4,8 +4,8 @@ use rusqlite::Transaction;
 
 use crate::db;
 use crate::db::Db;
-use crate::db::audit::AuditEntry;
 use crate::db::subscriptions::{NewCredential, SealedCredential};
+use crate::model::AuditEntry;
 use crate::model::Person;
 use crate::model::Subscription;
 use crate::store::StoreResult;

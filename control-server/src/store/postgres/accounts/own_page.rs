@@ -4,9 +4,9 @@
 use jiff::Timestamp;
 
 use crate::alerts::condition::{AlertCondition, AlertRule, DEFAULT_COOLDOWN_SECS};
-use crate::db::audit::AuditEntry;
 use crate::db::corrupt;
 use crate::db::events::StoredEvent;
+use crate::model::AuditEntry;
 use crate::model::RaisedAlert;
 use crate::postgres::PgDb;
 use crate::store::StoreResult;
