@@ -316,6 +316,17 @@ async fn one_replica_raises_an_alert_and_another_takes_over_when_it_stops() {
     b.stop().await;
 }
 
+/// Stores through `server` the event of an Opus prompt of turn `turn`
+/// that counted, sent now.
+async fn store_opus_prompt(server: &TestServer, token: &str, event_id: &str, turn: &str) {
+    let now = jiff::Timestamp::now().to_string();
+    let event = common::request_event(event_id, &now, "claude-opus-4-5", turn, true, 100);
+    let (status, body) = server
+        .agent(token, "/events", json!({ "events": [event] }))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
 #[tokio::test]
 async fn usage_stored_through_one_replica_shows_on_the_other() {
     let (_postgres, a, b) = two_replicas(|_| {}).await;
@@ -328,19 +339,7 @@ async fn usage_stored_through_one_replica_shows_on_the_other() {
     // A, counts on B and settles B's hold.
     assert!(b.allowed(&token, "t:1", "claude-opus-4-5").await);
     assert_eq!(b.user(user_id).await["pending_prompts"], 1);
-    let now = jiff::Timestamp::now().to_string();
-    let event = common::request_event(
-        "00000000-0000-4000-8000-0000000000e1",
-        &now,
-        "claude-opus-4-5",
-        "t:1",
-        true,
-        100,
-    );
-    let (status, body) = a
-        .agent(&token, "/events", json!({ "events": [event] }))
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    store_opus_prompt(&a, &token, "00000000-0000-4000-8000-0000000000e1", "t:1").await;
     let on_b = eventually(WAIT, || async {
         let user = b.user(user_id).await;
         (user["usage"]["opus"] == 1 && user["pending_prompts"] == 0).then_some(user)
@@ -372,19 +371,7 @@ async fn usage_a_replica_missed_while_not_listening_shows_once_it_listens_again(
         .unwrap()
         .get(0);
     assert_eq!(cut, 2);
-    let now = jiff::Timestamp::now().to_string();
-    let event = common::request_event(
-        "00000000-0000-4000-8000-0000000000e2",
-        &now,
-        "claude-opus-4-5",
-        "t:2",
-        true,
-        100,
-    );
-    let (status, body) = a
-        .agent(&token, "/events", json!({ "events": [event] }))
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    store_opus_prompt(&a, &token, "00000000-0000-4000-8000-0000000000e2", "t:2").await;
     assert_eq!(a.user(user_id).await["usage"]["opus"], 1);
 
     // B listens again by itself and reads the figures it may have missed.
