@@ -30,8 +30,7 @@ use tokio::time::Instant;
 use crate::db::utilization::SubscriptionClaim;
 use crate::db::{self, DbError};
 use crate::error::Error;
-use crate::model::AuditEntry;
-use crate::model::Event;
+use crate::model::{AuditEntry, Event};
 use crate::store::Store;
 
 /// Rows written in one transaction at most.

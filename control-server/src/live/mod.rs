@@ -13,8 +13,7 @@ use std::sync::{Arc, RwLock};
 use jiff::Timestamp;
 
 use crate::db::settings::TeamSettings;
-use crate::model::Device;
-use crate::model::Person;
+use crate::model::{Device, Person};
 use ccgate_quota::UsageIndex;
 
 use crate::secrets::{self, TokenHash};

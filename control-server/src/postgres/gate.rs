@@ -26,8 +26,7 @@ use jiff::Timestamp;
 use tokio_postgres::types::Json;
 
 use super::{PgDb, PgError};
-use crate::model::Event;
-use crate::model::EventType;
+use crate::model::{Event, EventType};
 
 /// What a check decided, and until when its prompt is held if allowed.
 #[derive(Debug, Clone)]

@@ -7,10 +7,7 @@ use super::{Store, StoreResult};
 use crate::alerts::condition::AlertRule;
 use crate::db::auth::{NewApiToken, NewSession, Session};
 use crate::db::events::StoredEvent;
-use crate::model::AuditEntry;
-use crate::model::RaisedAlert;
-use crate::model::Role;
-use crate::model::{Account, ApiToken};
+use crate::model::{Account, ApiToken, AuditEntry, RaisedAlert, Role};
 
 impl Store {
     /// Every named admin/viewer account, oldest first.

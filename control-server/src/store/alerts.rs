@@ -5,9 +5,7 @@ use ccgate_quota::wire::SubscriptionUsage;
 use super::{Store, StoreResult};
 use crate::alerts::condition::{AlertRule, SubjectState};
 use crate::db::alerts::{RuleFields, SealedChannel};
-use crate::model::AuditEntry;
-use crate::model::Subscription;
-use crate::model::{AlertChannel, AlertDelivery, RaisedAlert};
+use crate::model::{AlertChannel, AlertDelivery, AuditEntry, RaisedAlert, Subscription};
 
 /// `entry` with `id` added to its detail under `key` (a creation's audit
 /// names what it created, whose id the insert gives).

@@ -4,8 +4,7 @@ use jiff::Timestamp;
 
 use super::{Store, StoreResult};
 use crate::db::devices::CodeProblem;
-use crate::model::Device;
-use crate::model::{DeviceDetails, DeviceKind};
+use crate::model::{Device, DeviceDetails, DeviceKind};
 
 /// A device to create once its install code is redeemed.
 #[derive(Debug, Clone)]

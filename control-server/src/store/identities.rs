@@ -6,9 +6,7 @@ use jiff::Timestamp;
 use super::{Store, StoreError, StoreResult};
 use crate::db::auth::{DueRecheck, NewSession};
 use crate::db::identities::{Claims, PendingLogin};
-use crate::model::AuditEntry;
-use crate::model::Identity;
-use crate::model::Role;
+use crate::model::{AuditEntry, Identity, Role};
 
 /// Who the audit log names for what single sign-on does by itself.
 pub(super) const SSO_ACTOR: &str = "sso";

@@ -5,9 +5,7 @@ use jiff::Timestamp;
 use serde_json::Value;
 
 use super::{Store, StoreResult};
-use crate::model::CodeKind;
-use crate::model::Device;
-use crate::model::{Person, PersonChanges};
+use crate::model::{CodeKind, Device, Person, PersonChanges};
 use crate::service::audit;
 
 /// Who changes the record, and when: every audited use case takes one.

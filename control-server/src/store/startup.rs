@@ -9,9 +9,7 @@ use jiff::Timestamp;
 
 use super::{PendingToken, Store, StoreResult};
 use crate::db::settings::TeamSettings;
-use crate::model::Device;
-use crate::model::Person;
-use crate::model::Subscription;
+use crate::model::{Device, Person, Subscription};
 
 /// Everything the live state starts from, read in one transaction.
 #[derive(Debug)]

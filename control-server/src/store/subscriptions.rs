@@ -4,9 +4,7 @@ use serde_json::json;
 
 use super::{Store, StoreError, StoreResult};
 use crate::db::subscriptions::{NewCredential, SealedCredential};
-use crate::model::AuditEntry;
-use crate::model::Person;
-use crate::model::Subscription;
+use crate::model::{AuditEntry, Person, Subscription};
 
 /// What the audit log keeps of a subscription: never the credential.
 pub(super) fn describe(row: &Subscription) -> serde_json::Value {

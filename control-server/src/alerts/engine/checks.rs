@@ -10,8 +10,7 @@ use jiff::Timestamp;
 
 use super::{CREDENTIAL_LIFETIME, Engine, Firing, cooldown_ms, percent, reset_phrase};
 use crate::alerts::condition::{AlertCondition, AlertRule, HitOrReset};
-use crate::model::PlanWindow;
-use crate::model::{Subscription, SubscriptionOrigin};
+use crate::model::{PlanWindow, Subscription, SubscriptionOrigin};
 
 impl Engine {
     /// Thresholds and hits of every subscription's windows.

@@ -16,8 +16,7 @@ use crate::alerts::delivery;
 use crate::api::extract::Json;
 use crate::db::alerts::{RuleFields, SealedChannel};
 use crate::error::{Error, Result};
-use crate::model::AuditEntry;
-use crate::model::{AlertChannel, AlertDelivery, RaisedAlert};
+use crate::model::{AlertChannel, AlertDelivery, AuditEntry, RaisedAlert};
 use crate::service::audit;
 use crate::state::AppState;
 

@@ -6,8 +6,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use super::Admin;
 use crate::error::{Error, Result};
-use crate::model::Identity;
-use crate::model::Role;
+use crate::model::{Identity, Role};
 use crate::service::sso;
 use crate::state::AppState;
 

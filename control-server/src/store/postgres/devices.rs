@@ -6,8 +6,7 @@ use tokio_postgres::{GenericClient, Row};
 
 use crate::db::devices::CodeProblem;
 use crate::db::{corrupt, non_empty};
-use crate::model::Device;
-use crate::model::{CodeKind, DeviceDetails};
+use crate::model::{CodeKind, Device, DeviceDetails};
 use crate::postgres::PgDb;
 use crate::service::audit;
 use crate::store::StoreResult;

@@ -10,9 +10,7 @@ use crate::db::audit::AuditFilter;
 use crate::db::events::{BUCKET_MS, EventFilter, StoredEvent, UsageBucket};
 use crate::db::utilization::{ObservationPoint, ServedRequest};
 use crate::db::{corrupt, enum_from_text};
-use crate::model::AuditEntry;
-use crate::model::Event;
-use crate::model::EventType;
+use crate::model::{AuditEntry, Event, EventType};
 use crate::postgres::PgDb;
 use crate::store::StoreResult;
 

@@ -9,11 +9,7 @@ use crate::db::Db;
 use crate::db::auth::{NewApiToken, NewSession, Session};
 use crate::db::events::{EventFilter, StoredEvent};
 use crate::db::{self};
-use crate::model::AuditEntry;
-use crate::model::EventType;
-use crate::model::RaisedAlert;
-use crate::model::Role;
-use crate::model::{Account, ApiToken};
+use crate::model::{Account, ApiToken, AuditEntry, EventType, RaisedAlert, Role};
 use crate::service::audit;
 use crate::store::StoreResult;
 

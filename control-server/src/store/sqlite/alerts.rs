@@ -6,9 +6,7 @@ use crate::alerts::condition::{AlertRule, SubjectState};
 use crate::db;
 use crate::db::Db;
 use crate::db::alerts::{RuleFields, SealedChannel};
-use crate::model::AuditEntry;
-use crate::model::Subscription;
-use crate::model::{AlertChannel, AlertDelivery, RaisedAlert};
+use crate::model::{AlertChannel, AlertDelivery, AuditEntry, RaisedAlert, Subscription};
 use crate::store::StoreResult;
 use crate::store::alerts::naming;
 

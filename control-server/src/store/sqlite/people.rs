@@ -7,8 +7,7 @@ use serde_json::{Value, json};
 use crate::db::Db;
 use crate::db::users::NewUser;
 use crate::db::{self};
-use crate::model::Device;
-use crate::model::{Person, PersonChanges};
+use crate::model::{Device, Person, PersonChanges};
 use crate::store::StoreResult;
 use crate::store::{Change, NewInstallCode, NewPerson, PendingToken};
 

@@ -5,9 +5,7 @@ use rusqlite::Transaction;
 use crate::db;
 use crate::db::Db;
 use crate::db::subscriptions::{NewCredential, SealedCredential};
-use crate::model::AuditEntry;
-use crate::model::Person;
-use crate::model::Subscription;
+use crate::model::{AuditEntry, Person, Subscription};
 use crate::store::StoreResult;
 use crate::store::subscriptions::{describing, not_found};
 

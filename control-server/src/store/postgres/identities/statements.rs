@@ -6,8 +6,7 @@ use tokio_postgres::{GenericClient, Row};
 
 use crate::db::corrupt;
 use crate::db::identities::Claims;
-use crate::model::Identity;
-use crate::model::Role;
+use crate::model::{Identity, Role};
 use crate::store::StoreResult;
 use crate::store::postgres::accounts::{conflict_if_unique, role};
 
