@@ -254,8 +254,22 @@ pub(crate) fn instant_column(
     row: &rusqlite::Row<'_>,
     index: usize,
 ) -> rusqlite::Result<jiff::Timestamp> {
-    let ms: i64 = row.get(index)?;
-    jiff::Timestamp::from_millisecond(ms).map_err(|e| {
+    instant_of(index, row.get(index)?)
+}
+
+/// Column `index` of `row`, an optional time stored as ms since the epoch.
+pub(crate) fn instant_column_opt(
+    row: &rusqlite::Row<'_>,
+    index: usize,
+) -> rusqlite::Result<Option<jiff::Timestamp>> {
+    row.get::<_, Option<i64>>(index)?
+        .map(|ms| instant_of(index, ms))
+        .transpose()
+}
+
+/// `ms` read from column `index`, as a time.
+fn instant_of(index: usize, ms: i64) -> rusqlite::Result<jiff::Timestamp> {
+    timestamp(ms).map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(
             index,
             rusqlite::types::Type::Integer,
@@ -264,24 +278,13 @@ pub(crate) fn instant_column(
     })
 }
 
-/// Column `index` of `row`, an optional time stored as ms since the epoch.
-pub(crate) fn instant_column_opt(
-    row: &rusqlite::Row<'_>,
-    index: usize,
-) -> rusqlite::Result<Option<jiff::Timestamp>> {
-    match row.get::<_, Option<i64>>(index)? {
-        None => Ok(None),
-        Some(_) => instant_column(row, index).map(Some),
-    }
-}
-
 /// Column `index` of `row`, an enum stored as its serde name.
 pub(crate) fn enum_column<T: serde::de::DeserializeOwned>(
     row: &rusqlite::Row<'_>,
     index: usize,
 ) -> rusqlite::Result<T> {
     let text: String = row.get(index)?;
-    serde_json::from_value(serde_json::Value::String(text)).map_err(|e| {
+    enum_from_text(&text).map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, Box::new(e))
     })
 }
