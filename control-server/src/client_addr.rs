@@ -2,8 +2,10 @@
 //! the proxies the operator named (`TRUSTED_PROXIES`): then the client is
 //! the last address in `X-Forwarded-For` that is not a trusted proxy
 //! itself, read from the right, as each proxy appends the address it was
-//! reached from. A header from any other peer is ignored, so a client
-//! cannot pick the address its failed logins count against.
+//! reached from; when every entry is in a trusted range (a client on the
+//! proxies' own network), the rightmost, what the nearest proxy saw. A
+//! header from any other peer is ignored, so a client cannot pick the
+//! address its failed logins count against.
 
 use std::net::IpAddr;
 
@@ -69,7 +71,6 @@ impl TrustedProxies {
         if !self.trusts(peer) {
             return peer;
         }
-        let mut client = peer;
         // Every header line in order, each a list; the rightmost entries were
         // written by the proxies nearest to this server.
         let forwarded: Vec<&str> = headers
@@ -78,17 +79,21 @@ impl TrustedProxies {
             .filter_map(|value| value.to_str().ok())
             .flat_map(|value| value.split(','))
             .collect();
+        // What the nearest proxy saw: the client when every entry is in a
+        // trusted range (a client on the proxies' own network), since what
+        // lies further left the client may have written itself.
+        let mut nearest = None;
         for entry in forwarded.into_iter().rev() {
             let Ok(address) = entry.trim().parse::<IpAddr>() else {
                 // Unreadable: nothing to its left can be believed either.
                 break;
             };
-            client = address;
             if !self.trusts(address) {
-                break;
+                return address;
             }
+            nearest.get_or_insert(address);
         }
-        client
+        nearest.unwrap_or(peer)
     }
 }
 
@@ -132,6 +137,11 @@ mod tests {
         // Garbage stops the walk at what was read so far.
         let headers = forwarded(&["198.51.100.7, not-an-address, 192.0.2.10"]);
         assert_eq!(proxies.client(ip("10.0.0.2"), &headers), ip("192.0.2.10"));
+        // A client inside a trusted range cannot pass for another address
+        // by writing one itself (a proxy that appends keeps it).
+        let lan = TrustedProxies::parse("private_ranges").unwrap();
+        let headers = forwarded(&["127.0.0.1, 10.9.8.7"]);
+        assert_eq!(lan.client(ip("127.0.0.1"), &headers), ip("10.9.8.7"));
         // IPv4 peers written as IPv6-mapped addresses are the same peers.
         let headers = forwarded(&["2001:db8::5"]);
         assert_eq!(
